@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages edgeroute's build and tests need.
+# Idempotent: runs `apt-get update` and `apt-get install` only when a package
+# is missing. Needs root (or sudo) the first time.
+set -euo pipefail
+
+PACKAGES=(
+  bazel-bootstrap
+  g++
+  pkg-config
+  libabsl-dev
+  libflatbuffers-dev
+  flatbuffers-compiler
+  librocksdb-dev
+  liburing-dev
+  libsimdjson-dev
+  libbenchmark-dev
+  libgtest-dev
+  libgmock-dev
+  libsqlite3-dev
+  python3
+  python3-pytest
+  mosquitto
+  mosquitto-clients
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+echo "edgeroute setup: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole edgeroute test suite: installs what is missing, builds everything
+# offline, runs every test (with -Werror), the ThreadSanitizer pass over the
+# concurrent code, and prints `N passed, N failed` counted from the results.
+# Exit status is non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+BAZEL_FLAGS=(--config=ci)
+if [ "${CI:-}" = "true" ]; then
+  BAZEL_FLAGS+=(--jobs=2 --local_ram_resources=HOST_RAM*.5)
+fi
+
+results="$(mktemp -d)"
+status=0
+
+echo "== bazel test //... (offline, -Werror)"
+bazel test "${BAZEL_FLAGS[@]}" //... || status=1
+cp -rL bazel-testlogs "$results/default" 2>/dev/null || true
+
+# Concurrent code again under ThreadSanitizer (tests tagged "tsan").
+echo "== bazel test --config=tsan (tests tagged tsan)"
+tsan_targets=$(bazel query 'attr(tags, "\btsan\b", tests(//...))' 2>/dev/null)
+if [ -n "$tsan_targets" ]; then
+  bazel test "${BAZEL_FLAGS[@]}" --config=tsan $tsan_targets || status=1
+  cp -rL bazel-testlogs "$results/tsan" 2>/dev/null || true
+fi
+
+# Python binding tests (pytest from Debian, under Debian's interpreter).
+if [ -d bindings/python/tests ] && ls bindings/python/tests/test_*.py >/dev/null 2>&1; then
+  echo "== pytest bindings/python"
+  bazel build "${BAZEL_FLAGS[@]}" //bindings/c:libedgeroute.so || status=1
+  EDGEROUTE_LIBRARY="$PWD/bazel-bin/bindings/c/libedgeroute.so" \
+    PYTHONPATH="$PWD/bindings/python" \
+    /usr/bin/python3 -m pytest -q bindings/python/tests \
+    --junitxml="$results/pytest.junit.xml" || status=1
+fi
+
+/usr/bin/python3 tools/ci/count_results.py "$results"
+rm -rf "$results"
+exit $status
