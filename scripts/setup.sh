@@ -22,6 +22,7 @@ PACKAGES=(
   python3-pytest
   mosquitto
   mosquitto-clients
+  libmosquitto-dev
 )
 
 missing=()
