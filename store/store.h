@@ -1,0 +1,272 @@
+// Durable store-and-forward for edgeroute: per-(endpoint, priority) queues of
+// message references on RocksDB, with TTL, checkpoints, crash recovery and a
+// disk-usage limit. The on-disk format is described in store/FORMAT.md.
+//
+// A message is written once (its FlatBuffers bytes) however many queues
+// reference it; each queue holds small references with monotonic 64-bit
+// offsets. A payload is deleted when its last reference is removed. A
+// background cleanup removes delivered and expired references and gives the
+// disk space back.
+//
+// Usage:
+//   StoreOptions options;
+//   options.directory = dir;
+//   EDGEROUTE_ASSIGN_OR_RETURN(std::unique_ptr<Store> store,
+//                              Store::Open(options));
+//   EDGEROUTE_ASSIGN_OR_RETURN(uint32_t q, store->OpenQueue({"upstream", 0}));
+//   QueueTarget target{q, /*ttl_secs=*/7200};
+//   AppendItem item{message_bytes, absl::MakeConstSpan(&target, 1)};
+//   EDGEROUTE_RETURN_IF_ERROR(store->Append(absl::MakeConstSpan(&item, 1)));
+//   std::vector<StoredMessage> batch;
+//   EDGEROUTE_RETURN_IF_ERROR(store->Read(q, 100, &batch));
+//   ... deliver ...
+//   EDGEROUTE_RETURN_IF_ERROR(store->Checkpoint(q, batch.back().offset));
+
+#ifndef EDGEROUTE_STORE_STORE_H_
+#define EDGEROUTE_STORE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "message/clock.h"
+
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
+namespace edgeroute::store {
+
+// When Append returns OK, the batch survives:
+enum class Durability : uint8_t {
+  // ...a crash of this process (RocksDB write-ahead log, no fsync). What
+  // edgeHub gives. A power loss may lose the most recent batches.
+  kProcess,
+  // ...a power loss (the write-ahead log is fsynced before Append returns).
+  // Concurrent appenders are group-committed: one fsync covers every batch
+  // that was waiting while the previous fsync ran.
+  kPower,
+};
+
+// What Append does when the store holds max_bytes.
+enum class FullPolicy : uint8_t {
+  // Fail the batch with ResourceExhausted; nothing is written.
+  kReject,
+  // Remove the oldest references of the lowest-priority queue (largest
+  // priority number, the default priority last of all), counted in
+  // Stats::dropped_full, until the batch fits. Fails with ResourceExhausted
+  // only if the batch does not fit even in an empty store.
+  kDropOldest,
+};
+
+// The default priority (a route without "priority"): lower than 0..9.
+inline constexpr uint8_t kDefaultPriority = 10;
+
+struct StoreOptions {
+  // The directory holding the store; created if missing. Required.
+  std::string directory;
+
+  // Default: kProcess.
+  Durability durability = Durability::kProcess;
+
+  // Upper bound on the stored bytes (payloads + references + keys, counted
+  // exactly by the store), 0 = unlimited. The files on disk exceed it by the
+  // RocksDB overhead not yet compacted away (bounded by the write buffer,
+  // write-ahead log limits below and pending compactions). Default: 0.
+  uint64_t max_bytes = 0;
+  // Default: kReject.
+  FullPolicy full_policy = FullPolicy::kReject;
+
+  // Time source for enqueue times and TTL. Not owned; must outlive the store.
+  // Default: SystemClock().
+  Clock* clock = SystemClock();
+
+  // Period of the background cleanup, in milliseconds of real time. 0 = no
+  // background cleanup (call RunCleanup() yourself). Default: 30 s.
+  int64_t cleanup_interval_ms = 30'000;
+
+  // Cleanup compacts the ranges it deleted (returning the space to the file
+  // system) once at least this many bytes were removed since the last
+  // compaction. Larger values mean fewer rewrites of flash. Default: 4 MiB.
+  uint64_t compact_after_bytes = 4u << 20;
+
+  // RocksDB memtable size per column family; also bounds how much
+  // un-flushed data a recovery replays. Default: 16 MiB.
+  uint64_t write_buffer_bytes = 16u << 20;
+  // Write-ahead log limit: column families are flushed when the logs pass
+  // it. Default: 64 MiB (edgeHub: 512 MiB).
+  uint64_t max_wal_bytes = 64u << 20;
+  // RocksDB's informational LOG: rotated at this size, at most
+  // `keep_log_files` kept. Default: 1 MiB, 2 files.
+  uint64_t max_info_log_bytes = 1u << 20;
+  uint32_t keep_log_files = 2;
+
+  // For fault-injection tests only: the RocksDB environment to use. Not
+  // owned; must outlive the store. Default: nullptr (the default Env).
+  rocksdb::Env* env = nullptr;
+};
+
+// Names one queue: an endpoint and a priority (0-9, or kDefaultPriority).
+struct QueueId {
+  std::string endpoint_id;
+  uint8_t priority = kDefaultPriority;
+
+  friend bool operator==(const QueueId& a, const QueueId& b) {
+    return a.priority == b.priority && a.endpoint_id == b.endpoint_id;
+  }
+};
+
+// One queue a message goes to.
+struct QueueTarget {
+  // A handle returned by Store::OpenQueue.
+  uint32_t queue = 0;
+  // Time to live from the append time, in seconds; fixed at enqueue time.
+  // <= 0 means infinite (edgeHub's -1 default).
+  int64_t ttl_secs = -1;
+};
+
+// One message and every queue it goes to. The spans are only read during
+// Append.
+struct AppendItem {
+  // The message's FlatBuffers bytes (message/message.h), stored as is.
+  // REQUIRES: the bytes were built or verified by the caller; the store
+  // verifies them again when they are read back from disk.
+  absl::Span<const uint8_t> message;
+  // Queues the message is appended to; an item without targets is ignored.
+  absl::Span<const QueueTarget> targets;
+};
+
+// A message read back from a queue.
+struct StoredMessage {
+  // The message's offset in its queue (the first offset is 1).
+  uint64_t offset = 0;
+  // Store append time, microseconds since the epoch (Clock::NowMicros()).
+  int64_t enqueue_time_us = 0;
+  // When the reference expires; INT64_MAX for an infinite TTL.
+  int64_t expiry_us = 0;
+  // The message bytes, verified as a message (MessageView::Verify) after
+  // being read. std::string storage is suitably aligned for
+  // MessageView::FromTrustedBytes on the usual allocators only; verify with
+  // a copy into aligned storage if in doubt.
+  std::string bytes;
+};
+
+// The store. Thread-safety: every method may be called concurrently from any
+// thread, except Close() and destruction, which must not race other calls.
+// Ordering: the offsets of one queue are assigned in commit order; a
+// message is visible to Read only after its Append returned (or is about to
+// return) OK.
+class Store {
+ public:
+  // Opens or creates the store in options.directory and recovers every
+  // queue (head, tail, checkpoint). Errors: InvalidArgument (bad options),
+  // DataLoss (corrupt files, with the RocksDB message naming them),
+  // FailedPrecondition (an unknown format version), Unavailable (locked by
+  // another process, I/O errors).
+  static absl::StatusOr<std::unique_ptr<Store>> Open(
+      const StoreOptions& options);
+
+  virtual ~Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Creates the queue `id` or returns the handle of the existing one. Handles
+  // are small integers, stable for the life of the store directory.
+  // Errors: InvalidArgument (priority > kDefaultPriority, empty endpoint id).
+  virtual absl::StatusOr<uint32_t> OpenQueue(const QueueId& id) = 0;
+
+  // Every queue of the store, indexed by handle.
+  virtual std::vector<QueueId> ListQueues() const = 0;
+
+  // Appends every item of `batch` to its queues in ONE RocksDB WriteBatch:
+  // each message is in all of its queues or in none. Returns when the batch
+  // has the store's durability. Errors: InvalidArgument (unknown queue
+  // handle), ResourceExhausted (max_bytes reached under kReject, or the disk
+  // is full: nothing of the batch was written, retry later), Unavailable
+  // (I/O error).
+  virtual absl::Status Append(absl::Span<const AppendItem> batch) = 0;
+
+  // Replaces *out with up to `max` unexpired messages that follow the
+  // queue's checkpoint, in offset order. Expired references are skipped and
+  // counted (Stats::expired), never returned. Errors: InvalidArgument
+  // (unknown queue), DataLoss (a reference or payload is corrupt or missing;
+  // the message names queue, offset and payload).
+  virtual absl::Status Read(uint32_t queue, size_t max,
+                            std::vector<StoredMessage>* out) = 0;
+
+  // Like Read, but starts after `after_offset` instead of the checkpoint
+  // (for readers that keep several batches in flight).
+  virtual absl::Status ReadAfter(uint32_t queue, uint64_t after_offset,
+                                 size_t max,
+                                 std::vector<StoredMessage>* out) = 0;
+
+  // Marks every message of `queue` with offset <= `offset` as delivered.
+  // A checkpoint never moves back (a smaller offset is a no-op). Written to
+  // the write-ahead log without fsync: after a power loss a checkpoint may
+  // step back, which re-delivers (at-least-once), never loses.
+  // Errors: InvalidArgument (unknown queue, offset beyond the tail).
+  virtual absl::Status Checkpoint(uint32_t queue, uint64_t offset) = 0;
+
+  struct QueueStats {
+    QueueId id;
+    // Offset of the first reference still stored (tail + 1 when empty).
+    uint64_t head = 0;
+    // Offset of the last reference appended (0 before the first).
+    uint64_t tail = 0;
+    // Everything <= checkpoint is delivered.
+    uint64_t checkpoint = 0;
+    // References after the checkpoint, expired ones included until cleanup.
+    uint64_t depth = 0;
+    // Enqueue time of the first reference after the checkpoint; 0 if none.
+    int64_t oldest_enqueue_us = 0;
+  };
+  struct Stats {
+    std::vector<QueueStats> queues;
+    // Size of every file in the directory.
+    uint64_t bytes_on_disk = 0;
+    // Bytes counted against max_bytes.
+    uint64_t stored_bytes = 0;
+    // Payloads stored (each once, however many references).
+    uint64_t payloads = 0;
+    // Counters since Open: expired references skipped by reads or removed by
+    // cleanup (each counted once per Open), references dropped by
+    // kDropOldest, appends rejected for lack of space.
+    uint64_t expired = 0;
+    uint64_t dropped_full = 0;
+    uint64_t rejected_full = 0;
+    // Bytes RocksDB wrote to files since Open (write-ahead log, flushes,
+    // compactions): the numerator of write amplification.
+    uint64_t bytes_written_to_disk = 0;
+  };
+  // Control plane: takes a few file-system and RocksDB calls.
+  virtual Stats GetStats() const = 0;
+
+  // Removes delivered and expired references, deletes payloads nobody
+  // references, and compacts what was deleted once compact_after_bytes is
+  // reached (or when `force_compaction`). Runs in the background every
+  // cleanup_interval_ms as well; never blocks Append except under
+  // kDropOldest when the store is full.
+  virtual absl::Status RunCleanup(bool force_compaction = false) = 0;
+
+  // Stops the background cleanup and closes the database. Further calls
+  // fail with FailedPrecondition. Idempotent; also done by the destructor.
+  virtual absl::Status Close() = 0;
+
+ protected:
+  Store() = default;
+};
+
+// A human-readable report of the store in `directory` (queues, depths,
+// checkpoints, oldest message age, bytes on disk), for
+// `edgeroute store inspect DIR`. Opens the store read-only, so it works while
+// another process has it open. `clock` gives "now" for message ages.
+absl::StatusOr<std::string> InspectStore(const std::string& directory,
+                                         Clock* clock = SystemClock());
+
+}  // namespace edgeroute::store
+
+#endif  // EDGEROUTE_STORE_STORE_H_
