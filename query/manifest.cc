@@ -1,0 +1,1302 @@
+#include "query/manifest.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "message/message.h"
+
+namespace edgeroute::query {
+namespace {
+
+// ---------------------------------------------------------------------------
+// A small strict JSON reader that remembers where every value starts and
+// ends in the source, so that every manifest problem can be reported at its
+// line and column. Manifests are control-plane input: clarity over speed.
+
+constexpr int kMaxJsonDepth = 128;
+
+struct JsonNode {
+  enum class Kind : uint8_t { kNull, kBool, kNumber, kString, kArray, kObject };
+
+  Kind kind = Kind::kNull;
+  // Source byte range of the value: [begin, end).
+  size_t begin = 0;
+  size_t end = 0;
+  bool boolean = false;
+  // Decoded text for a string; the raw number text for a number.
+  std::string text;
+  // Array items, or object members in source order.
+  std::vector<JsonNode> children;
+  // For object members: the decoded key and where its opening quote is.
+  std::string key;
+  size_t key_begin = 0;
+};
+
+const char* KindName(JsonNode::Kind kind) {
+  switch (kind) {
+    case JsonNode::Kind::kNull:
+      return "null";
+    case JsonNode::Kind::kBool:
+      return "a boolean";
+    case JsonNode::Kind::kNumber:
+      return "a number";
+    case JsonNode::Kind::kString:
+      return "a string";
+    case JsonNode::Kind::kArray:
+      return "an array";
+    case JsonNode::Kind::kObject:
+      return "an object";
+  }
+  return "?";
+}
+
+void AppendUtf8(uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Decodes the JSON string whose opening quote is at src[begin]. On success
+// returns the offset one past the closing quote, fills *out, and, when
+// `offsets` is not null, the source offset of the escape or character that
+// produced each byte of *out, plus one final entry for the closing quote.
+// On failure returns 0 and sets *error_at and *error.
+size_t DecodeString(absl::string_view src, size_t begin, std::string* out,
+                    std::vector<size_t>* offsets, size_t* error_at,
+                    std::string* error) {
+  out->clear();
+  if (offsets != nullptr) offsets->clear();
+  size_t i = begin + 1;
+  auto emit = [&](size_t from, size_t old_size) {
+    if (offsets == nullptr) return;
+    while (offsets->size() < out->size()) offsets->push_back(from);
+    (void)old_size;
+  };
+  while (true) {
+    if (i >= src.size()) {
+      *error_at = begin;
+      *error = "unterminated string";
+      return 0;
+    }
+    const char c = src[i];
+    if (c == '"') {
+      if (offsets != nullptr) offsets->push_back(i);
+      return i + 1;
+    }
+    if (static_cast<unsigned char>(c) < 0x20) {
+      *error_at = i;
+      *error =
+          "control character in string (write \\n, \\t or \\u00XX instead)";
+      return 0;
+    }
+    const size_t start = i;
+    const size_t old_size = out->size();
+    if (c != '\\') {
+      out->push_back(c);
+      ++i;
+      emit(start, old_size);
+      continue;
+    }
+    if (i + 1 >= src.size()) {
+      *error_at = i;
+      *error = "unterminated string";
+      return 0;
+    }
+    const char e = src[i + 1];
+    i += 2;
+    switch (e) {
+      case '"':
+        out->push_back('"');
+        break;
+      case '\\':
+        out->push_back('\\');
+        break;
+      case '/':
+        out->push_back('/');
+        break;
+      case 'b':
+        out->push_back('\b');
+        break;
+      case 'f':
+        out->push_back('\f');
+        break;
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
+      case 'u': {
+        auto read_hex4 = [&](size_t at, uint32_t* value) {
+          if (at + 4 > src.size()) return false;
+          uint32_t v = 0;
+          for (size_t k = 0; k < 4; ++k) {
+            const int h = HexValue(src[at + k]);
+            if (h < 0) return false;
+            v = v * 16 + static_cast<uint32_t>(h);
+          }
+          *value = v;
+          return true;
+        };
+        uint32_t cp = 0;
+        if (!read_hex4(i, &cp)) {
+          *error_at = start;
+          *error = "\\u must be followed by 4 hex digits";
+          return 0;
+        }
+        i += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 <= src.size() &&
+            src[i] == '\\' && src[i + 1] == 'u') {
+          uint32_t low = 0;
+          if (read_hex4(i + 2, &low) && low >= 0xDC00 && low <= 0xDFFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            i += 6;
+          }
+        }
+        // A lone surrogate cannot be UTF-8; it becomes U+FFFD.
+        if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
+        AppendUtf8(cp, out);
+        break;
+      }
+      default:
+        *error_at = start;
+        *error = absl::StrCat("invalid escape '\\", std::string(1, e),
+                              "' in string");
+        return 0;
+    }
+    emit(start, old_size);
+  }
+}
+
+class JsonReader {
+ public:
+  explicit JsonReader(absl::string_view src) : src_(src) {}
+
+  // Parses the whole text as one JSON value. On failure returns false with
+  // error_at() and error() set.
+  bool Parse(JsonNode* root) {
+    // A UTF-8 byte order mark is tolerated.
+    if (src_.size() >= 3 && src_.substr(0, 3) == "\xEF\xBB\xBF") pos_ = 3;
+    SkipSpace();
+    if (pos_ >= src_.size()) return Fail(pos_, "the file is empty");
+    if (!ParseValue(root, 0)) return false;
+    SkipSpace();
+    if (pos_ < src_.size()) {
+      return Fail(pos_, "unexpected text after the end of the JSON value");
+    }
+    return true;
+  }
+
+  size_t error_at() const { return error_at_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Fail(size_t at, std::string message) {
+    error_at_ = at;
+    error_ = std::move(message);
+    return false;
+  }
+
+  void SkipSpace() {
+    while (pos_ < src_.size()) {
+      const char c = src_[pos_];
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+      ++pos_;
+    }
+  }
+
+  bool Literal(absl::string_view word) {
+    if (src_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+
+  bool ParseValue(JsonNode* node, int depth) {
+    if (depth > kMaxJsonDepth) {
+      return Fail(pos_, absl::StrCat("JSON nested deeper than ", kMaxJsonDepth,
+                                     " levels"));
+    }
+    node->begin = pos_;
+    if (pos_ >= src_.size()) return Fail(pos_, "expected a value");
+    const char c = src_[pos_];
+    bool ok = true;
+    switch (c) {
+      case '{':
+        ok = ParseObject(node, depth);
+        break;
+      case '[':
+        ok = ParseArray(node, depth);
+        break;
+      case '"': {
+        node->kind = JsonNode::Kind::kString;
+        size_t at = 0;
+        std::string message;
+        const size_t next =
+            DecodeString(src_, pos_, &node->text, nullptr, &at, &message);
+        if (next == 0) return Fail(at, message);
+        pos_ = next;
+        break;
+      }
+      case 't':
+      case 'f':
+      case 'n':
+        if (Literal("true")) {
+          node->kind = JsonNode::Kind::kBool;
+          node->boolean = true;
+        } else if (Literal("false")) {
+          node->kind = JsonNode::Kind::kBool;
+        } else if (Literal("null")) {
+          node->kind = JsonNode::Kind::kNull;
+        } else {
+          return Fail(pos_,
+                      "expected a value (true, false and null are "
+                      "lowercase; strings need double quotes)");
+        }
+        break;
+      default:
+        if (c == '-' || (c >= '0' && c <= '9')) {
+          ok = ParseNumber(node);
+        } else if (c == '\'') {
+          return Fail(pos_, "strings need double quotes in JSON");
+        } else if (c == '}' || c == ']') {
+          return Fail(
+              pos_, absl::StrCat("expected a value before '", std::string(1, c),
+                                 "' (trailing commas are not JSON)"));
+        } else {
+          return Fail(pos_, "expected a value");
+        }
+    }
+    node->end = pos_;
+    return ok;
+  }
+
+  bool ParseNumber(JsonNode* node) {
+    node->kind = JsonNode::Kind::kNumber;
+    const size_t start = pos_;
+    auto digit = [&](size_t at) {
+      return at < src_.size() && src_[at] >= '0' && src_[at] <= '9';
+    };
+    if (src_[pos_] == '-') ++pos_;
+    if (!digit(pos_)) return Fail(pos_, "expected a digit");
+    if (src_[pos_] == '0' && digit(pos_ + 1)) {
+      return Fail(pos_, "numbers must not have leading zeros");
+    }
+    while (digit(pos_)) ++pos_;
+    if (pos_ < src_.size() && src_[pos_] == '.') {
+      ++pos_;
+      if (!digit(pos_)) return Fail(pos_, "expected a digit after '.'");
+      while (digit(pos_)) ++pos_;
+    }
+    if (pos_ < src_.size() && (src_[pos_] == 'e' || src_[pos_] == 'E')) {
+      ++pos_;
+      if (pos_ < src_.size() && (src_[pos_] == '+' || src_[pos_] == '-')) {
+        ++pos_;
+      }
+      if (!digit(pos_)) return Fail(pos_, "expected a digit in the exponent");
+      while (digit(pos_)) ++pos_;
+    }
+    node->text = std::string(src_.substr(start, pos_ - start));
+    return true;
+  }
+
+  bool ParseArray(JsonNode* node, int depth) {
+    node->kind = JsonNode::Kind::kArray;
+    ++pos_;  // [
+    SkipSpace();
+    if (pos_ < src_.size() && src_[pos_] == ']') {
+      ++pos_;
+      return true;
+    }
+    while (true) {
+      node->children.emplace_back();
+      SkipSpace();
+      if (!ParseValue(&node->children.back(), depth + 1)) return false;
+      SkipSpace();
+      if (pos_ < src_.size() && src_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (pos_ < src_.size() && src_[pos_] == ']') {
+        ++pos_;
+        return true;
+      }
+      return Fail(pos_, "expected ',' or ']' in array");
+    }
+  }
+
+  bool ParseObject(JsonNode* node, int depth) {
+    node->kind = JsonNode::Kind::kObject;
+    const size_t open = pos_;
+    ++pos_;  // {
+    SkipSpace();
+    if (pos_ < src_.size() && src_[pos_] == '}') {
+      ++pos_;
+      return true;
+    }
+    while (true) {
+      SkipSpace();
+      if (pos_ >= src_.size()) {
+        return Fail(open, "unterminated object: no closing '}'");
+      }
+      if (src_[pos_] != '"') {
+        if (src_[pos_] == '}') {
+          return Fail(pos_,
+                      "expected a member name before '}' (trailing "
+                      "commas are not JSON)");
+        }
+        return Fail(pos_, "expected a member name in double quotes");
+      }
+      JsonNode member;
+      member.key_begin = pos_;
+      size_t at = 0;
+      std::string message;
+      const size_t next =
+          DecodeString(src_, pos_, &member.key, nullptr, &at, &message);
+      if (next == 0) return Fail(at, message);
+      pos_ = next;
+      SkipSpace();
+      if (pos_ >= src_.size() || src_[pos_] != ':') {
+        return Fail(pos_, "expected ':' after the member name");
+      }
+      ++pos_;
+      SkipSpace();
+      if (!ParseValue(&member, depth + 1)) return false;
+      node->children.push_back(std::move(member));
+      SkipSpace();
+      if (pos_ < src_.size() && src_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (pos_ < src_.size() && src_[pos_] == '}') {
+        ++pos_;
+        return true;
+      }
+      if (pos_ >= src_.size()) {
+        return Fail(open, "unterminated object: no closing '}'");
+      }
+      return Fail(pos_, "expected ',' or '}' after an object member");
+    }
+  }
+
+  absl::string_view src_;
+  size_t pos_ = 0;
+  size_t error_at_ = 0;
+  std::string error_;
+};
+
+// Finds the member named `key`: an exact match first, else (when
+// `ignore_case`) the first ASCII-case-insensitive match, as Newtonsoft binds
+// names. Returns null when absent.
+const JsonNode* Member(const JsonNode& object, absl::string_view key,
+                       bool ignore_case) {
+  if (object.kind != JsonNode::Kind::kObject) return nullptr;
+  const JsonNode* found = nullptr;
+  // The last exact duplicate wins, as in Newtonsoft's JObject.
+  for (const JsonNode& m : object.children) {
+    if (m.key == key) found = &m;
+  }
+  if (found != nullptr || !ignore_case) return found;
+  for (const JsonNode& m : object.children) {
+    if (EqualsIgnoreAsciiCase(m.key, key)) found = &m;
+  }
+  return found;
+}
+
+// ---------------------------------------------------------------------------
+// Positions and diagnostics in the manifest text.
+
+struct TextPosition {
+  int line = 1;
+  int column = 1;  // characters (UTF-8 sequences), 1-based
+  size_t line_begin = 0;
+};
+
+bool IsUtf8Continuation(char c) {
+  return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
+}
+
+TextPosition PositionOf(absl::string_view src, size_t offset) {
+  TextPosition p;
+  if (offset > src.size()) offset = src.size();
+  for (size_t i = 0; i < offset; ++i) {
+    if (src[i] == '\n') {
+      ++p.line;
+      p.column = 1;
+      p.line_begin = i + 1;
+    } else if (!IsUtf8Continuation(src[i])) {
+      ++p.column;
+    }
+  }
+  return p;
+}
+
+// The source line that starts at `line_begin`, and a caret line under the
+// characters [column, end_column) of it. Very long lines (minified JSON) are
+// cut to a window around the caret.
+std::string Excerpt(absl::string_view src, size_t line_begin, int column,
+                    int end_column) {
+  size_t line_end = src.find('\n', line_begin);
+  if (line_end == absl::string_view::npos) line_end = src.size();
+  absl::string_view line = src.substr(line_begin, line_end - line_begin);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // Split the line into characters.
+  std::vector<absl::string_view> chars;
+  for (size_t i = 0; i < line.size();) {
+    size_t n = 1;
+    while (i + n < line.size() && IsUtf8Continuation(line[i + n])) ++n;
+    chars.push_back(line.substr(i, n));
+    i += n;
+  }
+  constexpr int kWindow = 100;
+  constexpr int kBefore = 40;
+  int first = 0;  // index of the first character shown
+  int last = static_cast<int>(chars.size());
+  std::string prefix, suffix;
+  if (last > kWindow + 20) {
+    first = std::max(0, column - 1 - kBefore);
+    if (first > 0) prefix = "...";
+    if (first + kWindow < last) {
+      last = first + kWindow;
+      suffix = "...";
+    }
+  }
+  std::string out = prefix;
+  std::string carets(prefix.size(), ' ');
+  for (int i = first; i < last; ++i) {
+    out.append(chars[i].data(), chars[i].size());
+    if (i < column - 1) carets.push_back(chars[i] == "\t" ? '\t' : ' ');
+  }
+  out += suffix;
+  if (column - 1 >= last) {
+    carets.append(static_cast<size_t>(column - 1 - std::max(first, last)), ' ');
+  }
+  carets.push_back('^');
+  const int width = std::min(end_column, last + 2) - column;
+  for (int i = 1; i < width; ++i) carets.push_back('~');
+  return absl::StrCat(out, "\n", carets);
+}
+
+// The end column of [begin, end) when it stays on its first line, else the
+// end of that line (+1).
+int EndColumnOf(absl::string_view src, size_t begin, size_t end,
+                const TextPosition& start) {
+  int column = start.column;
+  for (size_t i = begin; i < end && i < src.size(); ++i) {
+    if (src[i] == '\n' || src[i] == '\r') break;
+    if (!IsUtf8Continuation(src[i])) ++column;
+  }
+  return std::max(column, start.column + 1);
+}
+
+class Reporter {
+ public:
+  explicit Reporter(absl::string_view src) : src_(src) {}
+
+  void Add(Diagnostic::Severity severity, size_t begin, size_t end,
+           std::string message, std::string suggestion = "") {
+    Diagnostic d;
+    d.severity = severity;
+    d.message = std::move(message);
+    d.suggestion = std::move(suggestion);
+    const TextPosition p = PositionOf(src_, begin);
+    d.line = p.line;
+    d.column = p.column;
+    d.end_column = EndColumnOf(src_, begin, end, p);
+    d.excerpt = Excerpt(src_, p.line_begin, d.column, d.end_column);
+    if (d.is_error()) ++errors_;
+    diagnostics_.push_back(std::move(d));
+  }
+  void Error(const JsonNode& at, std::string message,
+             std::string suggestion = "") {
+    Add(Diagnostic::Severity::kError, at.begin, at.end, std::move(message),
+        std::move(suggestion));
+  }
+  void Warning(const JsonNode& at, std::string message,
+               std::string suggestion = "") {
+    Add(Diagnostic::Severity::kWarning, at.begin, at.end, std::move(message),
+        std::move(suggestion));
+  }
+  // Reports at a member's name rather than its value.
+  void ErrorAtKey(const JsonNode& member, std::string message,
+                  std::string suggestion = "") {
+    Add(Diagnostic::Severity::kError, member.key_begin,
+        member.key_begin + member.key.size() + 2, std::move(message),
+        std::move(suggestion));
+  }
+  void WarningAtKey(const JsonNode& member, std::string message,
+                    std::string suggestion = "") {
+    Add(Diagnostic::Severity::kWarning, member.key_begin,
+        member.key_begin + member.key.size() + 2, std::move(message),
+        std::move(suggestion));
+  }
+  void Push(Diagnostic d) {
+    if (d.is_error()) ++errors_;
+    diagnostics_.push_back(std::move(d));
+  }
+
+  int errors() const { return errors_; }
+  std::vector<Diagnostic>& diagnostics() { return diagnostics_; }
+
+ private:
+  absl::string_view src_;
+  std::vector<Diagnostic> diagnostics_;
+  int errors_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Numbers as Newtonsoft converts them to integer members.
+
+enum class IntResult { kOk, kNotNumber, kNotInteger, kOutOfRange };
+
+// Reads an integral JSON number (a fraction or exponent is fine when the
+// value is whole, e.g. 7200.0 or 1e3) within [min, max].
+IntResult ReadInteger(const JsonNode& node, int64_t min, int64_t max,
+                      int64_t* value) {
+  if (node.kind != JsonNode::Kind::kNumber) return IntResult::kNotNumber;
+  const std::string& t = node.text;
+  if (t.find_first_of(".eE") == std::string::npos) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(t, &v)) return IntResult::kOutOfRange;
+    if (v < min || v > max) return IntResult::kOutOfRange;
+    *value = v;
+    return IntResult::kOk;
+  }
+  errno = 0;
+  const double d = std::strtod(t.c_str(), nullptr);
+  if (std::isfinite(d) && d != std::floor(d)) return IntResult::kNotInteger;
+  if (!std::isfinite(d) || d < static_cast<double>(min) ||
+      d > static_cast<double>(max)) {
+    return IntResult::kOutOfRange;
+  }
+  *value = static_cast<int64_t>(d);
+  return IntResult::kOk;
+}
+
+// ---------------------------------------------------------------------------
+// Schema.
+
+// .NET System.Version parsing: 2 to 4 components separated by '.', each an
+// Int32 >= 0 (surrounding white space and a sign are tolerated, as
+// Int32.Parse with NumberStyles.Integer does).
+bool ParseDotNetVersion(absl::string_view text, int* major, int* minor) {
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '.');
+  if (parts.size() < 2 || parts.size() > 4) return false;
+  int values[4] = {0, 0, 0, 0};
+  for (size_t i = 0; i < parts.size(); ++i) {
+    absl::string_view p = absl::StripAsciiWhitespace(parts[i]);
+    bool negative = false;
+    if (!p.empty() && (p[0] == '+' || p[0] == '-')) {
+      negative = p[0] == '-';
+      p.remove_prefix(1);
+    }
+    if (p.empty() || p.size() > 10) return false;
+    int64_t v = 0;
+    for (char c : p) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + (c - '0');
+    }
+    if (negative) v = -v;
+    if (v < 0 || v > std::numeric_limits<int32_t>::max()) return false;
+    values[i] = static_cast<int>(v);
+  }
+  *major = values[0];
+  *minor = values[1];
+  return true;
+}
+
+// Newtonsoft's JSON path form of a property name (JToken.Path): names with
+// any of . space ' / " [ ] ( ) or a control/line-separator character become
+// ['name'] with ' and \ and control characters escaped.
+std::string NewtonsoftPathName(absl::string_view name) {
+  static constexpr absl::string_view kSpecial = ". '/\"[]()\t\n\r\f\b\\";
+  bool special = name.find_first_of(kSpecial) != absl::string_view::npos ||
+                 name.find("\xC2\x85") != absl::string_view::npos ||
+                 name.find("\xE2\x80\xA8") != absl::string_view::npos ||
+                 name.find("\xE2\x80\xA9") != absl::string_view::npos;
+  if (!special) return std::string(name);
+  std::string out = "['";
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    switch (c) {
+      case '\'':
+        out += "\\'";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          static const char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out.push_back(kHex[(c >> 4) & 0xF]);
+          out.push_back(kHex[c & 0xF]);
+        } else if (name.substr(i, 2) == "\xC2\x85") {
+          out += "\\u0085";
+          ++i;
+        } else if (name.substr(i, 3) == "\xE2\x80\xA8") {
+          out += "\\u2028";
+          i += 2;
+        } else if (name.substr(i, 3) == "\xE2\x80\xA9") {
+          out += "\\u2029";
+          i += 2;
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out += "']";
+  return out;
+}
+
+bool IsBlank(absl::string_view s) {
+  return absl::StripAsciiWhitespace(s).empty();
+}
+
+std::string Quoted(absl::string_view name) {
+  return absl::StrCat("route '", name, "': ");
+}
+
+// What the parse learned, including what CompileEdgeHubConfig needs to map
+// route diagnostics back into the manifest.
+struct ParseResult {
+  EdgeHubConfig config;
+  // Per route in config.routes: the source offset of its text's opening
+  // quote (the route string itself, or the "route" member's value).
+  std::vector<size_t> text_begin;
+  // Routes that had manifest-level errors (bad priority, ...) but whose text
+  // can still be compiled to find more errors. Parallel to extra_text_begin.
+  std::vector<RouteSpec> extra_routes;
+  std::vector<size_t> extra_text_begin;
+  // The routes object could be read (routes can be compiled).
+  bool routes_readable = false;
+};
+
+class ManifestParser {
+ public:
+  ManifestParser(absl::string_view src, Reporter* reporter)
+      : src_(src), r_(*reporter) {}
+
+  void Run(ParseResult* out) {
+    JsonReader reader(src_);
+    JsonNode root;
+    if (!reader.Parse(&root)) {
+      r_.Add(Diagnostic::Severity::kError, reader.error_at(),
+             reader.error_at() + 1,
+             absl::StrCat("invalid JSON: ", reader.error()));
+      return;
+    }
+    if (root.kind != JsonNode::Kind::kObject) {
+      r_.Error(root, absl::StrCat("expected a JSON object (a deployment "
+                                  "manifest or $edgeHub desired properties), "
+                                  "found ",
+                                  KindName(root.kind)));
+      return;
+    }
+    const JsonNode* desired = FindDesired(root);
+    if (desired == nullptr) return;
+    ParseDesired(*desired, out);
+  }
+
+ private:
+  // Locates $edgeHub's desired properties in the accepted shapes.
+  const JsonNode* FindDesired(const JsonNode& root) {
+    const JsonNode* modules = Member(root, "modulesContent", false);
+    if (modules == nullptr) {
+      const JsonNode* content = Member(root, "content", false);
+      if (content != nullptr) {
+        modules = Member(*content, "modulesContent", false);
+      }
+    }
+    const JsonNode* hub = nullptr;
+    if (modules != nullptr) {
+      hub = Member(*modules, "$edgeHub", false);
+      if (hub == nullptr) {
+        r_.ErrorAtKey(*modules,
+                      "the manifest's modulesContent has no \"$edgeHub\" "
+                      "entry, so it has no routes",
+                      "add \"$edgeHub\": {\"properties.desired\": "
+                      "{\"schemaVersion\": \"1.1\", \"routes\": {...}, "
+                      "\"storeAndForwardConfiguration\": {\"timeToLiveSecs\": "
+                      "7200}}}");
+        return nullptr;
+      }
+    } else {
+      hub = Member(root, "$edgeHub", false);
+    }
+    if (hub == nullptr) return &root;  // bare desired properties
+    const JsonNode* desired = Member(*hub, "properties.desired", false);
+    if (desired == nullptr) {
+      r_.ErrorAtKey(*hub, "\"$edgeHub\" has no \"properties.desired\"");
+      return nullptr;
+    }
+    if (desired->kind != JsonNode::Kind::kObject) {
+      r_.Error(*desired,
+               absl::StrCat("\"properties.desired\" of $edgeHub must be an "
+                            "object, found ",
+                            KindName(desired->kind)));
+      return nullptr;
+    }
+    return desired;
+  }
+
+  void ParseDesired(const JsonNode& desired, ParseResult* out) {
+    // edgeHub reads schemaVersion with an exact (case-sensitive) lookup.
+    const JsonNode* version = Member(desired, "schemaVersion", false);
+    if (version == nullptr) {
+      r_.Add(Diagnostic::Severity::kError, desired.begin, desired.begin + 1,
+             "missing \"schemaVersion\" in $edgeHub's desired properties",
+             "add \"schemaVersion\": \"1.1\"");
+      return;
+    }
+    std::string text;
+    if (version->kind == JsonNode::Kind::kString) {
+      text = version->text;
+    } else if (version->kind == JsonNode::Kind::kNumber) {
+      text = version->text;
+      r_.Warning(*version, "schemaVersion should be a string",
+                 absl::StrCat("write \"schemaVersion\": \"", text, "\""));
+    } else {
+      r_.Error(*version, absl::StrCat("schemaVersion must be a string such "
+                                      "as \"1.1\", found ",
+                                      KindName(version->kind)));
+      return;
+    }
+    int major = 0, minor = 0;
+    if (!ParseDotNetVersion(text, &major, &minor)) {
+      r_.Error(*version,
+               absl::StrCat("invalid schemaVersion \"", text,
+                            "\": expected major.minor such as \"1.1\""));
+      return;
+    }
+    if (major != 1 || minor > 3) {
+      r_.Error(*version, absl::StrCat("unsupported schemaVersion \"", text,
+                                      "\": edgeHub accepts 1.0 to 1.3"));
+      return;
+    }
+    out->config.schema_version = text;
+    if (minor == 0) {
+      ParseRoutes10(desired, out);
+    } else {
+      ParseRoutes11(desired, out);
+    }
+    ParseStoreAndForward(desired, minor, out);
+  }
+
+  // Reports duplicate member names: the later one wins.
+  void WarnDuplicates(const JsonNode& object) {
+    for (size_t i = 0; i < object.children.size(); ++i) {
+      for (size_t j = 0; j < i; ++j) {
+        if (object.children[j].key == object.children[i].key) {
+          r_.WarningAtKey(
+              object.children[i],
+              absl::StrCat(Quoted(object.children[i].key),
+                           "defined twice; this later definition replaces "
+                           "the earlier one (as in edgeHub)"),
+              "give each route a unique name");
+          break;
+        }
+      }
+    }
+  }
+
+  // Members of `object`, the last one of each duplicated name only.
+  static std::vector<const JsonNode*> Unique(const JsonNode& object) {
+    std::vector<const JsonNode*> out;
+    for (size_t i = 0; i < object.children.size(); ++i) {
+      bool replaced = false;
+      for (size_t j = i + 1; j < object.children.size(); ++j) {
+        if (object.children[j].key == object.children[i].key) replaced = true;
+      }
+      if (!replaced) out.push_back(&object.children[i]);
+    }
+    return out;
+  }
+
+  void ParseRoutes10(const JsonNode& desired, ParseResult* out) {
+    const JsonNode* routes = Member(desired, "routes", true);
+    out->routes_readable = true;
+    if (routes == nullptr || routes->kind == JsonNode::Kind::kNull) return;
+    if (routes->kind != JsonNode::Kind::kObject) {
+      out->routes_readable = false;
+      r_.Error(*routes,
+               absl::StrCat("\"routes\" must be an object mapping route names "
+                            "to route strings, found ",
+                            KindName(routes->kind)));
+      return;
+    }
+    WarnDuplicates(*routes);
+    for (const JsonNode* m : Unique(*routes)) {
+      const std::string& name = m->key;
+      switch (m->kind) {
+        case JsonNode::Kind::kString:
+          if (IsBlank(m->text)) {
+            r_.Warning(*m, absl::StrCat(Quoted(name),
+                                        "empty route, ignored (schema 1.0)"));
+            continue;
+          }
+          out->config.routes.push_back(
+              RouteSpec{name, m->text, kDefaultPriority, 0});
+          out->text_begin.push_back(m->begin);
+          break;
+        case JsonNode::Kind::kNull:
+          r_.Warning(*m, absl::StrCat(Quoted(name),
+                                      "null route, ignored (schema 1.0)"));
+          break;
+        case JsonNode::Kind::kObject:
+          r_.Error(*m,
+                   absl::StrCat(Quoted(name),
+                                "schema 1.0 routes must be strings; a route "
+                                "object with priority or timeToLiveSecs "
+                                "needs schemaVersion 1.1 or later"),
+                   "set \"schemaVersion\": \"1.1\" and add "
+                   "\"storeAndForwardConfiguration\"");
+          AddExtraFromObject(*m, name, out);
+          break;
+        default:
+          r_.Error(*m, absl::StrCat(Quoted(name),
+                                    "must be a route string, "
+                                    "found ",
+                                    KindName(m->kind)));
+      }
+    }
+  }
+
+  // Keeps the text of a route that has other errors, so that its text is
+  // still checked by CompileEdgeHubConfig.
+  void AddExtraFromObject(const JsonNode& object, const std::string& name,
+                          ParseResult* out) {
+    const JsonNode* text = Member(object, "route", true);
+    if (text != nullptr && text->kind == JsonNode::Kind::kString &&
+        !IsBlank(text->text)) {
+      out->extra_routes.push_back(
+          RouteSpec{name, text->text, kDefaultPriority, 0});
+      out->extra_text_begin.push_back(text->begin);
+    }
+  }
+
+  void ParseRoutes11(const JsonNode& desired, ParseResult* out) {
+    const std::string version = out->config.schema_version;
+    const JsonNode* routes = Member(desired, "routes", true);
+    if (routes == nullptr || routes->kind == JsonNode::Kind::kNull) {
+      r_.Add(Diagnostic::Severity::kError, desired.begin, desired.begin + 1,
+             absl::StrCat("schemaVersion ", version,
+                          " requires \"routes\" (it may be empty: {})"),
+             "add \"routes\": {}");
+      return;
+    }
+    if (routes->kind != JsonNode::Kind::kObject) {
+      r_.Error(*routes, absl::StrCat("\"routes\" must be an object mapping "
+                                     "route names to routes, found ",
+                                     KindName(routes->kind)));
+      return;
+    }
+    out->routes_readable = true;
+    WarnDuplicates(*routes);
+    for (const JsonNode* m : Unique(*routes)) {
+      if (m->key.empty()) {
+        r_.ErrorAtKey(*m, "empty route name", "give the route a name");
+        if (m->kind == JsonNode::Kind::kString && !IsBlank(m->text)) {
+          out->extra_routes.push_back(
+              RouteSpec{"", m->text, kDefaultPriority, 0});
+          out->extra_text_begin.push_back(m->begin);
+        } else if (m->kind == JsonNode::Kind::kObject) {
+          AddExtraFromObject(*m, "", out);
+        }
+        continue;
+      }
+      const std::string name = NewtonsoftPathName(m->key);
+      switch (m->kind) {
+        case JsonNode::Kind::kString:
+          if (IsBlank(m->text)) {
+            r_.Error(*m, absl::StrCat(Quoted(name), "the route is empty"),
+                     "write a route such as \"FROM /messages/* INTO "
+                     "$upstream\", or remove the entry");
+            continue;
+          }
+          out->config.routes.push_back(
+              RouteSpec{name, m->text, kDefaultPriority, 0});
+          out->text_begin.push_back(m->begin);
+          break;
+        case JsonNode::Kind::kObject:
+          ParseRouteObject(*m, name, out);
+          break;
+        default:
+          r_.Error(*m,
+                   absl::StrCat(Quoted(name),
+                                "Malformed route specification: expected a "
+                                "route string or an object {\"route\": ..., "
+                                "\"priority\": 0-9, \"timeToLiveSecs\": ...}, "
+                                "found ",
+                                KindName(m->kind)));
+      }
+    }
+  }
+
+  void ParseRouteObject(const JsonNode& object, const std::string& name,
+                        ParseResult* out) {
+    bool ok = true;
+    RouteSpec spec{name, "", kDefaultPriority, 0};
+    const JsonNode* text = Member(object, "route", true);
+    if (text == nullptr) {
+      r_.Error(object, absl::StrCat(Quoted(name), "missing \"route\""),
+               "add \"route\": \"FROM /messages/* INTO $upstream\"");
+      ok = false;
+    } else if (text->kind != JsonNode::Kind::kString) {
+      r_.Error(*text,
+               absl::StrCat(Quoted(name), "\"route\" must be a string, found ",
+                            KindName(text->kind)));
+      ok = false;
+    } else if (IsBlank(text->text)) {
+      r_.Error(*text, absl::StrCat(Quoted(name), "the route is empty"));
+      ok = false;
+    } else {
+      spec.text = text->text;
+    }
+    for (const JsonNode& m : object.children) {
+      if (!EqualsIgnoreAsciiCase(m.key, "route") &&
+          !EqualsIgnoreAsciiCase(m.key, "priority") &&
+          !EqualsIgnoreAsciiCase(m.key, "timeToLiveSecs")) {
+        r_.WarningAtKey(m, absl::StrCat(Quoted(name), "unknown key \"", m.key,
+                                        "\" is ignored (a route object has "
+                                        "route, priority and timeToLiveSecs)"));
+      }
+    }
+    const JsonNode* priority = Member(object, "priority", true);
+    if (priority != nullptr) {
+      int64_t p = 0;
+      const IntResult res =
+          ReadInteger(*priority, std::numeric_limits<int64_t>::min(),
+                      std::numeric_limits<int64_t>::max(), &p);
+      if (res == IntResult::kOk &&
+          ((p >= 0 && p <= 9) || p == kDefaultPriority)) {
+        spec.priority = static_cast<int>(p);
+      } else {
+        ok = false;
+        std::string what;
+        if (res == IntResult::kNotNumber) {
+          what = absl::StrCat("priority must be a number from 0 to 9, found ",
+                              KindName(priority->kind));
+        } else if (res == IntResult::kNotInteger) {
+          what = absl::StrCat("priority ", priority->text,
+                              " is not a whole number");
+        } else {
+          what = absl::StrCat("priority ", priority->text,
+                              " is out of range: use 0 (highest) to 9 "
+                              "(lowest), or leave it out for the default");
+        }
+        r_.Error(*priority, absl::StrCat(Quoted(name), what));
+      }
+    }
+    const JsonNode* ttl = Member(object, "timeToLiveSecs", true);
+    if (ttl != nullptr) {
+      int64_t t = 0;
+      const IntResult res =
+          ReadInteger(*ttl, 0, std::numeric_limits<uint32_t>::max(), &t);
+      if (res == IntResult::kOk) {
+        spec.ttl_secs = t;
+      } else {
+        ok = false;
+        std::string what;
+        if (res == IntResult::kNotNumber) {
+          what = absl::StrCat(
+              "timeToLiveSecs must be a number of seconds, "
+              "found ",
+              KindName(ttl->kind));
+        } else if (res == IntResult::kNotInteger) {
+          what = absl::StrCat("timeToLiveSecs ", ttl->text,
+                              " is not a whole number of seconds");
+        } else {
+          what = absl::StrCat("timeToLiveSecs ", ttl->text,
+                              " is out of range: use 0 (the global TTL) to "
+                              "4294967295 seconds");
+        }
+        r_.Error(*ttl, absl::StrCat(Quoted(name), what));
+      }
+    }
+    if (ok) {
+      out->config.routes.push_back(std::move(spec));
+      out->text_begin.push_back(text->begin);
+    } else if (!spec.text.empty()) {
+      spec.priority = kDefaultPriority;
+      spec.ttl_secs = 0;
+      out->extra_routes.push_back(std::move(spec));
+      out->extra_text_begin.push_back(text->begin);
+    }
+  }
+
+  void ParseStoreAndForward(const JsonNode& desired, int minor,
+                            ParseResult* out) {
+    const JsonNode* saf = Member(desired, "storeAndForwardConfiguration", true);
+    if (saf == nullptr || saf->kind == JsonNode::Kind::kNull) {
+      if (minor >= 1) {
+        r_.Add(Diagnostic::Severity::kError, desired.begin, desired.begin + 1,
+               absl::StrCat("schemaVersion ", out->config.schema_version,
+                            " requires \"storeAndForwardConfiguration\""),
+               "add \"storeAndForwardConfiguration\": {\"timeToLiveSecs\": "
+               "7200}");
+      }
+      return;
+    }
+    if (saf->kind != JsonNode::Kind::kObject) {
+      r_.Error(*saf, absl::StrCat("\"storeAndForwardConfiguration\" must be "
+                                  "an object, found ",
+                                  KindName(saf->kind)));
+      return;
+    }
+    const JsonNode* ttl = Member(*saf, "timeToLiveSecs", true);
+    if (ttl == nullptr) {
+      r_.Error(*saf,
+               "\"storeAndForwardConfiguration\" has no \"timeToLiveSecs\" "
+               "(edgeHub would read 0 and expire every message at once)",
+               "add \"timeToLiveSecs\": 7200 (or -1 for no expiry)");
+    } else {
+      int64_t t = 0;
+      const IntResult res =
+          ReadInteger(*ttl, std::numeric_limits<int32_t>::min(),
+                      std::numeric_limits<int32_t>::max(), &t);
+      if (res == IntResult::kOk) {
+        out->config.ttl_secs = t;
+      } else if (res == IntResult::kNotNumber) {
+        r_.Error(*ttl, absl::StrCat("storeAndForwardConfiguration."
+                                    "timeToLiveSecs must be a number of "
+                                    "seconds, found ",
+                                    KindName(ttl->kind)));
+      } else if (res == IntResult::kNotInteger) {
+        r_.Error(*ttl,
+                 absl::StrCat("storeAndForwardConfiguration."
+                              "timeToLiveSecs ",
+                              ttl->text, " is not a whole number of seconds"));
+      } else {
+        r_.Error(*ttl, absl::StrCat("storeAndForwardConfiguration."
+                                    "timeToLiveSecs ",
+                                    ttl->text,
+                                    " does not fit a 32-bit integer (use a "
+                                    "negative value for no expiry)"));
+      }
+    }
+    const JsonNode* limits = Member(*saf, "storeLimits", true);
+    if (limits == nullptr || limits->kind == JsonNode::Kind::kNull) return;
+    if (limits->kind != JsonNode::Kind::kObject) {
+      r_.Error(*limits, absl::StrCat("storeLimits must be an object, found ",
+                                     KindName(limits->kind)));
+      return;
+    }
+    const JsonNode* max = Member(*limits, "maxSizeBytes", true);
+    if (max == nullptr) {
+      r_.Error(*limits, "storeLimits has no \"maxSizeBytes\"");
+      return;
+    }
+    int64_t bytes = 0;
+    if (ReadInteger(*max, 0, std::numeric_limits<int64_t>::max(), &bytes) ==
+        IntResult::kOk) {
+      out->config.max_size_bytes = bytes;
+    } else {
+      r_.Error(*max, absl::StrCat("storeLimits.maxSizeBytes must be a whole "
+                                  "number of bytes >= 0, found ",
+                                  max->kind == JsonNode::Kind::kNumber
+                                      ? max->text
+                                      : std::string(KindName(max->kind))));
+    }
+  }
+
+  absl::string_view src_;
+  Reporter& r_;
+};
+
+absl::Status ErrorsToStatus(const std::vector<Diagnostic>& diagnostics) {
+  std::vector<std::string> lines;
+  for (const Diagnostic& d : diagnostics) {
+    if (!d.is_error()) continue;
+    lines.push_back(absl::StrCat(d.line, ":", d.column, ": ", d.message));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(lines.size(), lines.size() == 1 ? " error" : " errors",
+                   " in the manifest:\n", absl::StrJoin(lines, "\n")));
+}
+
+// Byte offset in `text` of 1-based (line, column), columns in characters.
+// Clamped to text.size().
+size_t OffsetInText(absl::string_view text, int line, int column) {
+  size_t i = 0;
+  for (int l = 1; l < line && i < text.size(); ++i) {
+    if (text[i] == '\n') ++l;
+  }
+  for (int c = 1; c < column && i < text.size();) {
+    if (text[i] == '\n') break;
+    ++i;
+    while (i < text.size() && IsUtf8Continuation(text[i])) ++i;
+    ++c;
+  }
+  return i;
+}
+
+// Moves a diagnostic about a route's text to the text's place in the
+// manifest source. `string_begin` is the offset of the route string's
+// opening quote.
+void MapIntoManifest(absl::string_view src, size_t string_begin,
+                     Diagnostic* d) {
+  std::string decoded;
+  std::vector<size_t> offsets;
+  size_t error_at = 0;
+  std::string error;
+  if (DecodeString(src, string_begin, &decoded, &offsets, &error_at, &error) ==
+      0) {
+    return;  // cannot happen: the string was decoded before
+  }
+  const size_t begin_in_text = OffsetInText(decoded, d->line, d->column);
+  size_t end_in_text = OffsetInText(decoded, d->line, d->end_column);
+  if (end_in_text <= begin_in_text) end_in_text = begin_in_text + 1;
+  if (end_in_text >= offsets.size()) end_in_text = offsets.size() - 1;
+  const size_t begin = offsets[begin_in_text];
+  size_t end = offsets[end_in_text];
+  if (end <= begin) end = begin + 1;
+  const TextPosition p = PositionOf(src, begin);
+  d->line = p.line;
+  d->column = p.column;
+  d->end_column = EndColumnOf(src, begin, end, p);
+  d->excerpt = Excerpt(src, p.line_begin, d->column, d->end_column);
+}
+
+// The index of the route a RouteSet diagnostic is about ("route '<name>': "
+// prefix; the longest matching name wins), or -1.
+int RouteOf(const Diagnostic& d, const std::vector<RouteSpec>& routes) {
+  int best = -1;
+  size_t best_len = 0;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const std::string prefix = Quoted(routes[i].name);
+    if (absl::string_view(d.message).substr(0, prefix.size()) == prefix &&
+        (best < 0 || prefix.size() > best_len)) {
+      best = static_cast<int>(i);
+      best_len = prefix.size();
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+absl::StatusOr<EdgeHubConfig> ParseEdgeHubConfig(
+    absl::string_view manifest_json, std::vector<Diagnostic>* diagnostics) {
+  Reporter reporter(manifest_json);
+  ParseResult result;
+  ManifestParser(manifest_json, &reporter).Run(&result);
+  const absl::Status status = reporter.errors() > 0
+                                  ? ErrorsToStatus(reporter.diagnostics())
+                                  : absl::OkStatus();
+  if (diagnostics != nullptr) {
+    for (Diagnostic& d : reporter.diagnostics()) {
+      diagnostics->push_back(std::move(d));
+    }
+  }
+  if (!status.ok()) return status;
+  return std::move(result.config);
+}
+
+absl::StatusOr<CompiledEdgeHubConfig> CompileEdgeHubConfig(
+    absl::string_view manifest_json, const CompileOptions& options,
+    std::vector<Diagnostic>* diagnostics) {
+  Reporter reporter(manifest_json);
+  ParseResult result;
+  ManifestParser(manifest_json, &reporter).Run(&result);
+  std::unique_ptr<RouteSet> set;
+  if (result.routes_readable) {
+    // Compile the well-formed routes together; routes with manifest-level
+    // errors are compiled separately, only to find errors in their text.
+    std::vector<Diagnostic> route_diags;
+    absl::StatusOr<std::unique_ptr<RouteSet>> compiled =
+        RouteSet::Compile(result.config.routes, options, &route_diags);
+    if (compiled.ok()) {
+      set = *std::move(compiled);
+    } else if (route_diags.empty()) {
+      // A failure without diagnostics: report the status itself.
+      Diagnostic d;
+      d.message = std::string(compiled.status().message());
+      reporter.Push(std::move(d));
+    }
+    std::vector<Diagnostic> extra_diags;
+    if (!result.extra_routes.empty()) {
+      (void)RouteSet::Compile(result.extra_routes, options, &extra_diags);
+    }
+    auto map_all = [&](std::vector<Diagnostic>* diags,
+                       const std::vector<RouteSpec>& routes,
+                       const std::vector<size_t>& begins) {
+      for (Diagnostic& d : *diags) {
+        const int i = RouteOf(d, routes);
+        if (i >= 0) MapIntoManifest(manifest_json, begins[i], &d);
+        reporter.Push(std::move(d));
+      }
+    };
+    map_all(&route_diags, result.config.routes, result.text_begin);
+    map_all(&extra_diags, result.extra_routes, result.extra_text_begin);
+  }
+  std::vector<Diagnostic>& all = reporter.diagnostics();
+  // Report in manifest order.
+  std::stable_sort(
+      all.begin(), all.end(), [](const Diagnostic& a, const Diagnostic& b) {
+        return a.line != b.line ? a.line < b.line : a.column < b.column;
+      });
+  const int errors = reporter.errors();
+  absl::Status status = errors > 0 ? ErrorsToStatus(all) : absl::OkStatus();
+  if (diagnostics != nullptr) {
+    for (Diagnostic& d : all) diagnostics->push_back(std::move(d));
+  }
+  if (!status.ok()) return status;
+  if (set == nullptr) {
+    return absl::InternalError("route set missing after a clean compile");
+  }
+  CompiledEdgeHubConfig out;
+  out.config = std::move(result.config);
+  out.routes = std::move(set);
+  return out;
+}
+
+}  // namespace edgeroute::query
