@@ -1,0 +1,1003 @@
+// The RocksDB store. Layout: store/FORMAT.md. Concurrency design:
+//
+//  * Appends use a leader/follower group commit (as LevelDB's DBImpl::Write):
+//    appenders queue under mu_; the appender at the front becomes the leader,
+//    takes every queued batch, assigns payload sequences and queue offsets in
+//    queue order, writes ONE RocksDB WriteBatch with mu_ released, then
+//    publishes the new tails and wakes the followers. Only one leader writes
+//    at a time, so offsets are committed in order and a reader never sees
+//    offset n+1 before offset n. With Durability::kPower one fsync covers the
+//    whole group.
+//  * Readers take mu_ only to read a queue's tail and checkpoint, then read a
+//    RocksDB snapshot, so cleanup can delete concurrently.
+//  * Reference counts are only decremented under cleanup_mu_ (cleanup and
+//    drop-oldest); appends only create new payload sequences. So the cleanup's
+//    read-modify-write of a count never races another writer of that key.
+
+#include "store/store.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "message/message.h"
+#include "message/status.h"
+#include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "rocksdb/statistics.h"
+#include "rocksdb/write_batch.h"
+#include "store/format.h"
+#include "store/rocksdb_options.h"
+#include "store/store_internal.h"
+
+namespace edgeroute::store {
+namespace {
+
+namespace f = format;
+
+constexpr int64_t kInfinite = std::numeric_limits<int64_t>::max();
+// A leader takes at most this many queued appenders into one WriteBatch.
+constexpr size_t kMaxGroupWriters = 256;
+// Cleanup writes its deletions in batches of at most this many references.
+constexpr size_t kCleanupChunk = 16384;
+
+rocksdb::Slice ToSlice(absl::string_view s) { return {s.data(), s.size()}; }
+
+int64_t ExpiryFor(int64_t now_us, int64_t ttl_secs) {
+  if (ttl_secs <= 0) return kInfinite;  // Negative or zero TTL: infinite.
+  if (ttl_secs > (kInfinite - now_us) / 1'000'000) return kInfinite;
+  return now_us + ttl_secs * 1'000'000;
+}
+
+struct QueueState {
+  QueueId id;
+  // Offset of the last committed reference; readers stop here.
+  uint64_t tail = 0;
+  // Next offset to assign (tail + 1 outside a leader's write).
+  uint64_t next_offset = 1;
+  uint64_t checkpoint = 0;
+  // Every reference <= removed_through is deleted (FORMAT.md: 'R' key).
+  uint64_t removed_through = 0;
+  // Every reference in (checkpoint, expired_skip_through] has expired and
+  // was counted; reads from the checkpoint start after it.
+  uint64_t expired_skip_through = 0;
+};
+
+// One waiting Append.
+struct Writer {
+  explicit Writer(absl::Span<const AppendItem> b) : batch(b) {}
+  absl::Span<const AppendItem> batch;
+  absl::Status status;
+  bool done = false;
+  absl::CondVar cv;
+};
+
+class StoreImpl final : public Store {
+ public:
+  explicit StoreImpl(const StoreOptions& options) : options_(options) {}
+  ~StoreImpl() override { Close().IgnoreError(); }
+
+  absl::Status Init();
+
+  absl::StatusOr<uint32_t> OpenQueue(const QueueId& id) override;
+  std::vector<QueueId> ListQueues() const override;
+  absl::Status Append(absl::Span<const AppendItem> batch) override;
+  absl::Status Read(uint32_t queue, size_t max,
+                    std::vector<StoredMessage>* out) override {
+    return ReadImpl(queue, /*after=*/0, /*from_checkpoint=*/true, max, out);
+  }
+  absl::Status ReadAfter(uint32_t queue, uint64_t after_offset, size_t max,
+                         std::vector<StoredMessage>* out) override {
+    return ReadImpl(queue, after_offset, /*from_checkpoint=*/false, max, out);
+  }
+  absl::Status Checkpoint(uint32_t queue, uint64_t offset) override;
+  Stats GetStats() const override;
+  absl::Status RunCleanup(bool force_compaction) override;
+  absl::Status Close() override;
+
+ private:
+  absl::Status ReadImpl(uint32_t queue, uint64_t after, bool from_checkpoint,
+                        size_t max, std::vector<StoredMessage>* out);
+  // Leader part of Append. REQUIRES: mu_ held, `self` at the front.
+  void LeadGroup(Writer* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees space for `needed` more stored bytes. REQUIRES: mu_ held (released
+  // and re-acquired inside).
+  void MakeRoom(uint64_t needed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CleanupLocked(bool force_compaction)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
+  // Removes the references [first..last] of `queue` (`refs` lists them with
+  // their payloads) plus point deletions, updating counts and payloads.
+  absl::Status RemoveRefs(uint32_t queue, uint64_t prefix_through,
+                          const std::vector<std::pair<uint64_t, uint64_t>>&
+                              refs /* offset, payload seq */,
+                          size_t prefix_count, uint64_t newly_expired,
+                          uint64_t dropped)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
+  absl::Status DropOldestLocked(uint64_t needed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
+  absl::Status CompactLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
+  void BackgroundLoop();
+  rocksdb::WriteOptions AppendWriteOptions() const {
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.durability == Durability::kPower;
+    return wo;
+  }
+
+  const StoreOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
+  rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* payloads_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* payload_refs_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* refs_cf_ = nullptr;
+  std::shared_ptr<rocksdb::Statistics> statistics_;
+
+  mutable absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<QueueState> queues_ ABSL_GUARDED_BY(mu_);
+  std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t stored_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t payload_count_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t expired_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_full_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rejected_full_ ABSL_GUARDED_BY(mu_) = 0;
+  // Earliest expiry among references appended or seen by cleanup, and
+  // whether a checkpoint moved since the last cleanup: the append path runs
+  // a cleanup when full only if one of them says it can free something.
+  int64_t min_expiry_hint_ ABSL_GUARDED_BY(mu_) = kInfinite;
+  bool checkpoint_moved_ ABSL_GUARDED_BY(mu_) = false;
+  // After a failed write (e.g. ENOSPC) RocksDB refuses writes until resumed.
+  bool needs_resume_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Serialises checkpoint writes so that they reach RocksDB in order.
+  absl::Mutex checkpoint_mu_;
+
+  absl::Mutex cleanup_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  uint64_t freed_since_compaction_ ABSL_GUARDED_BY(cleanup_mu_) = 0;
+  // Key ranges deleted since the last compaction.
+  uint64_t dirty_seq_min_ ABSL_GUARDED_BY(cleanup_mu_) = UINT64_MAX;
+  uint64_t dirty_seq_max_ ABSL_GUARDED_BY(cleanup_mu_) = 0;
+  uint32_t dirty_queue_min_ ABSL_GUARDED_BY(cleanup_mu_) = UINT32_MAX;
+  uint32_t dirty_queue_max_ ABSL_GUARDED_BY(cleanup_mu_) = 0;
+
+  absl::Mutex bg_mu_;
+  bool bg_stop_ ABSL_GUARDED_BY(bg_mu_) = false;
+  absl::CondVar bg_cv_;
+  std::thread bg_thread_;
+};
+
+absl::Status IterStatus(rocksdb::Iterator* it, absl::string_view what) {
+  if (it->status().ok()) return absl::OkStatus();
+  return RocksDbToStatus(it->status(), what);
+}
+
+absl::Status StoreImpl::Init() {
+  if (options_.directory.empty()) {
+    return absl::InvalidArgumentError("StoreOptions.directory is empty");
+  }
+  if (options_.clock == nullptr) {
+    return absl::InvalidArgumentError("StoreOptions.clock is null");
+  }
+  rocksdb::Options db_options = MakeRocksDbOptions(options_);
+  statistics_ = db_options.statistics;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const char* name :
+       {f::kMetaCf, f::kPayloadsCf, f::kPayloadRefsCf, f::kRefsCf}) {
+    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(db_options));
+  }
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(rocksdb::DBOptions(db_options), options_.directory,
+                        descriptors, &cfs_, &raw);
+  if (!s.ok()) {
+    return RocksDbToStatus(
+        s, absl::StrCat("opening store in ", options_.directory));
+  }
+  db_.reset(raw);
+  meta_cf_ = cfs_[0];
+  payloads_cf_ = cfs_[1];
+  payload_refs_cf_ = cfs_[2];
+  refs_cf_ = cfs_[3];
+
+  // Format version.
+  std::string value;
+  s = db_->Get(rocksdb::ReadOptions(), meta_cf_, f::kFormatKey, &value);
+  if (s.IsNotFound()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db_->Put(wo, meta_cf_, f::kFormatKey, f::FormatValue());
+    if (!s.ok()) return RocksDbToStatus(s, "writing the format version");
+  } else if (!s.ok()) {
+    return RocksDbToStatus(s, "reading the format version");
+  } else if (value != f::FormatValue()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store in ", options_.directory,
+        " has an unknown format (expected \"edgeroute-store\" version ",
+        f::kFormatVersion, ")"));
+  }
+
+  absl::MutexLock lock(&mu_);
+  // Queues, checkpoints, removal markers.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      rocksdb::Slice key = it->key();
+      rocksdb::Slice val = it->value();
+      if (key.size() != 5) continue;  // "format", "payload_floor"
+      char tag = key[0];
+      uint32_t q = f::GetBe32(key.data() + 1);
+      if (q >= (1u << 20)) {
+        return absl::DataLossError(
+            absl::StrCat("metadata key for queue handle ", q, " is corrupt"));
+      }
+      if (q >= queues_.size()) queues_.resize(q + 1);
+      QueueState& state = queues_[q];
+      if (tag == f::kQueueTag) {
+        if (val.size() < 2) {
+          return absl::DataLossError(
+              absl::StrCat("queue ", q, ": metadata record is corrupt"));
+        }
+        state.id.priority = static_cast<uint8_t>(val[0]);
+        state.id.endpoint_id.assign(val.data() + 1, val.size() - 1);
+      } else if (tag == f::kCheckpointTag || tag == f::kRemovedTag) {
+        if (val.size() != 8) {
+          return absl::DataLossError(
+              absl::StrCat("queue ", q, ": checkpoint record is corrupt"));
+        }
+        (tag == f::kCheckpointTag ? state.checkpoint : state.removed_through) =
+            f::GetBe64(val.data());
+      }
+    }
+    EDGEROUTE_RETURN_IF_ERROR(IterStatus(it.get(), "reading store metadata"));
+    for (size_t q = 0; q < queues_.size(); ++q) {
+      if (queues_[q].id.endpoint_id.empty()) {
+        return absl::DataLossError(absl::StrCat(
+            "queue handle ", q, " has a checkpoint but no queue record"));
+      }
+    }
+  }
+  // Reference scan: tails, expiry hint, reference bytes.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), refs_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      rocksdb::Slice key = it->key();
+      f::RefValue ref;
+      if (key.size() != f::kRefKeySize ||
+          !ref.Decode({it->value().data(), it->value().size()})) {
+        return absl::DataLossError("a reference record is corrupt");
+      }
+      uint32_t q = f::GetBe32(key.data());
+      if (q >= queues_.size()) {
+        return absl::DataLossError(
+            absl::StrCat("reference for unknown queue handle ", q));
+      }
+      queues_[q].tail = std::max(queues_[q].tail, f::GetBe64(key.data() + 4));
+      min_expiry_hint_ = std::min(min_expiry_hint_, ref.expiry_us);
+      stored_bytes_ += f::kRefBytes;
+    }
+    EDGEROUTE_RETURN_IF_ERROR(IterStatus(it.get(), "reading references"));
+  }
+  for (QueueState& state : queues_) {
+    state.tail =
+        std::max({state.tail, state.checkpoint, state.removed_through});
+    state.next_offset = state.tail + 1;
+  }
+  // Payload counts and sizes.
+  {
+    s = db_->Get(rocksdb::ReadOptions(), meta_cf_, f::kPayloadFloorKey, &value);
+    if (s.ok() && value.size() == 8) next_seq_ = f::GetBe64(value.data());
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), payload_refs_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      f::PayloadRefsValue pr;
+      if (it->key().size() != 8 ||
+          !pr.Decode({it->value().data(), it->value().size()})) {
+        return absl::DataLossError("a payload reference count is corrupt");
+      }
+      next_seq_ = std::max(next_seq_, f::GetBe64(it->key().data()) + 1);
+      stored_bytes_ += pr.size + f::kPayloadOverheadBytes;
+      ++payload_count_;
+    }
+    EDGEROUTE_RETURN_IF_ERROR(
+        IterStatus(it.get(), "reading payload reference counts"));
+  }
+  if (options_.cleanup_interval_ms > 0) {
+    bg_thread_ = std::thread([this] { BackgroundLoop(); });
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> StoreImpl::OpenQueue(const QueueId& id) {
+  if (id.endpoint_id.empty()) {
+    return absl::InvalidArgumentError("queue endpoint id is empty");
+  }
+  if (id.priority > kDefaultPriority) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("queue priority ", id.priority, " is not 0-9 or ",
+                     kDefaultPriority, " (default)"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (closed_) return absl::FailedPreconditionError("store is closed");
+  for (size_t q = 0; q < queues_.size(); ++q) {
+    if (queues_[q].id == id) return static_cast<uint32_t>(q);
+  }
+  uint32_t handle = static_cast<uint32_t>(queues_.size());
+  std::string value(1, static_cast<char>(id.priority));
+  value += id.endpoint_id;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s =
+      db_->Put(wo, meta_cf_, f::QueueMetaKey(f::kQueueTag, handle), value);
+  if (!s.ok()) {
+    return RocksDbToStatus(s, absl::StrCat("creating queue ", id.endpoint_id));
+  }
+  QueueState state;
+  state.id = id;
+  queues_.push_back(std::move(state));
+  return handle;
+}
+
+std::vector<QueueId> StoreImpl::ListQueues() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<QueueId> ids;
+  ids.reserve(queues_.size());
+  for (const QueueState& q : queues_) ids.push_back(q.id);
+  return ids;
+}
+
+absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
+  Writer w(batch);
+  absl::MutexLock lock(&mu_);
+  if (closed_) return absl::FailedPreconditionError("store is closed");
+  writers_.push_back(&w);
+  while (!w.done && writers_.front() != &w) w.cv.Wait(&mu_);
+  if (w.done) return w.status;
+  LeadGroup(&w);
+  return w.status;
+}
+
+void StoreImpl::LeadGroup(Writer* self) {
+  (void)self;
+  // Take the group and validate each writer's batch.
+  std::vector<Writer*> group;
+  std::vector<uint64_t> sizes;
+  for (size_t i = 0; i < writers_.size() && i < kMaxGroupWriters; ++i) {
+    Writer* w = writers_[i];
+    uint64_t bytes = 0;
+    for (const AppendItem& item : w->batch) {
+      if (item.targets.empty()) continue;
+      if (item.message.size() > UINT32_MAX) {
+        w->status = absl::InvalidArgumentError("message larger than 4 GiB");
+        break;
+      }
+      bytes += item.message.size() + f::kPayloadOverheadBytes;
+      for (const QueueTarget& t : item.targets) {
+        if (t.queue >= queues_.size()) {
+          w->status = absl::InvalidArgumentError(
+              absl::StrCat("unknown queue handle ", t.queue));
+          break;
+        }
+        bytes += f::kRefBytes;
+      }
+      if (!w->status.ok()) break;
+    }
+    group.push_back(w);
+    sizes.push_back(bytes);
+  }
+
+  // Space: admit writers in order while they fit.
+  uint64_t admitted_bytes = 0;
+  if (options_.max_bytes > 0) {
+    for (size_t i = 0; i < group.size(); ++i) {
+      Writer* w = group[i];
+      if (!w->status.ok()) continue;
+      if (sizes[i] > options_.max_bytes) {
+        w->status = absl::ResourceExhaustedError(absl::StrCat(
+            "batch of ", sizes[i], " bytes exceeds the store limit of ",
+            options_.max_bytes, " bytes"));
+        ++rejected_full_;
+        continue;
+      }
+      if (stored_bytes_ + admitted_bytes + sizes[i] > options_.max_bytes) {
+        MakeRoom(admitted_bytes + sizes[i]);
+      }
+      if (stored_bytes_ + admitted_bytes + sizes[i] > options_.max_bytes) {
+        w->status = absl::ResourceExhaustedError(absl::StrCat(
+            "store is full: ", stored_bytes_, " of ", options_.max_bytes,
+            " bytes used, batch needs ", sizes[i]));
+        ++rejected_full_;
+        continue;
+      }
+      admitted_bytes += sizes[i];
+    }
+  } else {
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (group[i]->status.ok()) admitted_bytes += sizes[i];
+    }
+  }
+
+  // Assign sequences and offsets in queue order and build one WriteBatch.
+  const uint64_t first_seq = next_seq_;
+  std::vector<std::pair<uint32_t, uint64_t>> saved_offsets;
+  rocksdb::WriteBatch wb;
+  const int64_t now = options_.clock->NowMicros();
+  uint64_t payloads = 0;
+  int64_t min_expiry = kInfinite;
+  char ref_value[f::kRefValueSize];
+  char counts[f::kPayloadRefsValueSize];
+  for (Writer* w : group) {
+    if (!w->status.ok()) continue;
+    for (const AppendItem& item : w->batch) {
+      if (item.targets.empty()) continue;
+      const uint64_t seq = next_seq_++;
+      ++payloads;
+      f::SeqKey seq_key(seq);
+      wb.Put(payloads_cf_, ToSlice(seq_key.view()),
+             rocksdb::Slice(reinterpret_cast<const char*>(item.message.data()),
+                            item.message.size()));
+      f::PayloadRefsValue pr;
+      pr.refs = static_cast<uint32_t>(item.targets.size());
+      pr.size = static_cast<uint32_t>(item.message.size());
+      pr.Encode(counts);
+      wb.Put(payload_refs_cf_, ToSlice(seq_key.view()),
+             rocksdb::Slice(counts, sizeof(counts)));
+      for (const QueueTarget& t : item.targets) {
+        QueueState& q = queues_[t.queue];
+        if (q.next_offset == q.tail + 1) {
+          saved_offsets.emplace_back(t.queue, q.next_offset);
+        }
+        f::RefKey key(t.queue, q.next_offset++);
+        f::RefValue ref;
+        ref.payload_seq = seq;
+        ref.enqueue_us = now;
+        ref.expiry_us = ExpiryFor(now, t.ttl_secs);
+        min_expiry = std::min(min_expiry, ref.expiry_us);
+        ref.Encode(ref_value);
+        wb.Put(refs_cf_, ToSlice(key.view()),
+               rocksdb::Slice(ref_value, sizeof(ref_value)));
+      }
+    }
+  }
+
+  absl::Status status;
+  if (wb.Count() > 0) {
+    bool resume = needs_resume_;
+    mu_.Unlock();
+    rocksdb::Status s;
+    if (resume) s = db_->Resume();
+    if (s.ok()) s = db_->Write(AppendWriteOptions(), &wb);
+    mu_.Lock();
+    if (!s.ok()) {
+      status = RocksDbToStatus(s, "appending to the store");
+      needs_resume_ = true;
+    } else {
+      needs_resume_ = false;
+    }
+  }
+  if (status.ok()) {
+    for (const auto& [queue, first] : saved_offsets) {
+      (void)first;
+      queues_[queue].tail = queues_[queue].next_offset - 1;
+    }
+    stored_bytes_ += admitted_bytes;
+    payload_count_ += payloads;
+    min_expiry_hint_ = std::min(min_expiry_hint_, min_expiry);
+  } else {
+    // Nothing was written: give the offsets and sequences back.
+    for (const auto& [queue, first] : saved_offsets) {
+      queues_[queue].next_offset = first;
+    }
+    next_seq_ = first_seq;
+  }
+  for (Writer* w : group) {
+    if (w->status.ok()) w->status = status;
+    writers_.pop_front();
+    w->done = true;
+    if (w != self) w->cv.Signal();
+  }
+  if (!writers_.empty()) writers_.front()->cv.Signal();
+}
+
+void StoreImpl::MakeRoom(uint64_t needed) {
+  const int64_t now = options_.clock->NowMicros();
+  const bool may_free = checkpoint_moved_ || min_expiry_hint_ <= now;
+  if (!may_free && options_.full_policy == FullPolicy::kReject) return;
+  mu_.Unlock();
+  {
+    absl::MutexLock lock(&cleanup_mu_);
+    if (may_free) CleanupLocked(/*force_compaction=*/false).IgnoreError();
+    if (options_.full_policy == FullPolicy::kDropOldest) {
+      DropOldestLocked(needed).IgnoreError();
+    }
+  }
+  mu_.Lock();
+}
+
+absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
+                                 bool from_checkpoint, size_t max,
+                                 std::vector<StoredMessage>* out) {
+  out->clear();
+  uint64_t tail;
+  QueueId id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return absl::FailedPreconditionError("store is closed");
+    if (queue >= queues_.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown queue handle ", queue));
+    }
+    const QueueState& q = queues_[queue];
+    if (from_checkpoint) after = std::max(q.checkpoint, q.expired_skip_through);
+    after = std::max(after, q.removed_through);
+    tail = q.tail;
+    id = q.id;
+  }
+  if (after >= tail || max == 0) return absl::OkStatus();
+
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  f::RefKey upper(queue, tail + 1);
+  rocksdb::Slice upper_slice = ToSlice(upper.view());
+  ro.iterate_upper_bound = &upper_slice;
+  const int64_t now = options_.clock->NowMicros();
+  // Expired references at the start of the range (nothing live before
+  // them): counted once and skipped by later reads.
+  std::vector<uint64_t> expired_prefix;
+  const bool may_count = from_checkpoint;
+  std::vector<uint64_t> seqs;
+  absl::Status status;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, refs_cf_));
+    f::RefKey start(queue, after + 1);
+    for (it->Seek(ToSlice(start.view())); it->Valid() && out->size() < max;
+         it->Next()) {
+      const uint64_t offset = f::GetBe64(it->key().data() + 4);
+      f::RefValue ref;
+      if (!ref.Decode({it->value().data(), it->value().size()})) {
+        status = absl::DataLossError(
+            absl::StrCat("queue '", id.endpoint_id, "' priority ", id.priority,
+                         " offset ", offset, ": reference record is corrupt"));
+        break;
+      }
+      if (ref.expiry_us <= now) {
+        if (may_count && out->empty()) expired_prefix.push_back(offset);
+        continue;
+      }
+      StoredMessage m;
+      m.offset = offset;
+      m.enqueue_time_us = ref.enqueue_us;
+      m.expiry_us = ref.expiry_us;
+      out->push_back(std::move(m));
+      seqs.push_back(ref.payload_seq);
+    }
+    if (status.ok() && !it->status().ok()) {
+      status = RocksDbToStatus(
+          it->status(), absl::StrCat("reading queue '", id.endpoint_id, "'"));
+    }
+  }
+  if (status.ok() && !seqs.empty()) {
+    std::vector<f::SeqKey> keys;
+    keys.reserve(seqs.size());
+    std::vector<rocksdb::Slice> slices;
+    slices.reserve(seqs.size());
+    for (uint64_t seq : seqs) {
+      keys.emplace_back(seq);
+      slices.push_back(ToSlice(keys.back().view()));
+    }
+    std::vector<rocksdb::PinnableSlice> values(seqs.size());
+    std::vector<rocksdb::Status> statuses(seqs.size());
+    ro.iterate_upper_bound = nullptr;
+    db_->MultiGet(ro, payloads_cf_, seqs.size(), slices.data(), values.data(),
+                  statuses.data(), /*sorted_input=*/false);
+    for (size_t i = 0; i < seqs.size() && status.ok(); ++i) {
+      StoredMessage& m = (*out)[i];
+      const std::string where =
+          absl::StrCat("queue '", id.endpoint_id, "' priority ", id.priority,
+                       " offset ", m.offset, ": payload ", seqs[i]);
+      if (statuses[i].IsNotFound()) {
+        status = absl::DataLossError(absl::StrCat(where, " is missing"));
+      } else if (!statuses[i].ok()) {
+        status = RocksDbToStatus(statuses[i], where);
+      } else {
+        m.bytes.assign(values[i].data(), values[i].size());
+        absl::StatusOr<MessageView> view = MessageView::Verify(
+            {reinterpret_cast<const uint8_t*>(m.bytes.data()), m.bytes.size()});
+        if (!view.ok()) {
+          status = absl::DataLossError(absl::StrCat(
+              where, " is not a valid message: ", view.status().message()));
+        }
+      }
+    }
+  }
+  db_->ReleaseSnapshot(snapshot);
+  if (!status.ok()) {
+    out->clear();
+    return status;
+  }
+  if (!expired_prefix.empty()) {
+    absl::MutexLock lock(&mu_);
+    QueueState& q = queues_[queue];
+    for (uint64_t offset : expired_prefix) {
+      if (offset > q.expired_skip_through) ++expired_;
+    }
+    q.expired_skip_through =
+        std::max(q.expired_skip_through, expired_prefix.back());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StoreImpl::Checkpoint(uint32_t queue, uint64_t offset) {
+  absl::MutexLock ckpt_lock(&checkpoint_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return absl::FailedPreconditionError("store is closed");
+    if (queue >= queues_.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown queue handle ", queue));
+    }
+    const QueueState& q = queues_[queue];
+    if (offset > q.tail) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint ", offset, " is beyond the tail ", q.tail,
+                       " of queue '", q.id.endpoint_id, "'"));
+    }
+    if (offset <= q.checkpoint) return absl::OkStatus();
+  }
+  rocksdb::Status s = db_->Put(rocksdb::WriteOptions(), meta_cf_,
+                               f::QueueMetaKey(f::kCheckpointTag, queue),
+                               f::Be64String(offset));
+  if (!s.ok()) return RocksDbToStatus(s, "writing a checkpoint");
+  absl::MutexLock lock(&mu_);
+  queues_[queue].checkpoint = std::max(queues_[queue].checkpoint, offset);
+  checkpoint_moved_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status StoreImpl::RemoveRefs(
+    uint32_t queue, uint64_t prefix_through,
+    const std::vector<std::pair<uint64_t, uint64_t>>& refs, size_t prefix_count,
+    uint64_t newly_expired, uint64_t dropped) {
+  uint64_t old_removed;
+  {
+    absl::MutexLock lock(&mu_);
+    old_removed = queues_[queue].removed_through;
+  }
+  rocksdb::WriteBatch wb;
+  if (prefix_through > old_removed) {
+    f::RefKey from(queue, old_removed + 1);
+    f::RefKey to(queue, prefix_through + 1);
+    wb.DeleteRange(refs_cf_, ToSlice(from.view()), ToSlice(to.view()));
+    wb.Put(meta_cf_, f::QueueMetaKey(f::kRemovedTag, queue),
+           f::Be64String(prefix_through));
+  }
+  for (size_t i = prefix_count; i < refs.size(); ++i) {
+    f::RefKey key(queue, refs[i].first);
+    wb.Delete(refs_cf_, ToSlice(key.view()));
+  }
+  // Reference counts: payload sequences of one queue ascend.
+  std::map<uint64_t, uint32_t> decrements;
+  for (const auto& [offset, seq] : refs) {
+    (void)offset;
+    ++decrements[seq];
+  }
+  uint64_t freed = refs.size() * f::kRefBytes;
+  uint64_t payloads_deleted = 0;
+  char counts[f::kPayloadRefsValueSize];
+  for (const auto& [seq, dec] : decrements) {
+    f::SeqKey key(seq);
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), payload_refs_cf_,
+                                 ToSlice(key.view()), &value);
+    f::PayloadRefsValue pr;
+    if (s.IsNotFound()) continue;  // Already gone: nothing to free.
+    if (!s.ok()) return RocksDbToStatus(s, "reading a reference count");
+    if (!pr.Decode(value)) {
+      return absl::DataLossError(
+          absl::StrCat("reference count of payload ", seq, " is corrupt"));
+    }
+    if (pr.refs <= dec) {
+      wb.Delete(payloads_cf_, ToSlice(key.view()));
+      wb.Delete(payload_refs_cf_, ToSlice(key.view()));
+      freed += pr.size + f::kPayloadOverheadBytes;
+      ++payloads_deleted;
+      dirty_seq_min_ = std::min(dirty_seq_min_, seq);
+      dirty_seq_max_ = std::max(dirty_seq_max_, seq);
+    } else {
+      pr.refs -= dec;
+      pr.Encode(counts);
+      wb.Put(payload_refs_cf_, ToSlice(key.view()),
+             rocksdb::Slice(counts, sizeof(counts)));
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    wb.Put(meta_cf_, f::kPayloadFloorKey, f::Be64String(next_seq_));
+  }
+  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &wb);
+  if (!s.ok()) return RocksDbToStatus(s, "removing references");
+  dirty_queue_min_ = std::min(dirty_queue_min_, queue);
+  dirty_queue_max_ = std::max(dirty_queue_max_, queue);
+  freed_since_compaction_ += freed;
+  absl::MutexLock lock(&mu_);
+  QueueState& q = queues_[queue];
+  q.removed_through = std::max(q.removed_through, prefix_through);
+  stored_bytes_ -= std::min(stored_bytes_, freed);
+  payload_count_ -= std::min(payload_count_, payloads_deleted);
+  expired_ += newly_expired;
+  dropped_full_ += dropped;
+  return absl::OkStatus();
+}
+
+absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
+  std::vector<QueueState> queues;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return absl::FailedPreconditionError("store is closed");
+    queues = queues_;
+    checkpoint_moved_ = false;
+  }
+  const int64_t now = options_.clock->NowMicros();
+  int64_t min_expiry = kInfinite;
+  for (uint32_t qi = 0; qi < queues.size(); ++qi) {
+    const QueueState& q = queues[qi];
+    if (q.tail <= q.removed_through) continue;
+    rocksdb::ReadOptions ro;
+    f::RefKey upper(qi, q.tail + 1);
+    rocksdb::Slice upper_slice = ToSlice(upper.view());
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, refs_cf_));
+    f::RefKey start(qi, q.removed_through + 1);
+    std::vector<std::pair<uint64_t, uint64_t>> refs;
+    size_t prefix_count = 0;
+    bool in_prefix = true;
+    uint64_t prefix_through = q.removed_through;
+    uint64_t newly_expired = 0;
+    for (it->Seek(ToSlice(start.view())); it->Valid(); it->Next()) {
+      const uint64_t offset = f::GetBe64(it->key().data() + 4);
+      f::RefValue ref;
+      if (!ref.Decode({it->value().data(), it->value().size()})) {
+        return absl::DataLossError(
+            absl::StrCat("queue '", q.id.endpoint_id, "' offset ", offset,
+                         ": reference record is corrupt"));
+      }
+      const bool delivered = offset <= q.checkpoint;
+      const bool expired = ref.expiry_us <= now;
+      if (!delivered && !expired) {
+        in_prefix = false;
+        min_expiry = std::min(min_expiry, ref.expiry_us);
+        continue;
+      }
+      if (!delivered && offset > q.expired_skip_through) ++newly_expired;
+      refs.emplace_back(offset, ref.payload_seq);
+      if (in_prefix) {
+        ++prefix_count;
+        prefix_through = offset;
+      }
+      if (refs.size() >= kCleanupChunk) {
+        EDGEROUTE_RETURN_IF_ERROR(RemoveRefs(qi, prefix_through, refs,
+                                             prefix_count, newly_expired, 0));
+        refs.clear();
+        prefix_count = 0;
+        newly_expired = 0;
+      }
+    }
+    EDGEROUTE_RETURN_IF_ERROR(IterStatus(it.get(), "cleaning up a queue"));
+    if (in_prefix) prefix_through = std::max(prefix_through, q.checkpoint);
+    prefix_through = std::min(prefix_through, q.tail);
+    if (!refs.empty() || prefix_through > q.removed_through) {
+      EDGEROUTE_RETURN_IF_ERROR(
+          RemoveRefs(qi, prefix_through, refs, prefix_count, newly_expired, 0));
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    min_expiry_hint_ = min_expiry;
+  }
+  if (force_compaction ||
+      freed_since_compaction_ >= options_.compact_after_bytes) {
+    return CompactLocked();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StoreImpl::DropOldestLocked(uint64_t needed) {
+  // Queues by ascending importance: largest priority number first.
+  std::vector<uint32_t> order;
+  std::vector<QueueState> queues;
+  {
+    absl::MutexLock lock(&mu_);
+    queues = queues_;
+  }
+  for (uint32_t q = 0; q < queues.size(); ++q) order.push_back(q);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return queues[a].id.priority > queues[b].id.priority;
+  });
+  for (uint32_t qi : order) {
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stored_bytes_ + needed <= options_.max_bytes) {
+          return absl::OkStatus();
+        }
+      }
+      QueueState q;
+      {
+        absl::MutexLock lock(&mu_);
+        q = queues_[qi];
+      }
+      if (q.tail <= q.removed_through) break;
+      std::unique_ptr<rocksdb::Iterator> it(
+          db_->NewIterator(rocksdb::ReadOptions(), refs_cf_));
+      f::RefKey start(qi, q.removed_through + 1);
+      std::vector<std::pair<uint64_t, uint64_t>> refs;
+      uint64_t dropped = 0;
+      uint64_t through = q.removed_through;
+      for (it->Seek(ToSlice(start.view())); it->Valid() && refs.size() < 64 &&
+                                            f::GetBe32(it->key().data()) == qi;
+           it->Next()) {
+        f::RefValue ref;
+        const uint64_t offset = f::GetBe64(it->key().data() + 4);
+        if (offset > q.tail) break;
+        if (!ref.Decode({it->value().data(), it->value().size()})) {
+          return absl::DataLossError("a reference record is corrupt");
+        }
+        refs.emplace_back(offset, ref.payload_seq);
+        if (offset > q.checkpoint) ++dropped;
+        through = offset;
+      }
+      EDGEROUTE_RETURN_IF_ERROR(IterStatus(it.get(), "dropping references"));
+      if (refs.empty()) through = q.tail;
+      EDGEROUTE_RETURN_IF_ERROR(
+          RemoveRefs(qi, through, refs, refs.size(), 0, dropped));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StoreImpl::CompactLocked() {
+  rocksdb::FlushOptions fo;
+  rocksdb::Status s = db_->Flush(fo, cfs_);
+  if (!s.ok()) return RocksDbToStatus(s, "flushing before compaction");
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction =
+      rocksdb::BottommostLevelCompaction::kForceOptimized;
+  if (dirty_seq_min_ <= dirty_seq_max_) {
+    f::SeqKey from(dirty_seq_min_), to(dirty_seq_max_ + 1);
+    rocksdb::Slice a = ToSlice(from.view()), b = ToSlice(to.view());
+    for (rocksdb::ColumnFamilyHandle* cf : {payloads_cf_, payload_refs_cf_}) {
+      s = db_->CompactRange(co, cf, &a, &b);
+      if (!s.ok()) return RocksDbToStatus(s, "compacting payloads");
+    }
+  }
+  if (dirty_queue_min_ <= dirty_queue_max_) {
+    f::RefKey from(dirty_queue_min_, 0), to(dirty_queue_max_ + 1, 0);
+    rocksdb::Slice a = ToSlice(from.view()), b = ToSlice(to.view());
+    s = db_->CompactRange(co, refs_cf_, &a, &b);
+    if (!s.ok()) return RocksDbToStatus(s, "compacting references");
+  }
+  freed_since_compaction_ = 0;
+  dirty_seq_min_ = UINT64_MAX;
+  dirty_seq_max_ = 0;
+  dirty_queue_min_ = UINT32_MAX;
+  dirty_queue_max_ = 0;
+  return absl::OkStatus();
+}
+
+absl::Status StoreImpl::RunCleanup(bool force_compaction) {
+  absl::MutexLock lock(&cleanup_mu_);
+  return CleanupLocked(force_compaction);
+}
+
+void StoreImpl::BackgroundLoop() {
+  absl::MutexLock lock(&bg_mu_);
+  while (!bg_stop_) {
+    bg_cv_.WaitWithTimeout(&bg_mu_,
+                           absl::Milliseconds(options_.cleanup_interval_ms));
+    if (bg_stop_) break;
+    bg_mu_.Unlock();
+    RunCleanup(false).IgnoreError();  // Retried next period; see Stats.
+    bg_mu_.Lock();
+  }
+}
+
+Store::Stats StoreImpl::GetStats() const {
+  Stats stats;
+  std::vector<QueueState> queues;
+  {
+    absl::MutexLock lock(&mu_);
+    queues = queues_;
+    stats.stored_bytes = stored_bytes_;
+    stats.payloads = payload_count_;
+    stats.expired = expired_;
+    stats.dropped_full = dropped_full_;
+    stats.rejected_full = rejected_full_;
+    if (closed_) return stats;
+  }
+  for (uint32_t qi = 0; qi < queues.size(); ++qi) {
+    const QueueState& q = queues[qi];
+    QueueStats qs;
+    qs.id = q.id;
+    qs.tail = q.tail;
+    qs.checkpoint = q.checkpoint;
+    const uint64_t done = std::max(q.checkpoint, q.removed_through);
+    qs.depth = q.tail > done ? q.tail - done : 0;
+    qs.head = q.tail + 1;
+    rocksdb::ReadOptions ro;
+    f::RefKey upper(qi, q.tail + 1);
+    rocksdb::Slice upper_slice = ToSlice(upper.view());
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, refs_cf_));
+    it->Seek(ToSlice(f::RefKey(qi, q.removed_through + 1).view()));
+    if (it->Valid()) qs.head = f::GetBe64(it->key().data() + 4);
+    it->Seek(ToSlice(f::RefKey(qi, done + 1).view()));
+    f::RefValue ref;
+    if (it->Valid() && ref.Decode({it->value().data(), it->value().size()})) {
+      qs.oldest_enqueue_us = ref.enqueue_us;
+    }
+    stats.queues.push_back(std::move(qs));
+  }
+  stats.bytes_on_disk = internal::DirectoryBytes(options_.directory);
+  if (statistics_ != nullptr) {
+    stats.bytes_written_to_disk =
+        statistics_->getTickerCount(rocksdb::WAL_FILE_BYTES) +
+        statistics_->getTickerCount(rocksdb::FLUSH_WRITE_BYTES) +
+        statistics_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
+  }
+  return stats;
+}
+
+absl::Status StoreImpl::Close() {
+  {
+    absl::MutexLock lock(&bg_mu_);
+    bg_stop_ = true;
+    bg_cv_.Signal();
+  }
+  if (bg_thread_.joinable()) bg_thread_.join();
+  absl::MutexLock cleanup_lock(&cleanup_mu_);
+  absl::MutexLock lock(&mu_);
+  if (closed_) return absl::OkStatus();
+  closed_ = true;
+  // Appenders still queued would be a caller bug (Close races calls).
+  absl::Status status;
+  if (db_ != nullptr) {
+    for (rocksdb::ColumnFamilyHandle* cf : cfs_) {
+      db_->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+    }
+    cfs_.clear();
+    rocksdb::Status s = db_->Close();
+    if (!s.ok()) status = RocksDbToStatus(s, "closing the store");
+    db_.reset();
+  }
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(
+    const StoreOptions& options) {
+  auto store = std::make_unique<StoreImpl>(options);
+  EDGEROUTE_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace edgeroute::store
