@@ -1,12 +1,31 @@
 #include "store/rocksdb_options.h"
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "rocksdb/convenience.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/statistics.h"
 
 namespace edgeroute::store {
+namespace {
+
+// Turns RocksDB's automatic recovery from a full disk off: the store resumes
+// the database itself on the next append (DB::Resume), so recovery happens
+// as soon as space returns instead of on RocksDB's polling timer, and
+// Resume() never answers Busy because a background recovery is running.
+class ManualRecoveryListener : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "EdgerouteManualRecovery"; }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/,
+                            rocksdb::Status /*bg_error*/,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
+
+}  // namespace
 
 rocksdb::Options MakeRocksDbOptions(const StoreOptions& options) {
   rocksdb::Options db;
@@ -28,6 +47,10 @@ rocksdb::Options MakeRocksDbOptions(const StoreOptions& options) {
   db.target_file_size_base = 32u << 20;
   db.level_compaction_dynamic_level_bytes = true;
   db.paranoid_checks = true;
+  // After a write error (e.g. a full disk) the store calls DB::Resume()
+  // itself on the next append.
+  db.max_bgerror_resume_count = 0;
+  db.listeners.push_back(std::make_shared<ManualRecoveryListener>());
   db.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   // Message bodies are mostly JSON: compressing them writes less to flash.
   std::vector<rocksdb::CompressionType> supported =

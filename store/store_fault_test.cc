@@ -1,0 +1,143 @@
+// Fault injection: the disk fills up (ENOSPC) under the store.
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "message/clock.h"
+#include "message/message.h"
+#include "rocksdb/env.h"
+#include "store/fault_fs.h"
+#include "store/store.h"
+
+namespace edgeroute::store {
+namespace {
+
+std::string TestDir(const std::string& name) {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string dir = absl::StrCat(base != nullptr ? base : "/tmp", "/", name);
+  EXPECT_EQ(std::system(absl::StrCat("rm -rf '", dir, "'").c_str()), 0);
+  return dir;
+}
+
+std::string MakeMessage(int i, size_t size) {
+  MessageBuilder builder;
+  builder.Clear();
+  std::string body = absl::StrCat("{\"n\":", i, "}");
+  std::mt19937 random(i);
+  while (body.size() < size) body.push_back('a' + random() % 26);
+  builder.SetBody(body);
+  builder.AddProperty("n", absl::StrCat(i));
+  absl::Span<const uint8_t> bytes = builder.Finish();
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+int MessageNumber(const StoredMessage& m) {
+  absl::StatusOr<MessageView> view = MessageView::Verify(
+      {reinterpret_cast<const uint8_t*>(m.bytes.data()), m.bytes.size()});
+  if (!view.ok()) return -1;
+  return std::atoi(std::string(view->FindProperty("n").value).c_str());
+}
+
+absl::Status AppendOne(Store* store, const std::string& message, uint32_t q) {
+  QueueTarget target{q, -1};
+  AppendItem item{
+      {reinterpret_cast<const uint8_t*>(message.data()), message.size()},
+      absl::MakeConstSpan(&target, 1)};
+  return store->Append(absl::MakeConstSpan(&item, 1));
+}
+
+std::vector<int> ReadAll(Store* store, uint32_t q) {
+  std::vector<StoredMessage> out;
+  absl::Status s = store->Read(q, 100000, &out);
+  EXPECT_TRUE(s.ok()) << s;
+  std::vector<int> numbers;
+  for (const StoredMessage& m : out) numbers.push_back(MessageNumber(m));
+  return numbers;
+}
+
+class StoreFaultTest : public ::testing::TestWithParam<Durability> {};
+
+// The disk fills in the middle of appends (a budget smaller than one batch,
+// so the write-ahead log record is torn), then space returns.
+TEST_P(StoreFaultTest, FullDiskGivesClearErrorAndStoreRecovers) {
+  auto fs = std::make_shared<FaultFileSystem>();
+  std::unique_ptr<rocksdb::Env> env = NewFaultEnv(fs);
+  FakeClock clock;
+  StoreOptions options;
+  options.directory =
+      TestDir(absl::StrCat("enospc", static_cast<int>(GetParam())));
+  options.durability = GetParam();
+  options.clock = &clock;
+  options.cleanup_interval_ms = 0;
+  options.env = env.get();
+  std::vector<int> acknowledged;
+  {
+    absl::StatusOr<std::unique_ptr<Store>> opened = Store::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    Store* store = opened->get();
+    absl::StatusOr<uint32_t> q = store->OpenQueue({"q", 0});
+    ASSERT_TRUE(q.ok());
+    int n = 0;
+    for (; n < 20; ++n) {
+      ASSERT_TRUE(AppendOne(store, MakeMessage(n, 3000), *q).ok());
+      acknowledged.push_back(n);
+    }
+    fs->SetBudget(1000);
+    absl::Status s = AppendOne(store, MakeMessage(n++, 3000), *q);
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("space"));
+    EXPECT_GT(fs->failures(), 0);
+    // Still full: still a clear error, never a crash.
+    s = AppendOne(store, MakeMessage(n++, 3000), *q);
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    // Readable while full.
+    EXPECT_EQ(ReadAll(store, *q), acknowledged);
+
+    fs->SetBudget(-1);  // Space returns.
+    for (int i = 0; i < 5; ++i, ++n) {
+      s = AppendOne(store, MakeMessage(n, 3000), *q);
+      ASSERT_TRUE(s.ok()) << s;
+      acknowledged.push_back(n);
+    }
+    EXPECT_EQ(ReadAll(store, *q), acknowledged);
+    ASSERT_TRUE(store->Checkpoint(*q, 3).ok());
+    ASSERT_TRUE(store->Close().ok());
+  }
+  // Reopened (with a normal environment): every acknowledged message is
+  // there, the failed ones are not.
+  options.env = nullptr;
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<int> expected(acknowledged.begin() + 3, acknowledged.end());
+  EXPECT_EQ(ReadAll(store->get(), 0), expected);
+}
+
+// Space runs out during open (a brand-new store cannot be created).
+TEST(StoreFaultOpenTest, OpenOnFullDiskFailsCleanly) {
+  auto fs = std::make_shared<FaultFileSystem>();
+  std::unique_ptr<rocksdb::Env> env = NewFaultEnv(fs);
+  StoreOptions options;
+  options.directory = TestDir("open_full");
+  options.cleanup_interval_ms = 0;
+  options.env = env.get();
+  fs->SetBudget(0);
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kResourceExhausted)
+      << store.status();
+  fs->SetBudget(-1);
+  store = Store::Open(options);
+  EXPECT_TRUE(store.ok()) << store.status();
+}
+
+INSTANTIATE_TEST_SUITE_P(Durabilities, StoreFaultTest,
+                         ::testing::Values(Durability::kProcess,
+                                           Durability::kPower));
+
+}  // namespace
+}  // namespace edgeroute::store
