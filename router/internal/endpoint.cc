@@ -1,0 +1,575 @@
+#include "router/internal/endpoint.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "router/internal/backoff.h"
+
+namespace edgeroute::router_internal {
+namespace {
+
+// Longest sleep of an idle executor (real time). Every event that matters
+// wakes it earlier; this only bounds the cost of a missed clock change.
+constexpr int64_t kMaxSleepUs = 1'000'000;
+
+int64_t RealNowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+}  // namespace
+
+Endpoint::Endpoint(std::string id, const EndpointConfig& config)
+    : id_(std::move(id)),
+      config_(config),
+      clock_(config.clock != nullptr ? config.clock : SystemClock()),
+      rng_(config.seed) {
+  for (int b = 0; b < kPriorityBuckets; ++b) store_queues_[b] = UINT32_MAX;
+  batch_.endpoint_id_ = id_;
+  current_.reserve(config_.batch_size);
+}
+
+Endpoint::~Endpoint() {
+  // Memory mode: release what is still referenced (only after Join, when no
+  // producer or executor runs).
+  for (Pending& p : current_) {
+    if (p.node != nullptr) MessageNode::Unref(p.node);
+  }
+  current_.clear();
+  for (int b = 0; b < kPriorityBuckets; ++b) {
+    MpscRing<QueuedRef>* lane = lanes_[b].load(std::memory_order_acquire);
+    if (lane == nullptr) continue;
+    QueuedRef ref;
+    while (lane->TryPop(&ref)) MessageNode::Unref(ref.node);
+  }
+}
+
+absl::Status Endpoint::EnsureLane(int bucket) {
+  if (bucket < 0 || bucket >= kPriorityBuckets) {
+    return absl::InvalidArgumentError("priority bucket out of range");
+  }
+  absl::MutexLock lock(&lanes_mu_);
+  if (config_.store != nullptr) {
+    if (has_queue_[bucket].load(std::memory_order_acquire)) {
+      return absl::OkStatus();
+    }
+    store::QueueId qid{id_, static_cast<uint8_t>(bucket)};
+    absl::StatusOr<uint32_t> q = config_.store->OpenQueue(qid);
+    if (!q.ok()) return q.status();
+    store_queues_[bucket] = *q;
+    // Release: publishes store_queues_[bucket] to the executor and workers.
+    has_queue_[bucket].store(true, std::memory_order_release);
+    return absl::OkStatus();
+  }
+  if (owned_lanes_[bucket] == nullptr) {
+    owned_lanes_[bucket] =
+        std::make_unique<MpscRing<QueuedRef>>(config_.lane_capacity);
+    // Release: the ring's initialised slots are visible to whoever loads the
+    // pointer with acquire (Push, the executor).
+    lanes_[bucket].store(owned_lanes_[bucket].get(), std::memory_order_release);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Endpoint::AdoptStoreQueues() {
+  if (config_.store == nullptr) return absl::OkStatus();
+  std::vector<store::QueueId> queues = config_.store->ListQueues();
+  for (const store::QueueId& q : queues) {
+    if (q.endpoint_id == id_ && q.priority < kPriorityBuckets) {
+      absl::Status s = EnsureLane(q.priority);
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Endpoint::SetSink(std::shared_ptr<Sink> sink) {
+  {
+    absl::MutexLock lock(&sink_mu_);
+    has_sink_.store(sink != nullptr, std::memory_order_relaxed);
+    sink_ = std::move(sink);
+    // Release: the executor acquires the generation, then locks sink_mu_.
+    sink_generation_.fetch_add(1, std::memory_order_release);
+  }
+  control_generation_.fetch_add(1, std::memory_order_release);
+  wake_.Notify();
+}
+
+void Endpoint::SetRemoved(bool removed) {
+  removed_.store(removed, std::memory_order_release);
+  control_generation_.fetch_add(1, std::memory_order_release);
+  wake_.Notify();
+}
+
+void Endpoint::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Endpoint::BeginClose(bool drain, absl::Time deadline) {
+  drain_.store(drain, std::memory_order_relaxed);
+  close_deadline_us_.store(absl::ToUnixMicros(deadline),
+                           std::memory_order_relaxed);
+  // Release: publishes drain_ and the deadline with the flag.
+  closing_.store(true, std::memory_order_release);
+  control_generation_.fetch_add(1, std::memory_order_release);
+  wake_.Notify();
+}
+
+void Endpoint::Wake() {
+  control_generation_.fetch_add(1, std::memory_order_release);
+  wake_.Notify();
+}
+
+void Endpoint::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Endpoint::LanesEmpty() const {
+  for (int b = 0; b < kPriorityBuckets; ++b) {
+    const MpscRing<QueuedRef>* lane = lanes_[b].load(std::memory_order_acquire);
+    if (lane != nullptr && lane->SizeGuess() != 0) return false;
+  }
+  return true;
+}
+
+bool Endpoint::HasWork() const {
+  if (config_.store != nullptr) {
+    return store_initial_scan_ ||
+           store_appended_.load(std::memory_order_acquire) != store_seen_;
+  }
+  return !LanesEmpty();
+}
+
+bool Endpoint::Idle() const {
+  if (!has_sink_.load(std::memory_order_relaxed)) return true;
+  if (in_flight_.load(std::memory_order_acquire) != 0) return false;
+  if (config_.store != nullptr) {
+    return store_idle_.load(std::memory_order_acquire) ==
+           store_appended_.load(std::memory_order_acquire);
+  }
+  return LanesEmpty();
+}
+
+std::shared_ptr<Sink> Endpoint::CurrentSink() {
+  // Acquire: pairs with the release increment in SetSink.
+  const uint64_t gen = sink_generation_.load(std::memory_order_acquire);
+  if (gen != cached_sink_generation_) {
+    absl::MutexLock lock(&sink_mu_);
+    cached_sink_ = sink_;
+    cached_sink_generation_ = sink_generation_.load(std::memory_order_relaxed);
+  }
+  return cached_sink_;
+}
+
+void Endpoint::Sleep(int64_t timeout_us, bool wait_for_data,
+                     int64_t until_mono_us) {
+  const uint32_t key = wake_.PrepareWait();
+  if (control_generation_.load(std::memory_order_acquire) != seen_control_ ||
+      (wait_for_data && HasWork()) ||
+      (until_mono_us > 0 && clock_->MonotonicMicros() >= until_mono_us)) {
+    wake_.CancelWait();
+    return;
+  }
+  wake_.Wait(key, std::min(timeout_us, kMaxSleepUs));
+}
+
+void Endpoint::Count(Reason reason, uint64_t n) {
+  if (n == 0) return;
+  switch (reason) {
+    case Reason::kExpired:
+      Bump(expired_, n);
+      break;
+    case Reason::kRejected:
+      Bump(rejected_, n);
+      break;
+    case Reason::kDead:
+      Bump(dropped_dead_, n);
+      break;
+    case Reason::kRemoved:
+      Bump(dropped_removed_, n);
+      break;
+    case Reason::kClose:
+      Bump(dropped_close_, n);
+      break;
+    case Reason::kDelivered:
+      Bump(delivered_, n);
+      break;
+  }
+}
+
+void Endpoint::ReleaseCurrent(size_t i) {
+  Pending& p = current_[i];
+  if (p.node != nullptr) {
+    MessageNode::Unref(p.node);
+    p.node = nullptr;
+  }
+}
+
+void Endpoint::DropCurrent(Reason reason) {
+  if (current_.empty()) return;
+  // Store mode: a dropped batch is checkpointed (gone for good), except at
+  // close, where it stays in the store for the next run.
+  if (config_.store != nullptr && reason != Reason::kClose) {
+    for (const Pending& p : current_) {
+      done_offset_ = std::max(done_offset_, p.offset);
+    }
+  }
+  for (size_t i = 0; i < current_.size(); ++i) ReleaseCurrent(i);
+  if (config_.store == nullptr || reason != Reason::kClose) {
+    Count(reason, current_.size());
+  }
+  current_.clear();
+  FinishStoreBatch();
+}
+
+void Endpoint::DrainAll(Reason reason) {
+  if (config_.store != nullptr) {
+    if (reason == Reason::kClose) return;  // stays in the store
+    while (TakeFromStore()) DropCurrent(reason);
+    return;
+  }
+  for (int b = 0; b < kPriorityBuckets; ++b) {
+    MpscRing<QueuedRef>* lane = lanes_[b].load(std::memory_order_acquire);
+    if (lane == nullptr) continue;
+    QueuedRef ref;
+    uint64_t n = 0;
+    while (lane->TryPop(&ref)) {
+      MessageNode::Unref(ref.node);
+      ++n;
+    }
+    Count(reason, n);
+  }
+}
+
+bool Endpoint::TakeBatch() {
+  if (config_.store != nullptr) return TakeFromStore();
+  QueuedRef refs[256];
+  const size_t max = std::min<size_t>(config_.batch_size, 256);
+  for (int b = 0; b < kPriorityBuckets; ++b) {
+    MpscRing<QueuedRef>* lane = lanes_[b].load(std::memory_order_acquire);
+    if (lane == nullptr) continue;
+    const size_t n = lane->PopBatch(refs, max);
+    if (n == 0) continue;
+    current_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      Pending& p = current_[i];
+      p.node = refs[i].node;
+      p.expires_wall_us = refs[i].expires_wall_us;
+      p.admit_wall_us = refs[i].node->admit_wall_us;
+      p.admit_mono_us = refs[i].node->admit_mono_us;
+      p.offset = 0;
+    }
+    current_bucket_ = b;
+    return true;
+  }
+  return false;
+}
+
+bool Endpoint::TakeFromStore() {
+  // Acquire: pairs with NoteStoreAppend; what was appended before is
+  // readable.
+  const uint64_t appended = store_appended_.load(std::memory_order_acquire);
+  if (!store_initial_scan_ && appended == store_seen_) return false;
+  const size_t max = config_.batch_size;
+  for (int b = 0; b < kPriorityBuckets; ++b) {
+    if (!has_queue_[b].load(std::memory_order_acquire)) continue;
+    const uint32_t q = store_queues_[b];
+    absl::Status s = started_[b] ? config_.store->ReadAfter(q, read_offset_[b],
+                                                            max, &store_buf_)
+                                 : config_.store->Read(q, max, &store_buf_);
+    if (!s.ok()) {
+      Bump(store_errors_);
+      continue;
+    }
+    if (store_buf_.empty()) continue;
+    current_.resize(store_buf_.size());
+    for (size_t i = 0; i < store_buf_.size(); ++i) {
+      store::StoredMessage& m = store_buf_[i];
+      Pending& p = current_[i];
+      p.node = nullptr;
+      p.offset = m.offset;
+      p.expires_wall_us = m.expiry_us;
+      p.admit_wall_us = m.enqueue_time_us;
+      p.admit_mono_us = 0;
+      p.stored = std::move(m.bytes);
+      // FlatBuffers needs 8-byte alignment: std::string storage from the
+      // usual allocators has it; otherwise keep an aligned copy.
+      p.aligned.clear();
+      if (reinterpret_cast<uintptr_t>(p.stored.data()) % 8 != 0) {
+        p.aligned.resize((p.stored.size() + 7) / 8);
+        std::memcpy(p.aligned.data(), p.stored.data(), p.stored.size());
+      }
+    }
+    read_offset_[b] = store_buf_.back().offset;
+    started_[b] = true;
+    current_bucket_ = b;
+    return true;
+  }
+  store_seen_ = appended;
+  store_initial_scan_ = false;
+  // Release: WaitIdle's reader sees the executor is caught up.
+  store_idle_.store(appended, std::memory_order_release);
+  return false;
+}
+
+void Endpoint::FinishStoreBatch() {
+  if (config_.store == nullptr) return;
+  // Checkpoint the highest finished offset below the lowest one still to be
+  // retried (everything when nothing is).
+  uint64_t limit = UINT64_MAX;
+  for (const Pending& p : current_) limit = std::min(limit, p.offset);
+  uint64_t ckpt = 0;
+  if (limit == UINT64_MAX) {
+    ckpt = done_offset_;
+  } else {
+    for (uint64_t off : done_offsets_) {
+      if (off < limit) ckpt = std::max(ckpt, off);
+    }
+  }
+  if (current_.empty()) done_offsets_.clear();
+  if (ckpt > checkpointed_[current_bucket_]) {
+    absl::Status s =
+        config_.store->Checkpoint(store_queues_[current_bucket_], ckpt);
+    if (s.ok()) {
+      checkpointed_[current_bucket_] = ckpt;
+    } else {
+      Bump(store_errors_);
+    }
+  }
+  if (current_.empty()) done_offset_ = 0;
+}
+
+void Endpoint::PublishOldest() {
+  int64_t oldest = current_.empty() ? 0 : current_.front().admit_wall_us;
+  if (config_.store == nullptr) {
+    for (int b = 0; b < kPriorityBuckets; ++b) {
+      MpscRing<QueuedRef>* lane = lanes_[b].load(std::memory_order_acquire);
+      QueuedRef ref;
+      if (lane != nullptr && lane->Front(&ref)) {
+        const int64_t t = ref.node->admit_wall_us;
+        if (oldest == 0 || t < oldest) oldest = t;
+      }
+    }
+  }
+  oldest_admit_wall_us_.store(oldest, std::memory_order_relaxed);
+}
+
+void Endpoint::Run() {
+  const bool store_mode = config_.store != nullptr;
+  for (;;) {
+    // Acquire: pairs with the control methods' release increments.
+    seen_control_ = control_generation_.load(std::memory_order_acquire);
+    const bool closing = closing_.load(std::memory_order_acquire);
+    if (removed_.load(std::memory_order_acquire)) {
+      DropCurrent(Reason::kRemoved);
+      DrainAll(Reason::kRemoved);
+      in_flight_.store(0, std::memory_order_release);
+      oldest_admit_wall_us_.store(0, std::memory_order_relaxed);
+      if (closing) break;
+      Sleep(kMaxSleepUs, /*wait_for_data=*/true, 0);
+      continue;
+    }
+    if (closing) {
+      const bool drain = drain_.load(std::memory_order_relaxed);
+      const bool late =
+          RealNowMicros() >= close_deadline_us_.load(std::memory_order_relaxed);
+      if (!drain || late) {
+        DropCurrent(Reason::kClose);
+        DrainAll(Reason::kClose);
+        break;
+      }
+    }
+    if (current_.empty()) {
+      if (!TakeBatch()) {
+        in_flight_.store(0, std::memory_order_release);
+        oldest_admit_wall_us_.store(0, std::memory_order_relaxed);
+        if (closing) break;  // drained
+        Sleep(kMaxSleepUs, /*wait_for_data=*/true, 0);
+        continue;
+      }
+      attempt_ = 0;
+      // Release: Idle() readers see the batch before the lane looks empty.
+      in_flight_.store(current_.size(), std::memory_order_release);
+    }
+
+    // TTL, before every attempt.
+    const int64_t now_wall = clock_->NowMicros();
+    size_t keep = 0;
+    uint64_t expired = 0;
+    for (size_t i = 0; i < current_.size(); ++i) {
+      if (current_[i].expires_wall_us <= now_wall) {
+        done_offset_ = std::max(done_offset_, current_[i].offset);
+        if (store_mode) done_offsets_.push_back(current_[i].offset);
+        ReleaseCurrent(i);
+        ++expired;
+        continue;
+      }
+      if (keep != i) current_[keep] = std::move(current_[i]);
+      ++keep;
+    }
+    current_.resize(keep);
+    Count(Reason::kExpired, expired);
+    if (current_.empty()) {
+      FinishStoreBatch();
+      continue;
+    }
+    in_flight_.store(current_.size(), std::memory_order_release);
+    PublishOldest();
+
+    const int64_t now_mono = clock_->MonotonicMicros();
+    if (dead_) {
+      if (now_mono < revive_mono_us_) {
+        DropCurrent(Reason::kDead);
+        continue;
+      }
+      dead_ = false;
+      dead_flag_.store(false, std::memory_order_relaxed);
+    }
+    if (attempt_ > 0 && now_mono < next_attempt_mono_us_) {
+      Sleep(next_attempt_mono_us_ - now_mono, /*wait_for_data=*/false,
+            next_attempt_mono_us_);
+      continue;
+    }
+    std::shared_ptr<Sink> sink = CurrentSink();
+    if (sink == nullptr) {
+      Sleep(kMaxSleepUs, /*wait_for_data=*/false, 0);
+      continue;
+    }
+
+    // Deliver.
+    const size_t n = current_.size();
+    batch_.views_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const Pending& p = current_[i];
+      batch_.views_[i] =
+          p.node != nullptr
+              ? p.node->view()
+              : MessageView::FromTrustedBytes(absl::MakeConstSpan(
+                    p.aligned.empty()
+                        ? reinterpret_cast<const uint8_t*>(p.stored.data())
+                        : reinterpret_cast<const uint8_t*>(p.aligned.data()),
+                    p.stored.size()));
+    }
+    batch_.outcomes_.assign(n, DeliveryOutcome::kRetry);
+    batch_.priority_ = BucketPriority(current_bucket_);
+    batch_.attempt_ = attempt_ + 1;
+    if (attempt_ > 0) Bump(retried_, n);
+    // Relaxed: Deliver is called after this store on this thread, and the
+    // sink's completions are ordered after Deliver.
+    batch_.remaining_.store(static_cast<uint32_t>(n),
+                            std::memory_order_relaxed);
+    sink->Deliver(&batch_);
+    for (;;) {
+      // Acquire: pairs with the release decrements in Complete; every
+      // outcome written before them is visible.
+      const uint32_t r = batch_.remaining_.load(std::memory_order_acquire);
+      if (r == 0) break;
+      FutexWait(&batch_.remaining_, r, kMaxSleepUs);
+    }
+    ++attempt_;
+
+    const int64_t done_wall = clock_->NowMicros();
+    const int64_t done_mono = clock_->MonotonicMicros();
+    keep = 0;
+    uint64_t delivered = 0, rejected = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const DeliveryOutcome o = batch_.outcomes_[i];
+      if (o == DeliveryOutcome::kRetry) {
+        if (keep != i) current_[keep] = std::move(current_[i]);
+        ++keep;
+        continue;
+      }
+      Pending& p = current_[i];
+      if (o == DeliveryOutcome::kDelivered) {
+        ++delivered;
+        const int64_t latency = p.admit_mono_us != 0
+                                    ? done_mono - p.admit_mono_us
+                                    : done_wall - p.admit_wall_us;
+        const int bucket = LatencyBucket(latency, kLatencyBuckets);
+        Bump(latency_counts_[bucket]);
+        Bump(latency_sum_us_, static_cast<uint64_t>(latency > 0 ? latency : 0));
+      } else {
+        ++rejected;
+      }
+      if (store_mode) {
+        done_offset_ = std::max(done_offset_, p.offset);
+        done_offsets_.push_back(p.offset);
+      }
+      ReleaseCurrent(i);
+    }
+    current_.resize(keep);
+    Bump(latency_count_, delivered);
+    Count(Reason::kDelivered, delivered);
+    Count(Reason::kRejected, rejected);
+    FinishStoreBatch();
+    if (!current_.empty()) {
+      if (config_.retry.max_attempts > 0 &&
+          attempt_ >= config_.retry.max_attempts) {
+        DropCurrent(Reason::kDead);
+        dead_ = true;
+        dead_flag_.store(true, std::memory_order_relaxed);
+        revive_mono_us_ = done_mono + config_.revive_period_us;
+      } else {
+        const double jitter = config_.retry.jitter;
+        std::uniform_real_distribution<double> dist(1.0 - jitter, 1.0 + jitter);
+        const double factor = jitter > 0 ? dist(rng_) : 1.0;
+        next_attempt_mono_us_ =
+            done_mono +
+            BackoffMicros(attempt_,
+                          absl::ToInt64Microseconds(config_.retry.initial),
+                          absl::ToInt64Microseconds(config_.retry.max), factor);
+        next_retry_mono_us_.store(next_attempt_mono_us_,
+                                  std::memory_order_relaxed);
+      }
+    }
+    in_flight_.store(current_.size(), std::memory_order_release);
+  }
+  in_flight_.store(0, std::memory_order_release);
+  oldest_admit_wall_us_.store(0, std::memory_order_relaxed);
+}
+
+EndpointMetrics Endpoint::Metrics() const {
+  EndpointMetrics m;
+  m.endpoint_id = id_;
+  uint64_t enqueued = 0, depth = 0;
+  if (config_.store != nullptr) {
+    enqueued = store_appended_.load(std::memory_order_relaxed);
+  } else {
+    for (int b = 0; b < kPriorityBuckets; ++b) {
+      const MpscRing<QueuedRef>* lane =
+          lanes_[b].load(std::memory_order_acquire);
+      if (lane == nullptr) continue;
+      enqueued += lane->Pushed();
+      depth += lane->SizeGuess();
+    }
+  }
+  m.enqueued = enqueued;
+  m.delivered = delivered_.load(std::memory_order_relaxed);
+  m.retried = retried_.load(std::memory_order_relaxed);
+  m.expired = expired_.load(std::memory_order_relaxed);
+  m.rejected = rejected_.load(std::memory_order_relaxed);
+  m.dropped_queue_full = dropped_queue_full_.load(std::memory_order_relaxed);
+  m.dropped_dead = dropped_dead_.load(std::memory_order_relaxed);
+  m.dropped_removed = dropped_removed_.load(std::memory_order_relaxed);
+  m.dropped_close = dropped_close_.load(std::memory_order_relaxed);
+  m.queue_depth = depth + in_flight_.load(std::memory_order_relaxed);
+  const int64_t oldest = oldest_admit_wall_us_.load(std::memory_order_relaxed);
+  if (oldest != 0) {
+    const int64_t age = clock_->NowMicros() - oldest;
+    m.oldest_message_age_micros = age > 0 ? age : 0;
+  }
+  m.has_sink = has_sink_.load(std::memory_order_relaxed);
+  m.dead = dead_flag_.load(std::memory_order_relaxed);
+  for (int i = 0; i < kLatencyBuckets; ++i) {
+    m.latency.counts[i] = latency_counts_[i].load(std::memory_order_relaxed);
+  }
+  m.latency.count = latency_count_.load(std::memory_order_relaxed);
+  m.latency.sum_micros = latency_sum_us_.load(std::memory_order_relaxed);
+  return m;
+}
+
+int64_t Endpoint::NextRetryMonoMicros() const {
+  return next_retry_mono_us_.load(std::memory_order_relaxed);
+}
+
+}  // namespace edgeroute::router_internal

@@ -1,0 +1,96 @@
+// MessageNode: one admitted message, allocated once by Send with its bytes
+// inline after the header, shared by every endpoint lane it was routed to.
+//
+// Lifetime: created by Send, owned by the admission ring until a dispatch
+// worker takes it; the worker sets `refs` to the number of endpoint lanes it
+// is pushed to (or frees it when there are none); each executor calls Unref
+// once when it is done with the message; the last one frees it.
+//
+// Memory ordering: `refs` is set before the node is pushed into any lane
+// (the lane push publishes it with release). Unref uses acq_rel so that every
+// executor's reads of the bytes happen before the free. A holder that sees
+// refs == 1 (acquire) is the only holder left and frees without an RMW.
+
+#ifndef EDGEROUTE_ROUTER_INTERNAL_MESSAGE_NODE_H_
+#define EDGEROUTE_ROUTER_INTERNAL_MESSAGE_NODE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+#include "absl/types/span.h"
+#include "message/message.h"
+
+namespace edgeroute::router_internal {
+
+struct SendWaiter;
+
+struct alignas(16) MessageNode {
+  std::atomic<uint32_t> refs;
+  uint32_t size;
+  // Case-insensitive hash of the message source (chooses the worker).
+  uint64_t source_hash;
+  // Admission times from the router's clock.
+  int64_t admit_wall_us;
+  int64_t admit_mono_us;
+  // Store mode: the Send waiting for this message's append; else nullptr.
+  SendWaiter* waiter;
+  uint64_t reserved;
+
+  uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
+  const uint8_t* data() const {
+    return reinterpret_cast<const uint8_t*>(this + 1);
+  }
+  absl::Span<const uint8_t> bytes() const { return {data(), size}; }
+  MessageView view() const { return MessageView::FromTrustedBytes(bytes()); }
+
+  static MessageNode* New(absl::Span<const uint8_t> bytes) {
+    void* mem = ::operator new(sizeof(MessageNode) + bytes.size());
+    MessageNode* node = new (mem) MessageNode;
+    node->refs.store(0, std::memory_order_relaxed);
+    node->size = static_cast<uint32_t>(bytes.size());
+    node->source_hash = 0;
+    node->admit_wall_us = 0;
+    node->admit_mono_us = 0;
+    node->waiter = nullptr;
+    node->reserved = 0;
+    if (!bytes.empty()) std::memcpy(node->data(), bytes.data(), bytes.size());
+    return node;
+  }
+
+  static void Free(MessageNode* node) {
+    node->~MessageNode();
+    ::operator delete(node);
+  }
+
+  // Drops one reference; frees the node when it was the last.
+  static void Unref(MessageNode* node) {
+    // Acquire: a holder that sees 1 frees; all other holders' releases
+    // (their decrements) happen before.
+    if (node->refs.load(std::memory_order_acquire) == 1 ||
+        node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      Free(node);
+    }
+  }
+};
+
+static_assert(sizeof(MessageNode) % 8 == 0,
+              "message bytes must stay 8-byte aligned for FlatBuffers");
+
+// Case-insensitive (ASCII) FNV-1a of a source.
+inline uint64_t HashSourceIgnoreCase(absl::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u >= 'A' && u <= 'Z') u = static_cast<unsigned char>(u + 32);
+    h ^= u;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace edgeroute::router_internal
+
+#endif  // EDGEROUTE_ROUTER_INTERNAL_MESSAGE_NODE_H_

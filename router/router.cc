@@ -1,0 +1,947 @@
+#include "router/router.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <climits>
+#include <cstdio>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "message/status.h"
+#include "router/internal/endpoint.h"
+#include "router/internal/event_count.h"
+#include "router/internal/message_node.h"
+#include "router/internal/mpsc_ring.h"
+#include "router/internal/route_table.h"
+#include "store/store.h"
+
+#ifdef EDGEROUTE_ROUTER_HAS_MANIFEST
+#include "query/manifest.h"
+#endif
+
+namespace edgeroute {
+
+using router_internal::Bump;
+using router_internal::Endpoint;
+using router_internal::EndpointConfig;
+using router_internal::EventCount;
+using router_internal::FutexWait;
+using router_internal::FutexWake;
+using router_internal::kCacheLine;
+using router_internal::MessageNode;
+using router_internal::MpscRing;
+using router_internal::QueuedRef;
+using router_internal::RouteCounters;
+using router_internal::RouteTable;
+
+Sink::~Sink() = default;
+
+void DeliveryBatch::Complete(size_t i, DeliveryOutcome outcome) {
+  outcomes_[i] = outcome;
+  // Release: publishes outcomes_[i] to the executor's acquire load. After
+  // the decrement that reaches zero the batch may be reused at once, so
+  // nothing but the futex wake (which only uses the address) follows it.
+  if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    FutexWake(&remaining_);
+  }
+}
+
+void DeliveryBatch::CompleteAll(DeliveryOutcome outcome) {
+  for (DeliveryOutcome& o : outcomes_) o = outcome;
+  // Release: as in Complete.
+  remaining_.store(0, std::memory_order_release);
+  FutexWake(&remaining_);
+}
+
+int64_t LatencyHistogram::QuantileMicros(double q) const {
+  if (count == 0) return 0;
+  const double target = q * static_cast<double>(count);
+  uint64_t seen = 0;
+  for (int i = 0; i < kLatencyBuckets; ++i) {
+    seen += counts[i];
+    if (static_cast<double>(seen) >= target && counts[i] != 0) {
+      return i < kLatencyBuckets - 1 ? (int64_t{1} << i) : INT64_MAX;
+    }
+  }
+  return INT64_MAX;
+}
+
+namespace router_internal {
+
+// The rendezvous of a store-mode Send with its dispatch worker.
+struct SendWaiter {
+  // 0 until the worker has set `status`; the futex word Send sleeps on.
+  std::atomic<uint32_t> done{0};
+  absl::Status status;
+};
+
+}  // namespace router_internal
+
+using router_internal::SendWaiter;
+
+namespace {
+
+constexpr size_t kDispatchBatch = 256;
+constexpr size_t kSourceCacheLimit = 16384;
+
+// One dispatch worker: its admission ring and thread.
+struct Worker {
+  explicit Worker(int i, size_t capacity) : index(i), ring(capacity) {}
+  const int index;
+  MpscRing<MessageNode*> ring;
+  EventCount not_empty;  // producers -> worker
+  EventCount not_full;   // worker -> producers waiting for room
+  // Ring positions fully dispatched (release; read by UpdateRoutes and
+  // WaitIdle with acquire).
+  alignas(kCacheLine) std::atomic<uint64_t> processed{0};
+  // Worker-written counters.
+  std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> orphaned{0};
+  std::thread thread;
+};
+
+void AppendEscaped(absl::string_view s, std::string* out) {
+  for (char c : s) {
+    if (c == '\\') {
+      out->append("\\\\");
+    } else if (c == '"') {
+      out->append("\\\"");
+    } else if (c == '\n') {
+      out->append("\\n");
+    } else {
+      out->push_back(c);
+    }
+  }
+}
+
+}  // namespace
+
+struct WorkerState;
+
+class RouterImpl {
+ public:
+  explicit RouterImpl(const RouterOptions& options)
+      : options_(options),
+        clock_(options.clock != nullptr ? options.clock : SystemClock()) {}
+
+  ~RouterImpl() { Close().IgnoreError(); }
+
+  absl::Status Init(std::unique_ptr<query::RouteSet> set,
+                    int64_t global_ttl_secs);
+  absl::Status Install(std::unique_ptr<query::RouteSet> set,
+                       int64_t global_ttl_secs);
+  absl::Status Update(std::unique_ptr<query::RouteSet> set,
+                      int64_t global_ttl_secs);
+  absl::StatusOr<std::unique_ptr<query::RouteSet>> CompileRoutes(
+      const std::vector<query::RouteSpec>& routes);
+
+  absl::Status SetSink(absl::string_view endpoint_id,
+                       std::shared_ptr<Sink> sink);
+  absl::Status SendView(const MessageView& view);
+  absl::Status WaitIdle(absl::Duration timeout);
+  void WakeExecutors();
+  RouterMetrics GetMetrics() const;
+  std::string PrometheusText() const;
+  absl::Status Close();
+
+  const RouterOptions& options() const { return options_; }
+
+  std::atomic<uint64_t> rejected_invalid_{0};
+
+ private:
+  absl::StatusOr<Endpoint*> GetOrCreateEndpoint(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(endpoints_mu_);
+  RouteCounters* GetOrCreateCounters(const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(endpoints_mu_);
+  void WorkerLoop(Worker* w);
+  void Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
+                const RouteTable& table, WorkerState* state);
+
+  const RouterOptions options_;
+  Clock* const clock_;
+
+  std::vector<std::unique_ptr<Worker>> workers_;
+
+  // The current table. Workers re-read it when generation_ changes.
+  mutable absl::Mutex table_mu_;
+  std::shared_ptr<const RouteTable> table_ ABSL_GUARDED_BY(table_mu_);
+  std::atomic<uint64_t> generation_{0};
+
+  // Serialises UpdateRoutes and Close.
+  absl::Mutex update_mu_;
+  bool closed_ ABSL_GUARDED_BY(update_mu_) = false;
+  std::atomic<bool> closing_{false};
+
+  // Endpoints and route counters live until the router is destroyed.
+  mutable absl::Mutex endpoints_mu_;
+  std::map<std::string, std::unique_ptr<Endpoint>> endpoints_
+      ABSL_GUARDED_BY(endpoints_mu_);
+  std::map<std::string, std::unique_ptr<RouteCounters>> route_counters_
+      ABSL_GUARDED_BY(endpoints_mu_);
+  // Route name -> endpoint id in the current table (for metrics).
+  absl::flat_hash_map<std::string, std::string> route_endpoint_
+      ABSL_GUARDED_BY(endpoints_mu_);
+  uint64_t endpoint_seed_ ABSL_GUARDED_BY(endpoints_mu_) = 1;
+
+  std::atomic<uint64_t> rejected_full_{0};
+  std::atomic<uint64_t> route_updates_{0};
+};
+
+// Per-worker state that is not shared.
+struct WorkerState {
+  std::shared_ptr<const RouteTable> table;
+  uint64_t generation = 0;
+  std::unique_ptr<query::EvalScratch> scratch;
+  absl::flat_hash_map<std::string, std::vector<uint32_t>> source_cache;
+  // Dedup per message: best route per table endpoint index (-1 = none).
+  std::vector<int32_t> best;
+  std::vector<uint32_t> touched;
+  // Endpoints to notify at the end of a dispatch batch.
+  std::vector<uint8_t> notify_mark;
+  std::vector<uint32_t> notify;
+  // Store mode.
+  std::vector<store::AppendItem> items;
+  std::vector<store::QueueTarget> targets;
+  std::vector<std::pair<size_t, size_t>> target_ranges;
+  std::vector<uint64_t> appended_per_endpoint;
+};
+
+absl::StatusOr<Endpoint*> RouterImpl::GetOrCreateEndpoint(
+    const std::string& id) {
+  auto it = endpoints_.find(id);
+  if (it != endpoints_.end()) return it->second.get();
+  EndpointConfig config;
+  config.batch_size = options_.endpoint_batch_size;
+  config.lane_capacity = options_.endpoint_queue_capacity;
+  config.retry = options_.retry;
+  config.revive_period_us =
+      absl::ToInt64Microseconds(options_.dead_revive_period);
+  config.clock = clock_;
+  config.store = options_.store;
+  config.seed = 0x9e3779b97f4a7c15ull * endpoint_seed_++;
+  auto ep = std::make_unique<Endpoint>(id, config);
+  EDGEROUTE_RETURN_IF_ERROR(ep->AdoptStoreQueues());
+  Endpoint* raw = ep.get();
+  endpoints_.emplace(id, std::move(ep));
+  raw->Start();
+  return raw;
+}
+
+RouteCounters* RouterImpl::GetOrCreateCounters(const std::string& name) {
+  auto& slot = route_counters_[name];
+  if (slot == nullptr) {
+    slot = std::make_unique<RouteCounters>(name, options_.dispatch_workers);
+  }
+  return slot.get();
+}
+
+absl::StatusOr<std::unique_ptr<query::RouteSet>> RouterImpl::CompileRoutes(
+    const std::vector<query::RouteSpec>& routes) {
+  query::CompileOptions copts;
+  copts.device_id = options_.device_id;
+  std::vector<query::Diagnostic> diags;
+  return query::RouteSet::Compile(routes, copts, &diags);
+}
+
+absl::Status RouterImpl::Install(std::unique_ptr<query::RouteSet> set,
+                                 int64_t global_ttl_secs) {
+  // REQUIRES: update_mu_ held by the caller (or Init before threads run).
+  std::shared_ptr<const RouteTable> table;
+  std::shared_ptr<const RouteTable> old;
+  {
+    absl::MutexLock lock(&table_mu_);
+    old = table_;
+  }
+  {
+    absl::MutexLock lock(&endpoints_mu_);
+    auto resolve = [this](const std::string& id,
+                          int bucket) -> absl::StatusOr<Endpoint*> {
+      endpoints_mu_.AssertHeld();
+      EDGEROUTE_ASSIGN_OR_RETURN(Endpoint * ep, GetOrCreateEndpoint(id));
+      EDGEROUTE_RETURN_IF_ERROR(ep->EnsureLane(bucket));
+      return ep;
+    };
+    auto counters = [this](const std::string& name) {
+      endpoints_mu_.AssertHeld();
+      return GetOrCreateCounters(name);
+    };
+    const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
+    EDGEROUTE_ASSIGN_OR_RETURN(
+        table, RouteTable::Build(std::move(set), global_ttl_secs, gen, resolve,
+                                 counters));
+    route_endpoint_.clear();
+    for (size_t i = 0; i < table->size(); ++i) {
+      const auto& info = table->set().route(i);
+      route_endpoint_[info.name] = info.sink.endpoint_id;
+    }
+  }
+  // Barrier: every message admitted before this point is dispatched with
+  // the old table. Waits for the workers to pass the ring positions claimed
+  // so far (workers never block on endpoints, so this is short).
+  if (old != nullptr) {
+    for (auto& w : workers_) {
+      const uint64_t target = w->ring.Pushed();
+      while (w->processed.load(std::memory_order_acquire) < target) {
+        absl::SleepFor(absl::Microseconds(50));
+      }
+    }
+  }
+  // The referenced endpoints live; the others follow the removal rule.
+  absl::flat_hash_map<Endpoint*, bool> live;
+  for (size_t e = 0; e < table->endpoint_count(); ++e) {
+    live[table->endpoint(e)] = true;
+    table->endpoint(e)->SetRemoved(false);
+  }
+  {
+    absl::MutexLock lock(&table_mu_);
+    table_ = table;
+  }
+  // Release: workers that acquire the new generation then lock table_mu_
+  // and find the new table.
+  generation_.store(table->generation(), std::memory_order_release);
+  if (old != nullptr && options_.removed_endpoint_rule ==
+                            RouterOptions::RemovedEndpointRule::kDrop) {
+    for (size_t e = 0; e < old->endpoint_count(); ++e) {
+      Endpoint* ep = old->endpoint(e);
+      if (!live.contains(ep)) ep->SetRemoved(true);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RouterImpl::Update(std::unique_ptr<query::RouteSet> set,
+                                int64_t global_ttl_secs) {
+  absl::MutexLock lock(&update_mu_);
+  if (closed_) return absl::FailedPreconditionError("router is closed");
+  EDGEROUTE_RETURN_IF_ERROR(Install(std::move(set), global_ttl_secs));
+  route_updates_.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status RouterImpl::Init(std::unique_ptr<query::RouteSet> set,
+                              int64_t global_ttl_secs) {
+  const RouterOptions& o = options_;
+  if (o.dispatch_workers < 1 || o.dispatch_workers > 256) {
+    return absl::InvalidArgumentError("dispatch_workers must be 1..256");
+  }
+  if (o.admission_capacity < 1 || o.endpoint_queue_capacity < 1 ||
+      o.endpoint_batch_size < 1) {
+    return absl::InvalidArgumentError(
+        "admission_capacity, endpoint_queue_capacity and endpoint_batch_size "
+        "must be >= 1");
+  }
+  if (o.endpoint_queue_capacity > (size_t{1} << 30) ||
+      o.admission_capacity > (size_t{1} << 30)) {
+    return absl::InvalidArgumentError("queue capacities must be <= 2^30");
+  }
+  if (o.retry.jitter < 0 || o.retry.jitter >= 1) {
+    return absl::InvalidArgumentError("retry.jitter must be in [0, 1)");
+  }
+  if (o.retry.initial < absl::ZeroDuration() || o.retry.max < o.retry.initial ||
+      o.retry.max_attempts < 0) {
+    return absl::InvalidArgumentError(
+        "retry: need 0 <= initial <= max and max_attempts >= 0");
+  }
+  if (o.admission_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("admission_timeout must be >= 0");
+  }
+  for (int i = 0; i < o.dispatch_workers; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, o.admission_capacity));
+  }
+  if (o.store != nullptr) {
+    // Endpoints with messages left in the store from an earlier run.
+    absl::MutexLock lock(&endpoints_mu_);
+    for (const store::QueueId& q : o.store->ListQueues()) {
+      EDGEROUTE_RETURN_IF_ERROR(GetOrCreateEndpoint(q.endpoint_id).status());
+    }
+  }
+  EDGEROUTE_RETURN_IF_ERROR(Install(std::move(set), global_ttl_secs));
+  for (auto& w : workers_) {
+    Worker* raw = w.get();
+    w->thread = std::thread([this, raw] { WorkerLoop(raw); });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RouterImpl::SetSink(absl::string_view endpoint_id,
+                                 std::shared_ptr<Sink> sink) {
+  if (endpoint_id.empty()) {
+    return absl::InvalidArgumentError("empty endpoint id");
+  }
+  if (closing_.load(std::memory_order_acquire)) {
+    return absl::FailedPreconditionError("router is closed");
+  }
+  absl::MutexLock lock(&endpoints_mu_);
+  EDGEROUTE_ASSIGN_OR_RETURN(Endpoint * ep,
+                             GetOrCreateEndpoint(std::string(endpoint_id)));
+  ep->SetSink(std::move(sink));
+  return absl::OkStatus();
+}
+
+absl::Status RouterImpl::SendView(const MessageView& view) {
+  MessageNode* node = MessageNode::New(view.bytes());
+  const uint64_t hash = router_internal::HashSourceIgnoreCase(view.source());
+  node->source_hash = hash;
+  node->admit_wall_us = clock_->NowMicros();
+  node->admit_mono_us = clock_->MonotonicMicros();
+  SendWaiter waiter;
+  if (options_.store != nullptr) node->waiter = &waiter;
+  Worker* w = workers_[hash % workers_.size()].get();
+  using Push = MpscRing<MessageNode*>::PushResult;
+  Push r = w->ring.TryPush(node);
+  if (r == Push::kFull) {
+    // Slow path: wait for room, up to the admission timeout (real time).
+    const absl::Time deadline = absl::Now() + options_.admission_timeout;
+    for (;;) {
+      const uint32_t key = w->not_full.PrepareWait();
+      r = w->ring.TryPush(node);
+      if (r != Push::kFull) {
+        w->not_full.CancelWait();
+        break;
+      }
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        w->not_full.CancelWait();
+        break;
+      }
+      w->not_full.Wait(key, absl::ToInt64Microseconds(left) + 1);
+    }
+  }
+  if (r != Push::kOk) {
+    MessageNode::Free(node);
+    if (r == Push::kClosed) {
+      return absl::FailedPreconditionError("router is closed");
+    }
+    rejected_full_.fetch_add(1, std::memory_order_relaxed);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("admission queue full for ",
+                     absl::FormatDuration(options_.admission_timeout)));
+  }
+  w->not_empty.Notify();
+  if (options_.store == nullptr) return absl::OkStatus();
+  // Store mode: wait until the worker has appended the message.
+  for (;;) {
+    // Acquire: pairs with the worker's release store; status is visible.
+    if (waiter.done.load(std::memory_order_acquire) != 0) break;
+    FutexWait(&waiter.done, 0, 1'000'000);
+  }
+  return waiter.status;
+}
+
+void RouterImpl::WorkerLoop(Worker* w) {
+  WorkerState state;
+  MessageNode* nodes[kDispatchBatch];
+  for (;;) {
+    const size_t n = w->ring.PopBatch(nodes, kDispatchBatch);
+    if (n == 0) {
+      if (w->ring.closed() && w->ring.Popped() == w->ring.Pushed()) break;
+      const uint32_t key = w->not_empty.PrepareWait();
+      if (w->ring.SizeGuess() != 0 || w->ring.closed()) {
+        w->not_empty.CancelWait();
+        // A producer claimed a slot and is about to publish it.
+        std::this_thread::yield();
+        continue;
+      }
+      w->not_empty.Wait(key, 1'000'000);
+      continue;
+    }
+    w->not_full.Notify();
+    // Acquire: pairs with the release store in Install; checked after the
+    // pop so that a message sent after UpdateRoutes returned meets the new
+    // table.
+    const uint64_t gen = generation_.load(std::memory_order_acquire);
+    if (gen != state.generation || state.table == nullptr) {
+      {
+        absl::MutexLock lock(&table_mu_);
+        state.table = table_;
+      }
+      state.generation = state.table->generation();
+      state.scratch = state.table->set().NewScratch();
+      state.source_cache.clear();
+      state.best.assign(state.table->endpoint_count(), -1);
+      state.notify_mark.assign(state.table->endpoint_count(), 0);
+      state.appended_per_endpoint.assign(state.table->endpoint_count(), 0);
+    }
+    Dispatch(w, nodes, n, *state.table, &state);
+    Bump(w->received, n);
+    // Release: UpdateRoutes/WaitIdle acquire this and know these messages
+    // are in their lanes.
+    w->processed.store(w->ring.Popped(), std::memory_order_release);
+  }
+}
+
+void RouterImpl::Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
+                          const RouteTable& table, WorkerState* s) {
+  const bool store_mode = options_.store != nullptr;
+  const query::RouteSet& set = table.set();
+  uint64_t orphaned = 0;
+  if (store_mode) {
+    s->items.clear();
+    s->targets.clear();
+    s->target_ranges.clear();
+  }
+  for (size_t m = 0; m < n; ++m) {
+    MessageNode* node = nodes[m];
+    const MessageView view = node->view();
+    const absl::string_view source = view.source();
+    auto it = s->source_cache.find(source);
+    if (it == s->source_cache.end()) {
+      if (s->source_cache.size() >= kSourceCacheLimit) s->source_cache.clear();
+      std::vector<uint32_t> candidates;
+      table.Candidates(source, &candidates);
+      it = s->source_cache.emplace(std::string(source), std::move(candidates))
+               .first;
+    }
+    // Buffers are reused by the allocator: forget the previous message.
+    if (s->scratch != nullptr) query::RouteSet::Reset(s->scratch.get());
+    s->touched.clear();
+    for (uint32_t idx : it->second) {
+      const RouteTable::Route& r = table.route(idx);
+      RouteCounters::Slot& c = r.counters->slots[w->index];
+      Bump(c.evaluated);
+      if (!r.always_true &&
+          set.EvaluateCondition(idx, view, s->scratch.get()) !=
+              query::Tri::kTrue) {
+        continue;
+      }
+      Bump(c.matched);
+      int32_t& best = s->best[r.endpoint_index];
+      if (best < 0) {
+        best = static_cast<int32_t>(idx);
+        s->touched.push_back(r.endpoint_index);
+      } else if (r.bucket < table.route(best).bucket) {
+        // Lowest priority number wins; on a tie the first route does.
+        best = static_cast<int32_t>(idx);
+      }
+    }
+    if (s->touched.empty()) {
+      ++orphaned;
+      if (store_mode) {
+        s->target_ranges.emplace_back(s->targets.size(), 0);
+      } else {
+        MessageNode::Free(node);
+      }
+      continue;
+    }
+    if (store_mode) {
+      const size_t begin = s->targets.size();
+      for (uint32_t e : s->touched) {
+        const RouteTable::Route& r = table.route(s->best[e]);
+        store::QueueTarget t;
+        t.queue = r.endpoint->store_queue(r.bucket);
+        t.ttl_secs = r.ttl_us < 0 ? -1 : r.ttl_us / 1000000;
+        if (r.ttl_us >= 0 && t.ttl_secs == 0) t.ttl_secs = 1;
+        s->targets.push_back(t);
+        ++s->appended_per_endpoint[e];
+        s->best[e] = -1;
+      }
+      s->target_ranges.emplace_back(begin, s->targets.size() - begin);
+      continue;
+    }
+    // Memory mode: the refs are set before the first push publishes the
+    // node (relaxed; the push's release store publishes it).
+    node->refs.store(static_cast<uint32_t>(s->touched.size()),
+                     std::memory_order_relaxed);
+    for (uint32_t e : s->touched) {
+      const RouteTable::Route& r = table.route(s->best[e]);
+      s->best[e] = -1;
+      QueuedRef ref;
+      ref.node = node;
+      ref.expires_wall_us =
+          r.ttl_us < 0 ? INT64_MAX : node->admit_wall_us + r.ttl_us;
+      if (!r.endpoint->Push(r.bucket, ref)) MessageNode::Unref(node);
+      if (!s->notify_mark[e]) {
+        s->notify_mark[e] = 1;
+        s->notify.push_back(e);
+      }
+    }
+  }
+  if (store_mode) {
+    for (size_t m = 0; m < n; ++m) {
+      const auto& range = s->target_ranges[m];
+      if (range.second == 0) continue;
+      store::AppendItem item;
+      item.message = nodes[m]->bytes();
+      item.targets =
+          absl::MakeConstSpan(s->targets.data() + range.first, range.second);
+      s->items.push_back(item);
+    }
+    absl::Status status =
+        s->items.empty() ? absl::OkStatus() : options_.store->Append(s->items);
+    for (size_t e = 0; e < s->appended_per_endpoint.size(); ++e) {
+      uint64_t& count = s->appended_per_endpoint[e];
+      if (count == 0) continue;
+      if (status.ok()) {
+        table.endpoint(e)->NoteStoreAppend(count);
+        s->notify.push_back(static_cast<uint32_t>(e));
+      }
+      count = 0;
+    }
+    for (size_t m = 0; m < n; ++m) {
+      SendWaiter* waiter = nodes[m]->waiter;
+      MessageNode::Free(nodes[m]);
+      if (waiter != nullptr) {
+        waiter->status = status;
+        // Release: publishes status to the Send that acquires done. The
+        // waiter may be gone right after; only the address is used below.
+        waiter->done.store(1, std::memory_order_release);
+        FutexWake(&waiter->done);
+      }
+    }
+  }
+  for (uint32_t e : s->notify) {
+    table.endpoint(e)->NotifyWork();
+    if (e < s->notify_mark.size()) s->notify_mark[e] = 0;
+  }
+  s->notify.clear();
+  if (orphaned != 0) Bump(w->orphaned, orphaned);
+}
+
+absl::Status RouterImpl::WaitIdle(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    bool idle = true;
+    for (auto& w : workers_) {
+      const uint64_t pushed = w->ring.Pushed();
+      if (w->processed.load(std::memory_order_acquire) < pushed) idle = false;
+    }
+    if (idle) {
+      absl::MutexLock lock(&endpoints_mu_);
+      for (auto& [id, ep] : endpoints_) {
+        if (!ep->Idle()) {
+          idle = false;
+          break;
+        }
+      }
+    }
+    if (idle) return absl::OkStatus();
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError("router did not become idle");
+    }
+    absl::SleepFor(absl::Microseconds(100));
+  }
+}
+
+void RouterImpl::WakeExecutors() {
+  absl::MutexLock lock(&endpoints_mu_);
+  for (auto& [id, ep] : endpoints_) ep->Wake();
+}
+
+RouterMetrics RouterImpl::GetMetrics() const {
+  RouterMetrics m;
+  for (const auto& w : workers_) {
+    m.received += w->received.load(std::memory_order_relaxed);
+    m.orphaned += w->orphaned.load(std::memory_order_relaxed);
+  }
+  m.rejected_full = rejected_full_.load(std::memory_order_relaxed);
+  m.rejected_invalid = rejected_invalid_.load(std::memory_order_relaxed);
+  m.route_updates = route_updates_.load(std::memory_order_relaxed);
+  absl::MutexLock lock(&endpoints_mu_);
+  for (const auto& [name, counters] : route_counters_) {
+    RouteMetrics r;
+    r.name = name;
+    auto it = route_endpoint_.find(name);
+    if (it != route_endpoint_.end()) r.endpoint_id = it->second;
+    r.evaluated = counters->Evaluated();
+    r.matched = counters->Matched();
+    m.routes.push_back(std::move(r));
+  }
+  for (const auto& [id, ep] : endpoints_) m.endpoints.push_back(ep->Metrics());
+  if (options_.store != nullptr) {
+    // Store mode: depth and oldest age from the store itself.
+    store::Store::Stats stats = options_.store->GetStats();
+    const int64_t now = clock_->NowMicros();
+    for (EndpointMetrics& e : m.endpoints) {
+      uint64_t depth = 0;
+      int64_t oldest = 0;
+      for (const auto& q : stats.queues) {
+        if (q.id.endpoint_id != e.endpoint_id) continue;
+        depth += q.depth;
+        if (q.oldest_enqueue_us != 0 &&
+            (oldest == 0 || q.oldest_enqueue_us < oldest)) {
+          oldest = q.oldest_enqueue_us;
+        }
+      }
+      e.queue_depth = depth;
+      e.oldest_message_age_micros =
+          oldest == 0 ? 0 : std::max<int64_t>(0, now - oldest);
+    }
+  }
+  return m;
+}
+
+std::string RouterImpl::PrometheusText() const {
+  const RouterMetrics m = GetMetrics();
+  std::string out;
+  auto header = [&out](const char* name, const char* type, const char* help) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
+                    type, "\n");
+  };
+  header("edgeroute_messages_received_total", "counter",
+         "Messages admitted by Send.");
+  absl::StrAppend(&out, "edgeroute_messages_received_total ", m.received, "\n");
+  header("edgeroute_messages_orphaned_total", "counter",
+         "Messages that matched no route.");
+  absl::StrAppend(&out, "edgeroute_messages_orphaned_total ", m.orphaned, "\n");
+  header("edgeroute_send_rejected_total", "counter",
+         "Sends refused, by reason.");
+  absl::StrAppend(&out,
+                  "edgeroute_send_rejected_total{reason=\"admission_full\"} ",
+                  m.rejected_full, "\n");
+  absl::StrAppend(&out, "edgeroute_send_rejected_total{reason=\"invalid\"} ",
+                  m.rejected_invalid, "\n");
+  header("edgeroute_route_updates_total", "counter",
+         "Successful route table updates.");
+  absl::StrAppend(&out, "edgeroute_route_updates_total ", m.route_updates,
+                  "\n");
+
+  auto route_label = [](const RouteMetrics& r) {
+    std::string l = "{route=\"";
+    AppendEscaped(r.name, &l);
+    l += "\",endpoint=\"";
+    AppendEscaped(r.endpoint_id, &l);
+    l += "\"}";
+    return l;
+  };
+  header("edgeroute_route_evaluated_total", "counter",
+         "Messages whose source matched the route.");
+  for (const RouteMetrics& r : m.routes) {
+    absl::StrAppend(&out, "edgeroute_route_evaluated_total", route_label(r),
+                    " ", r.evaluated, "\n");
+  }
+  header("edgeroute_route_matched_total", "counter",
+         "Messages the route selected.");
+  for (const RouteMetrics& r : m.routes) {
+    absl::StrAppend(&out, "edgeroute_route_matched_total", route_label(r), " ",
+                    r.matched, "\n");
+  }
+
+  auto ep_label = [](const EndpointMetrics& e, absl::string_view extra = "") {
+    std::string l = "{endpoint=\"";
+    AppendEscaped(e.endpoint_id, &l);
+    l += "\"";
+    if (!extra.empty()) absl::StrAppend(&l, ",", extra);
+    l += "}";
+    return l;
+  };
+  struct Counter {
+    const char* name;
+    const char* help;
+    uint64_t EndpointMetrics::*field;
+  };
+  const Counter counters[] = {
+      {"edgeroute_endpoint_enqueued_total", "Messages queued for the endpoint.",
+       &EndpointMetrics::enqueued},
+      {"edgeroute_endpoint_delivered_total", "Messages the sink accepted.",
+       &EndpointMetrics::delivered},
+      {"edgeroute_endpoint_retried_total",
+       "Messages handed to the sink again after a retryable failure.",
+       &EndpointMetrics::retried},
+      {"edgeroute_endpoint_expired_total",
+       "Messages whose TTL passed before delivery.", &EndpointMetrics::expired},
+  };
+  for (const Counter& c : counters) {
+    header(c.name, "counter", c.help);
+    for (const EndpointMetrics& e : m.endpoints) {
+      absl::StrAppend(&out, c.name, ep_label(e), " ", e.*(c.field), "\n");
+    }
+  }
+  header("edgeroute_endpoint_dropped_total", "counter",
+         "Messages dropped for the endpoint, by reason.");
+  for (const EndpointMetrics& e : m.endpoints) {
+    const std::pair<const char*, uint64_t> reasons[] = {
+        {"rejected", e.rejected},
+        {"queue_full", e.dropped_queue_full},
+        {"endpoint_dead", e.dropped_dead},
+        {"endpoint_removed", e.dropped_removed},
+        {"close", e.dropped_close},
+    };
+    for (const auto& [reason, value] : reasons) {
+      absl::StrAppend(&out, "edgeroute_endpoint_dropped_total",
+                      ep_label(e, absl::StrCat("reason=\"", reason, "\"")), " ",
+                      value, "\n");
+    }
+  }
+  header("edgeroute_endpoint_queue_depth", "gauge",
+         "Messages queued or in flight.");
+  for (const EndpointMetrics& e : m.endpoints) {
+    absl::StrAppend(&out, "edgeroute_endpoint_queue_depth", ep_label(e), " ",
+                    e.queue_depth, "\n");
+  }
+  header("edgeroute_endpoint_oldest_message_age_seconds", "gauge",
+         "Age of the oldest queued message.");
+  for (const EndpointMetrics& e : m.endpoints) {
+    absl::StrAppend(
+        &out, "edgeroute_endpoint_oldest_message_age_seconds", ep_label(e), " ",
+        absl::StrFormat("%.6f", e.oldest_message_age_micros / 1e6), "\n");
+  }
+  header("edgeroute_endpoint_dead", "gauge",
+         "1 while the endpoint is dead (dropping batches until revived).");
+  for (const EndpointMetrics& e : m.endpoints) {
+    absl::StrAppend(&out, "edgeroute_endpoint_dead", ep_label(e), " ",
+                    e.dead ? 1 : 0, "\n");
+  }
+  header("edgeroute_endpoint_delivery_latency_seconds", "histogram",
+         "Time from Send to the sink's acknowledgement.");
+  for (const EndpointMetrics& e : m.endpoints) {
+    uint64_t cumulative = 0;
+    for (int i = 0; i < kLatencyBuckets; ++i) {
+      cumulative += e.latency.counts[i];
+      const std::string le =
+          i == kLatencyBuckets - 1
+              ? std::string("+Inf")
+              : absl::StrFormat("%g",
+                                static_cast<double>(int64_t{1} << i) / 1e6);
+      absl::StrAppend(
+          &out, "edgeroute_endpoint_delivery_latency_seconds_bucket",
+          ep_label(e, absl::StrCat("le=\"", le, "\"")), " ", cumulative, "\n");
+    }
+    absl::StrAppend(&out, "edgeroute_endpoint_delivery_latency_seconds_sum",
+                    ep_label(e), " ",
+                    absl::StrFormat("%.6f", e.latency.sum_micros / 1e6), "\n");
+    absl::StrAppend(&out, "edgeroute_endpoint_delivery_latency_seconds_count",
+                    ep_label(e), " ", e.latency.count, "\n");
+  }
+  return out;
+}
+
+absl::Status RouterImpl::Close() {
+  absl::MutexLock update_lock(&update_mu_);
+  if (closed_) return absl::OkStatus();
+  closed_ = true;
+  closing_.store(true, std::memory_order_release);
+  // 1. No more admissions; the workers dispatch what was admitted.
+  for (auto& w : workers_) {
+    w->ring.Close();
+    w->not_empty.Notify();
+    w->not_full.Notify();
+  }
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  // 2. The executors drain or stop.
+  const absl::Time deadline = absl::Now() + options_.close_timeout;
+  absl::MutexLock lock(&endpoints_mu_);
+  for (auto& [id, ep] : endpoints_) {
+    ep->BeginClose(options_.drain_on_close, deadline);
+  }
+  for (auto& [id, ep] : endpoints_) ep->Join();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Router
+
+Router::Router(std::unique_ptr<RouterImpl> impl) : impl_(std::move(impl)) {}
+Router::~Router() = default;
+
+absl::StatusOr<std::unique_ptr<Router>> Router::Create(
+    const RouterOptions& options, std::vector<query::RouteSpec> routes,
+    int64_t global_ttl_secs) {
+  auto impl = std::make_unique<RouterImpl>(options);
+  EDGEROUTE_ASSIGN_OR_RETURN(std::unique_ptr<query::RouteSet> set,
+                             impl->CompileRoutes(routes));
+  EDGEROUTE_RETURN_IF_ERROR(impl->Init(std::move(set), global_ttl_secs));
+  return std::unique_ptr<Router>(new Router(std::move(impl)));
+}
+
+namespace {
+
+struct ManifestRoutes {
+  std::unique_ptr<query::RouteSet> set;
+  int64_t ttl_secs = -1;
+};
+
+absl::StatusOr<ManifestRoutes> CompileManifest(absl::string_view manifest,
+                                               const RouterOptions& options) {
+#ifdef EDGEROUTE_ROUTER_HAS_MANIFEST
+  query::CompileOptions copts;
+  copts.device_id = options.device_id;
+  std::vector<query::Diagnostic> diags;
+  EDGEROUTE_ASSIGN_OR_RETURN(
+      query::CompiledEdgeHubConfig config,
+      query::CompileEdgeHubConfig(manifest, copts, &diags));
+  ManifestRoutes out;
+  out.set = std::move(config.routes);
+  out.ttl_secs = config.config.ttl_secs;
+  return out;
+#else
+  (void)manifest;
+  (void)options;
+  return absl::UnimplementedError("manifest parsing is not available");
+#endif
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Router>> Router::Create(
+    const RouterOptions& options, absl::string_view manifest_json) {
+  EDGEROUTE_ASSIGN_OR_RETURN(ManifestRoutes routes,
+                             CompileManifest(manifest_json, options));
+  auto impl = std::make_unique<RouterImpl>(options);
+  EDGEROUTE_RETURN_IF_ERROR(impl->Init(std::move(routes.set), routes.ttl_secs));
+  return std::unique_ptr<Router>(new Router(std::move(impl)));
+}
+
+absl::Status Router::SetSink(absl::string_view endpoint_id,
+                             std::shared_ptr<Sink> sink) {
+  return impl_->SetSink(endpoint_id, std::move(sink));
+}
+
+absl::Status Router::Send(absl::Span<const uint8_t> message) {
+  if (!impl_->options().verify_messages) {
+    return impl_->SendView(MessageView::FromTrustedBytes(message));
+  }
+  absl::StatusOr<MessageView> view = MessageView::Verify(message);
+  if (!view.ok()) {
+    impl_->rejected_invalid_.fetch_add(1, std::memory_order_relaxed);
+    return view.status();
+  }
+  return impl_->SendView(*view);
+}
+
+absl::Status Router::SendView(const MessageView& message) {
+  return impl_->SendView(message);
+}
+
+absl::Status Router::SendBatch(
+    absl::Span<const absl::Span<const uint8_t>> messages) {
+  for (absl::Span<const uint8_t> m : messages) {
+    EDGEROUTE_RETURN_IF_ERROR(Send(m));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Router::UpdateRoutes(absl::string_view manifest_json) {
+  EDGEROUTE_ASSIGN_OR_RETURN(ManifestRoutes routes,
+                             CompileManifest(manifest_json, impl_->options()));
+  return impl_->Update(std::move(routes.set), routes.ttl_secs);
+}
+
+absl::Status Router::UpdateRoutes(std::vector<query::RouteSpec> routes,
+                                  int64_t global_ttl_secs) {
+  EDGEROUTE_ASSIGN_OR_RETURN(std::unique_ptr<query::RouteSet> set,
+                             impl_->CompileRoutes(routes));
+  return impl_->Update(std::move(set), global_ttl_secs);
+}
+
+absl::Status Router::WaitIdle(absl::Duration timeout) {
+  return impl_->WaitIdle(timeout);
+}
+
+void Router::WakeExecutors() { impl_->WakeExecutors(); }
+
+RouterMetrics Router::GetMetrics() const { return impl_->GetMetrics(); }
+
+std::string Router::PrometheusText() const { return impl_->PrometheusText(); }
+
+absl::Status Router::Close() { return impl_->Close(); }
+
+}  // namespace edgeroute
