@@ -1,0 +1,144 @@
+// The gateway's socket layer: one event loop per I/O thread, accepting
+// stream connections (Unix-domain and TCP) and splitting what they send into
+// protocol frames (protocol.h). Two interchangeable backends:
+//
+//   io_uring -- one ring per loop; accept is multishot when the kernel
+//               supports it (otherwise re-armed), every connection has one
+//               recv and at most one send in flight, and everything queued
+//               during one pass over the completions is submitted with a
+//               single io_uring_enter.
+//   epoll    -- level-triggered epoll with non-blocking sockets; used when
+//               io_uring cannot be set up (logged once on stderr) or when
+//               forced (LoopOptions::backend or EDGEROUTE_IO_BACKEND=epoll).
+//
+// Thread-safety: Create, Listen* may be called before Run from any thread.
+// Run is called by exactly one thread (the loop thread); every LoopHandler
+// callback runs on it, and BeginSend/EndSend/Close/connection queries may be
+// called only from it (usually from inside a callback). Post and Stop are safe
+// from any thread.
+
+#ifndef EDGEROUTE_GATEWAY_EVENT_LOOP_H_
+#define EDGEROUTE_GATEWAY_EVENT_LOOP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "gateway/protocol.h"
+
+namespace edgeroute {
+namespace gateway {
+
+enum class IoBackend : uint8_t {
+  // io_uring when it can be set up, else epoll. The environment variable
+  // EDGEROUTE_IO_BACKEND ("epoll" or "io_uring") overrides kAuto.
+  kAuto,
+  kIoUring,
+  kEpoll,
+};
+const char* IoBackendName(IoBackend backend);
+
+// Unique per loop; never reused while the loop lives.
+using ConnectionId = uint64_t;
+
+enum class CloseReason : uint8_t {
+  kPeerClosed,    // EOF or connection reset from the peer
+  kIoError,       // a socket error
+  kBadFrame,      // the stream broke the framing rules (prefix too big/zero)
+  kByHandler,     // LoopHandler returned false or called Close
+  kSlowConsumer,  // the send queue passed LoopOptions::max_send_queue_bytes
+  kShutdown,      // the loop stopped
+};
+const char* CloseReasonName(CloseReason reason);
+
+struct LoopOptions {
+  IoBackend backend = IoBackend::kAuto;
+  // Largest accepted frame payload (length prefix excluded).
+  size_t max_frame_bytes = kDefaultMaxFrameBytes;
+  // Outgoing bytes a connection may have queued (not yet taken by the
+  // kernel) before it is disconnected as a slow consumer.
+  size_t max_send_queue_bytes = 4u << 20;
+  // Bytes requested from the kernel per receive.
+  size_t recv_chunk_bytes = 64u << 10;
+  // io_uring submission queue entries.
+  unsigned ring_entries = 512;
+};
+
+// Receives a loop's events. All calls come from the loop thread.
+class LoopHandler {
+ public:
+  virtual ~LoopHandler() = default;
+  // A connection was accepted.
+  virtual void OnOpen(ConnectionId id) = 0;
+  // One complete frame payload (length prefix removed). The bytes are valid
+  // only during the call; when the peer pads its frames (PROTOCOL.md) they
+  // are 8-byte aligned. Return false to close the connection after the
+  // already-queued output has been sent.
+  virtual bool OnFrame(ConnectionId id, absl::Span<const uint8_t> payload) = 0;
+  // The stream broke the framing rules (`why` is kTooLarge or kEmpty). The
+  // handler may queue an Error frame; the loop then closes after flushing.
+  virtual void OnBadPrefix(ConnectionId id, SplitResult why) = 0;
+  // The connection is gone (called once per OnOpen). BeginSend returns null
+  // for it from now on.
+  virtual void OnClose(ConnectionId id, CloseReason reason) = 0;
+};
+
+class EventLoop {
+ public:
+  // Sets up the backend chosen by options.backend (see IoBackend::kAuto).
+  // With kIoUring explicitly, fails instead of falling back.
+  // REQUIRES: handler outlives the loop.
+  static absl::StatusOr<std::unique_ptr<EventLoop>> Create(
+      const LoopOptions& options, LoopHandler* handler);
+
+  virtual ~EventLoop() = default;
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // The backend actually in use.
+  virtual IoBackend backend() const = 0;
+
+  // Listens on `host`:`port` (port 0 picks a free one). Returns the bound
+  // port. Call before Run.
+  virtual absl::StatusOr<int> ListenTcp(absl::string_view host, int port) = 0;
+  // Listens on a Unix-domain socket at `path` (an existing socket file there
+  // is replaced). Call before Run.
+  virtual absl::Status ListenUnix(absl::string_view path) = 0;
+
+  // Runs until Stop(); then closes every connection (OnClose with kShutdown)
+  // and returns.
+  virtual void Run() = 0;
+  // Makes Run return soon. Thread-safe.
+  virtual void Stop() = 0;
+  // Runs `fn` on the loop thread during Run. Thread-safe. Functions still
+  // queued when Run returns are run before it returns.
+  virtual void Post(std::function<void()> fn) = 0;
+
+  // Output queue of `id` to append encoded frames to, or null if the
+  // connection is closed or closing. Call EndSend(id) after appending.
+  virtual std::string* BeginSend(ConnectionId id) = 0;
+  // Schedules the appended bytes for sending (batched: sent after the
+  // current callback returns). Returns false, and closes the connection with
+  // kSlowConsumer, if its queue now exceeds max_send_queue_bytes.
+  virtual bool EndSend(ConnectionId id) = 0;
+  // Closes `id`; with `flush`, after its queued output has been sent.
+  virtual void Close(ConnectionId id, bool flush) = 0;
+  // Bytes queued for `id` and not yet taken by the kernel (0 if unknown id).
+  virtual size_t QueuedBytes(ConnectionId id) const = 0;
+  // Open connections.
+  virtual size_t ConnectionCount() const = 0;
+
+ protected:
+  EventLoop() = default;
+};
+
+}  // namespace gateway
+}  // namespace edgeroute
+
+#endif  // EDGEROUTE_GATEWAY_EVENT_LOOP_H_
