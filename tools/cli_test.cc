@@ -1,0 +1,222 @@
+#include "tools/cli.h"
+
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace edgeroute::tools {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct CliRun {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+CliRun Edgeroute(std::vector<std::string> args, const std::string& input = "") {
+  std::istringstream in(input);
+  std::ostringstream out, err;
+  const int code = RunEdgeroute(args, in, out, err);
+  return CliRun{code, out.str(), err.str()};
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  if (!lines.empty() && lines.back().empty()) lines.pop_back();
+  return lines;
+}
+
+int CountErrors(const std::string& check_output) {
+  int n = 0;
+  for (const std::string& line : Lines(check_output)) {
+    n += absl::StrContains(line, ": error: ");
+  }
+  return n;
+}
+
+TEST(Cli, HelpAndUsage) {
+  CliRun r = Edgeroute({"help"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("edgeroute check MANIFEST.json"));
+  EXPECT_THAT(r.out, HasSubstr("eval --tsv"));
+  EXPECT_EQ(Edgeroute({"--help"}).code, 0);
+  EXPECT_EQ(Edgeroute({"check", "--help"}).code, 0);
+  EXPECT_EQ(Edgeroute({}).code, 2);
+  EXPECT_EQ(Edgeroute({"frobnicate"}).code, 2);
+  EXPECT_EQ(Edgeroute({"eval", "--bogus"}).code, 2);
+  EXPECT_EQ(Edgeroute({"eval", "--tsv", "--jsonl"}).code, 2);
+  EXPECT_EQ(Edgeroute({"eval"}).code, 2);
+  EXPECT_EQ(Edgeroute({"route", "--device"}).code, 2);
+  EXPECT_EQ(Edgeroute({"check"}).code, 2);
+  EXPECT_EQ(Edgeroute({"check", "a.json", "b.json"}).code, 2);
+  EXPECT_EQ(Edgeroute({"check", "no/such/file.json"}).code, 2);
+  // Reserved for later subcommands.
+  EXPECT_EQ(Edgeroute({"store", "inspect"}).code, 2);
+}
+
+TEST(Cli, EvalTsvEchoesCommentsAndBlankLinesAndNeverStops) {
+  const std::string input =
+      "# a comment\tstays\n"
+      "\n"
+      "true\t{\"props\":{}}\ttrue\n"
+      "true\t{\"props\":{\"n\":5}}\n"
+      "true\tnot json\n"
+      "false\t{}\n";
+  CliRun r = Edgeroute({"eval", "--tsv"}, input);
+  EXPECT_EQ(r.code, 0);
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 6u) << r.out;
+  EXPECT_EQ(lines[0], "# a comment\tstays");
+  EXPECT_EQ(lines[1], "");
+  EXPECT_EQ(lines[2], "true");
+  EXPECT_TRUE(absl::StartsWith(lines[3], "error\t")) << lines[3];
+  EXPECT_THAT(lines[3], HasSubstr("\"n\""));
+  EXPECT_TRUE(absl::StartsWith(lines[4], "error\t")) << lines[4];
+  EXPECT_EQ(lines[5], "false");
+}
+
+TEST(Cli, EvalTsvResults) {
+  const std::string input =
+      "k = 'v'\t{\"props\":{\"k\":\"v\"},\"sys\":{}}\n"
+      "k = 'v'\t{\"props\":{\"k\":\"w\"},\"sys\":{}}\n"
+      "k = 'v'\t{\"props\":{},\"sys\":{}}\n"
+      "1 = '1'\t{}\n"
+      "$body.t > 50\t{\"sys\":{\"contentType\":\"application/json\","
+      "\"contentEncoding\":\"utf-8\"},\"body\":{\"t\":51}}\n"
+      "$body.t > 50\t{\"sys\":{\"contentType\":\"application/json\","
+      "\"contentEncoding\":\"utf-8\"},\"body\":\"{\\\"t\\\":49}\"}\n";
+  CliRun r = Edgeroute({"eval", "--tsv"}, input);
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 6u) << r.out;
+  EXPECT_EQ(lines[0], "true");
+  EXPECT_EQ(lines[1], "false");
+  EXPECT_EQ(lines[2], "undefined");
+  EXPECT_TRUE(absl::StartsWith(lines[3], "compile-error\t")) << lines[3];
+  EXPECT_EQ(lines[4], "true");
+  EXPECT_EQ(lines[5], "false");
+}
+
+TEST(Cli, EvalJsonl) {
+  const std::string input =
+      "{\"condition\": \"k =\\n'v'\", \"message\": {\"props\":{\"k\":\"v\"}}}\n"
+      "{\"condition\": \"nosuch(1)\", \"message\": {}}\n"
+      "{\"message\": {}}\n"
+      "# comment\n";
+  CliRun r = Edgeroute({"eval", "--jsonl"}, input);
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  EXPECT_TRUE(absl::StartsWith(lines[0], "{\"result\": \"true\"")) << lines[0];
+  EXPECT_TRUE(absl::StartsWith(lines[1], "{\"result\": \"compile-error\""))
+      << lines[1];
+  EXPECT_THAT(lines[1], HasSubstr("\"line\": 1"));
+  EXPECT_THAT(lines[1], HasSubstr("\"column\": 1"));
+  EXPECT_THAT(lines[2], HasSubstr("\"result\": \"error\""));
+  EXPECT_EQ(lines[3], "# comment");
+}
+
+TEST(Cli, RouteTsvAndJsonl) {
+  CliRun r = Edgeroute({"route", "--tsv", "--device", "gw"},
+                       "FROM /messages/* INTO $upstream\tignored expectation\n"
+                       "FROM /messages/modules/a/* WHERE k = 1 INTO "
+                       "BrokeredEndpoint(\"/modules/b/inputs/c\")\n"
+                       "FROM messages/* INTO $upstream\n");
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_EQ(lines[0], "source=/messages/|condition=true|sink=iothub");
+  // The first stage does not type-check: k = 1 parses.
+  EXPECT_EQ(lines[1],
+            "source=/messages/modules/a/|condition=k = 1|sink=gw/b/c");
+  EXPECT_TRUE(absl::StartsWith(lines[2], "error")) << lines[2];
+
+  r = Edgeroute({"route", "--jsonl"},
+                "{\"route\": \"FROM /messages/*\\tINTO\\t$upstream\", "
+                "\"expect\": \"x\"}\n"
+                "{\"route\": \"FROM /messages/* INTO\"}\n");
+  lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  EXPECT_EQ(lines[0],
+            "{\"source\": \"/messages/\", \"condition\": \"true\", \"sink\": "
+            "\"iothub\"}");
+  EXPECT_TRUE(absl::StartsWith(lines[1], "{\"error\": ")) << lines[1];
+  EXPECT_THAT(lines[1], HasSubstr("\"line\": 1"));
+}
+
+TEST(Cli, MatchSource) {
+  CliRun r =
+      Edgeroute({"match-source", "--tsv"},
+                "/messages/*\t/messages\ttrue\n"
+                "/messages/modules/m1/*\t/messages/modules/m10/outputs/o\n");
+  EXPECT_EQ(r.out, "true\nfalse\n");
+}
+
+TEST(Cli, CheckAcceptsTheValidExamples) {
+  for (const char* file :
+       {"examples/deployment.json", "examples/edgehub-desired.json"}) {
+    CliRun r = Edgeroute({"check", file});
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(CountErrors(r.out), 0) << r.out;
+    EXPECT_THAT(r.out, HasSubstr(": valid: schema 1."));
+  }
+  CliRun r = Edgeroute({"check", "examples/deployment.json"});
+  EXPECT_THAT(r.out, HasSubstr("4 routes, message TTL 7200 s"));
+  EXPECT_THAT(r.out, HasSubstr("alerts: "));
+}
+
+TEST(Cli, CheckRejectsInvalidExampleWithEveryError) {
+  CliRun r = Edgeroute({"check", "examples/invalid.json"});
+  EXPECT_EQ(r.code, 1) << r.out;
+  // Each of the five routes has its mistake reported (a route may get a
+  // follow-on error too, e.g. NOT's operand and then the comparison).
+  std::set<std::string> routes_with_errors;
+  for (const std::string& line : Lines(r.out)) {
+    const size_t at = line.find(": error: route '");
+    if (at == std::string::npos) continue;
+    const size_t begin = at + std::strlen(": error: route '");
+    routes_with_errors.insert(
+        line.substr(begin, line.find('\'', begin) - begin));
+  }
+  EXPECT_EQ(
+      routes_with_errors,
+      (std::set<std::string>{"gluedOperator", "notPrecedence", "unknownBuiltin",
+                             "badEndpoint", "badPriority"}))
+      << r.out;
+  EXPECT_GE(CountErrors(r.out), 5);
+  EXPECT_THAT(r.out, HasSubstr("examples/invalid.json: invalid: "));
+  // The traps are explained with suggestions.
+  EXPECT_THAT(r.out, HasSubstr("suggestion: "));
+}
+
+TEST(Cli, CheckReportsJsonErrorsWithPositionAndCaret) {
+  CliRun r =
+      Edgeroute({"check", "-"},
+                "{\n  \"schemaVersion\": \"1.1\",\n  \"routes\": {,}\n}\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("<stdin>:3:14: error: invalid JSON"));
+  // Excerpts are indented by 4; the caret sits under column 14.
+  EXPECT_THAT(r.out, HasSubstr("\n      \"routes\": {,}\n" +
+                               std::string(4 + 13, ' ') + "^\n"));
+}
+
+TEST(Cli, EvalOneExplains) {
+  CliRun r = Edgeroute({"eval", "level = 'critical'", "--message", "-"},
+                       "{\"props\":{\"level\":\"critical\"}}");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("result: true"));
+  r = Edgeroute({"eval", "nosuch(1)"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("compile-error"));
+  r = Edgeroute({"eval", "true", "--message", "-"}, "{\"props\":[]}");
+  EXPECT_EQ(r.code, 1);
+}
+
+}  // namespace
+}  // namespace edgeroute::tools
