@@ -1,9 +1,24 @@
-// Temporary placeholder implementation; replaced by the real compiler.
 #include "query/query.h"
 
+#include <utility>
+
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "query/lexer.h"
+#include "query/program.h"
+#include "query/syntax.h"
 
 namespace edgeroute::query {
+
+using internal::Ast;
+using internal::MakeDiagnostic;
+using internal::ParseLimits;
+using internal::Program;
+using internal::RawDiag;
+using internal::RouteSyntax;
+using internal::Scratch;
 
 const char* TriName(Tri value) {
   switch (value) {
@@ -18,52 +33,250 @@ const char* TriName(Tri value) {
 
 EvalScratch::~EvalScratch() = default;
 
-std::string Diagnostic::ToString() const { return message; }
-
-absl::StatusOr<ParsedRoute> ParseRoute(absl::string_view, absl::string_view,
-                                       std::vector<Diagnostic>*) {
-  return absl::UnimplementedError("ParseRoute");
+std::string Diagnostic::ToString() const {
+  std::string out = absl::StrCat(
+      line, ":", column, ": ",
+      severity == Severity::kError ? "error" : "warning", ": ", message);
+  if (!excerpt.empty()) absl::StrAppend(&out, "\n", excerpt);
+  if (!suggestion.empty())
+    absl::StrAppend(&out, "\n  suggestion: ", suggestion);
+  return out;
 }
 
-bool SourceMatches(absl::string_view, absl::string_view) { return false; }
+namespace {
+
+// Converts raw diagnostics of `text`, appends them to `out` (if not null),
+// and returns the first error's "line:col: message" text.
+std::string Publish(absl::string_view text, const std::vector<RawDiag>& raw,
+                    absl::string_view prefix, std::vector<Diagnostic>* out,
+                    std::vector<std::string>* errors) {
+  std::string first;
+  for (const RawDiag& r : raw) {
+    Diagnostic d = MakeDiagnostic(text, r);
+    if (!prefix.empty()) d.message = absl::StrCat(prefix, d.message);
+    if (d.is_error()) {
+      std::string e = absl::StrCat(d.line, ":", d.column, ": ", d.message);
+      if (first.empty()) first = e;
+      if (errors != nullptr) errors->push_back(std::move(e));
+    }
+    if (out != nullptr) out->push_back(std::move(d));
+  }
+  return first;
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedRoute> ParseRoute(absl::string_view route,
+                                       absl::string_view device_id,
+                                       std::vector<Diagnostic>* diagnostics) {
+  RouteSyntax syntax;
+  std::vector<RawDiag> raw;
+  ParseLimits limits;
+  bool ok = internal::ParseRouteSyntax(route, device_id, limits, &syntax, &raw);
+  std::string first = Publish(route, raw, "", diagnostics, nullptr);
+  if (!ok) return absl::InvalidArgumentError(first);
+  ParsedRoute out;
+  out.source = std::move(syntax.source);
+  if (syntax.has_where) {
+    out.condition = std::string(
+        route.substr(syntax.cond_begin, syntax.cond_end - syntax.cond_begin));
+    out.condition_offset = syntax.cond_begin;
+  } else {
+    out.condition = "true";
+  }
+  out.sink = std::move(syntax.sink);
+  return out;
+}
+
+bool SourceMatches(absl::string_view route_source,
+                   absl::string_view message_source) {
+  // (message_source + "/").StartsWith(route_source, OrdinalIgnoreCase)
+  size_t n = route_source.size();
+  if (n > message_source.size() + 1) return false;
+  if (n == message_source.size() + 1) {
+    if (route_source.back() != '/') return false;
+    n -= 1;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (absl::ascii_tolower(static_cast<unsigned char>(route_source[i])) !=
+        absl::ascii_tolower(static_cast<unsigned char>(message_source[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
 
 struct RouteSet::Impl {
   std::vector<RouteInfo> routes;
+  std::vector<int> roots;
+  Program program;
 };
+
 RouteSet::RouteSet(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RouteSet::~RouteSet() = default;
+
 absl::StatusOr<std::unique_ptr<RouteSet>> RouteSet::Compile(
-    absl::Span<const RouteSpec>, const CompileOptions&,
-    std::vector<Diagnostic>*) {
-  return absl::UnimplementedError("RouteSet::Compile");
+    absl::Span<const RouteSpec> routes, const CompileOptions& options,
+    std::vector<Diagnostic>* diagnostics) {
+  auto impl = std::make_unique<Impl>();
+  std::vector<std::string> errors;
+  ParseLimits limits;
+  limits.max_length = options.max_route_length;
+  limits.max_depth = options.max_depth;
+  for (const RouteSpec& spec : routes) {
+    RouteSyntax syntax;
+    std::vector<RawDiag> raw;
+    int root = -1;
+    bool ok = internal::ParseRouteSyntax(spec.text, options.device_id, limits,
+                                         &syntax, &raw);
+    if (ok) {
+      if (syntax.has_where) {
+        root = impl->program.Compile(spec.text, syntax.condition, &raw);
+      } else {
+        internal::Value t;
+        t.k = internal::VK::kBool;
+        t.b = true;
+        root = impl->program.AddConstant(internal::SType::kBool, t);
+      }
+    }
+    std::vector<std::string> route_errors;
+    Publish(spec.text, raw, absl::StrCat("route '", spec.name, "': "),
+            diagnostics, &route_errors);
+    for (std::string& e : route_errors) errors.push_back(std::move(e));
+    if (root < 0) {
+      if (route_errors.empty()) {
+        errors.push_back(absl::StrCat("route '", spec.name, "': invalid"));
+      }
+      continue;
+    }
+    RouteInfo info;
+    info.name = spec.name;
+    info.source = syntax.source;
+    info.condition =
+        syntax.has_where
+            ? std::string(absl::string_view(spec.text).substr(
+                  syntax.cond_begin, syntax.cond_end - syntax.cond_begin))
+            : "true";
+    info.sink = syntax.sink;
+    info.priority = spec.priority;
+    info.ttl_secs = spec.ttl_secs;
+    impl->routes.push_back(std::move(info));
+    impl->roots.push_back(root);
+  }
+  if (!errors.empty()) {
+    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  }
+  return std::unique_ptr<RouteSet>(new RouteSet(std::move(impl)));
 }
+
 size_t RouteSet::size() const { return impl_->routes.size(); }
+
 const RouteSet::RouteInfo& RouteSet::route(size_t i) const {
   return impl_->routes[i];
 }
-std::unique_ptr<EvalScratch> RouteSet::NewScratch() const { return nullptr; }
-Tri RouteSet::EvaluateCondition(size_t, const MessageView&,
-                                EvalScratch*) const {
-  return Tri::kUndefined;
+
+std::unique_ptr<EvalScratch> RouteSet::NewScratch() const {
+  return impl_->program.NewScratch();
 }
-void RouteSet::EvaluateAll(const MessageView&, EvalScratch*,
+
+Tri RouteSet::EvaluateCondition(size_t i, const MessageView& message,
+                                EvalScratch* scratch) const {
+  return impl_->program.Evaluate(impl_->roots[i], message,
+                                 static_cast<Scratch*>(scratch));
+}
+
+void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
                            std::vector<uint8_t>* matched) const {
-  matched->assign(size(), 0);
+  matched->assign(impl_->routes.size(), 0);
+  Scratch* s = static_cast<Scratch*>(scratch);
+  s->Reset();
+  absl::string_view source = message.source();
+  for (size_t i = 0; i < impl_->routes.size(); ++i) {
+    if (!SourceMatches(impl_->routes[i].source, source)) continue;
+    (*matched)[i] =
+        impl_->program.Evaluate(impl_->roots[i], message, s) == Tri::kTrue;
+  }
 }
-void RouteSet::Reset(EvalScratch*) {}
+
+void RouteSet::Reset(EvalScratch* scratch) {
+  static_cast<Scratch*>(scratch)->Reset();
+}
+
+namespace {
+constexpr absl::string_view kPrefix = "FROM /messages WHERE ";
+constexpr absl::string_view kSuffix = " INTO $upstream";
+}  // namespace
 
 CompiledCondition::CompiledCondition() = default;
 CompiledCondition::~CompiledCondition() = default;
+
 absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
-    absl::string_view, std::vector<Diagnostic>*) {
-  return absl::UnimplementedError("CompiledCondition::Compile");
+    absl::string_view condition, std::vector<Diagnostic>* diagnostics) {
+  std::unique_ptr<CompiledCondition> c(new CompiledCondition());
+  c->text_ = absl::StrCat(kPrefix, condition, kSuffix);
+  auto impl = std::make_unique<RouteSet::Impl>();
+  std::vector<internal::Token> toks = internal::Lex(condition, nullptr);
+  int root;
+  std::vector<RawDiag> raw;
+  if (toks.size() == 1) {
+    // Empty condition (only whitespace or comments): undefined.
+    root = impl->program.AddConstant(internal::SType::kUndefined, {});
+  } else {
+    RouteSyntax syntax;
+    ParseLimits limits;
+    bool ok =
+        internal::ParseRouteSyntax(c->text_, "DEV", limits, &syntax, &raw);
+    root = -1;
+    if (ok) root = impl->program.Compile(c->text_, syntax.condition, &raw);
+    // Map positions back into the condition text.
+    for (RawDiag& r : raw) {
+      auto map = [&](uint32_t x) {
+        if (x < kPrefix.size()) return uint32_t(0);
+        x -= uint32_t(kPrefix.size());
+        return x > condition.size() ? uint32_t(condition.size()) : x;
+      };
+      r.begin = map(r.begin);
+      r.end = map(r.end);
+    }
+  }
+  std::vector<std::string> errors;
+  std::string first = Publish(condition, raw, "", diagnostics, &errors);
+  if (root < 0) {
+    return absl::InvalidArgumentError(errors.empty()
+                                          ? std::string("invalid condition")
+                                          : absl::StrJoin(errors, "\n"));
+  }
+  RouteSet::RouteInfo info;
+  info.source = "/messages/";
+  info.condition = std::string(condition);
+  info.sink.kind = SinkSpec::Kind::kUpstream;
+  info.sink.endpoint_id = "iothub";
+  impl->routes.push_back(std::move(info));
+  impl->roots.push_back(root);
+  c->set_.reset(new RouteSet(std::move(impl)));
+  return c;
 }
-Tri CompiledCondition::Evaluate(const MessageView&, EvalScratch*) const {
-  return Tri::kUndefined;
+
+Tri CompiledCondition::Evaluate(const MessageView& message,
+                                EvalScratch* scratch) const {
+  Scratch* s = static_cast<Scratch*>(scratch);
+  s->Reset();
+  return set_->impl_->program.Evaluate(set_->impl_->roots[0], message, s);
 }
+
 std::unique_ptr<EvalScratch> CompiledCondition::NewScratch() const {
-  return nullptr;
+  return set_->NewScratch();
 }
-std::string CompiledCondition::Explain(const MessageView&) const { return ""; }
+
+std::string CompiledCondition::Explain(const MessageView& message) const {
+  auto scratch = set_->impl_->program.NewScratch();
+  Tri result = set_->impl_->program.Evaluate(set_->impl_->roots[0], message,
+                                             scratch.get());
+  std::string out = absl::StrCat("result: ", TriName(result), "\n");
+  absl::StrAppend(
+      &out, set_->impl_->program.Explain(set_->impl_->roots[0], text_, message,
+                                         scratch.get()));
+  return out;
+}
 
 }  // namespace edgeroute::query

@@ -189,6 +189,7 @@ class RouteSet {
   static void Reset(EvalScratch* scratch);
 
  private:
+  friend class CompiledCondition;
   struct Impl;
   explicit RouteSet(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

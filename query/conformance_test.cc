@@ -1,0 +1,120 @@
+// Runs the conformance files in testdata/ (conditions*.tsv, routes.tsv,
+// routes-generated.jsonl, sources.tsv) through the query API.
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "message/message.h"
+#include "query/query.h"
+#include "query/test_message.h"
+
+namespace edgeroute::query {
+namespace {
+
+std::vector<std::string> ReadLines(const std::string& name) {
+  std::ifstream in("query/testdata/" + name);
+  EXPECT_TRUE(in.good()) << "cannot open testdata/" << name;
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(line);
+  return lines;
+}
+
+void RunConditions(const std::string& file) {
+  std::vector<std::string> lines = ReadLines(file);
+  int cases = 0, failures = 0;
+  MessageBuilder builder;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> cols = absl::StrSplit(line, '\t');
+    ASSERT_EQ(cols.size(), 3u) << file << ":" << i + 1;
+    ++cases;
+    std::string got;
+    std::vector<Diagnostic> diags;
+    auto compiled = CompiledCondition::Compile(cols[0], &diags);
+    std::string detail;
+    if (!compiled.ok()) {
+      got = "compile-error";
+      detail = std::string(compiled.status().message());
+    } else {
+      ASSERT_TRUE(testing::BuildTestMessage(cols[1], &builder))
+          << file << ":" << i + 1;
+      auto scratch = (*compiled)->NewScratch();
+      got = TriName((*compiled)->Evaluate(builder.view(), scratch.get()));
+    }
+    if (got != cols[2]) {
+      ++failures;
+      ADD_FAILURE() << file << ":" << i + 1 << ": " << cols[0]
+                    << "\n  message: " << cols[1] << "\n  expected " << cols[2]
+                    << ", got " << got << " " << detail;
+    }
+  }
+  EXPECT_GT(cases, 0);
+  std::cout << file << ": " << cases - failures << "/" << cases << " passed\n";
+}
+
+TEST(ConformanceTest, HandWrittenConditions) {
+  RunConditions("conditions.tsv");
+}
+
+TEST(ConformanceTest, GeneratedConditions) {
+  RunConditions("conditions-generated.tsv");
+}
+
+std::string FirstStage(const std::string& route) {
+  auto parsed = ParseRoute(route, "DEV", nullptr);
+  if (!parsed.ok()) return "error";
+  return absl::StrCat("source=", parsed->source,
+                      "|condition=", parsed->condition,
+                      "|sink=", parsed->sink.endpoint_id);
+}
+
+TEST(ConformanceTest, Routes) {
+  int cases = 0;
+  for (const std::string& line : ReadLines("routes.tsv")) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> cols = absl::StrSplit(line, '\t');
+    ASSERT_EQ(cols.size(), 2u) << line;
+    ++cases;
+    EXPECT_EQ(FirstStage(cols[0]), cols[1]) << cols[0];
+  }
+  EXPECT_GT(cases, 0);
+}
+
+TEST(ConformanceTest, GeneratedRoutes) {
+  int cases = 0;
+  for (const std::string& line : ReadLines("routes-generated.jsonl")) {
+    if (line.empty()) continue;
+    std::string route, expected;
+    ASSERT_TRUE(testing::ParseRouteCase(line, &route, &expected)) << line;
+    ++cases;
+    EXPECT_EQ(FirstStage(route), expected) << line;
+  }
+  EXPECT_GT(cases, 0);
+}
+
+TEST(ConformanceTest, Sources) {
+  int cases = 0;
+  for (const std::string& line : ReadLines("sources.tsv")) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> cols = absl::StrSplit(line, '\t');
+    ASSERT_EQ(cols.size(), 3u) << line;
+    ++cases;
+    auto parsed = ParseRoute(absl::StrCat("FROM ", cols[0], " INTO $upstream"),
+                             "DEV", nullptr);
+    ASSERT_TRUE(parsed.ok()) << cols[0];
+    EXPECT_EQ(SourceMatches(parsed->source, cols[1]) ? "true" : "false",
+              cols[2])
+        << line;
+  }
+  EXPECT_GT(cases, 0);
+}
+
+}  // namespace
+}  // namespace edgeroute::query

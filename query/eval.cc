@@ -1,0 +1,1068 @@
+// The allocation-free evaluator: lazily loaded property and body slots
+// shared by every condition of a route set, three-valued logic and the
+// built-ins with edgeHub's run-time semantics.
+
+#include <locale.h>
+
+#include <clocale>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <cwctype>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "query/program.h"
+#include "simdjson.h"
+
+namespace edgeroute::query::internal {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+Value Undef() { return Value(); }
+Value Num(double d) {
+  Value v;
+  v.k = VK::kNum;
+  v.n = d;
+  return v;
+}
+Value Bool(bool b) {
+  Value v;
+  v.k = VK::kBool;
+  v.b = b;
+  return v;
+}
+Value Str(absl::string_view s) {
+  Value v;
+  v.k = VK::kStr;
+  v.s = s;
+  return v;
+}
+
+// Decodes one UTF-8 sequence at s[i]; invalid bytes decode as U+FFFD with
+// length 1.
+uint32_t Decode(absl::string_view s, size_t i, size_t* len) {
+  unsigned char c = static_cast<unsigned char>(s[i]);
+  auto cont = [&](size_t k) {
+    return i + k < s.size() &&
+           (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+  };
+  if (c < 0x80) {
+    *len = 1;
+    return c;
+  }
+  if (c >= 0xC2 && c < 0xE0 && cont(1)) {
+    *len = 2;
+    return ((c & 0x1Fu) << 6) | (s[i + 1] & 0x3Fu);
+  }
+  if (c >= 0xE0 && c < 0xF0 && cont(1) && cont(2)) {
+    *len = 3;
+    return ((c & 0x0Fu) << 12) | ((s[i + 1] & 0x3Fu) << 6) | (s[i + 2] & 0x3Fu);
+  }
+  if (c >= 0xF0 && c < 0xF5 && cont(1) && cont(2) && cont(3)) {
+    *len = 4;
+    return ((c & 0x07u) << 18) | ((s[i + 1] & 0x3Fu) << 12) |
+           ((s[i + 2] & 0x3Fu) << 6) | (s[i + 3] & 0x3Fu);
+  }
+  *len = 1;
+  return 0xFFFD;
+}
+
+size_t Encode(uint32_t cp, char* out) {
+  if (cp < 0x80) {
+    out[0] = char(cp);
+    return 1;
+  }
+  if (cp < 0x800) {
+    out[0] = char(0xC0 | (cp >> 6));
+    out[1] = char(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = char(0xE0 | (cp >> 12));
+    out[1] = char(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = char(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = char(0xF0 | (cp >> 18));
+  out[1] = char(0x80 | ((cp >> 12) & 0x3F));
+  out[2] = char(0x80 | ((cp >> 6) & 0x3F));
+  out[3] = char(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+// Length in UTF-16 code units.
+size_t Utf16Length(absl::string_view s) {
+  size_t units = 0;
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++units;
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp = Decode(s, i, &len);
+    units += cp >= 0x10000 ? 2 : 1;
+    i += len;
+  }
+  return units;
+}
+
+// Byte offset of UTF-16 unit `units` (rounded up past a split pair).
+size_t ByteOffset(absl::string_view s, size_t units) {
+  size_t i = 0, u = 0;
+  while (i < s.size() && u < units) {
+    size_t len;
+    uint32_t cp = Decode(s, i, &len);
+    u += cp >= 0x10000 ? 2 : 1;
+    i += len;
+  }
+  return i;
+}
+
+locale_t CLocale() {
+  static locale_t loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+  return loc;
+}
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+bool Digits(absl::string_view s, size_t i, size_t n) {
+  if (i + n > s.size()) return false;
+  for (size_t k = 0; k < n; ++k) {
+    if (!IsDigit(s[i + k])) return false;
+  }
+  return true;
+}
+int Num2(absl::string_view s, size_t i) {
+  return (s[i] - '0') * 10 + (s[i + 1] - '0');
+}
+
+}  // namespace
+
+bool ParseDotNetDouble(absl::string_view s, double* out) {
+  auto is_white = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+  while (!s.empty() && is_white(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_white(s.back())) s.remove_suffix(1);
+  if (s.empty()) return false;
+  {
+    absl::string_view t = s;
+    bool neg = false;
+    if (t[0] == '-' || t[0] == '+') {
+      neg = t[0] == '-';
+      t.remove_prefix(1);
+    }
+    if (absl::EqualsIgnoreCase(t, "infinity") || t == "\xE2\x88\x9E") {
+      *out = neg ? -std::numeric_limits<double>::infinity()
+                 : std::numeric_limits<double>::infinity();
+      return true;
+    }
+    if (absl::EqualsIgnoreCase(t, "nan")) {
+      *out = kNaN;
+      return true;
+    }
+  }
+  char buf[512];
+  size_t b = 0;
+  std::string big;
+  auto put = [&](char c) {
+    if (b < sizeof(buf) - 1) {
+      buf[b++] = c;
+    } else {
+      if (big.empty()) big.assign(buf, b);
+      big.push_back(c);
+    }
+  };
+  size_t i = 0;
+  bool neg = false, sign = false, paren = false;
+  if (s[i] == '(') {
+    paren = true;
+    neg = true;
+    ++i;
+  } else if (s[i] == '+' || s[i] == '-') {
+    sign = true;
+    neg = s[i] == '-';
+    ++i;
+  }
+  bool digits = false, decimal = false;
+  while (i < s.size()) {
+    char c = s[i];
+    if (IsDigit(c)) {
+      digits = true;
+      put(c);
+    } else if (c == '.' && !decimal) {
+      decimal = true;
+      put('.');
+    } else if (c == ',' && digits && !decimal) {
+      // thousands separator
+    } else {
+      break;
+    }
+    ++i;
+  }
+  if (!digits) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    size_t j = i + 1;
+    bool eneg = false;
+    if (j < s.size() && (s[j] == '+' || s[j] == '-')) {
+      eneg = s[j] == '-';
+      ++j;
+    }
+    if (j < s.size() && IsDigit(s[j])) {
+      put('e');
+      if (eneg) put('-');
+      while (j < s.size() && IsDigit(s[j])) put(s[j++]);
+      i = j;
+    }
+  }
+  if (i < s.size() && !sign && !paren && (s[i] == '+' || s[i] == '-')) {
+    neg = s[i] == '-';
+    ++i;
+  }
+  if (paren) {
+    if (i >= s.size() || s[i] != ')') return false;
+    ++i;
+  }
+  if (i != s.size()) return false;
+  buf[b] = '\0';
+  double v = big.empty() ? std::strtod(buf, nullptr)
+                         : std::strtod(big.c_str(), nullptr);
+  *out = neg ? -v : v;
+  return true;
+}
+
+bool LooksLikeJsonDate(absl::string_view s) {
+  if (s.empty()) return false;
+  if (s[0] == '/') {
+    if (s.size() < 9 || !absl::StartsWith(s, "/Date(") ||
+        !absl::EndsWith(s, ")/")) {
+      return false;
+    }
+    absl::string_view in = s.substr(6, s.size() - 8);
+    size_t i = 0;
+    if (i < in.size() && in[i] == '-') ++i;
+    size_t d = 0;
+    while (i < in.size() && IsDigit(in[i])) ++i, ++d;
+    if (d == 0 || d > 19) return false;
+    if (i == in.size()) return true;
+    if (in[i] != '+' && in[i] != '-') return false;
+    return in.size() - i - 1 == 4 && Digits(in, i + 1, 4);
+  }
+  if (s.size() < 19 || s.size() > 40 || !IsDigit(s[0]) || s[10] != 'T') {
+    return false;
+  }
+  if (!Digits(s, 0, 4) || s[4] != '-' || !Digits(s, 5, 2) || s[7] != '-' ||
+      !Digits(s, 8, 2)) {
+    return false;
+  }
+  int year = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + Num2(s, 2);
+  int month = Num2(s, 5), day = Num2(s, 8);
+  if (year < 1 || month < 1 || month > 12 || day < 1) return false;
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int dim = kDays[month - 1];
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (month == 2 && leap) dim = 29;
+  if (day > dim) return false;
+  size_t i = 11;
+  if (!Digits(s, i, 2) || s[i + 2] != ':' || !Digits(s, i + 3, 2) ||
+      s.size() < i + 8 || s[i + 5] != ':' || !Digits(s, i + 6, 2)) {
+    return false;
+  }
+  if (Num2(s, i) > 23 || Num2(s, i + 3) > 59 || Num2(s, i + 6) > 59) {
+    return false;
+  }
+  i += 8;
+  if (i < s.size() && s[i] == '.') {
+    size_t d = 0;
+    ++i;
+    while (i < s.size() && IsDigit(s[i]) && d < 7) ++i, ++d;
+    if (d == 0) return false;
+  }
+  if (i == s.size()) return true;
+  if (s[i] == 'Z' || s[i] == 'z') return i + 1 == s.size();
+  if (s[i] != '+' && s[i] != '-') return false;
+  ++i;
+  if (!Digits(s, i, 2)) return false;
+  i += 2;
+  if (i == s.size()) return true;
+  if (s[i] == ':') ++i;
+  if (!Digits(s, i, 2) || Num2(s, i) > 59) return false;
+  return i + 2 == s.size();
+}
+
+int CompareUtf16(absl::string_view a, absl::string_view b) {
+  size_t n = std::min(a.size(), b.size());
+  size_t i = 0;
+  int c = n == 0 ? 0 : std::memcmp(a.data(), b.data(), n);
+  if (c == 0) {
+    return a.size() < b.size() ? -1 : (a.size() > b.size() ? 1 : 0);
+  }
+  while (i < n && a[i] == b[i]) ++i;
+  // Back up to the start of the differing character.
+  while (i > 0 && (static_cast<unsigned char>(a[i]) & 0xC0) == 0x80) --i;
+  size_t la, lb;
+  uint32_t ca = Decode(a, i, &la), cb = Decode(b, i, &lb);
+  auto key = [](uint32_t cp) -> uint32_t {
+    // Supplementary characters sort as their high surrogate (D800-DBFF),
+    // below U+E000-U+FFFF.
+    return cp >= 0x10000 ? (0xD800 + ((cp - 0x10000) >> 10)) * 0x10000 +
+                               (0xDC00 + ((cp - 0x10000) & 0x3FF))
+                         : cp * 0x10000;
+  };
+  uint32_t ka = key(ca), kb = key(cb);
+  if (ka != kb) return ka < kb ? -1 : 1;
+  return c < 0 ? -1 : 1;
+}
+
+struct Scratch::Impl {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  std::string buf;
+};
+
+Scratch::Scratch(const Program& program) : impl_(new Impl) {
+  app_gen_.assign(program.app_slots(), 0);
+  sys_gen_.assign(program.sys_slots(), 0);
+  body_gen_.assign(program.body_slots(), 0);
+  app_val_.resize(program.app_slots());
+  sys_val_.resize(program.sys_slots());
+  body_val_.resize(program.body_slots());
+}
+
+Scratch::~Scratch() = default;
+
+void Scratch::NewMessage(absl::Span<const uint8_t> bytes) {
+  msg_data_ = bytes.data();
+  msg_size_ = bytes.size();
+  ++gen_;
+  if (gen_ == 0) {  // wrapped: forget everything
+    std::fill(app_gen_.begin(), app_gen_.end(), 0);
+    std::fill(sys_gen_.begin(), sys_gen_.end(), 0);
+    std::fill(body_gen_.begin(), body_gen_.end(), 0);
+    body_parsed_gen_ = 0;
+    gen_ = 1;
+  }
+}
+
+char* Scratch::Alloc(size_t n) {
+  while (true) {
+    if (arena_block_ < arena_.size()) {
+      if (arena_used_ + n <= arena_size_[arena_block_]) {
+        char* p = arena_[arena_block_].get() + arena_used_;
+        arena_used_ += n;
+        return p;
+      }
+      ++arena_block_;
+      arena_used_ = 0;
+      continue;
+    }
+    size_t size = std::max<size_t>(n, 4096);
+    arena_.emplace_back(new char[size]);
+    arena_size_.push_back(size);
+    arena_block_ = arena_.size() - 1;
+    arena_used_ = 0;
+  }
+}
+
+struct Evaluator {
+  const Program& p;
+  const MessageView& m;
+  Scratch* s;
+
+  PropertyValue App(int slot) {
+    if (s->app_gen_[slot] != s->gen_) {
+      s->app_val_[slot] = m.FindProperty(p.app_names_[slot]);
+      s->app_gen_[slot] = s->gen_;
+    }
+    return s->app_val_[slot];
+  }
+  PropertyValue Sys(int slot) {
+    if (s->sys_gen_[slot] != s->gen_) {
+      s->sys_val_[slot] = m.FindSystemProperty(p.sys_names_[slot]);
+      s->sys_gen_[slot] = s->gen_;
+    }
+    return s->sys_val_[slot];
+  }
+  static Value FromProperty(PropertyValue v) {
+    Value r;
+    if (v.has_string()) {
+      r.k = VK::kStr;
+      r.s = v.value;
+    } else if (v.is_null()) {
+      r.k = VK::kNullStr;
+    }
+    return r;
+  }
+
+  bool EnsureBody() {
+    if (s->body_parsed_gen_ == s->gen_) return s->body_ok_;
+    s->body_parsed_gen_ = s->gen_;
+    s->body_ok_ = false;
+    PropertyValue type = m.FindSystemProperty("contentType");
+    PropertyValue enc = m.FindSystemProperty("contentEncoding");
+    if (!type.has_string() || !enc.has_string()) return false;
+    if (!absl::EqualsIgnoreCase(type.value, "application/json")) return false;
+    absl::string_view body = m.body();
+    std::string& buf = s->impl_->buf;
+    size_t len = 0;
+    if (absl::EqualsIgnoreCase(enc.value, "utf-8")) {
+      if (buf.size() < body.size() + simdjson::SIMDJSON_PADDING) {
+        buf.resize(body.size() + simdjson::SIMDJSON_PADDING);
+      }
+      if (!body.empty()) std::memcpy(&buf[0], body.data(), body.size());
+      len = body.size();
+    } else {
+      bool utf16 = absl::EqualsIgnoreCase(enc.value, "utf-16");
+      bool utf32 = absl::EqualsIgnoreCase(enc.value, "utf-32");
+      if (!utf16 && !utf32) return false;
+      size_t need = body.size() * 3 / 2 + 8 + simdjson::SIMDJSON_PADDING;
+      if (buf.size() < need) buf.resize(need);
+      const unsigned char* in =
+          reinterpret_cast<const unsigned char*>(body.data());
+      size_t n = body.size();
+      size_t i = 0;
+      while (i < n) {
+        uint32_t cp;
+        if (utf16) {
+          if (i + 1 >= n) {
+            cp = 0xFFFD;
+            i = n;
+          } else {
+            uint32_t u = in[i] | (uint32_t(in[i + 1]) << 8);
+            i += 2;
+            if (u >= 0xD800 && u < 0xDC00 && i + 1 < n) {
+              uint32_t u2 = in[i] | (uint32_t(in[i + 1]) << 8);
+              if (u2 >= 0xDC00 && u2 < 0xE000) {
+                i += 2;
+                cp = 0x10000 + ((u - 0xD800) << 10) + (u2 - 0xDC00);
+              } else {
+                cp = 0xFFFD;
+              }
+            } else if (u >= 0xD800 && u < 0xE000) {
+              cp = 0xFFFD;
+            } else {
+              cp = u;
+            }
+          }
+        } else {
+          if (i + 3 >= n) {
+            cp = 0xFFFD;
+            i = n;
+          } else {
+            cp = in[i] | (uint32_t(in[i + 1]) << 8) |
+                 (uint32_t(in[i + 2]) << 16) | (uint32_t(in[i + 3]) << 24);
+            i += 4;
+            if (cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) cp = 0xFFFD;
+          }
+        }
+        len += Encode(cp, &buf[len]);
+      }
+    }
+    // Encoding.GetString keeps a byte-order mark as U+FEFF, which
+    // Newtonsoft does not accept before a value.
+    if (len >= 3 && static_cast<unsigned char>(buf[0]) == 0xEF &&
+        static_cast<unsigned char>(buf[1]) == 0xBB &&
+        static_cast<unsigned char>(buf[2]) == 0xBF) {
+      return false;
+    }
+    simdjson::dom::element root;
+    auto error = s->impl_->parser.parse(buf.data(), len, false).get(root);
+    if (error == simdjson::UTF8_ERROR) {
+      // .NET decodes invalid UTF-8 as U+FFFD before parsing.
+      std::string fixed;
+      absl::string_view v(buf.data(), len);
+      for (size_t i = 0; i < v.size();) {
+        size_t l;
+        uint32_t cp = Decode(v, i, &l);
+        char tmp[4];
+        fixed.append(tmp, Encode(cp, tmp));
+        i += l;
+      }
+      fixed.append(simdjson::SIMDJSON_PADDING, '\0');
+      buf.swap(fixed);
+      len = buf.size() - simdjson::SIMDJSON_PADDING;
+      error = s->impl_->parser.parse(buf.data(), len, false).get(root);
+    }
+    if (error) return false;
+    if (root.type() != simdjson::dom::element_type::OBJECT) return false;
+    s->impl_->root = root;
+    s->body_ok_ = true;
+    return true;
+  }
+
+  static Value FromJson(simdjson::dom::element e) {
+    using T = simdjson::dom::element_type;
+    switch (e.type()) {
+      case T::NULL_VALUE: {
+        Value v;
+        v.k = VK::kNull;
+        return v;
+      }
+      case T::BOOL:
+        return Bool(e.get_bool().value_unsafe());
+      case T::INT64:
+        return Num(double(e.get_int64().value_unsafe()));
+      case T::UINT64:
+        return Num(double(e.get_uint64().value_unsafe()));
+      case T::DOUBLE:
+        return Num(e.get_double().value_unsafe());
+      case T::STRING: {
+        std::string_view sv = e.get_string().value_unsafe();
+        absl::string_view v(sv.data(), sv.size());
+        if (LooksLikeJsonDate(v)) return Undef();
+        return Str(v);
+      }
+      default:
+        return Undef();  // object or array
+    }
+  }
+
+  // Counts matches of segments[si..] (index ii of segment si) under `e`,
+  // keeping the first; stops after 2.
+  static void Resolve(const BodyPath& path, size_t si, size_t ii,
+                      simdjson::dom::element e, int* count,
+                      simdjson::dom::element* found) {
+    if (*count > 1) return;
+    if (si == path.segments.size()) {
+      if (++*count == 1) *found = e;
+      return;
+    }
+    const BodyPath::Segment& seg = path.segments[si];
+    if (ii == 0) {
+      // Member access (or wildcard) on the current element.
+      if (seg.name == "*") {
+        if (e.type() == simdjson::dom::element_type::OBJECT) {
+          for (auto field : e.get_object().value_unsafe()) {
+            Resolve(path, si, 1, field.value, count, found);
+          }
+        } else if (e.type() == simdjson::dom::element_type::ARRAY) {
+          for (auto item : e.get_array().value_unsafe()) {
+            Resolve(path, si, 1, item, count, found);
+          }
+        }
+        return;
+      }
+      if (e.type() != simdjson::dom::element_type::OBJECT) return;
+      bool have = false;
+      simdjson::dom::element last;
+      for (auto field : e.get_object().value_unsafe()) {
+        if (field.key.size() == seg.name.size() &&
+            std::memcmp(field.key.data(), seg.name.data(), seg.name.size()) ==
+                0) {
+          last = field.value;  // duplicate keys: the last one wins
+          have = true;
+        }
+      }
+      if (have) Resolve(path, si, 1, last, count, found);
+      return;
+    }
+    if (ii - 1 < seg.indexes.size()) {
+      if (e.type() != simdjson::dom::element_type::ARRAY) return;
+      simdjson::dom::element item;
+      if (e.get_array().value_unsafe().at(seg.indexes[ii - 1]).get(item)) {
+        return;
+      }
+      Resolve(path, si, ii + 1, item, count, found);
+      return;
+    }
+    Resolve(path, si + 1, 0, e, count, found);
+  }
+
+  Value Body(int slot) {
+    if (s->body_gen_[slot] == s->gen_) return s->body_val_[slot];
+    Value v;
+    const BodyPath& path = p.body_paths_[slot];
+    if (EnsureBody() && !path.junk) {
+      int count = 0;
+      simdjson::dom::element found;
+      Resolve(path, 0, 0, s->impl_->root, &count, &found);
+      if (count == 0) {
+        v.k = VK::kMissing;
+      } else if (count == 1) {
+        v = FromJson(found);
+      }
+    }
+    s->body_gen_[slot] = s->gen_;
+    s->body_val_[slot] = v;
+    return v;
+  }
+
+  static bool Defined(const Value& v, SType t) {
+    switch (t) {
+      case SType::kNumber:
+        return !std::isnan(v.n);
+      case SType::kNull:
+        return true;
+      case SType::kUndefined:
+        return false;
+      default:
+        return v.k != VK::kUndef;
+    }
+  }
+
+  static Value Compare(uint8_t op, SType mode, const Value& l, const Value& r) {
+    int c = 0;
+    switch (mode) {
+      case SType::kString:
+        if (l.k != VK::kStr || r.k != VK::kStr) return Undef();
+        c = CompareUtf16(l.s, r.s);
+        break;
+      case SType::kNumber:
+        if (std::isnan(l.n) || std::isnan(r.n)) return Undef();
+        c = l.n < r.n ? -1 : (l.n > r.n ? 1 : 0);
+        break;
+      case SType::kBool:
+        if (l.k != VK::kBool || r.k != VK::kBool) return Undef();
+        c = int(l.b) - int(r.b);
+        break;
+      case SType::kNull:
+        c = 0;
+        break;
+      case SType::kUndefined:
+        return Undef();
+      case SType::kQV: {
+        if (l.k == VK::kUndef || r.k == VK::kUndef) return Undef();
+        // An undefined number (NaN) wraps as an undefined body value.
+        if ((l.k == VK::kNum && std::isnan(l.n)) ||
+            (r.k == VK::kNum && std::isnan(r.n))) {
+          return Undef();
+        }
+        auto rank = [](VK k) {
+          switch (k) {
+            case VK::kBool:
+              return 0;
+            case VK::kNum:
+              return 1;
+            case VK::kStr:
+            case VK::kNullStr:
+              return 2;
+            default:
+              return 3;  // null
+          }
+        };
+        int rl = rank(l.k), rr = rank(r.k);
+        if (rl != rr) {
+          c = rl < rr ? -1 : 1;
+        } else if (rl == 0) {
+          c = int(l.b) - int(r.b);
+        } else if (rl == 1) {
+          if (std::isnan(l.n) || std::isnan(r.n)) return Undef();
+          c = l.n < r.n ? -1 : (l.n > r.n ? 1 : 0);
+        } else if (rl == 2) {
+          bool ln = l.k == VK::kNullStr, rn = r.k == VK::kNullStr;
+          if (ln || rn) {
+            c = (ln && rn) ? 0 : (ln ? -1 : 1);
+          } else {
+            c = CompareUtf16(l.s, r.s);
+          }
+        } else {
+          c = 0;
+        }
+        break;
+      }
+    }
+    switch (op) {
+      case 0:
+        return Bool(c == 0);
+      case 1:
+        return Bool(c != 0);
+      case 2:
+        return Bool(c < 0);
+      case 3:
+        return Bool(c <= 0);
+      case 4:
+        return Bool(c > 0);
+      default:
+        return Bool(c >= 0);
+    }
+  }
+
+  static double Arith(uint8_t op, double a, double b) {
+    switch (op) {
+      case '+':
+        return a + b;
+      case '-':
+        return a - b;
+      case '*':
+        return a * b;
+      case '/':
+        return a / b;
+      default:
+        return std::fmod(a, b);
+    }
+  }
+
+  Value Concat(const std::vector<int>& args) {
+    // Each argument is evaluated once (re-evaluating would be exponential in
+    // the nesting of ||); more than kMax arguments are evaluated twice.
+    constexpr size_t kMax = 32;
+    Value vals[kMax];
+    size_t total = 0;
+    for (size_t i = 0; i < args.size(); ++i) {
+      Value v = Eval(args[i]);
+      if (i < kMax) vals[i] = v;
+      if (v.k == VK::kStr) {
+        total += v.s.size();
+      } else if (v.k != VK::kNullStr) {
+        return Undef();
+      }
+    }
+    char* out = s->Alloc(total + 1);
+    size_t pos = 0;
+    for (size_t i = 0; i < args.size(); ++i) {
+      Value v = i < kMax ? vals[i] : Eval(args[i]);
+      if (v.k == VK::kStr && !v.s.empty()) {
+        std::memcpy(out + pos, v.s.data(), v.s.size());
+        pos += v.s.size();
+      }
+    }
+    return Str(absl::string_view(out, pos));
+  }
+
+  Value CaseMap(const Value& v, bool upper) {
+    if (v.k != VK::kStr) return Undef();
+    char* out = s->Alloc(v.s.size() * 2 + 4);
+    size_t pos = 0;
+    locale_t loc = CLocale();
+    for (size_t i = 0; i < v.s.size();) {
+      unsigned char c = static_cast<unsigned char>(v.s[i]);
+      if (c < 0x80) {
+        out[pos++] = upper ? absl::ascii_toupper(c) : absl::ascii_tolower(c);
+        ++i;
+        continue;
+      }
+      size_t len;
+      uint32_t cp = Decode(v.s, i, &len);
+      uint32_t mapped = cp;
+      if (loc != (locale_t)0) {
+        mapped = upper ? uint32_t(towupper_l(wint_t(cp), loc))
+                       : uint32_t(towlower_l(wint_t(cp), loc));
+      }
+      size_t need = mapped < 0x80      ? 1
+                    : mapped < 0x800   ? 2
+                    : mapped < 0x10000 ? 3
+                                       : 4;
+      if (need > len + 1) mapped = cp;  // keep within the reserved space
+      pos += Encode(mapped, out + pos);
+      i += len;
+    }
+    return Str(absl::string_view(out, pos));
+  }
+
+  Value Call(const Node& n) {
+    Fn fn = Fn(n.sub);
+    Value a = Eval(n.args[0]);
+    switch (fn) {
+      case Fn::kAbs:
+      case Fn::kCeiling:
+      case Fn::kFloor:
+      case Fn::kExp:
+      case Fn::kSign:
+      case Fn::kSqrt:
+      case Fn::kSquare: {
+        if (a.k != VK::kNum) return Num(kNaN);
+        double x = a.n;
+        switch (fn) {
+          case Fn::kAbs:
+            return Num(std::fabs(x));
+          case Fn::kCeiling:
+            return Num(std::ceil(x));
+          case Fn::kFloor:
+            return Num(std::floor(x));
+          case Fn::kExp:
+            return Num(std::exp(x));
+          case Fn::kSign:
+            return Num(std::isnan(x) ? kNaN
+                                     : (x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0)));
+          case Fn::kSqrt:
+            return Num(std::sqrt(x));
+          default:
+            return Num(x * x);
+        }
+      }
+      case Fn::kPower: {
+        Value b = Eval(n.args[1]);
+        if (a.k != VK::kNum || b.k != VK::kNum) return Num(kNaN);
+        return Num(std::pow(a.n, b.n));
+      }
+      case Fn::kAsNumber: {
+        if (a.k == VK::kNum) return a;
+        double d;
+        if (a.k == VK::kStr && ParseDotNetDouble(a.s, &d)) return Num(d);
+        return Num(kNaN);
+      }
+      case Fn::kIsDefined:
+        return Bool(Defined(a, n.ltype));
+      case Fn::kIsNull:
+        switch (n.ltype) {
+          case SType::kString:
+            return Bool(a.k == VK::kNullStr);
+          case SType::kNull:
+            return Bool(true);
+          case SType::kQV:
+            if (a.k == VK::kUndef) return Undef();
+            return Bool(a.k != VK::kMissing);
+          default:
+            return Bool(false);
+        }
+      case Fn::kIsNumber:
+        return Bool(a.k == VK::kNum && std::isfinite(a.n) &&
+                    (n.ltype == SType::kNumber || n.ltype == SType::kQV));
+      case Fn::kIsString:
+        return Bool(a.k == VK::kStr &&
+                    (n.ltype == SType::kString || n.ltype == SType::kQV));
+      case Fn::kIsBool:
+        if (n.ltype == SType::kBool) {
+          return a.k == VK::kBool ? Bool(true) : Undef();
+        }
+        if (n.ltype == SType::kQV && a.k == VK::kUndef) return Undef();
+        return Bool(n.ltype == SType::kQV && a.k == VK::kBool);
+      case Fn::kLength:
+        if (a.k != VK::kStr) return Num(kNaN);
+        return Num(double(Utf16Length(a.s)));
+      case Fn::kLower:
+        return CaseMap(a, false);
+      case Fn::kUpper:
+        return CaseMap(a, true);
+      case Fn::kSubstring2:
+      case Fn::kSubstring3: {
+        Value st = Eval(n.args[1]);
+        Value cnt;
+        if (fn == Fn::kSubstring3) cnt = Eval(n.args[2]);
+        if (a.k != VK::kStr || st.k != VK::kNum) return Undef();
+        if (fn == Fn::kSubstring3 && cnt.k != VK::kNum) return Undef();
+        double len = double(Utf16Length(a.s));
+        if (std::isnan(st.n)) return Undef();
+        double start = std::trunc(st.n);
+        if (fn == Fn::kSubstring2) {
+          if (!(start >= 0 && start <= len)) return Undef();
+          return Str(a.s.substr(ByteOffset(a.s, size_t(start))));
+        }
+        if (std::isnan(cnt.n)) return Undef();
+        double count = std::trunc(cnt.n);
+        if (!(start >= 0 && start < len)) return Undef();
+        if (!(count >= 0 && count <= len - start)) return Undef();
+        size_t b = ByteOffset(a.s, size_t(start));
+        size_t e = ByteOffset(a.s, size_t(start + count));
+        return Str(a.s.substr(b, e - b));
+      }
+      case Fn::kIndexOf:
+      case Fn::kStartsWith:
+      case Fn::kEndsWith:
+      case Fn::kContains: {
+        Value b = Eval(n.args[1]);
+        if (a.k != VK::kStr || b.k != VK::kStr) {
+          return fn == Fn::kIndexOf ? Num(kNaN) : Undef();
+        }
+        switch (fn) {
+          case Fn::kIndexOf: {
+            size_t at = a.s.find(b.s);
+            if (at == absl::string_view::npos) return Num(-1);
+            return Num(double(Utf16Length(a.s.substr(0, at))));
+          }
+          case Fn::kStartsWith:
+            return Bool(absl::StartsWith(a.s, b.s));
+          case Fn::kEndsWith:
+            return Bool(absl::EndsWith(a.s, b.s));
+          default:
+            return Bool(absl::StrContains(a.s, b.s));
+        }
+      }
+    }
+    return Undef();
+  }
+
+  Value Eval(int i) {
+    const Node& n = p.nodes_[i];
+    switch (n.op) {
+      case Op::kConst:
+        return n.constant;
+      case Op::kAppProp:
+        return FromProperty(App(n.slot));
+      case Op::kSysProp:
+        return FromProperty(Sys(n.slot));
+      case Op::kDollarProp: {
+        PropertyValue v = App(n.slot);
+        if (!v.missing()) return FromProperty(v);
+        return FromProperty(Sys(n.slot2));
+      }
+      case Op::kBody: {
+        if (n.slot2 >= 0) {
+          PropertyValue v = App(n.slot2);
+          if (!v.missing()) return FromProperty(v);
+        }
+        return Body(n.slot);
+      }
+      case Op::kNeg: {
+        Value v = Eval(n.a);
+        return Num(-v.n);
+      }
+      case Op::kNot: {
+        Value v = Eval(n.a);
+        return v.k == VK::kBool ? Bool(!v.b) : Undef();
+      }
+      case Op::kNotQV: {
+        Value v = Eval(n.a);
+        return v.k == VK::kBool ? Bool(!v.b) : Undef();
+      }
+      case Op::kArith: {
+        Value l = Eval(n.a);
+        Value r = Eval(n.b);
+        return Num(Arith(n.sub, l.n, r.n));
+      }
+      case Op::kArithQV: {
+        Value l = Eval(n.a);
+        Value r = Eval(n.b);
+        if (l.k != VK::kNum || r.k != VK::kNum) return Undef();
+        return Num(Arith(n.sub, l.n, r.n));
+      }
+      case Op::kConcat:
+        return Concat(n.args);
+      case Op::kCompare: {
+        Value l = Eval(n.a);
+        Value r = Eval(n.b);
+        return Compare(n.sub, n.mode, l, r);
+      }
+      case Op::kAnd:
+      case Op::kOr: {
+        Value l = Eval(n.a);
+        Value r = Eval(n.b);
+        bool is_and = n.op == Op::kAnd;
+        switch (n.mode) {
+          case SType::kQV:
+            if (l.k != VK::kBool || r.k != VK::kBool) return Undef();
+            return Bool(is_and ? (l.b && r.b) : (l.b || r.b));
+          case SType::kNull: {
+            if (is_and || n.type == SType::kNull) {
+              Value v;
+              v.k = VK::kNull;
+              return v;
+            }
+            return n.ltype == SType::kNull ? r : l;
+          }
+          case SType::kUndefined:
+            return Undef();
+          default: {
+            bool lf = l.k == VK::kBool && !l.b, rf = r.k == VK::kBool && !r.b;
+            bool lt = l.k == VK::kBool && l.b, rt = r.k == VK::kBool && r.b;
+            if (is_and) {
+              if (lf || rf) return Bool(false);
+              if (lt && rt) return Bool(true);
+              return Undef();
+            }
+            if (lt || rt) return Bool(true);
+            if (lf && rf) return Bool(false);
+            return Undef();
+          }
+        }
+      }
+      case Op::kCoalesce: {
+        Value l = Eval(n.a);
+        if (Defined(l, n.mode == SType::kQV ? n.ltype : n.mode)) return l;
+        return Eval(n.b);
+      }
+      case Op::kCall:
+        return Call(n);
+    }
+    return Undef();
+  }
+};
+
+namespace {
+
+Tri Final(const Value& v, SType t) {
+  switch (t) {
+    case SType::kBool:
+    case SType::kQV:
+      if (v.k == VK::kBool) return v.b ? Tri::kTrue : Tri::kFalse;
+      return Tri::kUndefined;
+    case SType::kNull:
+      return Tri::kFalse;
+    default:
+      return Tri::kUndefined;
+  }
+}
+
+std::string Show(const Value& v, SType t) {
+  switch (v.k) {
+    case VK::kUndef:
+      return "undefined";
+    case VK::kNull:
+      return "null";
+    case VK::kMissing:
+      return "null (no such body path)";
+    case VK::kBool:
+      return v.b ? "true" : "false";
+    case VK::kNum:
+      if (std::isnan(v.n)) return "undefined (NaN)";
+      return absl::StrCat(v.n);
+    case VK::kStr:
+      return absl::StrCat("'", v.s, "'");
+    case VK::kNullStr:
+      return "null";
+  }
+  (void)t;
+  return "?";
+}
+
+void ExplainNode(const Program& p, const std::vector<Node>& nodes, int i,
+                 int depth, absl::string_view text, Evaluator* ev,
+                 std::string* out) {
+  const Node& n = nodes[i];
+  Value v = ev->Eval(i);
+  absl::string_view src;
+  if (n.end > n.begin && n.end <= text.size()) {
+    src = text.substr(n.begin, n.end - n.begin);
+  }
+  absl::StrAppend(out, std::string(size_t(depth) * 2, ' '), src, "  ->  ",
+                  Show(v, n.type), "  (", STypeName(n.type), ")\n");
+  for (int k : {n.a, n.b, n.c}) {
+    if (k >= 0) ExplainNode(p, nodes, k, depth + 1, text, ev, out);
+  }
+  for (int k : n.args) ExplainNode(p, nodes, k, depth + 1, text, ev, out);
+}
+
+}  // namespace
+
+Value Program::FoldNode(int i) {
+  Scratch tmp(*this);
+  MessageView empty;
+  tmp.Begin(empty);
+  Evaluator ev{*this, empty, &tmp};
+  Value v = ev.Eval(i);
+  if (v.k == VK::kStr) {
+    strings_.emplace_back(v.s);
+    v.s = strings_.back();
+  }
+  return v;
+}
+
+Tri Program::Evaluate(int root, const MessageView& message,
+                      Scratch* scratch) const {
+  scratch->Begin(message);
+  Evaluator ev{*this, message, scratch};
+  return Final(ev.Eval(root), nodes_[root].type);
+}
+
+std::string Program::Explain(int root, absl::string_view text,
+                             const MessageView& message,
+                             Scratch* scratch) const {
+  scratch->Reset();
+  scratch->Begin(message);
+  Evaluator ev{*this, message, scratch};
+  std::string out;
+  ExplainNode(*this, nodes_, root, 0, text, &ev, &out);
+  return out;
+}
+
+std::unique_ptr<Scratch> Program::NewScratch() const {
+  return std::make_unique<Scratch>(*this);
+}
+
+}  // namespace edgeroute::query::internal
