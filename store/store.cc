@@ -166,6 +166,13 @@ class StoreImpl final : public Store {
   // After a failed write (e.g. ENOSPC) RocksDB refuses writes until resumed.
   bool needs_resume_ ABSL_GUARDED_BY(mu_) = false;
 
+  // Scratch space of the current group-commit leader; only the writer at
+  // the front of writers_ uses it (so no lock is needed while it writes).
+  std::vector<Writer*> leader_group_;
+  std::vector<uint64_t> leader_sizes_;
+  std::vector<std::pair<uint32_t, uint64_t>> leader_saved_offsets_;
+  rocksdb::WriteBatch leader_batch_;
+
   // Serialises checkpoint writes so that they reach RocksDB in order.
   absl::Mutex checkpoint_mu_;
 
@@ -377,9 +384,12 @@ absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
 
 void StoreImpl::LeadGroup(Writer* self) {
   (void)self;
-  // Take the group and validate each writer's batch.
-  std::vector<Writer*> group;
-  std::vector<uint64_t> sizes;
+  // Take the group and validate each writer's batch. The leader_* buffers
+  // are reused across groups (only the current leader touches them).
+  std::vector<Writer*>& group = leader_group_;
+  std::vector<uint64_t>& sizes = leader_sizes_;
+  group.clear();
+  sizes.clear();
   for (size_t i = 0; i < writers_.size() && i < kMaxGroupWriters; ++i) {
     Writer* w = writers_[i];
     uint64_t bytes = 0;
@@ -437,8 +447,11 @@ void StoreImpl::LeadGroup(Writer* self) {
 
   // Assign sequences and offsets in queue order and build one WriteBatch.
   const uint64_t first_seq = next_seq_;
-  std::vector<std::pair<uint32_t, uint64_t>> saved_offsets;
-  rocksdb::WriteBatch wb;
+  std::vector<std::pair<uint32_t, uint64_t>>& saved_offsets =
+      leader_saved_offsets_;
+  saved_offsets.clear();
+  rocksdb::WriteBatch& wb = leader_batch_;
+  wb.Clear();
   const int64_t now = options_.clock->NowMicros();
   uint64_t payloads = 0;
   int64_t min_expiry = kInfinite;
@@ -493,6 +506,8 @@ void StoreImpl::LeadGroup(Writer* self) {
       needs_resume_ = false;
     }
   }
+  // Do not keep a huge buffer alive after an exceptionally large group.
+  if (wb.GetDataSize() > (8u << 20)) wb = rocksdb::WriteBatch();
   if (status.ok()) {
     for (const auto& [queue, first] : saved_offsets) {
       (void)first;
