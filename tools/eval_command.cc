@@ -196,8 +196,11 @@ int EvalOne(const CommandContext& ctx, const CommonOptions& options) {
   }
   std::unique_ptr<query::EvalScratch> scratch = (*compiled)->NewScratch();
   const Tri result = (*compiled)->Evaluate(*view, scratch.get());
-  *ctx.out << "result: " << query::TriName(result) << "\n";
   const std::string explain = (*compiled)->Explain(*view);
+  // Explain() normally opens with the result; say it when it does not.
+  if (explain.rfind("result:", 0) != 0) {
+    *ctx.out << "result: " << query::TriName(result) << "\n";
+  }
   if (!explain.empty()) {
     *ctx.out << explain;
     if (explain.back() != '\n') *ctx.out << "\n";
