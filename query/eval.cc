@@ -538,11 +538,13 @@ struct Evaluator {
       // Member access (or wildcard) on the current element.
       if (seg.name == "*") {
         if (e.type() == simdjson::dom::element_type::OBJECT) {
-          for (auto field : e.get_object().value_unsafe()) {
+          simdjson::dom::object obj = e.get_object().value_unsafe();
+          for (auto field : obj) {
             Resolve(path, si, 1, field.value, count, found);
           }
         } else if (e.type() == simdjson::dom::element_type::ARRAY) {
-          for (auto item : e.get_array().value_unsafe()) {
+          simdjson::dom::array arr = e.get_array().value_unsafe();
+          for (auto item : arr) {
             Resolve(path, si, 1, item, count, found);
           }
         }
@@ -551,7 +553,8 @@ struct Evaluator {
       if (e.type() != simdjson::dom::element_type::OBJECT) return;
       bool have = false;
       simdjson::dom::element last;
-      for (auto field : e.get_object().value_unsafe()) {
+      simdjson::dom::object obj = e.get_object().value_unsafe();
+      for (auto field : obj) {
         if (field.key.size() == seg.name.size() &&
             std::memcmp(field.key.data(), seg.name.data(), seg.name.size()) ==
                 0) {
@@ -564,10 +567,9 @@ struct Evaluator {
     }
     if (ii - 1 < seg.indexes.size()) {
       if (e.type() != simdjson::dom::element_type::ARRAY) return;
+      simdjson::dom::array arr = e.get_array().value_unsafe();
       simdjson::dom::element item;
-      if (e.get_array().value_unsafe().at(seg.indexes[ii - 1]).get(item)) {
-        return;
-      }
+      if (arr.at(seg.indexes[ii - 1]).get(item)) return;
       Resolve(path, si, ii + 1, item, count, found);
       return;
     }
