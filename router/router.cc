@@ -15,16 +15,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "message/status.h"
+#include "query/manifest.h"
 #include "router/internal/endpoint.h"
 #include "router/internal/event_count.h"
 #include "router/internal/message_node.h"
 #include "router/internal/mpsc_ring.h"
 #include "router/internal/route_table.h"
 #include "store/store.h"
-
-#ifdef EDGEROUTE_ROUTER_HAS_MANIFEST
-#include "query/manifest.h"
-#endif
 
 namespace edgeroute {
 
@@ -861,7 +858,6 @@ struct ManifestRoutes {
 
 absl::StatusOr<ManifestRoutes> CompileManifest(absl::string_view manifest,
                                                const RouterOptions& options) {
-#ifdef EDGEROUTE_ROUTER_HAS_MANIFEST
   query::CompileOptions copts;
   copts.device_id = options.device_id;
   std::vector<query::Diagnostic> diags;
@@ -872,11 +868,6 @@ absl::StatusOr<ManifestRoutes> CompileManifest(absl::string_view manifest,
   out.set = std::move(config.routes);
   out.ttl_secs = config.config.ttl_secs;
   return out;
-#else
-  (void)manifest;
-  (void)options;
-  return absl::UnimplementedError("manifest parsing is not available");
-#endif
 }
 
 }  // namespace

@@ -217,6 +217,9 @@ struct EndpointMetrics {
   // Age of the oldest message queued or in flight (0 when none). Updated by
   // the executor once per batch.
   int64_t oldest_message_age_micros = 0;
+  // Clock::MonotonicMicros() time at which the batch waiting for a retry is
+  // sent again; 0 when no batch waits for a retry.
+  int64_t next_retry_mono_micros = 0;
   bool has_sink = false;
   bool dead = false;
   LatencyHistogram latency;

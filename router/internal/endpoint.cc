@@ -379,6 +379,18 @@ void Endpoint::Run() {
         break;
       }
     }
+    if (current_.empty() && !has_sink_.load(std::memory_order_acquire) &&
+        !dead_) {
+      // No sink: leave the messages in their lanes (so priorities still
+      // apply when one is set) and sleep until something changes. Keep the
+      // oldest-age gauge current; wake for data only while it is unset.
+      if (closing) break;
+      PublishOldest();
+      const bool lanes_had_data =
+          oldest_admit_wall_us_.load(std::memory_order_relaxed) != 0;
+      Sleep(kMaxSleepUs, /*wait_for_data=*/!lanes_had_data, 0);
+      continue;
+    }
     if (current_.empty()) {
       if (!TakeBatch()) {
         in_flight_.store(0, std::memory_order_release);
@@ -522,6 +534,9 @@ void Endpoint::Run() {
                                   std::memory_order_relaxed);
       }
     }
+    if (current_.empty()) {
+      next_retry_mono_us_.store(0, std::memory_order_relaxed);
+    }
     in_flight_.store(current_.size(), std::memory_order_release);
   }
   in_flight_.store(0, std::memory_order_release);
@@ -558,6 +573,8 @@ EndpointMetrics Endpoint::Metrics() const {
     const int64_t age = clock_->NowMicros() - oldest;
     m.oldest_message_age_micros = age > 0 ? age : 0;
   }
+  m.next_retry_mono_micros =
+      next_retry_mono_us_.load(std::memory_order_relaxed);
   m.has_sink = has_sink_.load(std::memory_order_relaxed);
   m.dead = dead_flag_.load(std::memory_order_relaxed);
   for (int i = 0; i < kLatencyBuckets; ++i) {

@@ -1,0 +1,144 @@
+// Tests of the lock-free ring, the event count and the backoff arithmetic.
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "router/internal/backoff.h"
+#include "router/internal/event_count.h"
+#include "router/internal/mpsc_ring.h"
+
+namespace edgeroute::router_internal {
+namespace {
+
+using Ring = MpscRing<uint64_t>;
+
+TEST(MpscRingTest, FifoFullAndEmpty) {
+  Ring ring(3);  // rounded up to 4
+  EXPECT_EQ(ring.capacity(), 4u);
+  uint64_t v = 0;
+  EXPECT_FALSE(ring.TryPop(&v));
+  for (uint64_t i = 1; i <= 4; ++i) {
+    EXPECT_EQ(ring.TryPush(i), Ring::PushResult::kOk);
+  }
+  EXPECT_EQ(ring.TryPush(5), Ring::PushResult::kFull);
+  EXPECT_EQ(ring.SizeGuess(), 4u);
+  ASSERT_TRUE(ring.Front(&v));
+  EXPECT_EQ(v, 1u);
+  ASSERT_TRUE(ring.TryPop(&v));
+  EXPECT_EQ(v, 1u);
+  EXPECT_EQ(ring.TryPush(5), Ring::PushResult::kOk);
+  uint64_t out[8];
+  ASSERT_EQ(ring.PopBatch(out, 8), 4u);
+  EXPECT_EQ(out[0], 2u);
+  EXPECT_EQ(out[3], 5u);
+  EXPECT_EQ(ring.Pushed(), 5u);
+  EXPECT_EQ(ring.Popped(), 5u);
+  EXPECT_FALSE(ring.TryPop(&v));
+}
+
+TEST(MpscRingTest, CloseRefusesLaterPushesAndKeepsEarlierOnes) {
+  Ring ring(8);
+  EXPECT_EQ(ring.TryPush(7), Ring::PushResult::kOk);
+  ring.Close();
+  EXPECT_TRUE(ring.closed());
+  EXPECT_EQ(ring.TryPush(8), Ring::PushResult::kClosed);
+  EXPECT_EQ(ring.Pushed(), 1u);
+  uint64_t v = 0;
+  ASSERT_TRUE(ring.TryPop(&v));
+  EXPECT_EQ(v, 7u);
+  EXPECT_EQ(ring.Popped(), ring.Pushed());
+}
+
+// Several producers push (producer << 32 | sequence); the consumer checks
+// that every value arrives exactly once and in order per producer.
+TEST(MpscRingTest, MultiProducerChecksum) {
+  constexpr int kProducers = 4;
+  constexpr uint64_t kPerProducer = 20000;
+  Ring ring(64);
+  EventCount not_full;
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (uint64_t i = 0; i < kPerProducer; ++i) {
+        const uint64_t v = (static_cast<uint64_t>(p) << 32) | i;
+        while (ring.TryPush(v) != Ring::PushResult::kOk) {
+          std::this_thread::yield();
+        }
+      }
+    });
+  }
+  std::vector<uint64_t> next(kProducers, 0);
+  uint64_t sum = 0, expected_sum = 0;
+  for (int p = 0; p < kProducers; ++p) {
+    for (uint64_t i = 0; i < kPerProducer; ++i) {
+      expected_sum += (static_cast<uint64_t>(p) << 32) | i;
+    }
+  }
+  uint64_t received = 0;
+  while (received < kProducers * kPerProducer) {
+    uint64_t v;
+    if (!ring.TryPop(&v)) {
+      std::this_thread::yield();
+      continue;
+    }
+    const int p = static_cast<int>(v >> 32);
+    ASSERT_LT(p, kProducers);
+    ASSERT_EQ(v & 0xffffffffu, next[p]) << "out of order for producer " << p;
+    ++next[p];
+    sum += v;
+    ++received;
+  }
+  for (auto& t : producers) t.join();
+  EXPECT_EQ(sum, expected_sum);
+  uint64_t v;
+  EXPECT_FALSE(ring.TryPop(&v));
+}
+
+TEST(EventCountTest, NotifyWakesWaiter) {
+  EventCount ec;
+  std::atomic<bool> flag{false};
+  std::thread waiter([&] {
+    while (true) {
+      const uint32_t key = ec.PrepareWait();
+      if (flag.load()) {
+        ec.CancelWait();
+        return;
+      }
+      ec.Wait(key, -1);  // no timeout: only Notify ends this
+    }
+  });
+  flag.store(true);
+  ec.Notify();
+  waiter.join();
+  SUCCEED();
+}
+
+TEST(BackoffTest, DoublesFromInitialUpToMax) {
+  const int64_t s = 1'000'000;
+  EXPECT_EQ(BackoffMicros(1, s, 60 * s, 1.0), 1 * s);
+  EXPECT_EQ(BackoffMicros(2, s, 60 * s, 1.0), 2 * s);
+  EXPECT_EQ(BackoffMicros(3, s, 60 * s, 1.0), 4 * s);
+  EXPECT_EQ(BackoffMicros(6, s, 60 * s, 1.0), 32 * s);
+  EXPECT_EQ(BackoffMicros(7, s, 60 * s, 1.0), 60 * s);
+  EXPECT_EQ(BackoffMicros(1000, s, 60 * s, 1.0), 60 * s);
+  // Jitter scales the growth part only: 1 s + 3 s * 0.8.
+  EXPECT_EQ(BackoffMicros(3, s, 60 * s, 0.8), s + 2'400'000);
+  EXPECT_EQ(BackoffMicros(3, s, 60 * s, 1.2), s + 3'600'000);
+}
+
+TEST(BackoffTest, LatencyBuckets) {
+  EXPECT_EQ(LatencyBucket(0, 28), 0);
+  EXPECT_EQ(LatencyBucket(1, 28), 0);
+  EXPECT_EQ(LatencyBucket(2, 28), 1);
+  EXPECT_EQ(LatencyBucket(3, 28), 2);
+  EXPECT_EQ(LatencyBucket(4, 28), 2);
+  EXPECT_EQ(LatencyBucket(5, 28), 3);
+  EXPECT_EQ(LatencyBucket(1024, 28), 10);
+  EXPECT_EQ(LatencyBucket(int64_t{1} << 40, 28), 27);
+}
+
+}  // namespace
+}  // namespace edgeroute::router_internal
