@@ -372,6 +372,11 @@ EDGEROUTE_EXPORT void edgeroute_options_set_admission_timeout_us(
 /* Largest number of messages handed to a sink at once, >= 1. Default 100. */
 EDGEROUTE_EXPORT void edgeroute_options_set_max_batch_size(
     edgeroute_options_t* options, size_t messages);
+/* Backoff before redelivering messages a sink acknowledged RETRY: the n-th
+ * retry waits min(initial + (2^(n-1) - 1) * initial * jitter(0.8..1.2), max)
+ * microseconds. Both > 0, initial <= max. Default 1 s and 60 s (edgeHub's). */
+EDGEROUTE_EXPORT void edgeroute_options_set_retry_backoff_us(
+    edgeroute_options_t* options, int64_t initial_us, int64_t max_us);
 /* Close: 1 (default) = deliver what is queued first (up to 10 s);
  * 0 = stop after the batches in flight. */
 EDGEROUTE_EXPORT void edgeroute_options_set_drain_on_close(
@@ -489,8 +494,9 @@ typedef struct edgeroute_batch_t edgeroute_batch_t;
  * A sink that wants strict ordering on failure acknowledges RETRY for every
  * message after the first failed one. */
 typedef void (*edgeroute_sink_fn)(void* state, edgeroute_batch_t* batch);
-/* Called once with `state` when the sink is replaced (after its last batch)
- * or the router is destroyed. May be NULL. */
+/* Called once with `state` when the router lets go of the sink: some time
+ * after it was replaced or removed (once no batch of it is in flight), and at
+ * the latest in edgeroute_router_destroy. May be NULL. */
 typedef void (*edgeroute_sink_destructor_fn)(void* state);
 
 /* Registers the sink for an endpoint id: "iothub" for $upstream routes,
@@ -549,8 +555,8 @@ typedef struct edgeroute_metrics_t {
   uint64_t rejected;
   uint64_t dropped;
   uint64_t queue_depth; /* now */
-  uint64_t endpoints;   /* now: endpoints known to the router */
-  uint64_t routes;      /* now: routes in the table */
+  uint64_t endpoints;   /* endpoints seen since creation */
+  uint64_t routes;      /* route names loaded since creation */
 } edgeroute_metrics_t;
 
 /* One endpoint's counters since creation. */

@@ -116,6 +116,11 @@ absl::Status MakeRouterOptions(const edgeroute_options_t& in,
   if (out->endpoint_batch_size < 1) {
     return absl::InvalidArgumentError("max batch size must be >= 1");
   }
+  if (out->retry.initial <= absl::ZeroDuration() ||
+      out->retry.max < out->retry.initial) {
+    return absl::InvalidArgumentError(
+        "retry backoff needs 0 < initial <= max");
+  }
   if (in.durability != EDGEROUTE_DURABILITY_PROCESS &&
       in.durability != EDGEROUTE_DURABILITY_POWER) {
     return absl::InvalidArgumentError(
@@ -259,6 +264,14 @@ void edgeroute_options_set_admission_timeout_us(edgeroute_options_t* options,
 void edgeroute_options_set_max_batch_size(edgeroute_options_t* options,
                                           size_t messages) {
   if (options != nullptr) options->router.endpoint_batch_size = messages;
+}
+
+void edgeroute_options_set_retry_backoff_us(edgeroute_options_t* options,
+                                            int64_t initial_us,
+                                            int64_t max_us) {
+  if (options == nullptr) return;
+  options->router.retry.initial = absl::Microseconds(initial_us);
+  options->router.retry.max = absl::Microseconds(max_us);
 }
 
 void edgeroute_options_set_drain_on_close(edgeroute_options_t* options,

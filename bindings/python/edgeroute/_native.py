@@ -153,6 +153,7 @@ _SIGNATURES = {
     "edgeroute_options_set_admission_timeout_us": (None, [_P, c_int64]),
     "edgeroute_options_set_max_batch_size": (None, [_P, c_size_t]),
     "edgeroute_options_set_drain_on_close": (None, [_P, c_uint8]),
+    "edgeroute_options_set_retry_backoff_us": (None, [_P, c_int64, c_int64]),
     "edgeroute_router_create": (
         c_int, [_P, _BYTES, c_size_t, _P, POINTER(c_void_p), _ERR]),
     "edgeroute_router_update_routes": (
