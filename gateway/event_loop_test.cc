@@ -1,14 +1,16 @@
 #include "gateway/event_loop.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gateway/test_socket.h"
 #include "gtest/gtest.h"
@@ -17,7 +19,7 @@ namespace edgeroute {
 namespace gateway {
 namespace {
 
-constexpr absl::Duration kWait = absl::Seconds(20);
+constexpr std::chrono::seconds kWait(20);
 
 std::string Frame(absl::string_view payload) {
   std::string out;
@@ -34,7 +36,7 @@ class EchoHandler : public LoopHandler {
   void set_loop(EventLoop* loop) { loop_ = loop; }
 
   void OnOpen(ConnectionId) override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     ++opened_;
   }
   bool OnFrame(ConnectionId id, absl::Span<const uint8_t> payload) override {
@@ -59,31 +61,32 @@ class EchoHandler : public LoopHandler {
     loop_->EndSend(id);
   }
   void OnClose(ConnectionId, CloseReason reason) override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     reasons_.push_back(reason);
+    cv_.notify_all();
   }
 
-  // Waits until some connection closed with `reason`.
+  // Waits (bounded) until some connection closed with `reason`.
   bool WaitForClose(CloseReason reason) {
-    absl::MutexLock lock(&mu_);
-    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kWait, [&] {
       for (CloseReason r : reasons_) {
         if (r == reason) return true;
       }
       return false;
-    };
-    return mu_.AwaitWithTimeout(absl::Condition(&seen), kWait);
+    });
   }
   int opened() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return opened_;
   }
 
  private:
   EventLoop* loop_ = nullptr;
-  absl::Mutex mu_;
-  int opened_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<CloseReason> reasons_ ABSL_GUARDED_BY(mu_);
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int opened_ = 0;
+  std::vector<CloseReason> reasons_;
 };
 
 class EventLoopTest : public ::testing::TestWithParam<IoBackend> {
@@ -217,14 +220,11 @@ TEST_P(EventLoopTest, SlowConsumerIsDisconnectedWithoutStallingOthers) {
 
 TEST_P(EventLoopTest, PostRunsOnTheLoopThread) {
   Start();
-  absl::Notification done;
-  std::thread::id loop_thread;
-  loop_->Post([&] {
-    loop_thread = std::this_thread::get_id();
-    done.Notify();
-  });
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
-  EXPECT_EQ(loop_thread, thread_.get_id());
+  std::promise<std::thread::id> ran_on;
+  std::future<std::thread::id> result = ran_on.get_future();
+  loop_->Post([&] { ran_on.set_value(std::this_thread::get_id()); });
+  ASSERT_EQ(result.wait_for(kWait), std::future_status::ready);
+  EXPECT_EQ(result.get(), thread_.get_id());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EventLoopTest,

@@ -1,0 +1,567 @@
+#include "gateway/server.h"
+
+#include <atomic>
+#include <deque>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "message/status.h"
+
+namespace edgeroute {
+namespace gateway {
+namespace {
+
+constexpr absl::string_view kDeviceIdKey = "connectionDeviceId";
+constexpr absl::string_view kModuleIdKey = "connectionModuleId";
+constexpr absl::string_view kOutputNameKey = "outputName";
+constexpr absl::string_view kMessageTypeKey = "messageType";
+constexpr size_t kMaxInputBytes = 256;
+
+bool Is(PropertyValue v, absl::string_view expected) {
+  return expected.empty() ? v.missing() : v.has_string() && v.value == expected;
+}
+
+bool IsStampedKey(absl::string_view key) {
+  return EqualsIgnoreAsciiCase(key, kDeviceIdKey) ||
+         EqualsIgnoreAsciiCase(key, kModuleIdKey) ||
+         EqualsIgnoreAsciiCase(key, kOutputNameKey);
+}
+
+// "device/module" or "device".
+std::string IdentityKey(absl::string_view device, absl::string_view module) {
+  return module.empty() ? std::string(device)
+                        : absl::StrCat(device, "/", module);
+}
+
+std::string SubscriptionKey(const std::string& identity_key,
+                            absl::string_view input) {
+  return absl::StrCat(identity_key, "\n", input);
+}
+
+// Counters written by the loop thread, read by anyone. Relaxed: each is an
+// independent statistic that publishes no other data.
+struct Counters {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_open{0};
+  std::atomic<uint64_t> telemetry_received{0};
+  std::atomic<uint64_t> telemetry_refused{0};
+  std::atomic<uint64_t> deliveries_sent{0};
+  std::atomic<uint64_t> acks{0};
+  std::atomic<uint64_t> nacks{0};
+  std::atomic<uint64_t> protocol_errors{0};
+  std::atomic<uint64_t> slow_consumer_disconnects{0};
+};
+
+void Bump(std::atomic<uint64_t>& counter, int64_t delta = 1) {
+  counter.fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
+}
+
+// The server thread's identity, so Deliver can tell whether it already runs
+// on the loop thread.
+thread_local const void* current_loop_owner = nullptr;
+
+}  // namespace
+
+MessageView StampIdentity(const Identity& from, absl::string_view output,
+                          const MessageView& message, MessageBuilder* builder,
+                          std::string* scratch) {
+  const PropertyValue type = message.FindSystemProperty(kMessageTypeKey);
+  if (Is(message.FindSystemProperty(kDeviceIdKey), from.device_id) &&
+      Is(message.FindSystemProperty(kModuleIdKey), from.module_id) &&
+      Is(message.FindSystemProperty(kOutputNameKey), output)) {
+    scratch->clear();
+    AppendMessageSource(type, message.FindSystemProperty(kModuleIdKey),
+                        message.FindSystemProperty(kOutputNameKey), scratch);
+    if (message.source() == *scratch) return message;
+  }
+  builder->Clear();
+  builder->SetBody(message.body());
+  for (size_t i = 0; i < message.property_count(); ++i) {
+    auto [key, value] = message.property(i);
+    if (value.has_string()) {
+      builder->AddProperty(key, value.value);
+    } else {
+      builder->AddNullProperty(key);
+    }
+  }
+  for (size_t i = 0; i < message.system_property_count(); ++i) {
+    auto [key, value] = message.system_property(i);
+    if (IsStampedKey(key)) continue;
+    if (value.has_string()) {
+      builder->AddSystemProperty(key, value.value);
+    } else {
+      builder->AddNullSystemProperty(key);
+    }
+  }
+  builder->AddSystemProperty(kDeviceIdKey, from.device_id);
+  if (!from.module_id.empty()) {
+    builder->AddSystemProperty(kModuleIdKey, from.module_id);
+  }
+  if (!output.empty()) builder->AddSystemProperty(kOutputNameKey, output);
+  builder->SetEnqueueTimeMicros(message.enqueue_time_us());
+  builder->SetSequenceNumber(message.sequence_number());
+  builder->Finish();
+  return builder->view();
+}
+
+class ServerImpl final : public LoopHandler {
+ public:
+  ServerImpl(const ServerOptions& options, ServerHooks* hooks)
+      : options_(options),
+        hooks_(hooks),
+        decoder_(options.loop.max_frame_bytes) {}
+
+  ~ServerImpl() override { Stop(); }
+
+  absl::Status Init() {
+    EDGEROUTE_ASSIGN_OR_RETURN(loop_, EventLoop::Create(options_.loop, this));
+    if (options_.tcp_port >= 0) {
+      EDGEROUTE_ASSIGN_OR_RETURN(
+          tcp_port_, loop_->ListenTcp(options_.tcp_host, options_.tcp_port));
+    }
+    if (!options_.unix_path.empty()) {
+      EDGEROUTE_RETURN_IF_ERROR(loop_->ListenUnix(options_.unix_path));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Start() {
+    if (thread_.joinable()) {
+      return absl::FailedPreconditionError("server already started");
+    }
+    thread_ = std::thread([this] {
+      current_loop_owner = this;
+      loop_->Run();
+      current_loop_owner = nullptr;
+    });
+    return absl::OkStatus();
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    loop_->Stop();
+    thread_.join();
+  }
+
+  int tcp_port() const { return tcp_port_; }
+  IoBackend backend() const { return loop_->backend(); }
+
+  void Deliver(const Identity& target, absl::string_view input,
+               OutboundBatch* batch) {
+    if (current_loop_owner == this) {
+      DeliverNow(target, input, batch);
+      return;
+    }
+    loop_->Post([this, target, input = std::string(input), batch] {
+      DeliverNow(target, input, batch);
+    });
+  }
+
+  ServerStats stats() const {
+    ServerStats s;
+    auto get = [](const std::atomic<uint64_t>& c) {
+      return c.load(std::memory_order_relaxed);
+    };
+    s.connections_accepted = get(counters_.connections_accepted);
+    s.connections_open = get(counters_.connections_open);
+    s.telemetry_received = get(counters_.telemetry_received);
+    s.telemetry_refused = get(counters_.telemetry_refused);
+    s.deliveries_sent = get(counters_.deliveries_sent);
+    s.acks = get(counters_.acks);
+    s.nacks = get(counters_.nacks);
+    s.protocol_errors = get(counters_.protocol_errors);
+    s.slow_consumer_disconnects = get(counters_.slow_consumer_disconnects);
+    return s;
+  }
+
+  // LoopHandler.
+  void OnOpen(ConnectionId id) override {
+    sessions_.try_emplace(id);
+    Bump(counters_.connections_accepted);
+    Bump(counters_.connections_open);
+  }
+
+  bool OnFrame(ConnectionId id, absl::Span<const uint8_t> payload) override {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return false;
+    Session& s = it->second;
+    DecodedFrame frame;
+    DecodeError error;
+    if (!decoder_.Decode(payload, &frame, &error)) {
+      return Refuse(id, error.code, error.reason);
+    }
+    if (!s.hello && frame.type != fb::Body::Hello) {
+      return Refuse(
+          id, fb::ErrorCode::kProtocolViolation,
+          absl::StrCat("expected Hello, got ", FrameTypeName(frame.type)));
+    }
+    switch (frame.type) {
+      case fb::Body::Hello:
+        return OnHello(id, s, *frame.hello());
+      case fb::Body::Subscribe:
+        return OnSubscribe(id, s, *frame.subscribe());
+      case fb::Body::Telemetry:
+        return OnTelemetry(id, s, *frame.telemetry(), frame.message);
+      case fb::Body::Ack:
+        return OnAck(id, s, frame.ack()->delivery_id(), DeliveryResult::kAcked);
+      case fb::Body::Nack:
+        return OnAck(id, s, frame.nack()->delivery_id(),
+                     frame.nack()->retry() ? DeliveryResult::kRetry
+                                           : DeliveryResult::kRejected);
+      case fb::Body::Error:
+        return false;  // the client is leaving
+      default:
+        return Refuse(
+            id, fb::ErrorCode::kProtocolViolation,
+            absl::StrCat(FrameTypeName(frame.type), " is not sent by clients"));
+    }
+  }
+
+  void OnBadPrefix(ConnectionId id, SplitResult why) override {
+    Bump(counters_.protocol_errors);
+    if (why == SplitResult::kTooLarge) {
+      SendError(id, fb::ErrorCode::kFrameTooLarge,
+                absl::StrCat("frame larger than ",
+                             options_.loop.max_frame_bytes, " bytes"));
+    } else {
+      SendError(id, fb::ErrorCode::kBadFrame, "zero-length frame");
+    }
+  }
+
+  void OnClose(ConnectionId id, CloseReason reason) override {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    Bump(counters_.connections_open, -1);
+    if (reason == CloseReason::kSlowConsumer) {
+      Bump(counters_.slow_consumer_disconnects);
+    }
+    Session session = std::move(it->second);
+    sessions_.erase(it);
+    if (session.hello) {
+      auto owner = by_identity_.find(session.key);
+      if (owner != by_identity_.end() && owner->second == id) {
+        by_identity_.erase(owner);
+      }
+    }
+    for (const std::string& input : session.inputs)
+      Unsubscribe(id, session, input);
+    for (auto& entry : session.unacked) {
+      entry.second.batch->Complete(entry.second.index, DeliveryResult::kRetry);
+    }
+    for (const Waiting& w : session.waiting) {
+      w.batch->Complete(w.index, DeliveryResult::kRetry);
+    }
+  }
+
+ private:
+  struct Pending {
+    OutboundBatch* batch;
+    size_t index;
+  };
+  struct Waiting {
+    OutboundBatch* batch;
+    size_t index;
+    const std::string* input;  // points into Session::inputs
+  };
+  struct Session {
+    bool hello = false;
+    Identity identity;
+    std::string key;
+    // Subscribed inputs; a deque so that pointers into it stay valid.
+    std::deque<std::string> inputs;
+    uint64_t next_delivery_id = 1;
+    absl::flat_hash_map<uint64_t, Pending> unacked;
+    std::deque<Waiting> waiting;
+  };
+
+  bool Refuse(ConnectionId id, fb::ErrorCode code, absl::string_view text) {
+    Bump(counters_.protocol_errors);
+    SendError(id, code, text);
+    return false;
+  }
+
+  void SendError(ConnectionId id, fb::ErrorCode code, absl::string_view text) {
+    std::string* out = loop_->BeginSend(id);
+    if (out == nullptr) return;
+    encoder_.Error(code, text, out);
+    loop_->EndSend(id);
+  }
+
+  bool OnHello(ConnectionId id, Session& s, const fb::Hello& hello) {
+    if (s.hello) {
+      return Refuse(id, fb::ErrorCode::kProtocolViolation, "second Hello");
+    }
+    if (hello.protocol_version() != kProtocolVersion) {
+      return Refuse(id, fb::ErrorCode::kUnsupportedVersion,
+                    absl::StrCat("protocol version ", hello.protocol_version(),
+                                 " is not supported; this gateway speaks ",
+                                 kProtocolVersion));
+    }
+    const absl::string_view device = FieldView(hello.device_id());
+    const absl::string_view module = FieldView(hello.module_id());
+    if (device.empty() || device.size() > kMaxInputBytes ||
+        module.size() > kMaxInputBytes) {
+      return Refuse(id, fb::ErrorCode::kProtocolViolation,
+                    "device_id must be 1..256 bytes, module_id 0..256");
+    }
+    s.hello = true;
+    s.identity.device_id = std::string(device);
+    s.identity.module_id = std::string(module);
+    s.key = IdentityKey(device, module);
+    auto [owner, inserted] = by_identity_.try_emplace(s.key, id);
+    if (!inserted) {
+      // The newer connection wins, as edgeHub's connection manager does.
+      SendError(owner->second, fb::ErrorCode::kReplaced,
+                "another connection took over this identity");
+      loop_->Close(owner->second, /*flush=*/true);
+      owner->second = id;
+    }
+    std::string* out = loop_->BeginSend(id);
+    if (out == nullptr) return true;
+    encoder_.HelloAck(static_cast<uint32_t>(options_.loop.max_frame_bytes),
+                      out);
+    return loop_->EndSend(id);
+  }
+
+  bool OnSubscribe(ConnectionId id, Session& s, const fb::Subscribe& sub) {
+    if (sub.inputs() == nullptr) return true;
+    for (const flatbuffers::String* name : *sub.inputs()) {
+      const absl::string_view input = FieldView(name);
+      if (input.empty() || input.size() > kMaxInputBytes) {
+        return Refuse(id, fb::ErrorCode::kProtocolViolation,
+                      "input names must be 1..256 bytes");
+      }
+      bool known = false;
+      for (const std::string& existing : s.inputs) known |= existing == input;
+      if (known) continue;
+      if (s.inputs.size() >= options_.max_subscriptions) {
+        return Refuse(id, fb::ErrorCode::kProtocolViolation,
+                      "too many subscriptions");
+      }
+      s.inputs.emplace_back(input);
+      if (input == kUpstreamInput) {
+        upstream_.push_back(id);
+        if (upstream_.size() == 1) {
+          hooks_->OnSubscription(Identity(), kUpstreamInput, true);
+        }
+        continue;
+      }
+      auto [entry, inserted] =
+          subscribers_.insert_or_assign(SubscriptionKey(s.key, input), id);
+      (void)entry;
+      if (inserted) hooks_->OnSubscription(s.identity, input, true);
+    }
+    return true;
+  }
+
+  void Unsubscribe(ConnectionId id, const Session& s,
+                   const std::string& input) {
+    if (input == kUpstreamInput) {
+      for (size_t i = 0; i < upstream_.size(); ++i) {
+        if (upstream_[i] == id) {
+          upstream_.erase(upstream_.begin() + static_cast<ptrdiff_t>(i));
+          break;
+        }
+      }
+      if (upstream_.empty()) {
+        hooks_->OnSubscription(Identity(), kUpstreamInput, false);
+      }
+      return;
+    }
+    auto it = subscribers_.find(SubscriptionKey(s.key, input));
+    if (it != subscribers_.end() && it->second == id) {
+      subscribers_.erase(it);
+      hooks_->OnSubscription(s.identity, input, false);
+    }
+  }
+
+  bool OnTelemetry(ConnectionId id, Session& s, const fb::Telemetry& t,
+                   const MessageView& message) {
+    Bump(counters_.telemetry_received);
+    const absl::string_view output = FieldView(t.output());
+    const MessageView stamped =
+        StampIdentity(s.identity, output, message, &builder_, &scratch_);
+    const fb::ErrorCode code = hooks_->OnTelemetry(s.identity, output, stamped);
+    if (code != fb::ErrorCode::kUnknown) Bump(counters_.telemetry_refused);
+    if (t.sequence() == 0) return true;
+    std::string* out = loop_->BeginSend(id);
+    if (out == nullptr) return true;
+    encoder_.TelemetryAck(t.sequence(), code, out);
+    return loop_->EndSend(id);
+  }
+
+  bool OnAck(ConnectionId id, Session& s, uint64_t delivery_id,
+             DeliveryResult result) {
+    auto it = s.unacked.find(delivery_id);
+    if (it == s.unacked.end()) {
+      return Refuse(
+          id, fb::ErrorCode::kProtocolViolation,
+          absl::StrCat("Ack/Nack for unknown delivery ", delivery_id));
+    }
+    Bump(result == DeliveryResult::kAcked ? counters_.acks : counters_.nacks);
+    const Pending pending = it->second;
+    s.unacked.erase(it);
+    pending.batch->Complete(pending.index, result);
+    // Completing may have closed or replaced nothing on this loop; refill the
+    // window from the waiting list.
+    while (!s.waiting.empty() &&
+           s.unacked.size() < options_.max_unacked_deliveries) {
+      const Waiting w = s.waiting.front();
+      s.waiting.pop_front();
+      if (!SendDeliver(id, s, *w.input, w.batch, w.index)) break;
+    }
+    return true;
+  }
+
+  // Sends one Deliver frame. Returns false if the connection is closing (the
+  // message then completes with kRetry through OnClose or here).
+  bool SendDeliver(ConnectionId id, Session& s, const std::string& input,
+                   OutboundBatch* batch, size_t index) {
+    std::string* out = loop_->BeginSend(id);
+    if (out == nullptr) {
+      batch->Complete(index, DeliveryResult::kRetry);
+      return false;
+    }
+    const uint64_t delivery_id = s.next_delivery_id++;
+    encoder_.Deliver(delivery_id, input, batch->message(index).bytes(), out);
+    s.unacked.emplace(delivery_id, Pending{batch, index});
+    Bump(counters_.deliveries_sent);
+    // On overflow the loop closes the connection; OnClose completes the
+    // message (now in `unacked`) with kRetry.
+    return loop_->EndSend(id);
+  }
+
+  void Enqueue(ConnectionId id, Session& s, const std::string& input,
+               OutboundBatch* batch, size_t index) {
+    if (s.waiting.empty() &&
+        s.unacked.size() < options_.max_unacked_deliveries) {
+      SendDeliver(id, s, input, batch, index);
+    } else {
+      s.waiting.push_back(Waiting{batch, index, &input});
+    }
+  }
+
+  const std::string* FindInput(const Session& s, absl::string_view input) {
+    for (const std::string& name : s.inputs) {
+      if (name == input) return &name;
+    }
+    return nullptr;
+  }
+
+  void DeliverNow(const Identity& target, absl::string_view input,
+                  OutboundBatch* batch) {
+    const size_t n = batch->size();
+    if (input == kUpstreamInput) {
+      for (size_t i = 0; i < n; ++i) {
+        if (upstream_.empty()) {
+          batch->Complete(i, DeliveryResult::kRetry);
+          continue;
+        }
+        const MessageView m = batch->message(i);
+        const size_t h = absl::HashOf(m.FindSystemProperty(kDeviceIdKey).value,
+                                      m.FindSystemProperty(kModuleIdKey).value);
+        const ConnectionId id = upstream_[h % upstream_.size()];
+        Session& s = sessions_.find(id)->second;
+        Enqueue(id, s, *FindInput(s, kUpstreamInput), batch, i);
+      }
+      return;
+    }
+    auto it = subscribers_.find(SubscriptionKey(
+        IdentityKey(target.device_id, target.module_id), input));
+    Session* s = nullptr;
+    const std::string* name = nullptr;
+    if (it != subscribers_.end()) {
+      auto session = sessions_.find(it->second);
+      if (session != sessions_.end()) {
+        s = &session->second;
+        name = FindInput(*s, input);
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (name == nullptr) {
+        batch->Complete(i, DeliveryResult::kRetry);
+      } else {
+        Enqueue(it->second, *s, *name, batch, i);
+      }
+    }
+  }
+
+  const ServerOptions options_;
+  ServerHooks* const hooks_;
+  std::unique_ptr<EventLoop> loop_;
+  std::thread thread_;
+  int tcp_port_ = -1;
+  Counters counters_;
+
+  // Loop-thread state.
+  FrameDecoder decoder_;
+  FrameEncoder encoder_;
+  MessageBuilder builder_;
+  std::string scratch_;
+  // Node map: Session addresses (and pointers into Session::inputs) stay
+  // valid while other sessions come and go.
+  absl::node_hash_map<ConnectionId, Session> sessions_;
+  // Identity key -> the connection that holds it.
+  absl::flat_hash_map<std::string, ConnectionId> by_identity_;
+  // "identity\ninput" -> subscribed connection.
+  absl::flat_hash_map<std::string, ConnectionId> subscribers_;
+  std::vector<ConnectionId> upstream_;
+};
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(
+    const ServerOptions& options, ServerHooks* hooks) {
+  auto impl = std::make_unique<ServerImpl>(options, hooks);
+  EDGEROUTE_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<ServerImpl> impl) : impl_(std::move(impl)) {}
+Server::~Server() { impl_->Stop(); }
+absl::Status Server::Start() { return impl_->Start(); }
+void Server::Stop() { impl_->Stop(); }
+int Server::tcp_port() const { return impl_->tcp_port(); }
+IoBackend Server::backend() const { return impl_->backend(); }
+
+void Server::Deliver(const Identity& target, absl::string_view input,
+                     OutboundBatch* batch) {
+  impl_->Deliver(target, input, batch);
+}
+
+ServerStats Server::stats() const { return impl_->stats(); }
+
+std::string Server::PrometheusText() const {
+  const ServerStats s = stats();
+  std::string out;
+  auto counter = [&out](absl::string_view name, absl::string_view help,
+                        uint64_t value, absl::string_view type = "counter") {
+    absl::StrAppend(&out, "# HELP edgeroute_gateway_", name, " ", help, "\n",
+                    "# TYPE edgeroute_gateway_", name, " ", type, "\n",
+                    "edgeroute_gateway_", name, " ", value, "\n");
+  };
+  counter("connections_accepted_total", "Connections accepted.",
+          s.connections_accepted);
+  counter("connections_open", "Connections open now.", s.connections_open,
+          "gauge");
+  counter("telemetry_received_total", "Telemetry frames received.",
+          s.telemetry_received);
+  counter("telemetry_refused_total",
+          "Telemetry the router did not admit (overloaded, shutting down).",
+          s.telemetry_refused);
+  counter("deliveries_sent_total", "Deliver frames sent.", s.deliveries_sent);
+  counter("acks_total", "Ack frames received.", s.acks);
+  counter("nacks_total", "Nack frames received.", s.nacks);
+  counter("protocol_errors_total", "Connections closed for a protocol error.",
+          s.protocol_errors);
+  counter("slow_consumer_disconnects_total",
+          "Connections closed because their send queue was full.",
+          s.slow_consumer_disconnects);
+  return out;
+}
+
+}  // namespace gateway
+}  // namespace edgeroute

@@ -1,0 +1,161 @@
+// The gateway protocol server: sessions (Hello, Subscribe, Telemetry,
+// Deliver/Ack) on top of an EventLoop, with the routing decisions left to a
+// ServerHooks implementation (the router adapter in gateway.h, or a test
+// double).
+//
+// Inbound: each Telemetry is verified (protocol.h), stamped with the
+// session's identity (connectionDeviceId, connectionModuleId, outputName and
+// the source derived from them), and handed to ServerHooks::OnTelemetry.
+// Outbound: Deliver(target, input, batch) sends every message of a batch to
+// the connection that subscribed to `input` for identity `target` (or, for
+// "$upstream", to one of the upstream subscribers, chosen per message
+// identity so that each identity's messages stay in order), in order, with at
+// most `max_unacked_deliveries` unacknowledged per connection; each message is
+// completed by the client's Ack/Nack, or with kRetry when the connection
+// goes away.
+
+#ifndef EDGEROUTE_GATEWAY_SERVER_H_
+#define EDGEROUTE_GATEWAY_SERVER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "gateway/event_loop.h"
+#include "gateway/protocol.h"
+#include "message/message.h"
+
+namespace edgeroute {
+namespace gateway {
+
+// Who a session is: connectionDeviceId and (for a module) connectionModuleId.
+struct Identity {
+  std::string device_id;
+  std::string module_id;  // empty for a device
+};
+
+// How one delivered message ended.
+enum class DeliveryResult : uint8_t {
+  kAcked,     // the client acknowledged it
+  kRetry,     // Nack{retry}, or no connection / the connection went away
+  kRejected,  // Nack{retry = false}
+};
+
+// Messages handed to Server::Deliver.
+// Ownership: owned by the caller, who keeps it (and its messages) alive until
+// Complete was called for every index.
+class OutboundBatch {
+ public:
+  virtual ~OutboundBatch() = default;
+  virtual size_t size() const = 0;
+  // REQUIRES: i < size().
+  virtual MessageView message(size_t i) const = 0;
+  // Called exactly once per index, on the server's loop thread, in no
+  // particular order.
+  virtual void Complete(size_t i, DeliveryResult result) = 0;
+};
+
+// The server's view of routing. Every call comes from the loop thread and
+// must not block for long.
+class ServerHooks {
+ public:
+  virtual ~ServerHooks() = default;
+  // A Telemetry message from `from`, already stamped with its identity.
+  // The bytes are valid only during the call. Returns fb::ErrorCode::kUnknown
+  // when admitted, or the code to refuse it with (kOverloaded,
+  // kShuttingDown).
+  virtual fb::ErrorCode OnTelemetry(const Identity& from,
+                                    absl::string_view output,
+                                    const MessageView& message) = 0;
+  // `identity` gained its first (active) or lost its last (!active)
+  // connection subscribed to `input`. For "$upstream" the identity is empty
+  // and the change is about the set of all upstream subscribers.
+  virtual void OnSubscription(const Identity& identity, absl::string_view input,
+                              bool active) = 0;
+};
+
+struct ServerOptions {
+  LoopOptions loop;
+  // TCP listener: host (IPv4; loopback by default) and port (0 = any free
+  // port, -1 = no TCP listener).
+  std::string tcp_host = "127.0.0.1";
+  int tcp_port = 0;
+  // Unix-domain listener path; empty = none.
+  std::string unix_path;
+  // Deliveries a connection may have unacknowledged; later ones wait in the
+  // gateway until acks arrive.
+  size_t max_unacked_deliveries = 1000;
+  // Subscriptions per connection.
+  size_t max_subscriptions = 64;
+};
+
+// Counters since Start. Read with relaxed atomics: each value is exact, the
+// set is not a snapshot.
+struct ServerStats {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_open = 0;
+  uint64_t telemetry_received = 0;
+  uint64_t telemetry_refused = 0;
+  uint64_t deliveries_sent = 0;
+  uint64_t acks = 0;
+  uint64_t nacks = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t slow_consumer_disconnects = 0;
+};
+
+class ServerImpl;
+
+// Thread-safety: Create/Start/Stop from one controlling thread; Deliver,
+// stats, PrometheusText and tcp_port from any thread.
+class Server {
+ public:
+  // Binds the listeners. REQUIRES: hooks outlives the server.
+  static absl::StatusOr<std::unique_ptr<Server>> Create(
+      const ServerOptions& options, ServerHooks* hooks);
+  // Stops (if running).
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Starts the loop thread.
+  absl::Status Start();
+  // Closes every connection (completing their deliveries with kRetry) and
+  // joins the loop thread. Idempotent.
+  void Stop();
+
+  // The bound TCP port (-1 without a TCP listener).
+  int tcp_port() const;
+  IoBackend backend() const;
+
+  // Delivers `batch` to `target`'s connection subscribed to `input`, or
+  // with input "$upstream" to the upstream subscribers. Messages that have
+  // nowhere to go complete with kRetry. Thread-safe; from the loop thread
+  // (inside a hook) it runs at once, otherwise it is posted to it.
+  void Deliver(const Identity& target, absl::string_view input,
+               OutboundBatch* batch);
+
+  ServerStats stats() const;
+  // The counters in Prometheus text format (edgeroute_gateway_*).
+  std::string PrometheusText() const;
+
+ private:
+  explicit Server(std::unique_ptr<ServerImpl> impl);
+  std::unique_ptr<ServerImpl> impl_;
+};
+
+// Returns `message` with connectionDeviceId / connectionModuleId /
+// outputName (and the source derived from them) set from `from` and
+// `output`: `message` itself when it already says exactly that, otherwise a
+// copy built in `builder` (valid until the builder's next Clear).
+MessageView StampIdentity(const Identity& from, absl::string_view output,
+                          const MessageView& message, MessageBuilder* builder,
+                          std::string* scratch);
+
+}  // namespace gateway
+}  // namespace edgeroute
+
+#endif  // EDGEROUTE_GATEWAY_SERVER_H_
