@@ -53,6 +53,10 @@ Usage:
   edgeroute route 'ROUTE' [--device NAME]
       Parse one route and print its source, condition and sink.
 
+  edgeroute store inspect DIR
+      Report a store-and-forward directory: queues, depths, checkpoints,
+      oldest message age, bytes on disk. Opens it read-only.
+
   edgeroute help | --help
       This text.
 
@@ -84,8 +88,8 @@ constexpr Command kCommands[] = {
     {"route", RouteCommand, false},
     {"check", CheckCommand, false},
     {"match-source", MatchSourceCommand, true},
-    // Reserved for the gateway: store inspection, running, the demo.
-    {"store", NotYet, true},
+    {"store", StoreCommand, false},
+    // Reserved for the gateway: running it, the demo.
     {"run", NotYet, true},
     {"demo", NotYet, true},
 };

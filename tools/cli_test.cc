@@ -1,6 +1,8 @@
 #include "tools/cli.h"
 
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -10,6 +12,8 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "message/message.h"
+#include "store/store.h"
 
 namespace edgeroute::tools {
 namespace {
@@ -59,8 +63,9 @@ TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(Edgeroute({"check"}).code, 2);
   EXPECT_EQ(Edgeroute({"check", "a.json", "b.json"}).code, 2);
   EXPECT_EQ(Edgeroute({"check", "no/such/file.json"}).code, 2);
-  // Reserved for later subcommands.
   EXPECT_EQ(Edgeroute({"store", "inspect"}).code, 2);
+  // Reserved for later subcommands.
+  EXPECT_EQ(Edgeroute({"run"}).code, 2);
 }
 
 TEST(Cli, EvalTsvEchoesCommentsAndBlankLinesAndNeverStops) {
@@ -216,6 +221,34 @@ TEST(Cli, EvalOneExplains) {
   EXPECT_THAT(r.out, HasSubstr("compile-error"));
   r = Edgeroute({"eval", "true", "--message", "-"}, "{\"props\":[]}");
   EXPECT_EQ(r.code, 1);
+}
+
+TEST(Cli, StoreInspect) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  ASSERT_NE(tmp, nullptr);
+  const std::string dir = std::string(tmp) + "/inspect-store";
+  {
+    store::StoreOptions options;
+    options.directory = dir;
+    absl::StatusOr<std::unique_ptr<store::Store>> s =
+        store::Store::Open(options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    absl::StatusOr<uint32_t> q = (*s)->OpenQueue({"gw/filter/input1", 3});
+    ASSERT_TRUE(q.ok()) << q.status();
+    MessageBuilder builder;
+    builder.SetBody("{\"t\":1}");
+    absl::Span<const uint8_t> bytes = builder.Finish();
+    store::QueueTarget target{*q, 60};
+    store::AppendItem item{bytes, absl::MakeConstSpan(&target, 1)};
+    ASSERT_TRUE((*s)->Append(absl::MakeConstSpan(&item, 1)).ok());
+    ASSERT_TRUE((*s)->Close().ok());
+  }
+  CliRun r = Edgeroute({"store", "inspect", dir});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("gw/filter/input1"));
+  r = Edgeroute({"store", "inspect", dir + "/does-not-exist"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("edgeroute store inspect: "));
 }
 
 }  // namespace

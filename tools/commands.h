@@ -61,6 +61,8 @@ bool ReadFileOrStdin(const CommandContext& ctx, const std::string& path,
 int EvalCommand(const CommandContext& ctx);
 int RouteCommand(const CommandContext& ctx);
 int CheckCommand(const CommandContext& ctx);
+// store inspect DIR.
+int StoreCommand(const CommandContext& ctx);
 // Hidden: "FROM-path<TAB>message-source" lines -> true/false (sources.tsv).
 int MatchSourceCommand(const CommandContext& ctx);
 
