@@ -1,7 +1,6 @@
 #include "query/manifest.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -98,10 +97,11 @@ size_t DecodeString(absl::string_view src, size_t begin, std::string* out,
   out->clear();
   if (offsets != nullptr) offsets->clear();
   size_t i = begin + 1;
-  auto emit = [&](size_t from, size_t old_size) {
+  // Maps every byte appended since the last call to the source offset
+  // `from` of the character or escape that produced it.
+  auto emit = [&](size_t from) {
     if (offsets == nullptr) return;
     while (offsets->size() < out->size()) offsets->push_back(from);
-    (void)old_size;
   };
   while (true) {
     if (i >= src.size()) {
@@ -121,11 +121,10 @@ size_t DecodeString(absl::string_view src, size_t begin, std::string* out,
       return 0;
     }
     const size_t start = i;
-    const size_t old_size = out->size();
     if (c != '\\') {
       out->push_back(c);
       ++i;
-      emit(start, old_size);
+      emit(start);
       continue;
     }
     if (i + 1 >= src.size()) {
@@ -198,7 +197,7 @@ size_t DecodeString(absl::string_view src, size_t begin, std::string* out,
                               "' in string");
         return 0;
     }
-    emit(start, old_size);
+    emit(start);
   }
 }
 
@@ -502,7 +501,7 @@ std::string Excerpt(absl::string_view src, size_t line_begin, int column,
   }
   out += suffix;
   if (column - 1 >= last) {
-    carets.append(static_cast<size_t>(column - 1 - std::max(first, last)), ' ');
+    carets.append(static_cast<size_t>(column - 1 - last), ' ');
   }
   carets.push_back('^');
   const int width = std::min(end_column, last + 2) - column;
@@ -595,7 +594,6 @@ IntResult ReadInteger(const JsonNode& node, int64_t min, int64_t max,
     *value = v;
     return IntResult::kOk;
   }
-  errno = 0;
   const double d = std::strtod(t.c_str(), nullptr);
   if (std::isfinite(d) && d != std::floor(d)) return IntResult::kNotInteger;
   if (!std::isfinite(d) || d < static_cast<double>(min) ||
