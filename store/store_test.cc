@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "message/clock.h"
 #include "message/message.h"
+#include "rocksdb/db.h"
 
 namespace edgeroute::store {
 namespace {
@@ -392,6 +393,31 @@ TEST_F(StoreTest, CorruptFileIsDataLoss) {
     status = (*store)->Read(0, 1000, &out);
   }
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+}
+
+TEST_F(StoreTest, UnknownFormatVersionIsRefused) {
+  ASSERT_TRUE(OpenStore()->Close().ok());
+  {
+    rocksdb::Options options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* name : {"default", "payloads", "payload_refs", "refs"}) {
+      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(options, options_.directory, cfs, &handles, &db)
+            .ok());
+    std::string v2 =
+        std::string("edgeroute-store") + std::string("\0\0\0\2", 4);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "format", v2).ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    delete db;
+  }
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options_);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
+      << store.status();
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("format"));
 }
 
 TEST_F(StoreTest, InspectReportsQueues) {
