@@ -423,6 +423,18 @@ class Compiler {
       }
       n.op = Op::kCompare;
       n.type = SType::kBool;
+      auto is_load = [&](int k) {
+        Op o = N(k).op;
+        return o == Op::kAppProp || o == Op::kSysProp || o == Op::kDollarProp ||
+               o == Op::kBody;
+      };
+      if (is_load(l) && IsConst(r)) {
+        n.op = Op::kCompareLoadConst;
+      } else if (IsConst(l) && is_load(r)) {
+        n.op = Op::kCompareLoadConst;
+        n.flip = true;
+        std::swap(n.a, n.b);
+      }
       return Fold(Add(std::move(n)));
     }
     if (op == K::kAnd || op == K::kOr) {

@@ -4,6 +4,7 @@
 
 #include <locale.h>
 
+#include <charconv>
 #include <clocale>
 #include <cmath>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "query/json.h"
 #include "query/program.h"
 #include "simdjson.h"
 
@@ -321,9 +323,8 @@ int CompareUtf16(absl::string_view a, absl::string_view b) {
 }
 
 struct Scratch::Impl {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  std::string buf;
+  JsonTape tape;
+  std::string buf;  // transcoded UTF-16/UTF-32 bodies
 };
 
 Scratch::Scratch(const Program& program) : impl_(new Impl) {
@@ -340,6 +341,7 @@ Scratch::~Scratch() = default;
 void Scratch::NewMessage(absl::Span<const uint8_t> bytes) {
   msg_data_ = bytes.data();
   msg_size_ = bytes.size();
+  message_arena_.Reset();
   ++gen_;
   if (gen_ == 0) {  // wrapped: forget everything
     std::fill(app_gen_.begin(), app_gen_.end(), 0);
@@ -350,23 +352,23 @@ void Scratch::NewMessage(absl::Span<const uint8_t> bytes) {
   }
 }
 
-char* Scratch::Alloc(size_t n) {
+char* Arena::Alloc(size_t n) {
   while (true) {
-    if (arena_block_ < arena_.size()) {
-      if (arena_used_ + n <= arena_size_[arena_block_]) {
-        char* p = arena_[arena_block_].get() + arena_used_;
-        arena_used_ += n;
+    if (block_ < blocks_.size()) {
+      if (used_ + n <= sizes_[block_]) {
+        char* p = blocks_[block_].get() + used_;
+        used_ += n;
         return p;
       }
-      ++arena_block_;
-      arena_used_ = 0;
+      ++block_;
+      used_ = 0;
       continue;
     }
     size_t size = std::max<size_t>(n, 4096);
-    arena_.emplace_back(new char[size]);
-    arena_size_.push_back(size);
-    arena_block_ = arena_.size() - 1;
-    arena_used_ = 0;
+    blocks_.emplace_back(new char[size]);
+    sizes_.push_back(size);
+    block_ = blocks_.size() - 1;
+    used_ = 0;
   }
 }
 
@@ -409,24 +411,20 @@ struct Evaluator {
     if (!type.has_string() || !enc.has_string()) return false;
     if (!absl::EqualsIgnoreCase(type.value, "application/json")) return false;
     absl::string_view body = m.body();
-    std::string& buf = s->impl_->buf;
-    size_t len = 0;
+    absl::string_view text;
     if (absl::EqualsIgnoreCase(enc.value, "utf-8")) {
-      if (buf.size() < body.size() + simdjson::SIMDJSON_PADDING) {
-        buf.resize(body.size() + simdjson::SIMDJSON_PADDING);
-      }
-      if (!body.empty()) std::memcpy(&buf[0], body.data(), body.size());
-      len = body.size();
+      text = body;
     } else {
       bool utf16 = absl::EqualsIgnoreCase(enc.value, "utf-16");
       bool utf32 = absl::EqualsIgnoreCase(enc.value, "utf-32");
       if (!utf16 && !utf32) return false;
-      size_t need = body.size() * 3 / 2 + 8 + simdjson::SIMDJSON_PADDING;
+      std::string& buf = s->impl_->buf;
+      size_t need = body.size() * 2 + 8;
       if (buf.size() < need) buf.resize(need);
       const unsigned char* in =
           reinterpret_cast<const unsigned char*>(body.data());
       size_t n = body.size();
-      size_t i = 0;
+      size_t i = 0, len = 0;
       while (i < n) {
         uint32_t cp;
         if (utf16) {
@@ -463,58 +461,68 @@ struct Evaluator {
         }
         len += Encode(cp, &buf[len]);
       }
+      text = absl::string_view(buf.data(), len);
     }
     // Encoding.GetString keeps a byte-order mark as U+FEFF, which
     // Newtonsoft does not accept before a value.
-    if (len >= 3 && static_cast<unsigned char>(buf[0]) == 0xEF &&
-        static_cast<unsigned char>(buf[1]) == 0xBB &&
-        static_cast<unsigned char>(buf[2]) == 0xBF) {
+    if (text.size() >= 3 && static_cast<unsigned char>(text[0]) == 0xEF &&
+        static_cast<unsigned char>(text[1]) == 0xBB &&
+        static_cast<unsigned char>(text[2]) == 0xBF) {
       return false;
     }
-    simdjson::dom::element root;
-    auto error = s->impl_->parser.parse(buf.data(), len, false).get(root);
-    if (error == simdjson::UTF8_ERROR) {
-      // .NET decodes invalid UTF-8 as U+FFFD before parsing.
-      std::string fixed;
-      absl::string_view v(buf.data(), len);
-      for (size_t i = 0; i < v.size();) {
-        size_t l;
-        uint32_t cp = Decode(v, i, &l);
-        char tmp[4];
-        fixed.append(tmp, Encode(cp, tmp));
-        i += l;
-      }
-      fixed.append(simdjson::SIMDJSON_PADDING, '\0');
-      buf.swap(fixed);
-      len = buf.size() - simdjson::SIMDJSON_PADDING;
-      error = s->impl_->parser.parse(buf.data(), len, false).get(root);
-    }
-    if (error) return false;
-    if (root.type() != simdjson::dom::element_type::OBJECT) return false;
-    s->impl_->root = root;
+    if (!s->impl_->tape.Parse(text)) return false;
     s->body_ok_ = true;
     return true;
   }
 
-  static Value FromJson(simdjson::dom::element e) {
-    using T = simdjson::dom::element_type;
-    switch (e.type()) {
-      case T::NULL_VALUE: {
+  // A JSON string's text: unescaped, and with invalid UTF-8 replaced by
+  // U+FFFD as .NET's decoder does.
+  absl::string_view JsonString(const JsonTape& tape, const JsonTape::Entry& e) {
+    absl::string_view raw = tape.raw(e);
+    if (e.flags & JsonTape::kEscaped) {
+      char* out = s->AllocForMessage(raw.size());
+      raw = absl::string_view(out, UnescapeJsonString(raw, out));
+    }
+    if ((e.flags & JsonTape::kHighBit) &&
+        !simdjson::validate_utf8(raw.data(), raw.size())) {
+      char* out = s->AllocForMessage(raw.size() * 3);
+      size_t o = 0;
+      for (size_t i = 0; i < raw.size();) {
+        size_t l;
+        uint32_t cp = Decode(raw, i, &l);
+        o += Encode(cp, out + o);
+        i += l;
+      }
+      raw = absl::string_view(out, o);
+    }
+    return raw;
+  }
+
+  Value FromJson(const JsonTape& tape, uint32_t index) {
+    const JsonTape::Entry& e = tape.entry(index);
+    switch (e.type) {
+      case JsonTape::kNull: {
         Value v;
         v.k = VK::kNull;
         return v;
       }
-      case T::BOOL:
-        return Bool(e.get_bool().value_unsafe());
-      case T::INT64:
-        return Num(double(e.get_int64().value_unsafe()));
-      case T::UINT64:
-        return Num(double(e.get_uint64().value_unsafe()));
-      case T::DOUBLE:
-        return Num(e.get_double().value_unsafe());
-      case T::STRING: {
-        std::string_view sv = e.get_string().value_unsafe();
-        absl::string_view v(sv.data(), sv.size());
+      case JsonTape::kTrue:
+        return Bool(true);
+      case JsonTape::kFalse:
+        return Bool(false);
+      case JsonTape::kNumber: {
+        absl::string_view t = tape.raw(e);
+        double d = 0;
+        auto r = std::from_chars(t.data(), t.data() + t.size(), d);
+        if (r.ec == std::errc::result_out_of_range) {
+          // Overflow gives +-infinity, underflow 0, as double.Parse.
+          d = std::strtod(t.data(), nullptr);
+        }
+        if ((e.flags & JsonTape::kInteger) && d == 0) d = 0;  // -0 is 0
+        return Num(d);
+      }
+      case JsonTape::kString: {
+        absl::string_view v = JsonString(tape, e);
         if (LooksLikeJsonDate(v)) return Undef();
         return Str(v);
       }
@@ -523,57 +531,62 @@ struct Evaluator {
     }
   }
 
-  // Counts matches of segments[si..] (index ii of segment si) under `e`,
-  // keeping the first; stops after 2.
-  static void Resolve(const BodyPath& path, size_t si, size_t ii,
-                      simdjson::dom::element e, int* count,
-                      simdjson::dom::element* found) {
+  bool KeyEquals(const JsonTape& tape, const JsonTape::Entry& key,
+                 absl::string_view name) {
+    absl::string_view raw = tape.raw(key);
+    if (!(key.flags & JsonTape::kEscaped)) return raw == name;
+    return JsonString(tape, key) == name;
+  }
+
+  // Counts matches of segments[si..] (index ii of segment si) under entry
+  // `e`, keeping the first; stops after 2.
+  void Resolve(const JsonTape& tape, const BodyPath& path, size_t si, size_t ii,
+               uint32_t e, int* count, uint32_t* found) {
     if (*count > 1) return;
     if (si == path.segments.size()) {
       if (++*count == 1) *found = e;
       return;
     }
+    const JsonTape::Entry& entry = tape.entry(e);
     const BodyPath::Segment& seg = path.segments[si];
     if (ii == 0) {
-      // Member access (or wildcard) on the current element.
       if (seg.name == "*") {
-        if (e.type() == simdjson::dom::element_type::OBJECT) {
-          simdjson::dom::object obj = e.get_object().value_unsafe();
-          for (auto field : obj) {
-            Resolve(path, si, 1, field.value, count, found);
+        // Wildcard: every member value or array item.
+        if (entry.type == JsonTape::kObject) {
+          for (uint32_t k = e + 1; k < entry.next; k = tape.entry(k + 1).next) {
+            Resolve(tape, path, si, 1, k + 1, count, found);
           }
-        } else if (e.type() == simdjson::dom::element_type::ARRAY) {
-          simdjson::dom::array arr = e.get_array().value_unsafe();
-          for (auto item : arr) {
-            Resolve(path, si, 1, item, count, found);
+        } else if (entry.type == JsonTape::kArray) {
+          for (uint32_t k = e + 1; k < entry.next; k = tape.entry(k).next) {
+            Resolve(tape, path, si, 1, k, count, found);
           }
         }
         return;
       }
-      if (e.type() != simdjson::dom::element_type::OBJECT) return;
+      if (entry.type != JsonTape::kObject) return;
+      uint32_t last = 0;
       bool have = false;
-      simdjson::dom::element last;
-      simdjson::dom::object obj = e.get_object().value_unsafe();
-      for (auto field : obj) {
-        if (field.key.size() == seg.name.size() &&
-            std::memcmp(field.key.data(), seg.name.data(), seg.name.size()) ==
-                0) {
-          last = field.value;  // duplicate keys: the last one wins
+      for (uint32_t k = e + 1; k < entry.next; k = tape.entry(k + 1).next) {
+        if (KeyEquals(tape, tape.entry(k), seg.name)) {
+          last = k + 1;  // duplicate keys: the last one wins
           have = true;
         }
       }
-      if (have) Resolve(path, si, 1, last, count, found);
+      if (have) Resolve(tape, path, si, 1, last, count, found);
       return;
     }
     if (ii - 1 < seg.indexes.size()) {
-      if (e.type() != simdjson::dom::element_type::ARRAY) return;
-      simdjson::dom::array arr = e.get_array().value_unsafe();
-      simdjson::dom::element item;
-      if (arr.at(seg.indexes[ii - 1]).get(item)) return;
-      Resolve(path, si, ii + 1, item, count, found);
+      if (entry.type != JsonTape::kArray) return;
+      uint32_t k = e + 1;
+      for (uint32_t skip = seg.indexes[ii - 1]; skip > 0 && k < entry.next;
+           --skip) {
+        k = tape.entry(k).next;
+      }
+      if (k >= entry.next) return;
+      Resolve(tape, path, si, ii + 1, k, count, found);
       return;
     }
-    Resolve(path, si + 1, 0, e, count, found);
+    Resolve(tape, path, si + 1, 0, e, count, found);
   }
 
   Value Body(int slot) {
@@ -582,12 +595,13 @@ struct Evaluator {
     const BodyPath& path = p.body_paths_[slot];
     if (EnsureBody() && !path.junk) {
       int count = 0;
-      simdjson::dom::element found;
-      Resolve(path, 0, 0, s->impl_->root, &count, &found);
+      uint32_t found = 0;
+      const JsonTape& tape = s->impl_->tape;
+      Resolve(tape, path, 0, 0, 0, &count, &found);
       if (count == 0) {
         v.k = VK::kMissing;
       } else if (count == 1) {
-        v = FromJson(found);
+        v = FromJson(tape, found);
       }
     }
     s->body_gen_[slot] = s->gen_;
@@ -880,6 +894,28 @@ struct Evaluator {
     return Undef();
   }
 
+  // A property or body load node.
+  Value Load(const Node& n) {
+    switch (n.op) {
+      case Op::kAppProp:
+        return FromProperty(App(n.slot));
+      case Op::kSysProp:
+        return FromProperty(Sys(n.slot));
+      case Op::kDollarProp: {
+        PropertyValue v = App(n.slot);
+        if (!v.missing()) return FromProperty(v);
+        return FromProperty(Sys(n.slot2));
+      }
+      default: {  // kBody
+        if (n.slot2 >= 0) {
+          PropertyValue v = App(n.slot2);
+          if (!v.missing()) return FromProperty(v);
+        }
+        return Body(n.slot);
+      }
+    }
+  }
+
   Value Eval(int i) {
     const Node& n = p.nodes_[i];
     switch (n.op) {
@@ -930,6 +966,34 @@ struct Evaluator {
         Value l = Eval(n.a);
         Value r = Eval(n.b);
         return Compare(n.sub, n.mode, l, r);
+      }
+      case Op::kCompareLoadConst: {
+        Value v = Load(p.nodes_[n.a]);
+        const Value& c = p.nodes_[n.b].constant;
+        if (v.k == VK::kNum && c.k == VK::kNum && !std::isnan(v.n) &&
+            !std::isnan(c.n)) {
+          double l = n.flip ? c.n : v.n, r = n.flip ? v.n : c.n;
+          switch (n.sub) {
+            case 0:
+              return Bool(l == r);
+            case 1:
+              return Bool(l != r);
+            case 2:
+              return Bool(l < r);
+            case 3:
+              return Bool(l <= r);
+            case 4:
+              return Bool(l > r);
+            default:
+              return Bool(l >= r);
+          }
+        }
+        if (n.sub <= 1 && v.k == VK::kStr && c.k == VK::kStr) {
+          bool eq = v.s == c.s;
+          return Bool(n.sub == 0 ? eq : !eq);
+        }
+        return n.flip ? Compare(n.sub, n.mode, c, v)
+                      : Compare(n.sub, n.mode, v, c);
       }
       case Op::kAnd:
       case Op::kOr: {

@@ -191,7 +191,7 @@ const char* TokName(Tok kind) {
     case Tok::kConcat:
       return "'||'";
     case Tok::kCoalesce:
-      return "'??'";
+      return "'?\?'";
     case Tok::kSysProp:
       return "system property";
     case Tok::kId:

@@ -63,6 +63,9 @@ enum class Op : uint8_t {
   kOr,
   kCoalesce,
   kCall,  // sub = builtin id
+  // Fused kCompare of a property/body load (node a) with a constant (node
+  // b); `flip` is set when the constant was on the left.
+  kCompareLoadConst,
 };
 
 // Built-in functions.
@@ -100,6 +103,7 @@ struct Node {
   SType ltype = SType::kUndefined, rtype = SType::kUndefined;
   int a = -1, b = -1, c = -1;
   int slot = -1, slot2 = -1;
+  bool flip = false;
   std::vector<int> args;
   Value constant;
   uint32_t begin = 0, end = 0;  // source range (for Explain)
@@ -174,6 +178,22 @@ bool LooksLikeJsonDate(absl::string_view s);
 // Ordinal UTF-16 comparison of two UTF-8 strings: <0, 0, >0.
 int CompareUtf16(absl::string_view a, absl::string_view b);
 
+// Bump allocator whose blocks are kept across Reset() (no allocation after
+// warm-up).
+class Arena {
+ public:
+  char* Alloc(size_t n);
+  void Reset() {
+    block_ = 0;
+    used_ = 0;
+  }
+
+ private:
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  std::vector<size_t> sizes_;
+  size_t block_ = 0, used_ = 0;
+};
+
 class Scratch : public EvalScratch {
  public:
   explicit Scratch(const Program& program);
@@ -186,15 +206,16 @@ class Scratch : public EvalScratch {
         bytes.data() == nullptr) {
       NewMessage(bytes);
     }
-    arena_used_ = 0;
-    arena_block_ = 0;
+    arena_.Reset();
   }
   void Reset() {
     msg_data_ = nullptr;
     msg_size_ = 0;
   }
   // Allocates `n` bytes valid until the next Begin().
-  char* Alloc(size_t n);
+  char* Alloc(size_t n) { return arena_.Alloc(n); }
+  // Allocates `n` bytes valid while the message is cached.
+  char* AllocForMessage(size_t n) { return message_arena_.Alloc(n); }
 
  private:
   friend struct Evaluator;
@@ -210,9 +231,7 @@ class Scratch : public EvalScratch {
   std::vector<Value> body_val_;
   uint32_t body_parsed_gen_ = 0;
   bool body_ok_ = false;
-  std::vector<std::unique_ptr<char[]>> arena_;
-  std::vector<size_t> arena_size_;
-  size_t arena_block_ = 0, arena_used_ = 0;
+  Arena arena_, message_arena_;
 };
 
 }  // namespace edgeroute::query::internal

@@ -109,7 +109,22 @@ bool SourceMatches(absl::string_view route_source,
 struct RouteSet::Impl {
   std::vector<RouteInfo> routes;
   std::vector<int> roots;
+  // Distinct route sources; source_of[i] indexes them for route i, so
+  // EvaluateAll matches each distinct source once per message.
+  std::vector<std::string> sources;
+  std::vector<uint32_t> source_of;
   Program program;
+
+  void IndexSources() {
+    sources.clear();
+    source_of.clear();
+    for (const RouteInfo& r : routes) {
+      size_t k = 0;
+      while (k < sources.size() && sources[k] != r.source) ++k;
+      if (k == sources.size()) sources.push_back(r.source);
+      source_of.push_back(uint32_t(k));
+    }
+  }
 };
 
 RouteSet::RouteSet(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -166,6 +181,7 @@ absl::StatusOr<std::unique_ptr<RouteSet>> RouteSet::Compile(
   if (!errors.empty()) {
     return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   }
+  impl->IndexSources();
   return std::unique_ptr<RouteSet>(new RouteSet(std::move(impl)));
 }
 
@@ -191,8 +207,20 @@ void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
   Scratch* s = static_cast<Scratch*>(scratch);
   s->Reset();
   absl::string_view source = message.source();
+  // Few distinct sources in practice: match each once (a stack buffer;
+  // larger sets fall back to matching per route).
+  uint8_t source_ok[64];
+  const size_t distinct = impl_->sources.size();
+  const bool indexed = distinct <= sizeof(source_ok);
+  if (indexed) {
+    for (size_t k = 0; k < distinct; ++k) {
+      source_ok[k] = SourceMatches(impl_->sources[k], source);
+    }
+  }
   for (size_t i = 0; i < impl_->routes.size(); ++i) {
-    if (!SourceMatches(impl_->routes[i].source, source)) continue;
+    bool ok = indexed ? source_ok[impl_->source_of[i]] != 0
+                      : SourceMatches(impl_->routes[i].source, source);
+    if (!ok) continue;
     (*matched)[i] =
         impl_->program.Evaluate(impl_->roots[i], message, s) == Tri::kTrue;
   }
@@ -253,6 +281,7 @@ absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
   info.sink.endpoint_id = "iothub";
   impl->routes.push_back(std::move(info));
   impl->roots.push_back(root);
+  impl->IndexSources();
   c->set_.reset(new RouteSet(std::move(impl)));
   return c;
 }

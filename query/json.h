@@ -1,0 +1,65 @@
+// A strict (RFC 8259) JSON parser for message bodies that builds a flat tape
+// in reused storage: one pass, no allocation after warm-up, lookups walk the
+// tape with skip links. Internal to //query.
+
+#ifndef EDGEROUTE_QUERY_JSON_H_
+#define EDGEROUTE_QUERY_JSON_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace edgeroute::query::internal {
+
+class JsonTape {
+ public:
+  enum Type : uint8_t {
+    kObject,
+    kArray,
+    kString,
+    kNumber,
+    kTrue,
+    kFalse,
+    kNull
+  };
+  enum Flags : uint8_t {
+    kEscaped = 1,  // string/key contains backslash escapes
+    kHighBit = 2,  // string/key contains non-ASCII bytes
+    kInteger = 4,  // number without fraction or exponent
+  };
+  struct Entry {
+    Type type;
+    uint8_t flags;
+    uint32_t begin;  // strings: contents without quotes; numbers: the token
+    uint32_t end;
+    uint32_t next;  // index of the entry after this value's subtree
+  };
+  // Newtonsoft's default JsonReader.MaxDepth.
+  static constexpr int kMaxDepth = 64;
+
+  // Parses `text` (which must stay alive while the tape is used). Returns
+  // false unless it is exactly one JSON object (surrounded by whitespace).
+  bool Parse(absl::string_view text);
+
+  absl::string_view text() const { return text_; }
+  const Entry& entry(uint32_t i) const { return entries_[i]; }
+  absl::string_view raw(const Entry& e) const {
+    return text_.substr(e.begin, e.end - e.begin);
+  }
+  // Object members: keys are at odd offsets; FirstChild(i) of a container is
+  // i + 1 and children end at entry(i).next. In an object each member is a
+  // key entry (type kString) followed by its value.
+
+ private:
+  absl::string_view text_;
+  std::vector<Entry> entries_;
+};
+
+// Unescapes JSON string contents (between the quotes) into `out`, which
+// must have room for raw.size() bytes. Returns the length written.
+size_t UnescapeJsonString(absl::string_view raw, char* out);
+
+}  // namespace edgeroute::query::internal
+
+#endif  // EDGEROUTE_QUERY_JSON_H_
