@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -13,7 +14,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "message/status.h"
 #include "query/manifest.h"
 #include "router/internal/endpoint.h"
@@ -153,10 +153,8 @@ class RouterImpl {
   std::atomic<uint64_t> rejected_invalid_{0};
 
  private:
-  absl::StatusOr<Endpoint*> GetOrCreateEndpoint(const std::string& id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(endpoints_mu_);
-  RouteCounters* GetOrCreateCounters(const std::string& name)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(endpoints_mu_);
+  absl::StatusOr<Endpoint*> GetOrCreateEndpoint(const std::string& id);
+  RouteCounters* GetOrCreateCounters(const std::string& name);
   void WorkerLoop(Worker* w);
   void Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
                 const RouteTable& table, WorkerState* state);
@@ -167,17 +165,17 @@ class RouterImpl {
   std::vector<std::unique_ptr<Worker>> workers_;
 
   // The current table. Workers re-read it when generation_ changes.
-  mutable absl::Mutex table_mu_;
+  mutable std::mutex table_mu_;
   std::shared_ptr<const RouteTable> table_ ABSL_GUARDED_BY(table_mu_);
   std::atomic<uint64_t> generation_{0};
 
   // Serialises UpdateRoutes and Close.
-  absl::Mutex update_mu_;
+  std::mutex update_mu_;
   bool closed_ ABSL_GUARDED_BY(update_mu_) = false;
   std::atomic<bool> closing_{false};
 
   // Endpoints and route counters live until the router is destroyed.
-  mutable absl::Mutex endpoints_mu_;
+  mutable std::mutex endpoints_mu_;
   std::map<std::string, std::unique_ptr<Endpoint>> endpoints_
       ABSL_GUARDED_BY(endpoints_mu_);
   std::map<std::string, std::unique_ptr<RouteCounters>> route_counters_
@@ -253,20 +251,18 @@ absl::Status RouterImpl::Install(std::unique_ptr<query::RouteSet> set,
   std::shared_ptr<const RouteTable> table;
   std::shared_ptr<const RouteTable> old;
   {
-    absl::MutexLock lock(&table_mu_);
+    std::lock_guard<std::mutex> lock(table_mu_);
     old = table_;
   }
   {
-    absl::MutexLock lock(&endpoints_mu_);
+    std::lock_guard<std::mutex> lock(endpoints_mu_);
     auto resolve = [this](const std::string& id,
                           int bucket) -> absl::StatusOr<Endpoint*> {
-      endpoints_mu_.AssertHeld();
       EDGEROUTE_ASSIGN_OR_RETURN(Endpoint * ep, GetOrCreateEndpoint(id));
       EDGEROUTE_RETURN_IF_ERROR(ep->EnsureLane(bucket));
       return ep;
     };
     auto counters = [this](const std::string& name) {
-      endpoints_mu_.AssertHeld();
       return GetOrCreateCounters(name);
     };
     const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
@@ -297,7 +293,7 @@ absl::Status RouterImpl::Install(std::unique_ptr<query::RouteSet> set,
     table->endpoint(e)->SetRemoved(false);
   }
   {
-    absl::MutexLock lock(&table_mu_);
+    std::lock_guard<std::mutex> lock(table_mu_);
     table_ = table;
   }
   // Release: workers that acquire the new generation then lock table_mu_
@@ -315,7 +311,7 @@ absl::Status RouterImpl::Install(std::unique_ptr<query::RouteSet> set,
 
 absl::Status RouterImpl::Update(std::unique_ptr<query::RouteSet> set,
                                 int64_t global_ttl_secs) {
-  absl::MutexLock lock(&update_mu_);
+  std::lock_guard<std::mutex> lock(update_mu_);
   if (closed_) return absl::FailedPreconditionError("router is closed");
   EDGEROUTE_RETURN_IF_ERROR(Install(std::move(set), global_ttl_secs));
   route_updates_.fetch_add(1, std::memory_order_relaxed);
@@ -354,7 +350,7 @@ absl::Status RouterImpl::Init(std::unique_ptr<query::RouteSet> set,
   }
   if (o.store != nullptr) {
     // Endpoints with messages left in the store from an earlier run.
-    absl::MutexLock lock(&endpoints_mu_);
+    std::lock_guard<std::mutex> lock(endpoints_mu_);
     for (const store::QueueId& q : o.store->ListQueues()) {
       EDGEROUTE_RETURN_IF_ERROR(GetOrCreateEndpoint(q.endpoint_id).status());
     }
@@ -375,7 +371,7 @@ absl::Status RouterImpl::SetSink(absl::string_view endpoint_id,
   if (closing_.load(std::memory_order_acquire)) {
     return absl::FailedPreconditionError("router is closed");
   }
-  absl::MutexLock lock(&endpoints_mu_);
+  std::lock_guard<std::mutex> lock(endpoints_mu_);
   EDGEROUTE_ASSIGN_OR_RETURN(Endpoint * ep,
                              GetOrCreateEndpoint(std::string(endpoint_id)));
   ep->SetSink(std::move(sink));
@@ -456,7 +452,7 @@ void RouterImpl::WorkerLoop(Worker* w) {
     const uint64_t gen = generation_.load(std::memory_order_acquire);
     if (gen != state.generation || state.table == nullptr) {
       {
-        absl::MutexLock lock(&table_mu_);
+        std::lock_guard<std::mutex> lock(table_mu_);
         state.table = table_;
       }
       state.generation = state.table->generation();
@@ -610,7 +606,7 @@ absl::Status RouterImpl::WaitIdle(absl::Duration timeout) {
       if (w->processed.load(std::memory_order_acquire) < pushed) idle = false;
     }
     if (idle) {
-      absl::MutexLock lock(&endpoints_mu_);
+      std::lock_guard<std::mutex> lock(endpoints_mu_);
       for (auto& [id, ep] : endpoints_) {
         if (!ep->Idle()) {
           idle = false;
@@ -627,7 +623,7 @@ absl::Status RouterImpl::WaitIdle(absl::Duration timeout) {
 }
 
 void RouterImpl::WakeExecutors() {
-  absl::MutexLock lock(&endpoints_mu_);
+  std::lock_guard<std::mutex> lock(endpoints_mu_);
   for (auto& [id, ep] : endpoints_) ep->Wake();
 }
 
@@ -640,7 +636,7 @@ RouterMetrics RouterImpl::GetMetrics() const {
   m.rejected_full = rejected_full_.load(std::memory_order_relaxed);
   m.rejected_invalid = rejected_invalid_.load(std::memory_order_relaxed);
   m.route_updates = route_updates_.load(std::memory_order_relaxed);
-  absl::MutexLock lock(&endpoints_mu_);
+  std::lock_guard<std::mutex> lock(endpoints_mu_);
   for (const auto& [name, counters] : route_counters_) {
     RouteMetrics r;
     r.name = name;
@@ -810,7 +806,7 @@ std::string RouterImpl::PrometheusText() const {
 }
 
 absl::Status RouterImpl::Close() {
-  absl::MutexLock update_lock(&update_mu_);
+  std::lock_guard<std::mutex> update_lock(update_mu_);
   if (closed_) return absl::OkStatus();
   closed_ = true;
   closing_.store(true, std::memory_order_release);
@@ -825,7 +821,7 @@ absl::Status RouterImpl::Close() {
   }
   // 2. The executors drain or stop.
   const absl::Time deadline = absl::Now() + options_.close_timeout;
-  absl::MutexLock lock(&endpoints_mu_);
+  std::lock_guard<std::mutex> lock(endpoints_mu_);
   for (auto& [id, ep] : endpoints_) {
     ep->BeginClose(options_.drain_on_close, deadline);
   }

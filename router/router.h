@@ -163,9 +163,11 @@ struct RouterOptions {
   // Either way it comes back to life if a later update references it again.
   enum class RemovedEndpointRule { kDrain, kDrop };
   RemovedEndpointRule removed_endpoint_rule = RemovedEndpointRule::kDrain;
-  // Close(): true = deliver everything queued first (up to close_timeout);
-  // false = stop after the batches in flight. What is left is dropped and
-  // counted as dropped{reason="close"} (with a store it stays in the store).
+  // Close(): true = deliver everything queued first (up to close_timeout;
+  // endpoints without a sink are not waited for); false = stop after the
+  // batches in flight. What is left is dropped and counted as
+  // dropped{reason="close"}. With a store, Close always stops after the
+  // batches in flight and everything undelivered stays in the store.
   bool drain_on_close = true;
   absl::Duration close_timeout = absl::Seconds(10);
   // Send(bytes) verifies each buffer with MessageView::Verify. Only turn off

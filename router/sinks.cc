@@ -1,5 +1,6 @@
 #include "router/sinks.h"
 
+#include <mutex>
 #include <utility>
 
 namespace edgeroute {
@@ -13,7 +14,7 @@ void NullSink::Deliver(DeliveryBatch* batch) {
 
 void CollectingSink::Deliver(DeliveryBatch* batch) {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < batch->size(); ++i) {
       absl::Span<const uint8_t> b = batch->message(i).bytes();
       CollectedMessage m;
@@ -24,36 +25,35 @@ void CollectingSink::Deliver(DeliveryBatch* batch) {
     }
     ++batches_;
   }
+  cv_.notify_all();
   batch->CompleteAll(DeliveryOutcome::kDelivered);
 }
 
 bool CollectingSink::WaitForCount(size_t n, absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto done = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return messages_.size() >= n;
-  };
-  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                      [&] { return messages_.size() >= n; });
 }
 
 size_t CollectingSink::count() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return messages_.size();
 }
 
 std::vector<CollectedMessage> CollectingSink::messages() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return messages_;
 }
 
 size_t CollectingSink::batches() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return batches_;
 }
 
 void ScriptedSink::Deliver(DeliveryBatch* batch) {
   std::vector<DeliveryOutcome> outcomes(batch->size());
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < batch->size(); ++i) {
       const MessageView& view = batch->message(i);
       outcomes[i] = decide_(view, batch->attempt());
@@ -70,38 +70,39 @@ void ScriptedSink::Deliver(DeliveryBatch* batch) {
     }
     ++batches_;
   }
+  cv_.notify_all();
   for (size_t i = 0; i < outcomes.size(); ++i) batch->Complete(i, outcomes[i]);
 }
 
 std::vector<CollectedMessage> ScriptedSink::delivered() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return delivered_;
 }
 
 std::vector<ScriptedSink::Attempt> ScriptedSink::attempts() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return attempts_;
 }
 
 size_t ScriptedSink::batches() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return batches_;
 }
 
 bool ScriptedSink::WaitForBatches(size_t n, absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto done = [this, n]()
-                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return batches_ >= n; };
-  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                      [&] { return batches_ >= n; });
 }
 
 StallingSink::~StallingSink() { Release(true); }
 
 void StallingSink::Deliver(DeliveryBatch* batch) {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (!open_) {
       held_.push_back(batch);
+      cv_.notify_all();
       return;
     }
     delivered_ += batch->size();
@@ -110,27 +111,25 @@ void StallingSink::Deliver(DeliveryBatch* batch) {
 }
 
 size_t StallingSink::held() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return held_.size();
 }
 
 uint64_t StallingSink::delivered() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return delivered_;
 }
 
 bool StallingSink::WaitForHeld(size_t n, absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto done = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return held_.size() >= n;
-  };
-  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                      [&] { return held_.size() >= n; });
 }
 
 void StallingSink::Release(bool stay_open) {
   std::vector<DeliveryBatch*> batches;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     batches.swap(held_);
     open_ = stay_open;
     for (DeliveryBatch* b : batches) delivered_ += b->size();

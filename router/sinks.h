@@ -13,13 +13,14 @@
 #define EDGEROUTE_ROUTER_SINKS_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "router/router.h"
 
@@ -56,7 +57,8 @@ class CollectingSink : public Sink {
   size_t batches() const;
 
  private:
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
   std::vector<CollectedMessage> messages_ ABSL_GUARDED_BY(mu_);
   size_t batches_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -84,7 +86,8 @@ class ScriptedSink : public Sink {
 
  private:
   const Decide decide_;
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
   std::vector<CollectedMessage> delivered_ ABSL_GUARDED_BY(mu_);
   std::vector<Attempt> attempts_ ABSL_GUARDED_BY(mu_);
   size_t batches_ ABSL_GUARDED_BY(mu_) = 0;
@@ -105,7 +108,8 @@ class StallingSink : public Sink {
   void Release(bool stay_open);
 
  private:
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
   std::vector<DeliveryBatch*> held_ ABSL_GUARDED_BY(mu_);
   bool open_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;

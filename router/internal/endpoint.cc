@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <mutex>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -48,7 +49,7 @@ absl::Status Endpoint::EnsureLane(int bucket) {
   if (bucket < 0 || bucket >= kPriorityBuckets) {
     return absl::InvalidArgumentError("priority bucket out of range");
   }
-  absl::MutexLock lock(&lanes_mu_);
+  std::lock_guard<std::mutex> lock(lanes_mu_);
   if (config_.store != nullptr) {
     if (has_queue_[bucket].load(std::memory_order_acquire)) {
       return absl::OkStatus();
@@ -85,7 +86,7 @@ absl::Status Endpoint::AdoptStoreQueues() {
 
 void Endpoint::SetSink(std::shared_ptr<Sink> sink) {
   {
-    absl::MutexLock lock(&sink_mu_);
+    std::lock_guard<std::mutex> lock(sink_mu_);
     has_sink_.store(sink != nullptr, std::memory_order_relaxed);
     sink_ = std::move(sink);
     // Release: the executor acquires the generation, then locks sink_mu_.
@@ -140,21 +141,40 @@ bool Endpoint::HasWork() const {
   return !LanesEmpty();
 }
 
+uint64_t Endpoint::Finished() const {
+  return delivered_.load(std::memory_order_relaxed) +
+         expired_.load(std::memory_order_relaxed) +
+         rejected_.load(std::memory_order_relaxed) +
+         dropped_dead_.load(std::memory_order_relaxed) +
+         dropped_removed_.load(std::memory_order_relaxed) +
+         dropped_close_.load(std::memory_order_relaxed);
+}
+
 bool Endpoint::Idle() const {
   if (!has_sink_.load(std::memory_order_relaxed)) return true;
-  if (in_flight_.load(std::memory_order_acquire) != 0) return false;
   if (config_.store != nullptr) {
-    return store_idle_.load(std::memory_order_acquire) ==
-           store_appended_.load(std::memory_order_acquire);
+    // store_idle_ is set only when the executor found the store empty with
+    // no batch of its own.
+    return in_flight_.load(std::memory_order_acquire) == 0 &&
+           store_idle_.load(std::memory_order_acquire) ==
+               store_appended_.load(std::memory_order_acquire);
   }
-  return LanesEmpty();
+  // Every reference pushed has been finished (delivered, expired, rejected
+  // or dropped). Pushes are read first: a later push only makes this
+  // conservative.
+  uint64_t pushed = 0;
+  for (int b = 0; b < kPriorityBuckets; ++b) {
+    const MpscRing<QueuedRef>* lane = lanes_[b].load(std::memory_order_acquire);
+    if (lane != nullptr) pushed += lane->Pushed();
+  }
+  return Finished() >= pushed;
 }
 
 std::shared_ptr<Sink> Endpoint::CurrentSink() {
   // Acquire: pairs with the release increment in SetSink.
   const uint64_t gen = sink_generation_.load(std::memory_order_acquire);
   if (gen != cached_sink_generation_) {
-    absl::MutexLock lock(&sink_mu_);
+    std::lock_guard<std::mutex> lock(sink_mu_);
     cached_sink_ = sink_;
     cached_sink_generation_ = sink_generation_.load(std::memory_order_relaxed);
   }
@@ -219,6 +239,13 @@ void Endpoint::DropCurrent(Reason reason) {
     Count(reason, current_.size());
   }
   current_.clear();
+  if (config_.store != nullptr && reason == Reason::kClose) {
+    // Keep the checkpoint below what was not delivered: the next run
+    // delivers it again.
+    done_offsets_.clear();
+    done_offset_ = 0;
+    return;
+  }
   FinishStoreBatch();
 }
 
@@ -370,7 +397,10 @@ void Endpoint::Run() {
       continue;
     }
     if (closing) {
-      const bool drain = drain_.load(std::memory_order_relaxed);
+      // With a store everything is persisted: stop after the batch in
+      // flight.
+      const bool drain =
+          drain_.load(std::memory_order_relaxed) && config_.store == nullptr;
       const bool late =
           RealNowMicros() >= close_deadline_us_.load(std::memory_order_relaxed);
       if (!drain || late) {
@@ -539,6 +569,10 @@ void Endpoint::Run() {
     }
     in_flight_.store(current_.size(), std::memory_order_release);
   }
+  // Whatever is left (no sink to drain to, or not draining) is dropped and
+  // counted; in store mode it stays in the store.
+  DropCurrent(Reason::kClose);
+  DrainAll(Reason::kClose);
   in_flight_.store(0, std::memory_order_release);
   oldest_admit_wall_us_.store(0, std::memory_order_relaxed);
 }

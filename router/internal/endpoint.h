@@ -45,13 +45,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "message/clock.h"
 #include "router/internal/event_count.h"
@@ -146,7 +146,8 @@ class Endpoint {
   // Wakes the executor after pushes (once per dispatch batch).
   void NotifyWork() { wake_.Notify(); }
 
-  // True when nothing is queued or in flight, or no sink is set.
+  // True when every message queued so far has been finished (delivered,
+  // expired, rejected or dropped), or no sink is set.
   bool Idle() const;
   EndpointMetrics Metrics() const;
   // Monotonic time of the next retry of the current batch (for tests).
@@ -174,6 +175,9 @@ class Endpoint {
   void Run();
   bool LanesEmpty() const;
   bool HasWork() const;
+  // Messages the executor is done with (delivered, expired, rejected,
+  // dropped by it).
+  uint64_t Finished() const;
   // Fills current_ from the lanes or the store; false when nothing.
   bool TakeBatch();
   bool TakeFromStore();
@@ -193,7 +197,7 @@ class Endpoint {
   Clock* const clock_;
 
   std::atomic<MpscRing<QueuedRef>*> lanes_[kPriorityBuckets] = {};
-  absl::Mutex lanes_mu_;
+  std::mutex lanes_mu_;
   std::unique_ptr<MpscRing<QueuedRef>>
       owned_lanes_[kPriorityBuckets] ABSL_GUARDED_BY(lanes_mu_);
   // Store mode: queue handle per bucket, UINT32_MAX when not open. Written
@@ -210,7 +214,7 @@ class Endpoint {
   // has not changed since the top of its loop.
   std::atomic<uint64_t> control_generation_{0};
 
-  absl::Mutex sink_mu_;
+  std::mutex sink_mu_;
   std::shared_ptr<Sink> sink_ ABSL_GUARDED_BY(sink_mu_);
   std::atomic<uint64_t> sink_generation_{0};
   std::atomic<bool> has_sink_{false};
