@@ -250,6 +250,18 @@ absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
     // Empty condition (only whitespace or comments): undefined.
     root = impl->program.AddConstant(internal::SType::kUndefined, {});
   } else {
+    // An unterminated string would swallow the text the condition is
+    // wrapped in; report it here, where it is.
+    for (const internal::Token& t : toks) {
+      if (t.kind == internal::Tok::kUntermString) {
+        RawDiag d;
+        d.message = "Syntax error: unterminated string";
+        d.begin = t.begin + uint32_t(kPrefix.size());
+        d.end = d.begin + 1;
+        raw.push_back(std::move(d));
+        break;
+      }
+    }
     RouteSyntax syntax;
     ParseLimits limits;
     bool ok =

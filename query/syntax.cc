@@ -453,6 +453,27 @@ bool ParseRouteSyntax(absl::string_view text, absl::string_view device_id,
   }
   std::vector<Comment> comments;
   std::vector<Token> toks = Lex(text, &comments);
+  for (const Comment& c : comments) {
+    absl::string_view body = text.substr(c.begin, c.end - c.begin);
+    std::string upper = absl::AsciiStrToUpper(body);
+    if (upper.find("INTO") != std::string::npos ||
+        upper.find("WHERE") != std::string::npos ||
+        body.find("/*", 2) != absl::string_view::npos ||
+        body.find('\'') != absl::string_view::npos ||
+        body.find('"') != absl::string_view::npos) {
+      RawDiag d;
+      d.severity = Diagnostic::Severity::kWarning;
+      d.message =
+          "'/*' starts a comment that runs to the next '*/' and swallows "
+          "the text in between";
+      d.begin = c.begin;
+      d.end = c.end;
+      d.suggestion =
+          "do not write '/*' in a route (in a FROM path write /messages/* "
+          "only when no '*/' follows)";
+      diags->push_back(std::move(d));
+    }
+  }
   Parser p(text, toks, limits, diags);
   if (p.Peek().kind == Tok::kEof) {
     RawDiag d;
@@ -645,27 +666,6 @@ bool ParseRouteSyntax(absl::string_view text, absl::string_view device_id,
     d.end = uint32_t(text.size());
     d.suggestion = "remove it";
     diags->push_back(std::move(d));
-  }
-  for (const Comment& c : comments) {
-    absl::string_view body = text.substr(c.begin, c.end - c.begin);
-    std::string upper = absl::AsciiStrToUpper(body);
-    if (upper.find("INTO") != std::string::npos ||
-        upper.find("WHERE") != std::string::npos ||
-        body.find("/*", 2) != absl::string_view::npos ||
-        body.find('\'') != absl::string_view::npos ||
-        body.find('"') != absl::string_view::npos) {
-      RawDiag d;
-      d.severity = Diagnostic::Severity::kWarning;
-      d.message =
-          "'/*' starts a comment that runs to the next '*/' and swallows "
-          "the text in between";
-      d.begin = c.begin;
-      d.end = c.end;
-      d.suggestion =
-          "do not write '/*' in a route (in a FROM path write /messages/* "
-          "only when no '*/' follows)";
-      diags->push_back(std::move(d));
-    }
   }
   return true;
 }
