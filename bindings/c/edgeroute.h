@@ -264,7 +264,8 @@ EDGEROUTE_EXPORT const char* edgeroute_view_source(const edgeroute_view_t* view,
  * edgeroute_router_send_encoded. */
 EDGEROUTE_EXPORT const char* edgeroute_view_encoded(
     const edgeroute_view_t* view, size_t* len);
-/* Microseconds since the Unix epoch at which the router accepted it. */
+/* The enqueue time and sequence number recorded in the message encoding
+ * (microseconds since the Unix epoch); 0 when the producer set none. */
 EDGEROUTE_EXPORT int64_t
 edgeroute_view_enqueue_time_us(const edgeroute_view_t* view);
 EDGEROUTE_EXPORT uint64_t

@@ -240,6 +240,12 @@ class Router:
     """A live router built from a deployment manifest (or its $edgeHub
     section), as JSON text or a dict.
 
+    Options: store_directory (store-and-forward; None = in memory),
+    durability, store_max_bytes, device_id (module endpoint ids
+    "{device_id}/{module}/{input}", default "DEV"), dispatch_threads,
+    admission_timeout (seconds), max_batch_size, retry_backoff ((initial,
+    max) seconds; default (1, 60)), drain_on_close.
+
     Use as a context manager (closes on exit). Every method is thread-safe.
     Raises RouteError when the manifest's routes do not compile.
 
@@ -256,6 +262,7 @@ class Router:
                  dispatch_threads: Optional[int] = None,
                  admission_timeout: Optional[float] = None,
                  max_batch_size: Optional[int] = None,
+                 retry_backoff: Optional[tuple] = None,
                  drain_on_close: bool = True) -> None:
         self._handle: Optional[int] = None
         self._sink_ids: Dict[str, int] = {}
@@ -283,6 +290,10 @@ class Router:
             if max_batch_size is not None:
                 lib.edgeroute_options_set_max_batch_size(options,
                                                          max_batch_size)
+            if retry_backoff is not None:
+                initial, maximum = retry_backoff
+                lib.edgeroute_options_set_retry_backoff_us(
+                    options, int(initial * 1e6), int(maximum * 1e6))
             lib.edgeroute_options_set_drain_on_close(options,
                                                      1 if drain_on_close
                                                      else 0)
