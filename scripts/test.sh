@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
-BAZEL_FLAGS=(--config=ci)
+BAZEL_FLAGS=(--config=ci --keep_going)
 if [ "${CI:-}" = "true" ]; then
   BAZEL_FLAGS+=(--jobs=2 --local_ram_resources=HOST_RAM*.5)
 fi
@@ -17,27 +17,34 @@ results="$(mktemp -d)"
 status=0
 
 echo "== bazel test //... (offline, -Werror)"
-bazel test "${BAZEL_FLAGS[@]}" //... || status=1
+bazel test "${BAZEL_FLAGS[@]}" //... 2>&1 | tee "$results/default.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 cp -rL bazel-testlogs "$results/default" 2>/dev/null || true
 
 # Concurrent code again under ThreadSanitizer (tests tagged "tsan").
 echo "== bazel test --config=tsan (tests tagged tsan)"
 tsan_targets=$(bazel query 'attr(tags, "\btsan\b", tests(//...))' 2>/dev/null)
 if [ -n "$tsan_targets" ]; then
-  bazel test "${BAZEL_FLAGS[@]}" --config=tsan $tsan_targets || status=1
+  bazel test "${BAZEL_FLAGS[@]}" --config=tsan $tsan_targets 2>&1 | tee "$results/tsan.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   cp -rL bazel-testlogs "$results/tsan" 2>/dev/null || true
 fi
 
 # Python binding tests (pytest from Debian, under Debian's interpreter).
 if [ -d bindings/python/tests ] && ls bindings/python/tests/test_*.py >/dev/null 2>&1; then
   echo "== pytest bindings/python"
-  bazel build "${BAZEL_FLAGS[@]}" //bindings/c:libedgeroute.so || status=1
+  bazel build "${BAZEL_FLAGS[@]}" //bindings/c:libedgeroute.so 2>&1 | tee "$results/python-build.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   EDGEROUTE_LIBRARY="$PWD/bazel-bin/bindings/c/libedgeroute.so" \
     PYTHONPATH="$PWD/bindings/python" \
     /usr/bin/python3 -m pytest -q bindings/python/tests \
     --junitxml="$results/pytest.junit.xml" || status=1
 fi
 
-/usr/bin/python3 tools/ci/count_results.py "$results"
+logs=()
+for log in "$results"/*.log; do
+  [ -f "$log" ] && logs+=(--bazel-log "$log")
+done
+/usr/bin/python3 tools/ci/count_results.py "${logs[@]}" "$results"
 rm -rf "$results"
 exit $status

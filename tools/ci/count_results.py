@@ -4,9 +4,13 @@
 
 A test target whose XML lists no test cases (e.g. a plain C test program)
 counts as one case, passed or failed by Bazel's verdict in the same XML.
-Usage: count_results.py DIR_OR_FILE...
+Test targets that Bazel could not build or run have no XML; pass Bazel's
+console output with `--bazel-log FILE` and each `//target  FAILED TO BUILD`
+(or `NO STATUS`) line counts as one failed case.
+Usage: count_results.py [--bazel-log FILE]... DIR_OR_FILE...
 """
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -33,8 +37,26 @@ def count_file(path):
     return passed, failed
 
 
+UNBUILT = re.compile(r"^(//\S+)\s+(FAILED TO BUILD|NO STATUS)\b")
+
+
+def count_unbuilt(path):
+    targets = set()
+    with open(path, errors="replace") as log:
+        for line in log:
+            match = UNBUILT.match(line)
+            if match:
+                targets.add(match.group(1))
+    for target in sorted(targets):
+        print("not built or not run: %s" % target, file=sys.stderr)
+    return len(targets)
+
+
 def main(args):
     passed = failed = 0
+    while len(args) >= 2 and args[0] == "--bazel-log":
+        failed += count_unbuilt(args[1])
+        args = args[2:]
     for arg in args:
         paths = []
         if os.path.isdir(arg):
