@@ -248,13 +248,16 @@ class ServerImpl final : public LoopHandler {
         by_identity_.erase(owner);
       }
     }
-    for (const std::string& input : session.inputs)
-      Unsubscribe(id, session, input);
+    // Complete what this connection held before telling the hooks that its
+    // subscriptions are gone.
     for (auto& entry : session.unacked) {
       entry.second.batch->Complete(entry.second.index, DeliveryResult::kRetry);
     }
     for (const Waiting& w : session.waiting) {
       w.batch->Complete(w.index, DeliveryResult::kRetry);
+    }
+    for (const std::string& input : session.inputs) {
+      Unsubscribe(id, session, input);
     }
   }
 

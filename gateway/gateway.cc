@@ -1,0 +1,462 @@
+#include "gateway/gateway.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "message/status.h"
+#include "router/router.h"
+#include "store/store.h"
+
+namespace edgeroute {
+namespace gateway {
+namespace {
+
+constexpr absl::string_view kUpstreamEndpoint = "iothub";
+
+void Log(absl::string_view line) {
+  std::fprintf(stderr, "edgeroute gateway: %.*s\n",
+               static_cast<int>(line.size()), line.data());
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path, "'"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Presents one router DeliveryBatch at a time to the server, and completes
+// it once every message has an answer. Order is kept on failure: after the
+// first message that was not acknowledged, every later one is retried (as
+// edgeHub's module endpoints do), even if the client acked it.
+// Thread-safety: Reset is called by the endpoint executor, Complete by the
+// server's loop thread; they never overlap because the router hands the next
+// batch only after the previous one is completed.
+class BatchAdapter final : public OutboundBatch {
+ public:
+  void Reset(DeliveryBatch* batch) {
+    batch_ = batch;
+    results_.assign(batch->size(), DeliveryResult::kAcked);
+    remaining_ = batch->size();
+  }
+  size_t size() const override { return results_.size(); }
+  MessageView message(size_t i) const override { return batch_->message(i); }
+  void Complete(size_t i, DeliveryResult result) override {
+    results_[i] = result;
+    if (--remaining_ > 0) return;
+    // The last Complete below may let the executor call Reset at once:
+    // nothing of `this` is touched after it.
+    DeliveryBatch* batch = batch_;
+    const size_t n = results_.size();
+    bool failed = false;
+    for (size_t k = 0; k < n; ++k) {
+      DeliveryOutcome outcome = DeliveryOutcome::kRetry;
+      if (!failed) {
+        switch (results_[k]) {
+          case DeliveryResult::kAcked:
+            outcome = DeliveryOutcome::kDelivered;
+            break;
+          case DeliveryResult::kRetry:
+            outcome = DeliveryOutcome::kRetry;
+            failed = true;
+            break;
+          case DeliveryResult::kRejected:
+            outcome = DeliveryOutcome::kReject;
+            break;
+        }
+      }
+      batch->Complete(k, outcome);
+    }
+  }
+
+ private:
+  DeliveryBatch* batch_ = nullptr;
+  std::vector<DeliveryResult> results_;
+  size_t remaining_ = 0;
+};
+
+// A router sink that delivers over gateway connections.
+class ConnectionSink final : public Sink {
+ public:
+  ConnectionSink(Server* server, Identity target, std::string input)
+      : server_(server), target_(std::move(target)), input_(std::move(input)) {}
+  void Deliver(DeliveryBatch* batch) override {
+    if (batch->size() == 0) return;
+    adapter_.Reset(batch);
+    server_->Deliver(target_, input_, &adapter_);
+  }
+
+ private:
+  Server* const server_;
+  const Identity target_;
+  const std::string input_;
+  BatchAdapter adapter_;
+};
+
+// Minimal HTTP/1.1 responder for GET /metrics on a loopback port.
+class MetricsServer {
+ public:
+  using Render = std::function<std::string()>;
+
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(
+      const std::string& host, int port, Render render) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics host is not an IPv4 address: '", host, "'"));
+    }
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ErrnoToStatus(errno, "socket");
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(fd, 16) != 0) {
+      const int e = errno;
+      close(fd);
+      return ErrnoToStatus(e,
+                           absl::StrCat("metrics listener ", host, ":", port));
+    }
+    socklen_t len = sizeof(addr);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    return std::unique_ptr<MetricsServer>(
+        new MetricsServer(fd, ntohs(addr.sin_port), std::move(render)));
+  }
+
+  ~MetricsServer() { Stop(); }
+
+  void Start() {
+    thread_ = std::thread([this] { Serve(); });
+  }
+  void Stop() {
+    if (fd_ < 0) return;
+    // Relaxed: the flag publishes nothing; shutdown() wakes accept().
+    stop_.store(true, std::memory_order_relaxed);
+    shutdown(fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    close(fd_);
+    fd_ = -1;
+  }
+  int port() const { return port_; }
+
+ private:
+  MetricsServer(int fd, int port, Render render)
+      : fd_(fd), port_(port), render_(std::move(render)) {}
+
+  void Serve() {
+    while (!stop_.load(std::memory_order_relaxed)) {
+      const int conn = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (conn < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      Answer(conn);
+      close(conn);
+    }
+  }
+
+  void Answer(int conn) {
+    // Read the request head (bounded in size and time).
+    std::string request;
+    char buf[1024];
+    while (request.find("\r\n\r\n") == std::string::npos &&
+           request.size() < 8192) {
+      pollfd p{conn, POLLIN, 0};
+      if (poll(&p, 1, 2000) <= 0) return;
+      const ssize_t n = recv(conn, buf, sizeof(buf), 0);
+      if (n <= 0) return;
+      request.append(buf, static_cast<size_t>(n));
+    }
+    std::string status = "200 OK";
+    std::string body;
+    if (request.rfind("GET /metrics", 0) == 0) {
+      body = render_();
+    } else {
+      status = "404 Not Found";
+      body = "try GET /metrics\n";
+    }
+    const std::string response = absl::StrCat(
+        "HTTP/1.1 ", status,
+        "\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: ",
+        body.size(), "\r\nConnection: close\r\n\r\n", body);
+    size_t done = 0;
+    while (done < response.size()) {
+      const ssize_t n = send(conn, response.data() + done,
+                             response.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      done += static_cast<size_t>(n);
+    }
+  }
+
+  int fd_;
+  const int port_;
+  const Render render_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+
+class GatewayImpl final : public ServerHooks {
+ public:
+  explicit GatewayImpl(const GatewayOptions& options) : options_(options) {}
+
+  ~GatewayImpl() override { Shutdown().IgnoreError(); }
+
+  absl::Status Init() {
+    std::string manifest = options_.manifest_json;
+    if (!options_.manifest_path.empty()) {
+      EDGEROUTE_ASSIGN_OR_RETURN(manifest, ReadFile(options_.manifest_path));
+    }
+    if (manifest.empty()) {
+      return absl::InvalidArgumentError(
+          "a deployment manifest is required (manifest_path)");
+    }
+    if (!options_.store_dir.empty()) {
+      store::StoreOptions store_options;
+      store_options.directory = options_.store_dir;
+      EDGEROUTE_ASSIGN_OR_RETURN(store_, store::Store::Open(store_options));
+    }
+    RouterOptions router_options;
+    router_options.device_id = options_.device_id;
+    router_options.dispatch_workers = options_.dispatch_workers;
+    // Admission is attempted from the I/O thread: never stall it for long;
+    // a full router answers TelemetryAck{kOverloaded} instead.
+    router_options.admission_timeout = absl::Milliseconds(10);
+    router_options.close_timeout = absl::Seconds(5);
+    router_options.store = store_.get();
+    EDGEROUTE_ASSIGN_OR_RETURN(router_,
+                               Router::Create(router_options, manifest));
+
+    ServerOptions server_options;
+    server_options.loop.backend = options_.backend;
+    server_options.loop.max_frame_bytes = options_.max_frame_bytes;
+    server_options.loop.max_send_queue_bytes = options_.max_send_queue_bytes;
+    server_options.tcp_host = options_.tcp_host;
+    server_options.tcp_port = options_.tcp_port;
+    server_options.unix_path = options_.unix_path;
+    server_options.max_unacked_deliveries = options_.max_unacked_deliveries;
+    EDGEROUTE_ASSIGN_OR_RETURN(server_, Server::Create(server_options, this));
+
+    if (options_.metrics_port >= 0) {
+      EDGEROUTE_ASSIGN_OR_RETURN(
+          metrics_,
+          MetricsServer::Create(options_.metrics_host, options_.metrics_port,
+                                [this] { return PrometheusText(); }));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Start() {
+    EDGEROUTE_RETURN_IF_ERROR(server_->Start());
+    if (metrics_ != nullptr) metrics_->Start();
+    started_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status Reload() {
+    if (options_.manifest_path.empty()) {
+      return absl::FailedPreconditionError("no manifest file to reload");
+    }
+    EDGEROUTE_ASSIGN_OR_RETURN(std::string manifest,
+                               ReadFile(options_.manifest_path));
+    return router_->UpdateRoutes(manifest);
+  }
+
+  absl::Status Shutdown() {
+    if (shut_down_ || router_ == nullptr) return absl::OkStatus();
+    shut_down_ = true;
+    // Relaxed: read by the loop thread only to refuse new telemetry.
+    closing_.store(true, std::memory_order_relaxed);
+    if (metrics_ != nullptr) metrics_->Stop();
+    // Drain the router while clients are still connected to ack; if a
+    // client holds a delivery past the router's close timeout, stopping the
+    // server completes it with a retry so Close can finish.
+    std::future<absl::Status> closed =
+        std::async(std::launch::async, [this] { return router_->Close(); });
+    if (closed.wait_for(std::chrono::seconds(6)) != std::future_status::ready) {
+      Log("router drain timed out; closing connections");
+    }
+    server_->Stop();
+    absl::Status status = closed.get();
+    sinks_.clear();
+    retired_.clear();
+    return status;
+  }
+
+  int tcp_port() const { return server_->tcp_port(); }
+  int metrics_port() const {
+    return metrics_ == nullptr ? -1 : metrics_->port();
+  }
+  IoBackend backend() const { return server_->backend(); }
+
+  std::string PrometheusText() const {
+    return absl::StrCat(router_->PrometheusText(), server_->PrometheusText());
+  }
+
+  absl::Status WaitIdle(int timeout_ms) {
+    return router_->WaitIdle(absl::Milliseconds(timeout_ms));
+  }
+
+  // ServerHooks (loop thread).
+  fb::ErrorCode OnTelemetry(const Identity&, absl::string_view,
+                            const MessageView& message) override {
+    if (closing_.load(std::memory_order_relaxed)) {
+      return fb::ErrorCode::kShuttingDown;
+    }
+    const absl::Status s = router_->SendView(message);
+    if (s.ok()) return fb::ErrorCode::kUnknown;
+    if (s.code() == absl::StatusCode::kResourceExhausted) {
+      return fb::ErrorCode::kOverloaded;
+    }
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      return fb::ErrorCode::kShuttingDown;
+    }
+    return fb::ErrorCode::kBadFrame;
+  }
+
+  void OnSubscription(const Identity& identity, absl::string_view input,
+                      bool active) override {
+    std::string endpoint;
+    if (input == kUpstreamInput) {
+      endpoint = std::string(kUpstreamEndpoint);
+    } else if (identity.device_id == options_.device_id &&
+               !identity.module_id.empty()) {
+      endpoint =
+          absl::StrCat(options_.device_id, "/", identity.module_id, "/", input);
+    } else {
+      return;  // only this device's modules have inputs
+    }
+    std::shared_ptr<Sink> sink;
+    if (active) {
+      sink = std::make_shared<ConnectionSink>(server_.get(), identity,
+                                              std::string(input));
+    }
+    absl::Status s = router_->SetSink(endpoint, sink);
+    if (!s.ok() && !closing_.load(std::memory_order_relaxed)) {
+      Log(absl::StrCat("SetSink ", endpoint, ": ", s.ToString()));
+    }
+    if (!s.ok()) return;
+    // Replaced sinks are retired, not destroyed: a batch of theirs may
+    // still be posted to the loop thread. They are freed at shutdown (one
+    // small object per reconnect).
+    std::shared_ptr<Sink>& slot = sinks_[endpoint];
+    if (slot != nullptr) retired_.push_back(std::move(slot));
+    slot = std::move(sink);
+  }
+
+ private:
+  const GatewayOptions options_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<MetricsServer> metrics_;
+  // Loop thread (and Shutdown after the server stopped).
+  absl::flat_hash_map<std::string, std::shared_ptr<Sink>> sinks_;
+  std::vector<std::shared_ptr<Sink>> retired_;
+  std::atomic<bool> closing_{false};
+  bool started_ = false;
+  bool shut_down_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(
+    const GatewayOptions& options) {
+  auto impl = std::make_unique<GatewayImpl>(options);
+  EDGEROUTE_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+}
+
+Gateway::Gateway(std::unique_ptr<GatewayImpl> impl) : impl_(std::move(impl)) {}
+Gateway::~Gateway() = default;
+absl::Status Gateway::Start() { return impl_->Start(); }
+absl::Status Gateway::Reload() { return impl_->Reload(); }
+absl::Status Gateway::Shutdown() { return impl_->Shutdown(); }
+int Gateway::tcp_port() const { return impl_->tcp_port(); }
+int Gateway::metrics_port() const { return impl_->metrics_port(); }
+IoBackend Gateway::backend() const { return impl_->backend(); }
+std::string Gateway::PrometheusText() const { return impl_->PrometheusText(); }
+absl::Status Gateway::WaitIdle(int timeout_ms) {
+  return impl_->WaitIdle(timeout_ms);
+}
+
+absl::Status RunGateway(const GatewayOptions& options) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  sigset_t previous;
+  pthread_sigmask(SIG_BLOCK, &signals, &previous);
+  auto restore = [&previous] {
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  };
+
+  auto gateway = Gateway::Create(options);
+  if (!gateway.ok()) {
+    restore();
+    return gateway.status();
+  }
+  absl::Status status = (*gateway)->Start();
+  if (!status.ok()) {
+    restore();
+    return status;
+  }
+  Log(absl::StrCat(
+      "listening: tcp ",
+      (*gateway)->tcp_port() >= 0
+          ? absl::StrCat(options.tcp_host, ":", (*gateway)->tcp_port())
+          : std::string("off"),
+      ", unix ", options.unix_path.empty() ? "off" : options.unix_path,
+      ", metrics ",
+      (*gateway)->metrics_port() >= 0
+          ? absl::StrCat("http://", options.metrics_host, ":",
+                         (*gateway)->metrics_port(), "/metrics")
+          : std::string("off"),
+      ", I/O ", IoBackendName((*gateway)->backend())));
+  if (options.on_ready) {
+    options.on_ready((*gateway)->tcp_port(), (*gateway)->metrics_port());
+  }
+  while (true) {
+    int signal_number = 0;
+    if (sigwait(&signals, &signal_number) != 0) continue;
+    if (signal_number == SIGHUP) {
+      const absl::Status reload = (*gateway)->Reload();
+      Log(reload.ok() ? std::string("routes reloaded")
+                      : absl::StrCat("reload failed, old routes kept: ",
+                                     reload.ToString()));
+      continue;
+    }
+    Log(absl::StrCat("signal ", signal_number, ": shutting down"));
+    break;
+  }
+  status = (*gateway)->Shutdown();
+  Log(status.ok() ? std::string("stopped")
+                  : absl::StrCat("shutdown: ", status.ToString()));
+  gateway->reset();
+  restore();
+  return status;
+}
+
+}  // namespace gateway
+}  // namespace edgeroute

@@ -1,0 +1,117 @@
+// The reference gateway: the protocol server (server.h) in front of an
+// embedded Router (router/router.h).
+//
+//   * Telemetry from a connected module or device is stamped with its
+//     identity and sent to the router (TelemetryAck reports admission).
+//   * `BrokeredEndpoint("/modules/{m}/inputs/{i}")` endpoints (router
+//     endpoint ids "{device_id}/{m}/{i}") deliver over the connection of
+//     module {m} that subscribed to {i}, in order, acks completing each
+//     message. While the module is not connected the endpoint has no sink
+//     and its messages wait (in the store when one is configured); they
+//     drain when it subscribes again.
+//   * `$upstream` (endpoint "iothub") delivers to the connections subscribed
+//     to "$upstream", each message identity (connectionDeviceId
+//     [/connectionModuleId]) sticking to one of them.
+//   * Prometheus metrics (router + gateway) over HTTP on a loopback port.
+//
+// RunGateway adds the process life cycle: SIGTERM/SIGINT shut down
+// gracefully (stop accepting, drain the router, close connections), SIGHUP
+// re-reads the manifest and swaps the routes.
+
+#ifndef EDGEROUTE_GATEWAY_GATEWAY_H_
+#define EDGEROUTE_GATEWAY_GATEWAY_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gateway/event_loop.h"
+#include "gateway/server.h"
+
+namespace edgeroute {
+namespace gateway {
+
+struct GatewayOptions {
+  // Deployment manifest (whole, or the `$edgeHub` desired properties), read
+  // at start and again on SIGHUP / Reload(). Required unless
+  // `manifest_json` is set.
+  std::string manifest_path;
+  // The manifest text itself (used when manifest_path is empty).
+  std::string manifest_json;
+  // The edge device id: module endpoints are "{device_id}/{module}/{input}",
+  // and modules say this device id in their Hello.
+  std::string device_id = "edge-gateway";
+
+  // Listeners. TCP binds to loopback by default; port 0 picks a free port,
+  // -1 disables TCP. An empty unix_path disables the Unix socket.
+  std::string tcp_host = "127.0.0.1";
+  int tcp_port = 7411;
+  std::string unix_path;
+  // Prometheus metrics: GET /metrics on metrics_host:metrics_port (0 = any
+  // free port, -1 = off).
+  std::string metrics_host = "127.0.0.1";
+  int metrics_port = -1;
+
+  // Store-and-forward directory; empty = in-memory queues only.
+  std::string store_dir;
+
+  IoBackend backend = IoBackend::kAuto;
+  size_t max_frame_bytes = kDefaultMaxFrameBytes;
+  size_t max_send_queue_bytes = 4u << 20;
+  size_t max_unacked_deliveries = 1000;
+  int dispatch_workers = 2;
+
+  // Called by RunGateway once everything listens (bound ports known).
+  std::function<void(int tcp_port, int metrics_port)> on_ready;
+};
+
+class GatewayImpl;
+
+// Thread-safety: all methods may be called from any thread.
+class Gateway {
+ public:
+  // Reads the manifest, opens the store, creates the router and binds the
+  // listeners. Does not accept connections until Start.
+  static absl::StatusOr<std::unique_ptr<Gateway>> Create(
+      const GatewayOptions& options);
+  // Shuts down if still running.
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  absl::Status Start();
+  // Re-reads the manifest (manifest_path) and swaps the route table. On
+  // error the old routes stay and the error lists every problem.
+  absl::Status Reload();
+  // Stops accepting, drains what the router holds (up to its close
+  // timeout), closes every connection and joins all threads. Idempotent.
+  absl::Status Shutdown();
+
+  int tcp_port() const;
+  int metrics_port() const;
+  IoBackend backend() const;
+  // Router and gateway metrics in Prometheus text format.
+  std::string PrometheusText() const;
+  // Waits until everything sent so far was delivered or the timeout passed
+  // (Router::WaitIdle). For tests and benchmarks.
+  absl::Status WaitIdle(int timeout_ms);
+
+ private:
+  explicit Gateway(std::unique_ptr<GatewayImpl> impl);
+  std::unique_ptr<GatewayImpl> impl_;
+};
+
+// Runs a gateway until SIGTERM or SIGINT (graceful shutdown); SIGHUP
+// reloads the manifest. Logs one line per event on stderr. Returns the
+// first error (start-up or shutdown), OK after a clean shutdown.
+// Blocks SIGTERM/SIGINT/SIGHUP in the calling thread (and in threads it
+// starts) and waits for them with sigwait; call it from the main thread
+// before starting other threads.
+absl::Status RunGateway(const GatewayOptions& options);
+
+}  // namespace gateway
+}  // namespace edgeroute
+
+#endif  // EDGEROUTE_GATEWAY_GATEWAY_H_
