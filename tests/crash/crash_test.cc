@@ -129,7 +129,7 @@ TEST(CrashTest, AcknowledgedMessagesSurviveSigkill) {
     close(fds[1]);
     // The kill moment: after a random number of acknowledgements (0 = while
     // the child is still opening the store).
-    const int64_t wait_for = random() % 5 == 0 ? 0 : random() % 3000;
+    const int64_t wait_for = random() % 5 == 0 ? 0 : random() % 2000;
     std::vector<uint64_t> acks;
     ReadAcks(fds[0], wait_for, &acks);
     ASSERT_EQ(kill(pid, SIGKILL), 0);
