@@ -41,7 +41,6 @@
 #include "message/status.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
-#include "rocksdb/slice_transform.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
 #include "store/format.h"
@@ -79,6 +78,13 @@ struct QueueState {
   // Every reference in (checkpoint, expired_skip_through] has expired and
   // was counted; reads from the checkpoint start after it.
   uint64_t expired_skip_through = 0;
+};
+
+// A reference being appended (leader scratch space).
+struct PendingRef {
+  uint32_t queue;
+  uint64_t offset;
+  format::RefValue value;
 };
 
 // One waiting Append.
@@ -195,6 +201,7 @@ class StoreImpl final : public Store {
   std::vector<uint64_t> leader_sizes_;
   std::vector<std::pair<uint32_t, uint64_t>> leader_saved_offsets_;
   rocksdb::WriteBatch leader_batch_;
+  std::vector<PendingRef> leader_refs_;
 
   // Held around every RocksDB write (see Write()). Innermost lock.
   std::mutex write_mu_;
@@ -235,11 +242,6 @@ absl::Status StoreImpl::Init() {
        {f::kMetaCf, f::kPayloadsCf, f::kPayloadRefsCf, f::kRefsCf}) {
     descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(db_options));
   }
-  // References arrive in offset order per queue but interleaved across
-  // queues: a per-queue insertion hint (the 4-byte queue handle prefix) keeps
-  // memtable inserts at the cheap "append after the last key" path.
-  descriptors[3].options.memtable_insert_with_hint_prefix_extractor.reset(
-      rocksdb::NewFixedPrefixTransform(4));
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
       rocksdb::DB::Open(rocksdb::DBOptions(db_options), options_.directory,
@@ -483,6 +485,8 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
   saved_offsets.clear();
   rocksdb::WriteBatch& wb = leader_batch_;
   wb.Clear();
+  std::vector<PendingRef>& refs = leader_refs_;
+  refs.clear();
   const int64_t now = options_.clock->NowMicros();
   uint64_t payloads = 0;
   int64_t min_expiry = kInfinite;
@@ -509,17 +513,29 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
         if (q.next_offset == q.tail + 1) {
           saved_offsets.emplace_back(t.queue, q.next_offset);
         }
-        f::RefKey key(t.queue, q.next_offset++);
-        f::RefValue ref;
-        ref.payload_seq = seq;
-        ref.enqueue_us = now;
-        ref.expiry_us = ExpiryFor(now, t.ttl_secs);
-        min_expiry = std::min(min_expiry, ref.expiry_us);
-        ref.Encode(ref_value);
-        wb.Put(refs_cf_, ToSlice(key.view()),
-               rocksdb::Slice(ref_value, sizeof(ref_value)));
+        PendingRef ref;
+        ref.queue = t.queue;
+        ref.offset = q.next_offset++;
+        ref.value.payload_seq = seq;
+        ref.value.enqueue_us = now;
+        ref.value.expiry_us = ExpiryFor(now, t.ttl_secs);
+        min_expiry = std::min(min_expiry, ref.value.expiry_us);
+        refs.push_back(ref);
       }
     }
+  }
+  // References go into the batch queue by queue: consecutive memtable
+  // inserts then land right after each other, which RocksDB's skip list
+  // does without a search (interleaving queues costs a search per insert).
+  std::sort(
+      refs.begin(), refs.end(), [](const PendingRef& a, const PendingRef& b) {
+        return a.queue != b.queue ? a.queue < b.queue : a.offset < b.offset;
+      });
+  for (const PendingRef& ref : refs) {
+    f::RefKey key(ref.queue, ref.offset);
+    ref.value.Encode(ref_value);
+    wb.Put(refs_cf_, ToSlice(key.view()),
+           rocksdb::Slice(ref_value, sizeof(ref_value)));
   }
 
   absl::Status status;
@@ -541,7 +557,10 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
     }
   }
   // Do not keep a huge buffer alive after an exceptionally large group.
-  if (wb.GetDataSize() > (8u << 20)) wb = rocksdb::WriteBatch();
+  if (wb.GetDataSize() > (8u << 20)) {
+    wb = rocksdb::WriteBatch();
+    refs = std::vector<PendingRef>();
+  }
   if (status.ok()) {
     for (const auto& [queue, first] : saved_offsets) {
       (void)first;
