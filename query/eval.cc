@@ -591,6 +591,10 @@ struct Evaluator {
 
   Value Body(int slot) {
     if (s->body_gen_[slot] == s->gen_) return s->body_val_[slot];
+    return BodySlow(slot);
+  }
+
+  __attribute__((noinline)) Value BodySlow(int slot) {
     Value v;
     const BodyPath& path = p.body_paths_[slot];
     if (EnsureBody() && !path.junk) {
@@ -622,7 +626,9 @@ struct Evaluator {
     }
   }
 
-  static Value Compare(uint8_t op, SType mode, const Value& l, const Value& r) {
+  __attribute__((noinline)) static Value Compare(uint8_t op, SType mode,
+                                                 const Value& l,
+                                                 const Value& r) {
     int c = 0;
     switch (mode) {
       case SType::kString:
@@ -714,7 +720,7 @@ struct Evaluator {
     }
   }
 
-  Value Concat(const std::vector<int>& args) {
+  __attribute__((noinline)) Value Concat(const std::vector<int>& args) {
     // Each argument is evaluated once (re-evaluating would be exponential in
     // the nesting of ||); more than kMax arguments are evaluated twice.
     constexpr size_t kMax = 32;
@@ -741,7 +747,7 @@ struct Evaluator {
     return Str(absl::string_view(out, pos));
   }
 
-  Value CaseMap(const Value& v, bool upper) {
+  __attribute__((noinline)) Value CaseMap(const Value& v, bool upper) {
     if (v.k != VK::kStr) return Undef();
     char* out = s->Alloc(v.s.size() * 2 + 4);
     size_t pos = 0;
@@ -771,7 +777,7 @@ struct Evaluator {
     return Str(absl::string_view(out, pos));
   }
 
-  Value Call(const Node& n) {
+  __attribute__((noinline)) Value Call(const Node& n) {
     Fn fn = Fn(n.sub);
     Value a = Eval(n.args[0]);
     switch (fn) {
@@ -997,9 +1003,20 @@ struct Evaluator {
       }
       case Op::kAnd:
       case Op::kOr: {
-        Value l = Eval(n.a);
-        Value r = Eval(n.b);
         bool is_and = n.op == Op::kAnd;
+        if (n.mode == SType::kNull && (is_and || n.type == SType::kNull)) {
+          Value v;  // null AND x is null whatever x is; nothing to evaluate
+          v.k = VK::kNull;
+          return v;
+        }
+        Value l = Eval(n.a);
+        // Evaluation has no side effects, so the three-valued logic may
+        // skip the right side once the left decides: False AND x = False,
+        // True OR x = True (for Bool operands; QV logic needs both).
+        if (n.mode == SType::kBool && l.k == VK::kBool && l.b != is_and) {
+          return l;
+        }
+        Value r = Eval(n.b);
         switch (n.mode) {
           case SType::kQV:
             if (l.k != VK::kBool || r.k != VK::kBool) return Undef();

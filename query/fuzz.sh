@@ -33,4 +33,4 @@ work="$out/corpus"
 mkdir -p "$work"
 cp "$corpus"/* "$work"/ 2>/dev/null || true
 "$out/${target}_fuzzer" -max_total_time="$seconds" -print_final_stats=1 \
-  -max_len=4096 -timeout=10 "$@" "$work" "$corpus"
+  -max_len=4096 -timeout=10 -artifact_prefix="$out/" "$@" "$work" "$corpus"

@@ -34,187 +34,243 @@ constexpr StringClass kStringClass;
 
 }  // namespace
 
-bool JsonTape::Parse(absl::string_view text) {
-  text_ = text;
-  const char* const base = text.data();
-  const char* p = base;
-  const char* const end = base + text.size();
-  // Every value takes at least one byte plus a separator, so n / 2 + 2
-  // entries always suffice; the vector only grows.
-  size_t max_entries = text.size() / 2 + 2;
-  if (entries_.size() < max_entries) entries_.resize(max_entries);
-  Entry* const tape = entries_.data();
-  uint32_t count = 0;
-  uint32_t stack[kMaxDepth + 1];
-  int depth = 0;
+namespace {
 
-#define EDGEROUTE_SKIP_WS()                                              \
-  while (p < end && static_cast<unsigned char>(*p) <= ' ' && IsWs(*p)) { \
-    ++p;                                                                 \
+// Recursive-descent parser over a pre-sized tape. Every function returns
+// false on malformed input; `p` always stays within [p, end].
+class Parser {
+ public:
+  Parser(const char* base, const char* end, JsonTape::Entry* tape)
+      : base_(base), p_(base), end_(end), tape_(tape) {}
+
+  bool Document() {
+    SkipWs();
+    if (p_ >= end_ || *p_ != '{') return false;
+    if (!Object(0)) return false;
+    SkipWs();
+    return p_ == end_;
+  }
+  uint32_t count() const { return count_; }
+
+ private:
+  void SkipWs() {
+    while (p_ < end_ && static_cast<unsigned char>(*p_) <= ' ' && IsWs(*p_)) {
+      ++p_;
+    }
   }
 
-  // Scans a string whose opening quote is at *p; adds an entry.
-  auto string = [&]() -> bool {
-    const char* begin = ++p;
+  JsonTape::Entry& Add(JsonTape::Type type, uint8_t flags, const char* begin,
+                       const char* end) {
+    JsonTape::Entry& e = tape_[count_];
+    e.type = type;
+    e.flags = flags;
+    e.begin = uint32_t(begin - base_);
+    e.end = uint32_t(end - base_);
+    e.next = ++count_;
+    return e;
+  }
+
+  // *p_ == '"'.
+  bool String() {
+    const char* begin = ++p_;
     uint8_t flags = 0;
     while (true) {
 #if defined(__SSE2__)
       // 16 bytes at a time: stop at '"', '\\', a control character or a
       // non-ASCII byte (signed compare: bytes >= 0x80 are negative).
-      while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      while (end_ - p_ >= 16) {
+        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p_));
         __m128i hit =
             _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
                                       _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
                          _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
         int mask = _mm_movemask_epi8(hit);
         if (mask != 0) {
-          p += __builtin_ctz(unsigned(mask));
-          break;
+          p_ += __builtin_ctz(unsigned(mask));
+          goto found;
         }
-        p += 16;
+        p_ += 16;
       }
 #endif
-      while (p < end && !kStringClass.special[static_cast<unsigned char>(*p)]) {
-        ++p;
+      while (p_ < end_ &&
+             !kStringClass.special[static_cast<unsigned char>(*p_)]) {
+        ++p_;
       }
-      if (p >= end) return false;
-      unsigned char c = static_cast<unsigned char>(*p);
+      if (p_ >= end_) return false;
+#if defined(__SSE2__)
+    found:
+#endif
+      unsigned char c = static_cast<unsigned char>(*p_);
       if (c == '"') break;
       if (c >= 0x80) {
-        flags |= kHighBit;
-        ++p;
+        flags |= JsonTape::kHighBit;
+        ++p_;
         continue;
       }
       if (c < 0x20) return false;
       // backslash
-      flags |= kEscaped;
-      if (end - p < 2) return false;
-      char e = p[1];
+      flags |= JsonTape::kEscaped;
+      if (end_ - p_ < 2) return false;
+      char e = p_[1];
       if (e == 'u') {
-        if (end - p < 6 || Hex(p[2]) < 0 || Hex(p[3]) < 0 || Hex(p[4]) < 0 ||
-            Hex(p[5]) < 0) {
+        if (end_ - p_ < 6 || Hex(p_[2]) < 0 || Hex(p_[3]) < 0 ||
+            Hex(p_[4]) < 0 || Hex(p_[5]) < 0) {
           return false;
         }
-        p += 6;
+        p_ += 6;
       } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' ||
                  e == 'n' || e == 'r' || e == 't') {
-        p += 2;
+        p_ += 2;
       } else {
         return false;
       }
     }
-    tape[count] = {kString, flags, uint32_t(begin - base), uint32_t(p - base),
-                   count + 1};
-    ++count;
-    ++p;  // closing quote
+    Add(JsonTape::kString, flags, begin, p_);
+    ++p_;
     return true;
-  };
+  }
 
-  EDGEROUTE_SKIP_WS();
-  if (p >= end || *p != '{') return false;
-  bool expect_key = false;
-  // Each iteration parses one value, then the punctuation after it.
-  while (true) {
-    if (expect_key) {
-      // After '{' or ',' in an object: "key" ws ':' ws
-      if (p >= end || *p != '"' || !string()) return false;
-      EDGEROUTE_SKIP_WS();
-      if (p >= end || *p != ':') return false;
-      ++p;
-      EDGEROUTE_SKIP_WS();
-      expect_key = false;
-    }
-    if (p >= end) return false;
-    const char c = *p;
-    if (c == '"') {
-      if (!string()) return false;
-    } else if (c == '{' || c == '[') {
-      if (depth >= kMaxDepth) return false;
-      stack[depth++] = count;
-      tape[count] = {c == '{' ? kObject : kArray, 0, uint32_t(p - base), 0, 0};
-      ++count;
-      ++p;
-      EDGEROUTE_SKIP_WS();
-      if (p >= end || *p != (c == '{' ? '}' : ']')) {
-        if (c == '{') expect_key = true;
-        continue;
-      }
-      // empty container: closed below
-    } else if (c == '-' || IsDigit(c)) {
-      const char* begin = p;
-      uint8_t flags = kInteger;
-      if (*p == '-') ++p;
-      if (p >= end) return false;
-      if (*p == '0') {
-        ++p;
-      } else if (*p >= '1' && *p <= '9') {
-        ++p;
-        while (p < end && IsDigit(*p)) ++p;
-      } else {
-        return false;
-      }
-      if (p < end && *p == '.') {
-        flags = 0;
-        ++p;
-        if (p >= end || !IsDigit(*p)) return false;
-        while (p < end && IsDigit(*p)) ++p;
-      }
-      if (p < end && (*p == 'e' || *p == 'E')) {
-        flags = 0;
-        ++p;
-        if (p < end && (*p == '+' || *p == '-')) ++p;
-        if (p >= end || !IsDigit(*p)) return false;
-        while (p < end && IsDigit(*p)) ++p;
-      }
-      tape[count] = {kNumber, flags, uint32_t(begin - base), uint32_t(p - base),
-                     count + 1};
-      ++count;
+  bool Number() {
+    const char* begin = p_;
+    uint8_t flags = JsonTape::kInteger;
+    if (*p_ == '-') ++p_;
+    if (p_ >= end_) return false;
+    if (*p_ == '0') {
+      ++p_;
+    } else if (*p_ >= '1' && *p_ <= '9') {
+      ++p_;
+      while (p_ < end_ && IsDigit(*p_)) ++p_;
     } else {
-      Type type;
-      size_t len;
-      const char* word;
-      if (c == 't') {
-        type = kTrue, len = 4, word = "true";
-      } else if (c == 'f') {
-        type = kFalse, len = 5, word = "false";
-      } else if (c == 'n') {
-        type = kNull, len = 4, word = "null";
-      } else {
-        return false;
-      }
-      if (size_t(end - p) < len || std::memcmp(p, word, len) != 0) {
-        return false;
-      }
-      tape[count] = {type, 0, uint32_t(p - base), uint32_t(p - base + len),
-                     count + 1};
-      ++count;
-      p += len;
-    }
-    // Close containers and find the next value.
-    while (true) {
-      EDGEROUTE_SKIP_WS();
-      if (depth == 0) return p == end;
-      if (p >= end) return false;
-      Entry& top = tape[stack[depth - 1]];
-      const char q = *p;
-      if (q == ',') {
-        ++p;
-        EDGEROUTE_SKIP_WS();
-        if (top.type == kObject) expect_key = true;
-        break;
-      }
-      if (q == (top.type == kObject ? '}' : ']')) {
-        ++p;
-        top.end = uint32_t(p - base);
-        top.next = count;
-        --depth;
-        continue;
-      }
       return false;
     }
+    if (p_ < end_ && *p_ == '.') {
+      flags = 0;
+      ++p_;
+      if (p_ >= end_ || !IsDigit(*p_)) return false;
+      while (p_ < end_ && IsDigit(*p_)) ++p_;
+    }
+    if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
+      flags = 0;
+      ++p_;
+      if (p_ < end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      if (p_ >= end_ || !IsDigit(*p_)) return false;
+      while (p_ < end_ && IsDigit(*p_)) ++p_;
+    }
+    Add(JsonTape::kNumber, flags, begin, p_);
+    return true;
   }
-#undef EDGEROUTE_SKIP_WS
+
+  bool Literal(const char* word, size_t len, JsonTape::Type type) {
+    if (size_t(end_ - p_) < len || std::memcmp(p_, word, len) != 0) {
+      return false;
+    }
+    Add(type, 0, p_, p_ + len);
+    p_ += len;
+    return true;
+  }
+
+  // Parses one value at *p_ (no leading whitespace).
+  bool Value(int depth) {
+    if (p_ >= end_) return false;
+    switch (*p_) {
+      case '"':
+        return String();
+      case '{':
+        return Object(depth);
+      case '[':
+        return Array(depth);
+      case 't':
+        return Literal("true", 4, JsonTape::kTrue);
+      case 'f':
+        return Literal("false", 5, JsonTape::kFalse);
+      case 'n':
+        return Literal("null", 4, JsonTape::kNull);
+      default:
+        if (*p_ == '-' || IsDigit(*p_)) return Number();
+        return false;
+    }
+  }
+
+  // *p_ == '{'.
+  bool Object(int depth) {
+    if (depth >= JsonTape::kMaxDepth) return false;
+    uint32_t self = count_;
+    Add(JsonTape::kObject, 0, p_, p_);
+    ++p_;
+    SkipWs();
+    if (p_ < end_ && *p_ == '}') {
+      ++p_;
+    } else {
+      while (true) {
+        if (p_ >= end_ || *p_ != '"' || !String()) return false;
+        SkipWs();
+        if (p_ >= end_ || *p_ != ':') return false;
+        ++p_;
+        SkipWs();
+        if (!Value(depth + 1)) return false;
+        SkipWs();
+        if (p_ >= end_) return false;
+        if (*p_ == ',') {
+          ++p_;
+          SkipWs();
+          continue;
+        }
+        if (*p_ != '}') return false;
+        ++p_;
+        break;
+      }
+    }
+    tape_[self].end = uint32_t(p_ - base_);
+    tape_[self].next = count_;
+    return true;
+  }
+
+  // *p_ == '['.
+  bool Array(int depth) {
+    if (depth >= JsonTape::kMaxDepth) return false;
+    uint32_t self = count_;
+    Add(JsonTape::kArray, 0, p_, p_);
+    ++p_;
+    SkipWs();
+    if (p_ < end_ && *p_ == ']') {
+      ++p_;
+    } else {
+      while (true) {
+        if (!Value(depth + 1)) return false;
+        SkipWs();
+        if (p_ >= end_) return false;
+        if (*p_ == ',') {
+          ++p_;
+          SkipWs();
+          continue;
+        }
+        if (*p_ != ']') return false;
+        ++p_;
+        break;
+      }
+    }
+    tape_[self].end = uint32_t(p_ - base_);
+    tape_[self].next = count_;
+    return true;
+  }
+
+  const char* const base_;
+  const char* p_;
+  const char* const end_;
+  JsonTape::Entry* const tape_;
+  uint32_t count_ = 0;
+};
+
+}  // namespace
+
+bool JsonTape::Parse(absl::string_view text) {
+  text_ = text;
+  // Every value takes at least one byte plus a separator, so n / 2 + 2
+  // entries always suffice; the vector only grows.
+  size_t max_entries = text.size() / 2 + 2;
+  if (entries_.size() < max_entries) entries_.resize(max_entries);
+  Parser parser(text.data(), text.data() + text.size(), entries_.data());
+  return parser.Document();
 }
 
 size_t UnescapeJsonString(absl::string_view raw, char* out) {
