@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -448,20 +449,35 @@ bool IsUtf8Continuation(char c) {
   return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
 }
 
-TextPosition PositionOf(absl::string_view src, size_t offset) {
-  TextPosition p;
-  if (offset > src.size()) offset = src.size();
-  for (size_t i = 0; i < offset; ++i) {
-    if (src[i] == '\n') {
-      ++p.line;
-      p.column = 1;
-      p.line_begin = i + 1;
-    } else if (!IsUtf8Continuation(src[i])) {
-      ++p.column;
+// Line starts of a text, for offset -> (line, column) without rescanning
+// the text for every diagnostic.
+class LineIndex {
+ public:
+  explicit LineIndex(absl::string_view src) : src_(src) {
+    starts_.push_back(0);
+    for (size_t i = 0; i < src.size(); ++i) {
+      if (src[i] == '\n') starts_.push_back(i + 1);
     }
   }
-  return p;
-}
+
+  TextPosition Position(size_t offset) const {
+    if (offset > src_.size()) offset = src_.size();
+    const size_t line =
+        std::upper_bound(starts_.begin(), starts_.end(), offset) -
+        starts_.begin();  // 1-based
+    TextPosition p;
+    p.line = static_cast<int>(line);
+    p.line_begin = starts_[line - 1];
+    for (size_t i = p.line_begin; i < offset; ++i) {
+      if (!IsUtf8Continuation(src_[i])) ++p.column;
+    }
+    return p;
+  }
+
+ private:
+  absl::string_view src_;
+  std::vector<size_t> starts_;
+};
 
 // The source line that starts at `line_begin`, and a caret line under the
 // characters [column, end_column) of it. Very long lines (minified JSON) are
@@ -523,7 +539,9 @@ int EndColumnOf(absl::string_view src, size_t begin, size_t end,
 
 class Reporter {
  public:
-  explicit Reporter(absl::string_view src) : src_(src) {}
+  explicit Reporter(absl::string_view src) : src_(src), lines_(src) {}
+
+  const LineIndex& lines() const { return lines_; }
 
   void Add(Diagnostic::Severity severity, size_t begin, size_t end,
            std::string message, std::string suggestion = "") {
@@ -531,7 +549,7 @@ class Reporter {
     d.severity = severity;
     d.message = std::move(message);
     d.suggestion = std::move(suggestion);
-    const TextPosition p = PositionOf(src_, begin);
+    const TextPosition p = lines_.Position(begin);
     d.line = p.line;
     d.column = p.column;
     d.end_column = EndColumnOf(src_, begin, end, p);
@@ -572,6 +590,7 @@ class Reporter {
 
  private:
   absl::string_view src_;
+  LineIndex lines_;
   std::vector<Diagnostic> diagnostics_;
   int errors_ = 0;
 };
@@ -829,32 +848,28 @@ class ManifestParser {
     ParseStoreAndForward(desired, minor, out);
   }
 
-  // Reports duplicate member names: the later one wins.
-  void WarnDuplicates(const JsonNode& object) {
+  // Members of `object`, the last one of each duplicated name only (the
+  // later definition wins, as in edgeHub); each replaced definition is
+  // reported with a warning at the one that replaces it.
+  std::vector<const JsonNode*> UniqueMembers(const JsonNode& object) {
+    absl::flat_hash_map<absl::string_view, size_t> last;
     for (size_t i = 0; i < object.children.size(); ++i) {
-      for (size_t j = 0; j < i; ++j) {
-        if (object.children[j].key == object.children[i].key) {
-          r_.WarningAtKey(
-              object.children[i],
-              absl::StrCat(Quoted(object.children[i].key),
-                           "defined twice; this later definition replaces "
-                           "the earlier one (as in edgeHub)"),
-              "give each route a unique name");
-          break;
-        }
+      auto [it, inserted] = last.emplace(object.children[i].key, i);
+      if (!inserted) {
+        it->second = i;
+        r_.WarningAtKey(
+            object.children[i],
+            absl::StrCat(Quoted(object.children[i].key),
+                         "defined twice; this later definition replaces "
+                         "the earlier one (as in edgeHub)"),
+            "give each route a unique name");
       }
     }
-  }
-
-  // Members of `object`, the last one of each duplicated name only.
-  static std::vector<const JsonNode*> Unique(const JsonNode& object) {
     std::vector<const JsonNode*> out;
     for (size_t i = 0; i < object.children.size(); ++i) {
-      bool replaced = false;
-      for (size_t j = i + 1; j < object.children.size(); ++j) {
-        if (object.children[j].key == object.children[i].key) replaced = true;
+      if (last[object.children[i].key] == i) {
+        out.push_back(&object.children[i]);
       }
-      if (!replaced) out.push_back(&object.children[i]);
     }
     return out;
   }
@@ -871,8 +886,7 @@ class ManifestParser {
                             KindName(routes->kind)));
       return;
     }
-    WarnDuplicates(*routes);
-    for (const JsonNode* m : Unique(*routes)) {
+    for (const JsonNode* m : UniqueMembers(*routes)) {
       const std::string& name = m->key;
       switch (m->kind) {
         case JsonNode::Kind::kString:
@@ -938,8 +952,7 @@ class ManifestParser {
       return;
     }
     out->routes_readable = true;
-    WarnDuplicates(*routes);
-    for (const JsonNode* m : Unique(*routes)) {
+    for (const JsonNode* m : UniqueMembers(*routes)) {
       if (m->key.empty()) {
         r_.ErrorAtKey(*m, "empty route name", "give the route a name");
         if (m->kind == JsonNode::Kind::kString && !IsBlank(m->text)) {
@@ -1180,8 +1193,8 @@ size_t OffsetInText(absl::string_view text, int line, int column) {
 // Moves a diagnostic about a route's text to the text's place in the
 // manifest source. `string_begin` is the offset of the route string's
 // opening quote.
-void MapIntoManifest(absl::string_view src, size_t string_begin,
-                     Diagnostic* d) {
+void MapIntoManifest(absl::string_view src, const LineIndex& lines,
+                     size_t string_begin, Diagnostic* d) {
   std::string decoded;
   std::vector<size_t> offsets;
   size_t error_at = 0;
@@ -1197,28 +1210,40 @@ void MapIntoManifest(absl::string_view src, size_t string_begin,
   const size_t begin = offsets[begin_in_text];
   size_t end = offsets[end_in_text];
   if (end <= begin) end = begin + 1;
-  const TextPosition p = PositionOf(src, begin);
+  const TextPosition p = lines.Position(begin);
   d->line = p.line;
   d->column = p.column;
   d->end_column = EndColumnOf(src, begin, end, p);
   d->excerpt = Excerpt(src, p.line_begin, d->column, d->end_column);
 }
 
-// The index of the route a RouteSet diagnostic is about ("route '<name>': "
-// prefix; the longest matching name wins), or -1.
-int RouteOf(const Diagnostic& d, const std::vector<RouteSpec>& routes) {
-  int best = -1;
-  size_t best_len = 0;
-  for (size_t i = 0; i < routes.size(); ++i) {
-    const std::string prefix = Quoted(routes[i].name);
-    if (absl::string_view(d.message).substr(0, prefix.size()) == prefix &&
-        (best < 0 || prefix.size() > best_len)) {
-      best = static_cast<int>(i);
-      best_len = prefix.size();
+// Finds the route a RouteSet diagnostic is about from its "route '<name>': "
+// prefix (the longest name that matches wins).
+class RouteFinder {
+ public:
+  explicit RouteFinder(const std::vector<RouteSpec>& routes) {
+    for (size_t i = 0; i < routes.size(); ++i) {
+      index_.emplace(routes[i].name, static_cast<int>(i));
     }
   }
-  return best;
-}
+
+  // The route's index, or -1.
+  int Find(absl::string_view message) const {
+    constexpr absl::string_view kPrefix = "route '";
+    if (message.substr(0, kPrefix.size()) != kPrefix) return -1;
+    int best = -1;
+    for (size_t at = message.find("': ", kPrefix.size());
+         at != absl::string_view::npos; at = message.find("': ", at + 1)) {
+      auto it =
+          index_.find(message.substr(kPrefix.size(), at - kPrefix.size()));
+      if (it != index_.end()) best = it->second;
+    }
+    return best;
+  }
+
+ private:
+  absl::flat_hash_map<std::string, int> index_;
+};
 
 }  // namespace
 
@@ -1267,9 +1292,12 @@ absl::StatusOr<CompiledEdgeHubConfig> CompileEdgeHubConfig(
     auto map_all = [&](std::vector<Diagnostic>* diags,
                        const std::vector<RouteSpec>& routes,
                        const std::vector<size_t>& begins) {
+      const RouteFinder finder(routes);
       for (Diagnostic& d : *diags) {
-        const int i = RouteOf(d, routes);
-        if (i >= 0) MapIntoManifest(manifest_json, begins[i], &d);
+        const int i = finder.Find(d.message);
+        if (i >= 0) {
+          MapIntoManifest(manifest_json, reporter.lines(), begins[i], &d);
+        }
         reporter.Push(std::move(d));
       }
     };
