@@ -7,7 +7,7 @@
 // Thread-safety: none; use one Client per thread.
 //
 // Usage:
-//   auto client = Client::Connect("unix:/run/edgeroute.sock").value();
+//   auto client = Client::Connect("unix:edgeroute.sock").value();
 //   client->Hello("device-1", "filter").IgnoreError();
 //   client->Subscribe({"input1"});
 //   client->SendTelemetry("output1", builder.Finish());

@@ -111,6 +111,20 @@ class Gateway {
 // before starting other threads.
 absl::Status RunGateway(const GatewayOptions& options);
 
+struct DemoOptions {
+  // Readings the simulated temperature sensor sends.
+  int messages = 10;
+  IoBackend backend = IoBackend::kAuto;
+};
+
+// A self-contained demonstration: starts a gateway on a free loopback port
+// with a three-route manifest (tempSensor -> filter module -> $upstream,
+// only readings above 25 degrees), connects three clients over real
+// sockets (the sensor, the filter module, an upstream forwarder), prints
+// every hop on stdout, then the gateway's metrics summary, and shuts down.
+// Returns the first error, or OK when every expected message arrived.
+absl::Status RunDemo(const DemoOptions& options);
+
 }  // namespace gateway
 }  // namespace edgeroute
 
