@@ -206,7 +206,7 @@ class Compiler {
       case Tok::kString: {
         p_->strings_.push_back(Unescape(t.substr(1, t.size() - 2)));
         v.k = VK::kStr;
-        v.s = p_->strings_.back();
+        v.set_s(p_->strings_.back());
         return Const(SType::kString, v, a);
       }
       case Tok::kHex: {

@@ -42,7 +42,7 @@ Value Bool(bool b) {
 Value Str(absl::string_view s) {
   Value v;
   v.k = VK::kStr;
-  v.s = s;
+  v.set_s(s);
   return v;
 }
 
@@ -395,7 +395,7 @@ struct Evaluator {
     Value r;
     if (v.has_string()) {
       r.k = VK::kStr;
-      r.s = v.value;
+      r.set_s(v.value);
     } else if (v.is_null()) {
       r.k = VK::kNullStr;
     }
@@ -633,7 +633,7 @@ struct Evaluator {
     switch (mode) {
       case SType::kString:
         if (l.k != VK::kStr || r.k != VK::kStr) return Undef();
-        c = CompareUtf16(l.s, r.s);
+        c = CompareUtf16(l.s(), r.s());
         break;
       case SType::kNumber:
         if (std::isnan(l.n) || std::isnan(r.n)) return Undef();
@@ -681,7 +681,7 @@ struct Evaluator {
           if (ln || rn) {
             c = (ln && rn) ? 0 : (ln ? -1 : 1);
           } else {
-            c = CompareUtf16(l.s, r.s);
+            c = CompareUtf16(l.s(), r.s());
           }
         } else {
           c = 0;
@@ -730,7 +730,7 @@ struct Evaluator {
       Value v = Eval(args[i]);
       if (i < kMax) vals[i] = v;
       if (v.k == VK::kStr) {
-        total += v.s.size();
+        total += v.s().size();
       } else if (v.k != VK::kNullStr) {
         return Undef();
       }
@@ -739,9 +739,9 @@ struct Evaluator {
     size_t pos = 0;
     for (size_t i = 0; i < args.size(); ++i) {
       Value v = i < kMax ? vals[i] : Eval(args[i]);
-      if (v.k == VK::kStr && !v.s.empty()) {
-        std::memcpy(out + pos, v.s.data(), v.s.size());
-        pos += v.s.size();
+      if (v.k == VK::kStr && !v.s().empty()) {
+        std::memcpy(out + pos, v.s().data(), v.s().size());
+        pos += v.s().size();
       }
     }
     return Str(absl::string_view(out, pos));
@@ -749,18 +749,18 @@ struct Evaluator {
 
   __attribute__((noinline)) Value CaseMap(const Value& v, bool upper) {
     if (v.k != VK::kStr) return Undef();
-    char* out = s->Alloc(v.s.size() * 2 + 4);
+    char* out = s->Alloc(v.s().size() * 2 + 4);
     size_t pos = 0;
     locale_t loc = CLocale();
-    for (size_t i = 0; i < v.s.size();) {
-      unsigned char c = static_cast<unsigned char>(v.s[i]);
+    for (size_t i = 0; i < v.s().size();) {
+      unsigned char c = static_cast<unsigned char>(v.s()[i]);
       if (c < 0x80) {
         out[pos++] = upper ? absl::ascii_toupper(c) : absl::ascii_tolower(c);
         ++i;
         continue;
       }
       size_t len;
-      uint32_t cp = Decode(v.s, i, &len);
+      uint32_t cp = Decode(v.s(), i, &len);
       uint32_t mapped = cp;
       if (loc != (locale_t)0) {
         mapped = upper ? uint32_t(towupper_l(wint_t(cp), loc))
@@ -816,7 +816,7 @@ struct Evaluator {
       case Fn::kAsNumber: {
         if (a.k == VK::kNum) return a;
         double d;
-        if (a.k == VK::kStr && ParseDotNetDouble(a.s, &d)) return Num(d);
+        if (a.k == VK::kStr && ParseDotNetDouble(a.s(), &d)) return Num(d);
         return Num(kNaN);
       }
       case Fn::kIsDefined:
@@ -847,7 +847,7 @@ struct Evaluator {
         return Bool(n.ltype == SType::kQV && a.k == VK::kBool);
       case Fn::kLength:
         if (a.k != VK::kStr) return Num(kNaN);
-        return Num(double(Utf16Length(a.s)));
+        return Num(double(Utf16Length(a.s())));
       case Fn::kLower:
         return CaseMap(a, false);
       case Fn::kUpper:
@@ -859,20 +859,20 @@ struct Evaluator {
         if (fn == Fn::kSubstring3) cnt = Eval(n.args[2]);
         if (a.k != VK::kStr || st.k != VK::kNum) return Undef();
         if (fn == Fn::kSubstring3 && cnt.k != VK::kNum) return Undef();
-        double len = double(Utf16Length(a.s));
+        double len = double(Utf16Length(a.s()));
         if (std::isnan(st.n)) return Undef();
         double start = std::trunc(st.n);
         if (fn == Fn::kSubstring2) {
           if (!(start >= 0 && start <= len)) return Undef();
-          return Str(a.s.substr(ByteOffset(a.s, size_t(start))));
+          return Str(a.s().substr(ByteOffset(a.s(), size_t(start))));
         }
         if (std::isnan(cnt.n)) return Undef();
         double count = std::trunc(cnt.n);
         if (!(start >= 0 && start < len)) return Undef();
         if (!(count >= 0 && count <= len - start)) return Undef();
-        size_t b = ByteOffset(a.s, size_t(start));
-        size_t e = ByteOffset(a.s, size_t(start + count));
-        return Str(a.s.substr(b, e - b));
+        size_t b = ByteOffset(a.s(), size_t(start));
+        size_t e = ByteOffset(a.s(), size_t(start + count));
+        return Str(a.s().substr(b, e - b));
       }
       case Fn::kIndexOf:
       case Fn::kStartsWith:
@@ -884,16 +884,16 @@ struct Evaluator {
         }
         switch (fn) {
           case Fn::kIndexOf: {
-            size_t at = a.s.find(b.s);
+            size_t at = a.s().find(b.s());
             if (at == absl::string_view::npos) return Num(-1);
-            return Num(double(Utf16Length(a.s.substr(0, at))));
+            return Num(double(Utf16Length(a.s().substr(0, at))));
           }
           case Fn::kStartsWith:
-            return Bool(absl::StartsWith(a.s, b.s));
+            return Bool(absl::StartsWith(a.s(), b.s()));
           case Fn::kEndsWith:
-            return Bool(absl::EndsWith(a.s, b.s));
+            return Bool(absl::EndsWith(a.s(), b.s()));
           default:
-            return Bool(absl::StrContains(a.s, b.s));
+            return Bool(absl::StrContains(a.s(), b.s()));
         }
       }
     }
@@ -995,7 +995,7 @@ struct Evaluator {
           }
         }
         if (n.sub <= 1 && v.k == VK::kStr && c.k == VK::kStr) {
-          bool eq = v.s == c.s;
+          bool eq = v.s() == c.s();
           return Bool(n.sub == 0 ? eq : !eq);
         }
         return n.flip ? Compare(n.sub, n.mode, c, v)
@@ -1086,7 +1086,7 @@ std::string Show(const Value& v, SType t) {
       if (std::isnan(v.n)) return "undefined (NaN)";
       return absl::StrCat(v.n);
     case VK::kStr:
-      return absl::StrCat("'", v.s, "'");
+      return absl::StrCat("'", v.s(), "'");
     case VK::kNullStr:
       return "null";
   }
@@ -1120,8 +1120,8 @@ Value Program::FoldNode(int i) {
   Evaluator ev{*this, empty, &tmp};
   Value v = ev.Eval(i);
   if (v.k == VK::kStr) {
-    strings_.emplace_back(v.s);
-    v.s = strings_.back();
+    strings_.emplace_back(v.s());
+    v.set_s(strings_.back());
   }
   return v;
 }

@@ -39,12 +39,23 @@ enum class VK : uint8_t {
   kNullStr
 };
 
+// 16 bytes, so that values travel in two registers.
 struct Value {
+  union {
+    double n = 0;    // kNum
+    const char* sp;  // kStr: data
+  };
+  uint32_t sl = 0;  // kStr: size
   VK k = VK::kUndef;
-  bool b = false;
-  double n = 0;
-  absl::string_view s;
+  bool b = false;  // kBool
+
+  absl::string_view s() const { return absl::string_view(sp, sl); }
+  void set_s(absl::string_view v) {
+    sp = v.data();
+    sl = uint32_t(v.size());
+  }
 };
+static_assert(sizeof(Value) == 16, "Value should fit two registers");
 
 enum class Op : uint8_t {
   kConst,
