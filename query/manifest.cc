@@ -123,9 +123,17 @@ size_t DecodeString(absl::string_view src, size_t begin, std::string* out,
     }
     const size_t start = i;
     if (c != '\\') {
-      out->push_back(c);
-      ++i;
-      emit(start);
+      // A run of plain characters is copied at once.
+      size_t j = i + 1;
+      while (j < src.size() && src[j] != '"' && src[j] != '\\' &&
+             static_cast<unsigned char>(src[j]) >= 0x20) {
+        ++j;
+      }
+      out->append(src.data() + i, j - i);
+      if (offsets != nullptr) {
+        for (size_t k = i; k < j; ++k) offsets->push_back(k);
+      }
+      i = j;
       continue;
     }
     if (i + 1 >= src.size()) {
