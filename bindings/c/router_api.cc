@@ -565,18 +565,28 @@ int edgeroute_batch_ack_all(edgeroute_batch_t* batch, int outcome,
     if (batch == nullptr) return NullArgument("batch");
     DeliveryOutcome o;
     EDGEROUTE_RETURN_IF_ERROR(ToOutcome(outcome, &o));
-    // Read everything needed before the first Complete: after the last one
-    // the router may reuse the batch.
+    // Claim every message not acknowledged yet, remembering the last one:
+    // after its Complete the router may hand this wrapper the endpoint's
+    // next batch, so nothing of the wrapper is read after that. A message
+    // claimed here reads 2 in `acked`, one claimed by edgeroute_batch_ack 1.
     DeliveryBatch* inner = batch->batch;
     const size_t n = batch->size;
-    std::vector<size_t> todo;
-    todo.reserve(n);
+    size_t last = n;
     for (size_t i = 0; i < n; ++i) {
-      if (batch->acked[i].exchange(1, std::memory_order_acq_rel) == 0) {
-        todo.push_back(i);
+      uint8_t expected = 0;
+      if (batch->acked[i].compare_exchange_strong(
+              expected, 2, std::memory_order_acq_rel,
+              std::memory_order_relaxed)) {
+        last = i;
       }
     }
-    for (size_t i : todo) inner->Complete(i, o);
+    if (last == n) return absl::OkStatus();
+    for (size_t i = 0; i < last; ++i) {
+      if (batch->acked[i].load(std::memory_order_relaxed) == 2) {
+        inner->Complete(i, o);
+      }
+    }
+    inner->Complete(last, o);
     return absl::OkStatus();
   });
 }
