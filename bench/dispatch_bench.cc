@@ -9,6 +9,7 @@
 // Messages: 256-byte JSON bodies, one property, module/output sources.
 // Every benchmark reports messages as items (items_per_second).
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -18,6 +19,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -578,4 +581,19 @@ BENCHMARK(BM_Baseline_MutexQueue)
 }  // namespace
 }  // namespace edgeroute
 
-BENCHMARK_MAIN();
+// glibc's malloc gives memory back to the kernel whenever the top of the
+// heap is free, and the router's producer-allocates / executor-frees
+// pattern then pays page faults again and again. An application with this
+// traffic sets a trim threshold (or uses a scalable allocator); so does this
+// benchmark, unless EDGEROUTE_BENCH_DEFAULT_MALLOC is set.
+int main(int argc, char** argv) {
+  if (std::getenv("EDGEROUTE_BENCH_DEFAULT_MALLOC") == nullptr) {
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

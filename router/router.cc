@@ -87,6 +87,7 @@ namespace {
 
 constexpr size_t kDispatchBatch = 256;
 constexpr size_t kSourceCacheLimit = 16384;
+constexpr int kIdleSpins = 200;
 
 // One dispatch worker: its admission ring and thread.
 struct Worker {
@@ -382,13 +383,16 @@ absl::Status RouterImpl::SendView(const MessageView& view) {
   MessageNode* node = MessageNode::New(view.bytes());
   const uint64_t hash = router_internal::HashSourceIgnoreCase(view.source());
   node->source_hash = hash;
-  node->admit_wall_us = clock_->NowMicros();
-  node->admit_mono_us = clock_->MonotonicMicros();
   SendWaiter waiter;
   if (options_.store != nullptr) node->waiter = &waiter;
   Worker* w = workers_[hash % workers_.size()].get();
   using Push = MpscRing<MessageNode*>::PushResult;
   Push r = w->ring.TryPush(node);
+  for (int spin = 0; r == Push::kFull && spin < 64; ++spin) {
+    // Brief back-off first: the worker frees room in microseconds.
+    std::this_thread::yield();
+    r = w->ring.TryPush(node);
+  }
   if (r == Push::kFull) {
     // Slow path: wait for room, up to the admission timeout (real time).
     const absl::Time deadline = absl::Now() + options_.admission_timeout;
@@ -432,7 +436,14 @@ void RouterImpl::WorkerLoop(Worker* w) {
   WorkerState state;
   MessageNode* nodes[kDispatchBatch];
   for (;;) {
-    const size_t n = w->ring.PopBatch(nodes, kDispatchBatch);
+    size_t n = w->ring.PopBatch(nodes, kDispatchBatch);
+    for (int spin = 0; n == 0 && spin < kIdleSpins; ++spin) {
+      // Spin briefly before sleeping: under load the next message is
+      // microseconds away, and a producer that finds the worker awake skips
+      // the futex wake-up system call.
+      router_internal::CpuRelax();
+      if (w->ring.SizeGuess() != 0) n = w->ring.PopBatch(nodes, kDispatchBatch);
+    }
     if (n == 0) {
       if (w->ring.closed() && w->ring.Popped() == w->ring.Pushed()) break;
       const uint32_t key = w->not_empty.PrepareWait();
@@ -461,6 +472,14 @@ void RouterImpl::WorkerLoop(Worker* w) {
       state.best.assign(state.table->endpoint_count(), -1);
       state.notify_mark.assign(state.table->endpoint_count(), 0);
       state.appended_per_endpoint.assign(state.table->endpoint_count(), 0);
+    }
+    // One clock reading per batch: the enqueue time of these messages (TTL
+    // start, latency start).
+    const int64_t now_wall = clock_->NowMicros();
+    const int64_t now_mono = clock_->MonotonicMicros();
+    for (size_t i = 0; i < n; ++i) {
+      nodes[i]->admit_wall_us = now_wall;
+      nodes[i]->admit_mono_us = now_mono;
     }
     Dispatch(w, nodes, n, *state.table, &state);
     Bump(w->received, n);

@@ -9,6 +9,29 @@
 // source) -> dispatch worker (source index, route conditions, per-endpoint
 // dedup) -> per-endpoint lane per priority -> endpoint executor -> Sink.
 //
+// Semantics (edgeHub's, see the route-language specification, section 6):
+//  * An endpoint receives a message at most once however many routes select
+//    it, at the lowest priority number among those routes (ties: the route
+//    listed first), with that route's timeToLiveSecs, else the global TTL
+//    of the table in force when the message is dispatched.
+//  * A message that matches no route is counted as orphaned and released.
+//  * Order: FIFO per (endpoint, priority) for the messages of one source
+//    (messages of one source go through one dispatch worker). Nothing is
+//    ordered across sources, priorities or endpoints.
+//  * Each endpoint's executor takes a batch from its highest-priority
+//    non-empty lane, delivers it, and starts over from the highest priority.
+//    A batch finishes before the next starts (head-of-line per endpoint).
+//  * TTL is checked before every delivery attempt, retries included. edgeHub
+//    checks it only when it reads from its queue, so it may re-send an
+//    expired message that is already in a retried batch; edgeroute never
+//    delivers a message after its TTL.
+//  * A full (endpoint, priority) lane drops the new message for that
+//    endpoint only, counted as dropped{reason="queue_full"}; admission and
+//    the other endpoints are unaffected. A stalled endpoint therefore costs
+//    at most endpoint_queue_capacity messages of memory per priority.
+//  * A full admission ring makes Send wait up to admission_timeout, then
+//    fail with ResourceExhausted: nothing is dropped silently.
+//
 // Usage:
 //   RouterOptions options;
 //   auto router = Router::Create(options, manifest_json).value();
@@ -185,8 +208,8 @@ struct RouteMetrics {
   uint64_t matched = 0;
 };
 
-// Enqueue -> delivery latency, in buckets with upper bounds
-// kLatencyBucketUpperMicros[i]; the last bucket is unbounded.
+// Enqueue (into the endpoint queue) -> sink acknowledgement latency, in
+// power-of-two buckets; the last bucket is unbounded.
 inline constexpr int kLatencyBuckets = 28;
 struct LatencyHistogram {
   // counts[i] = deliveries with latency <= 2^i microseconds and above the

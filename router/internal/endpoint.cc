@@ -15,6 +15,7 @@ namespace {
 // Longest sleep of an idle executor (real time). Every event that matters
 // wakes it earlier; this only bounds the cost of a missed clock change.
 constexpr int64_t kMaxSleepUs = 1'000'000;
+constexpr int kIdleSpins = 200;
 
 int64_t RealNowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
@@ -183,6 +184,14 @@ std::shared_ptr<Sink> Endpoint::CurrentSink() {
 
 void Endpoint::Sleep(int64_t timeout_us, bool wait_for_data,
                      int64_t until_mono_us) {
+  if (wait_for_data) {
+    // Spin briefly first (see the dispatch workers): saves the producers'
+    // futex wake-ups under load.
+    for (int spin = 0; spin < kIdleSpins; ++spin) {
+      CpuRelax();
+      if (HasWork()) return;
+    }
+  }
   const uint32_t key = wake_.PrepareWait();
   if (control_generation_.load(std::memory_order_acquire) != seen_control_ ||
       (wait_for_data && HasWork()) ||
@@ -318,14 +327,17 @@ bool Endpoint::TakeFromStore() {
       p.expires_wall_us = m.expiry_us;
       p.admit_wall_us = m.enqueue_time_us;
       p.admit_mono_us = 0;
-      p.stored = std::move(m.bytes);
       // FlatBuffers needs 8-byte alignment: std::string storage from the
       // usual allocators has it; otherwise keep an aligned copy.
-      p.aligned.clear();
-      if (reinterpret_cast<uintptr_t>(p.stored.data()) % 8 != 0) {
-        p.aligned.resize((p.stored.size() + 7) / 8);
-        std::memcpy(p.aligned.data(), p.stored.data(), p.stored.size());
+      if (reinterpret_cast<uintptr_t>(m.bytes.data()) % 8 != 0) {
+        if (store_aligned_.size() <= i) store_aligned_.resize(i + 1);
+        store_aligned_[i].resize((m.bytes.size() + 7) / 8);
+        std::memcpy(store_aligned_[i].data(), m.bytes.data(), m.bytes.size());
+        p.data = reinterpret_cast<const uint8_t*>(store_aligned_[i].data());
+      } else {
+        p.data = reinterpret_cast<const uint8_t*>(m.bytes.data());
       }
+      p.size = m.bytes.size();
     }
     read_offset_[b] = store_buf_.back().offset;
     started_[b] = true;
@@ -483,14 +495,10 @@ void Endpoint::Run() {
     batch_.views_.resize(n);
     for (size_t i = 0; i < n; ++i) {
       const Pending& p = current_[i];
-      batch_.views_[i] =
-          p.node != nullptr
-              ? p.node->view()
-              : MessageView::FromTrustedBytes(absl::MakeConstSpan(
-                    p.aligned.empty()
-                        ? reinterpret_cast<const uint8_t*>(p.stored.data())
-                        : reinterpret_cast<const uint8_t*>(p.aligned.data()),
-                    p.stored.size()));
+      batch_.views_[i] = p.node != nullptr
+                             ? p.node->view()
+                             : MessageView::FromTrustedBytes(
+                                   absl::MakeConstSpan(p.data, p.size));
     }
     batch_.outcomes_.assign(n, DeliveryOutcome::kRetry);
     batch_.priority_ = BucketPriority(current_bucket_);

@@ -154,10 +154,11 @@ class Endpoint {
   int64_t NextRetryMonoMicros() const;
 
  private:
+  // Trivially copyable, so that batches are cheap to build and compact.
   struct Pending {
     MessageNode* node = nullptr;    // memory mode
-    std::string stored;             // store mode: the message bytes
-    std::vector<uint64_t> aligned;  // store mode: aligned copy if needed
+    const uint8_t* data = nullptr;  // store mode: bytes in store_buf_
+    size_t size = 0;                // store mode
     uint64_t offset = 0;            // store mode
     int64_t expires_wall_us = INT64_MAX;
     int64_t admit_wall_us = 0;
@@ -242,7 +243,10 @@ class Endpoint {
   uint64_t checkpointed_[kPriorityBuckets] = {};
   uint64_t done_offset_ = 0;
   std::vector<uint64_t> done_offsets_;
+  // Store mode: the messages of current_ (kept until the next read, which
+  // happens only when current_ is empty) and aligned copies if needed.
   std::vector<store::StoredMessage> store_buf_;
+  std::vector<std::vector<uint64_t>> store_aligned_;
   std::mt19937_64 rng_;
   DeliveryBatch batch_;
 

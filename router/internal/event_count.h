@@ -47,6 +47,15 @@ inline void FutexWake(std::atomic<uint32_t>* word);
 #endif
 #endif
 
+// A pause hint for spin-wait loops.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // A full (seq_cst) fence. ThreadSanitizer does not model fences (and GCC
 // warns about them); under TSan a seq_cst read-modify-write stands in, which
 // is a full barrier on the hardware we build for.

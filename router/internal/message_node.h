@@ -32,7 +32,8 @@ struct alignas(16) MessageNode {
   uint32_t size;
   // Case-insensitive hash of the message source (chooses the worker).
   uint64_t source_hash;
-  // Admission times from the router's clock.
+  // Enqueue times (router clock), set by the dispatch worker just before
+  // the message is routed: TTL and latency start here.
   int64_t admit_wall_us;
   int64_t admit_mono_us;
   // Store mode: the Send waiting for this message's append; else nullptr.
