@@ -379,6 +379,23 @@ TEST(ParseEdgeHubConfig, ErrorExcerptHasCaretUnderTheValue) {
   EXPECT_EQ(carets.substr(carets.find('^')), "^~");
 }
 
+TEST(ParseEdgeHubConfig, ExcerptOfAMinifiedManifestIsAWindowAroundTheCaret) {
+  std::string routes = "{";
+  for (int i = 0; i < 50; ++i) {
+    absl::StrAppend(&routes, "\"r", i, "\":\"FROM /* INTO $upstream\",");
+  }
+  routes += "\"last\":{\"route\":\"FROM /* INTO $upstream\",\"priority\":77}}";
+  Diagnostic d = OnlyError(Desired11(routes));
+  EXPECT_EQ(d.line, 1);
+  const size_t nl = d.excerpt.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  const std::string line = d.excerpt.substr(0, nl);
+  const std::string carets = d.excerpt.substr(nl + 1);
+  EXPECT_LT(line.size(), 120u);
+  EXPECT_TRUE(absl::StartsWith(line, "...")) << line;
+  EXPECT_EQ(line.substr(carets.find('^'), 2), "77") << d.excerpt;
+}
+
 TEST(ParseEdgeHubConfig, ColumnsCountCharactersNotBytes) {
   Diagnostic d = OnlyError("{\"\xc3\xa9\xc3\xa9\": 1 2}");
   EXPECT_EQ(d.column, 10);  // the "2"
