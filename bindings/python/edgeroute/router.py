@@ -36,19 +36,18 @@ class Durability(enum.IntEnum):
 
 class Delivery:
     """One message handed to a sink: a copy, valid after acknowledgement.
-    Properties are decoded on first use."""
+    The body and encoding are copied at once; the rest is decoded from the
+    encoding on first use."""
 
-    __slots__ = ("body", "encoded", "enqueue_time_us", "sequence_number",
-                 "_message")
+    __slots__ = ("body", "encoded", "_message", "_times")
 
     def __init__(self, view: int) -> None:
-        self.body: bytes = view_body(view)
         n = c_size_t()
         ptr = lib.edgeroute_view_encoded(view, byref(n))
         self.encoded: bytes = _native.string_at(ptr, n.value)
-        self.enqueue_time_us: int = lib.edgeroute_view_enqueue_time_us(view)
-        self.sequence_number: int = lib.edgeroute_view_sequence_number(view)
+        self.body: bytes = view_body(view)
         self._message: Optional[Message] = None
+        self._times: Optional[tuple] = None
 
     @property
     def message(self) -> Message:
@@ -67,6 +66,24 @@ class Delivery:
     @property
     def source(self) -> str:
         return self.message.source or ""
+
+    def _load_times(self) -> tuple:
+        if self._times is None:
+            native = thread_builder()
+            native.load_encoded(self.encoded)
+            view = lib.edgeroute_message_view(native.handle)
+            self._times = (lib.edgeroute_view_enqueue_time_us(view),
+                           lib.edgeroute_view_sequence_number(view))
+        return self._times
+
+    @property
+    def enqueue_time_us(self) -> int:
+        """Recorded in the message by its producer; 0 when none."""
+        return self._load_times()[0]
+
+    @property
+    def sequence_number(self) -> int:
+        return self._load_times()[1]
 
     def __repr__(self) -> str:
         return "Delivery(body=%r)" % self.body
