@@ -192,6 +192,8 @@ class StoreImpl final : public Store {
   // a cleanup when full only if one of them says it can free something.
   int64_t min_expiry_hint_ ABSL_GUARDED_BY(mu_) = kInfinite;
   bool checkpoint_moved_ ABSL_GUARDED_BY(mu_) = false;
+  // Earliest expiry appended since the running cleanup took its snapshot.
+  int64_t appended_min_expiry_ ABSL_GUARDED_BY(mu_) = kInfinite;
   // After a failed write (e.g. ENOSPC) RocksDB refuses writes until resumed.
   bool needs_resume_ ABSL_GUARDED_BY(mu_) = false;
 
@@ -569,6 +571,7 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
     stored_bytes_ += admitted_bytes;
     payload_count_ += payloads;
     min_expiry_hint_ = std::min(min_expiry_hint_, min_expiry);
+    appended_min_expiry_ = std::min(appended_min_expiry_, min_expiry);
   } else {
     // Nothing was written: give the offsets and sequences back.
     for (const auto& [queue, first] : saved_offsets) {
@@ -826,6 +829,7 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
     if (closed_) return absl::FailedPreconditionError("store is closed");
     queues = queues_;
     checkpoint_moved_ = false;
+    appended_min_expiry_ = kInfinite;
   }
   const int64_t now = options_.clock->NowMicros();
   int64_t min_expiry = kInfinite;
@@ -882,7 +886,8 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    min_expiry_hint_ = min_expiry;
+    // Appends made after the queue snapshot were not scanned.
+    min_expiry_hint_ = std::min(min_expiry, appended_min_expiry_);
   }
   if (force_compaction ||
       freed_since_compaction_ >= options_.compact_after_bytes) {
