@@ -1,5 +1,8 @@
 #include "store/fault_fs.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <memory>
 #include <string>
 #include <utility>
@@ -10,28 +13,50 @@ namespace {
 class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
  public:
   FaultWritableFile(std::unique_ptr<rocksdb::FSWritableFile> file,
-                    FaultFileSystem* fs)
-      : FSWritableFileOwnerWrapper(std::move(file)), fs_(fs) {}
+                    FaultFileSystem* fs, std::string fname, uint64_t size)
+      : FSWritableFileOwnerWrapper(std::move(file)),
+        fs_(fs),
+        fname_(std::move(fname)),
+        size_(size) {}
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data,
                            const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
     if (!fs_->Charge(data.size())) return NoSpace();
-    return target()->Append(data, options, dbg);
+    rocksdb::IOStatus s = target()->Append(data, options, dbg);
+    if (s.ok()) Appended(data.size());
+    return s;
   }
   rocksdb::IOStatus Append(const rocksdb::Slice& data,
                            const rocksdb::IOOptions& options,
                            const rocksdb::DataVerificationInfo& info,
                            rocksdb::IODebugContext* dbg) override {
     if (!fs_->Charge(data.size())) return NoSpace();
-    return target()->Append(data, options, info, dbg);
+    rocksdb::IOStatus s = target()->Append(data, options, info, dbg);
+    if (s.ok()) Appended(data.size());
+    return s;
+  }
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& options,
+                         rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->Sync(options, dbg);
+    if (s.ok()) fs_->RecordSync(fname_);
+    return s;
+  }
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->Fsync(options, dbg);
+    if (s.ok()) fs_->RecordSync(fname_);
+    return s;
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data,
                                      uint64_t offset,
                                      const rocksdb::IOOptions& options,
                                      rocksdb::IODebugContext* dbg) override {
     if (!fs_->Charge(data.size())) return NoSpace();
-    return target()->PositionedAppend(data, offset, options, dbg);
+    rocksdb::IOStatus s =
+        target()->PositionedAppend(data, offset, options, dbg);
+    if (s.ok()) fs_->RecordAppend(fname_, offset + data.size());
+    return s;
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data,
                                      uint64_t offset,
@@ -39,7 +64,10 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
                                      const rocksdb::DataVerificationInfo& info,
                                      rocksdb::IODebugContext* dbg) override {
     if (!fs_->Charge(data.size())) return NoSpace();
-    return target()->PositionedAppend(data, offset, options, info, dbg);
+    rocksdb::IOStatus s =
+        target()->PositionedAppend(data, offset, options, info, dbg);
+    if (s.ok()) fs_->RecordAppend(fname_, offset + data.size());
+    return s;
   }
 
  private:
@@ -48,7 +76,14 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
         rocksdb::IOStatus::NoSpace("injected", "No space left on device");
     return s;
   }
+  void Appended(size_t n) {
+    size_ += n;
+    fs_->RecordAppend(fname_, size_);
+  }
+
   FaultFileSystem* fs_;
+  const std::string fname_;
+  uint64_t size_;  // RocksDB does not append to one file concurrently.
 };
 
 }  // namespace
@@ -80,7 +115,10 @@ rocksdb::IOStatus FaultFileSystem::NewWritableFile(
     rocksdb::IODebugContext* dbg) {
   std::unique_ptr<rocksdb::FSWritableFile> file;
   rocksdb::IOStatus s = target()->NewWritableFile(fname, options, &file, dbg);
-  if (s.ok()) result->reset(new FaultWritableFile(std::move(file), this));
+  if (s.ok()) {
+    RecordCreate(fname);
+    result->reset(new FaultWritableFile(std::move(file), this, fname, 0));
+  }
   return s;
 }
 
@@ -91,7 +129,15 @@ rocksdb::IOStatus FaultFileSystem::ReopenWritableFile(
   std::unique_ptr<rocksdb::FSWritableFile> file;
   rocksdb::IOStatus s =
       target()->ReopenWritableFile(fname, options, &file, dbg);
-  if (s.ok()) result->reset(new FaultWritableFile(std::move(file), this));
+  if (s.ok()) {
+    uint64_t size = 0;
+    target()
+        ->GetFileSize(fname, rocksdb::IOOptions(), &size, dbg)
+        .PermitUncheckedError();
+    RecordAppend(fname, size);
+    RecordSync(fname);  // What existed before counts as durable.
+    result->reset(new FaultWritableFile(std::move(file), this, fname, size));
+  }
   return s;
 }
 
@@ -103,8 +149,46 @@ rocksdb::IOStatus FaultFileSystem::ReuseWritableFile(
   std::unique_ptr<rocksdb::FSWritableFile> file;
   rocksdb::IOStatus s =
       target()->ReuseWritableFile(fname, old_fname, options, &file, dbg);
-  if (s.ok()) result->reset(new FaultWritableFile(std::move(file), this));
+  if (s.ok()) {
+    RecordCreate(fname);
+    result->reset(new FaultWritableFile(std::move(file), this, fname, 0));
+  }
   return s;
+}
+
+void FaultFileSystem::RecordCreate(const std::string& fname) {
+  std::lock_guard<std::mutex> lock(mu_);
+  written_[fname] = 0;
+  synced_[fname] = 0;
+}
+
+void FaultFileSystem::RecordAppend(const std::string& fname, uint64_t end) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t& written = written_[fname];
+  if (end > written) written = end;
+  synced_.emplace(fname, 0);
+}
+
+void FaultFileSystem::RecordSync(const std::string& fname) {
+  std::lock_guard<std::mutex> lock(mu_);
+  synced_[fname] = written_[fname];
+}
+
+std::map<std::string, uint64_t> FaultFileSystem::SyncedSizes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return synced_;
+}
+
+int FaultFileSystem::DropUnsynced(
+    const std::map<std::string, uint64_t>& synced) {
+  int cut = 0;
+  for (const auto& [path, size] : synced) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) continue;
+    if (static_cast<uint64_t>(st.st_size) <= size) continue;
+    if (truncate(path.c_str(), static_cast<off_t>(size)) == 0) ++cut;
+  }
+  return cut;
 }
 
 std::unique_ptr<rocksdb::Env> NewFaultEnv(

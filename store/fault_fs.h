@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "rocksdb/env.h"
@@ -15,9 +17,11 @@
 namespace edgeroute::store {
 
 // Wraps the default file system. Every byte appended to a writable file is
-// charged to a budget; once the budget is spent, appends and new files fail
-// with IOStatus::NoSpace (what RocksDB gets from ENOSPC) until the budget is
-// raised again. Thread-safe.
+// charged to a budget; once the budget is spent, appends fail with
+// IOStatus::NoSpace (what RocksDB gets from ENOSPC) until the budget is
+// raised again. It also records how much of each file was synced, so that a
+// test can simulate a power loss (SyncedSizes at the moment of the "power
+// cut", DropUnsynced after closing). Thread-safe.
 class FaultFileSystem : public rocksdb::FileSystemWrapper {
  public:
   FaultFileSystem();
@@ -36,6 +40,19 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
   // Charges `bytes`; returns false (and counts a failure) if they do not fit.
   bool Charge(size_t bytes);
 
+  // Path -> bytes made durable by Sync/Fsync, for every file written
+  // through this file system.
+  std::map<std::string, uint64_t> SyncedSizes() const;
+  // What a power loss does to the files in `synced`: each one that still
+  // exists is cut back to its synced size. Files created later are left
+  // alone. Returns the number of files cut.
+  static int DropUnsynced(const std::map<std::string, uint64_t>& synced);
+
+  // Bookkeeping used by the wrapped files.
+  void RecordCreate(const std::string& fname);
+  void RecordAppend(const std::string& fname, uint64_t end);
+  void RecordSync(const std::string& fname);
+
   rocksdb::IOStatus NewWritableFile(
       const std::string& fname, const rocksdb::FileOptions& options,
       std::unique_ptr<rocksdb::FSWritableFile>* result,
@@ -53,6 +70,9 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
  private:
   std::atomic<int64_t> budget_{-1};
   std::atomic<int64_t> failures_{0};
+  mutable std::mutex mu_;
+  std::map<std::string, uint64_t> written_;  // Guarded by mu_.
+  std::map<std::string, uint64_t> synced_;   // Guarded by mu_.
 };
 
 // An Env whose file system is `fs` (for StoreOptions::env).

@@ -1,6 +1,7 @@
 // Fault injection: the disk fills up (ENOSPC) under the store.
 
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -133,6 +134,48 @@ TEST(StoreFaultOpenTest, OpenOnFullDiskFailsCleanly) {
   fs->SetBudget(-1);
   store = Store::Open(options);
   EXPECT_TRUE(store.ok()) << store.status();
+}
+
+// Power loss: every file is cut back to what was synced when the power
+// failed. kPower must keep every acknowledged message; kProcess (no fsync)
+// loses the unsynced ones, which shows that the check can fail.
+TEST_P(StoreFaultTest, PowerLossKeepsWhatPowerDurabilityAcknowledged) {
+  auto fs = std::make_shared<FaultFileSystem>();
+  std::unique_ptr<rocksdb::Env> env = NewFaultEnv(fs);
+  FakeClock clock;
+  StoreOptions options;
+  options.directory =
+      TestDir(absl::StrCat("power_loss", static_cast<int>(GetParam())));
+  options.durability = GetParam();
+  options.clock = &clock;
+  options.cleanup_interval_ms = 0;
+  options.env = env.get();
+  std::vector<int> acknowledged;
+  std::map<std::string, uint64_t> synced;
+  {
+    absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<uint32_t> q = (*store)->OpenQueue({"q", 0});
+    ASSERT_TRUE(q.ok());
+    for (int n = 0; n < 50; ++n) {
+      ASSERT_TRUE(AppendOne(store->get(), MakeMessage(n, 500), *q).ok());
+      acknowledged.push_back(n);
+    }
+    synced = fs->SyncedSizes();  // The power fails here.
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  const int cut = FaultFileSystem::DropUnsynced(synced);
+  if (GetParam() == Durability::kProcess) EXPECT_GT(cut, 0);
+  options.env = nullptr;
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_EQ((*store)->ListQueues().size(), 1u);  // OpenQueue syncs.
+  std::vector<int> present = ReadAll(store->get(), 0);
+  if (GetParam() == Durability::kPower) {
+    EXPECT_EQ(present, acknowledged);
+  } else {
+    EXPECT_LT(present.size(), acknowledged.size());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Durabilities, StoreFaultTest,
