@@ -465,7 +465,9 @@ EDGEROUTE_EXPORT int edgeroute_router_send_batch(
 /* Routes `count` messages that share the properties, system properties and
  * source of `prototype` (NULL = none; finished by the call) and have bodies
  * bodies[i] of lengths[i] bytes (the prototype's own body is ignored). The
- * fast path for a stream of readings; *accepted as for send_batch. */
+ * fast path for a stream of readings; *accepted as for send_batch. A
+ * finished prototype is only read, so concurrent calls may share one once it
+ * is finished (e.g. by edgeroute_message_view). */
 EDGEROUTE_EXPORT int edgeroute_router_send_bodies(
     edgeroute_router_t* router, edgeroute_message_t* prototype,
     const char* const* bodies, const size_t* lengths, size_t count,

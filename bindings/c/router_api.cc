@@ -118,8 +118,7 @@ absl::Status MakeRouterOptions(const edgeroute_options_t& in,
   }
   if (out->retry.initial <= absl::ZeroDuration() ||
       out->retry.max < out->retry.initial) {
-    return absl::InvalidArgumentError(
-        "retry backoff needs 0 < initial <= max");
+    return absl::InvalidArgumentError("retry backoff needs 0 < initial <= max");
   }
   if (in.durability != EDGEROUTE_DURABILITY_PROCESS &&
       in.durability != EDGEROUTE_DURABILITY_POWER) {
@@ -390,6 +389,7 @@ int edgeroute_router_send_batch(edgeroute_router_t* router,
   return Guard(errptr, [&]() -> absl::Status {
     if (router == nullptr) return NullArgument("router");
     if (msgs == nullptr && count > 0) return NullArgument("messages");
+    EDGEROUTE_RETURN_IF_ERROR(router->CheckOpen());
     for (size_t i = 0; i < count; ++i) {
       if (msgs[i] == nullptr) {
         return absl::InvalidArgumentError(
@@ -399,7 +399,7 @@ int edgeroute_router_send_batch(edgeroute_router_t* router,
           router->router->SendView(edgeroute::c_api::Finish(msgs[i]).view));
       if (accepted != nullptr) *accepted = i + 1;
     }
-    return router->CheckOpen();
+    return absl::OkStatus();
   });
 }
 
@@ -413,6 +413,7 @@ int edgeroute_router_send_bodies(edgeroute_router_t* router,
     if (router == nullptr) return NullArgument("router");
     if (count > 0 && bodies == nullptr) return NullArgument("bodies");
     if (count > 0 && lengths == nullptr) return NullArgument("lengths");
+    EDGEROUTE_RETURN_IF_ERROR(router->CheckOpen());
     MessageView proto;
     if (prototype != nullptr) proto = edgeroute::c_api::Finish(prototype).view;
     // One builder per thread, reused: no allocation per message after the
@@ -447,7 +448,7 @@ int edgeroute_router_send_bodies(edgeroute_router_t* router,
       EDGEROUTE_RETURN_IF_ERROR(router->router->SendView(builder.view()));
       if (accepted != nullptr) *accepted = i + 1;
     }
-    return router->CheckOpen();
+    return absl::OkStatus();
   });
 }
 
@@ -574,9 +575,9 @@ int edgeroute_batch_ack_all(edgeroute_batch_t* batch, int outcome,
     size_t last = n;
     for (size_t i = 0; i < n; ++i) {
       uint8_t expected = 0;
-      if (batch->acked[i].compare_exchange_strong(
-              expected, 2, std::memory_order_acq_rel,
-              std::memory_order_relaxed)) {
+      if (batch->acked[i].compare_exchange_strong(expected, 2,
+                                                  std::memory_order_acq_rel,
+                                                  std::memory_order_relaxed)) {
         last = i;
       }
     }

@@ -170,6 +170,18 @@ def test_update_routes(manifest):
         assert router.metrics().route_updates == 1
 
 
+def test_remove_sink_keeps_messages_queued(manifest):
+    up = Collector()
+    with Router(manifest) as router:
+        router.set_sink("iothub", up)
+        router.set_sink("iothub", None)
+        router.send(b"waits", properties={"level": "critical"})
+        router.wait_idle()
+        assert router.endpoint_metrics("iothub").queue_depth == 1
+        router.set_sink("iothub", up)
+        assert up.wait_for(1) == [b"waits"]
+
+
 def test_closed_router_raises_failed_precondition(manifest):
     router = Router(manifest)
     router.close()
