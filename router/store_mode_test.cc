@@ -2,9 +2,13 @@
 // from the store and checkpoint after the sink answers, and messages survive
 // a restart of the router (and of the store).
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -177,6 +181,90 @@ TEST(StoreModeTest, TtlFromTheRouteIsStoredWithTheReference) {
   ASSERT_TRUE((*router)->SetSink("DEV/a/in", a).ok());
   ASSERT_TRUE((*router)->WaitIdle(kWait).ok());
   EXPECT_EQ(a->count(), 0u);
+  ASSERT_TRUE((*router)->Close().ok());
+}
+
+// A store whose Append blocks until released: the dispatch worker stalls,
+// the admission ring fills, and Send must give up after the timeout.
+class BlockingStore : public store::Store {
+ public:
+  absl::StatusOr<uint32_t> OpenQueue(const store::QueueId&) override {
+    return 0;
+  }
+  std::vector<store::QueueId> ListQueues() const override { return {}; }
+  absl::Status Append(absl::Span<const store::AppendItem>) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++appends_;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return released_; });
+    return absl::OkStatus();
+  }
+  absl::Status Read(uint32_t, size_t,
+                    std::vector<store::StoredMessage>* out) override {
+    out->clear();
+    return absl::OkStatus();
+  }
+  absl::Status ReadAfter(uint32_t, uint64_t, size_t,
+                         std::vector<store::StoredMessage>* out) override {
+    out->clear();
+    return absl::OkStatus();
+  }
+  absl::Status Checkpoint(uint32_t, uint64_t) override {
+    return absl::OkStatus();
+  }
+  Stats GetStats() const override { return {}; }
+  absl::Status RunCleanup(bool) override { return absl::OkStatus(); }
+  absl::Status Close() override { return absl::OkStatus(); }
+
+  void WaitForAppend() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return appends_ > 0; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int appends_ = 0;
+  bool released_ = false;
+};
+
+TEST(StoreModeTest, FullAdmissionMakesSendFailWithResourceExhausted) {
+  BlockingStore store;
+  RouterOptions o;
+  o.store = &store;
+  o.dispatch_workers = 1;
+  o.admission_capacity = 2;
+  o.admission_timeout = absl::Milliseconds(20);
+  auto router = Router::Create(o, Routes(), -1);
+  ASSERT_TRUE(router.ok()) << router.status();
+  // The first message reaches the worker, which blocks in Append. Then four
+  // concurrent Sends meet an empty ring of capacity 2: two get in, two time
+  // out. (Sends wait for their append, so each runs on its own thread.)
+  std::vector<std::thread> senders;
+  std::atomic<int> ok{0}, exhausted{0};
+  auto send = [&](uint64_t seq) {
+    absl::Status s = Send(**router, seq, false);
+    if (s.ok()) ++ok;
+    if (s.code() == absl::StatusCode::kResourceExhausted) ++exhausted;
+  };
+  senders.emplace_back(send, 1);
+  store.WaitForAppend();
+  for (uint64_t seq = 2; seq <= 5; ++seq) senders.emplace_back(send, seq);
+  // The two that cannot get in give up after 20 ms; wait for that event.
+  const absl::Time deadline = absl::Now() + kWait;
+  while (exhausted.load() < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(exhausted.load(), 2);
+  EXPECT_EQ((*router)->GetMetrics().rejected_full, 2u);
+  store.Release();
+  for (auto& t : senders) t.join();
+  EXPECT_EQ(ok.load(), 3);
   ASSERT_TRUE((*router)->Close().ok());
 }
 
