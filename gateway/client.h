@@ -44,7 +44,8 @@ struct ClientOptions {
   size_t send_buffer_bytes = 64u << 10;
 };
 
-// One received Deliver frame. Views are valid until the next Receive.
+// One received Deliver frame. Views point into the client's receive buffer
+// and are valid until the next Receive, WaitForAcks or Hello call.
 struct Delivery {
   uint64_t delivery_id = 0;
   absl::string_view input;
