@@ -1057,7 +1057,7 @@ static void TestStore(void) {
   edgeroute_router_t* router;
   edgeroute_options_t* options = edgeroute_options_create();
   StartPhase("store");
-  snprintf(dir, sizeof(dir), "%s/c_test_store", tmp != NULL ? tmp : "/tmp");
+  snprintf(dir, sizeof(dir), "%s/c_test_store", tmp != NULL ? tmp : ".");
   edgeroute_options_set_store_directory(options, dir, strlen(dir));
   edgeroute_options_set_durability(options, EDGEROUTE_DURABILITY_POWER);
 
