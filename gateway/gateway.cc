@@ -316,6 +316,12 @@ class GatewayImpl final : public ServerHooks {
     return absl::StrCat(router_->PrometheusText(), server_->PrometheusText());
   }
 
+  RouterMetrics RouterMetricsSnapshot() const { return router_->GetMetrics(); }
+  absl::StatusOr<store::Store::Stats> StoreStats() const {
+    if (store_ == nullptr) return absl::FailedPreconditionError("no store");
+    return store_->GetStats();
+  }
+
   absl::Status WaitIdle(int timeout_ms) {
     return router_->WaitIdle(absl::Milliseconds(timeout_ms));
   }
@@ -397,6 +403,12 @@ int Gateway::tcp_port() const { return impl_->tcp_port(); }
 int Gateway::metrics_port() const { return impl_->metrics_port(); }
 IoBackend Gateway::backend() const { return impl_->backend(); }
 std::string Gateway::PrometheusText() const { return impl_->PrometheusText(); }
+RouterMetrics Gateway::RouterMetricsSnapshot() const {
+  return impl_->RouterMetricsSnapshot();
+}
+absl::StatusOr<store::Store::Stats> Gateway::StoreStats() const {
+  return impl_->StoreStats();
+}
 absl::Status Gateway::WaitIdle(int timeout_ms) {
   return impl_->WaitIdle(timeout_ms);
 }
@@ -457,96 +469,6 @@ absl::Status RunGateway(const GatewayOptions& options) {
   gateway->reset();
   restore();
   return status;
-}
-
-absl::Status RunDemo(const DemoOptions& options) {
-  GatewayOptions gateway_options;
-  gateway_options.device_id = "demo-edge";
-  gateway_options.tcp_port = 0;
-  gateway_options.backend = options.backend;
-  gateway_options.manifest_json = R"json({
-    "schemaVersion": "1.1",
-    "routes": {
-      "sensorToFilter": "FROM /messages/modules/tempSensor/outputs/temperature INTO BrokeredEndpoint(\"/modules/filter/inputs/input1\")",
-      "filterToUpstream": "FROM /messages/modules/filter/outputs/alerts WHERE temperatureAlert = 'true' INTO $upstream"
-    },
-    "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}
-  })json";
-  EDGEROUTE_ASSIGN_OR_RETURN(std::unique_ptr<Gateway> gateway,
-                             Gateway::Create(gateway_options));
-  EDGEROUTE_RETURN_IF_ERROR(gateway->Start());
-  const std::string address =
-      absl::StrCat("tcp:127.0.0.1:", gateway->tcp_port());
-  std::printf("gateway listening on %s (%s)\n", address.c_str(),
-              IoBackendName(gateway->backend()));
-
-  auto connect =
-      [&](absl::string_view device,
-          absl::string_view module) -> absl::StatusOr<std::unique_ptr<Client>> {
-    EDGEROUTE_ASSIGN_OR_RETURN(auto client, Client::Connect(address));
-    EDGEROUTE_RETURN_IF_ERROR(client->Hello(device, module));
-    return client;
-  };
-  EDGEROUTE_ASSIGN_OR_RETURN(auto upstream, connect("demo-cloud", ""));
-  EDGEROUTE_RETURN_IF_ERROR(upstream->Subscribe({kUpstreamInput}));
-  EDGEROUTE_ASSIGN_OR_RETURN(auto filter, connect("demo-edge", "filter"));
-  EDGEROUTE_RETURN_IF_ERROR(filter->Subscribe({"input1"}));
-  EDGEROUTE_ASSIGN_OR_RETURN(auto sensor, connect("demo-edge", "tempSensor"));
-
-  MessageBuilder builder;
-  int expected_alerts = 0;
-  for (int i = 0; i < options.messages; ++i) {
-    const int temperature = 20 + (i * 7) % 11;
-    expected_alerts += temperature > 25;
-    builder.Clear();
-    builder.SetBody(absl::StrCat("{\"temperature\":", temperature, "}"));
-    builder.AddSystemProperty("contentType", "application/json");
-    EDGEROUTE_RETURN_IF_ERROR(
-        sensor->SendTelemetry("temperature", builder.Finish(), true).status());
-    std::printf("tempSensor  -> temperature  %d\n", temperature);
-  }
-  EDGEROUTE_RETURN_IF_ERROR(
-      sensor->WaitForAcks(static_cast<uint64_t>(options.messages)));
-
-  for (int i = 0; i < options.messages; ++i) {
-    EDGEROUTE_ASSIGN_OR_RETURN(Delivery d, filter->Receive(10000));
-    const std::string body(d.message.body());
-    int temperature = 0;
-    std::sscanf(body.c_str(), "{\"temperature\":%d}", &temperature);
-    const bool alert = temperature > 25;
-    std::printf("filter      <- %s %s%s\n", std::string(d.input).c_str(),
-                body.c_str(), alert ? "  (alert)" : "");
-    builder.Clear();
-    builder.SetBody(body);
-    builder.AddProperty("temperatureAlert", alert ? "true" : "false");
-    const uint64_t id = d.delivery_id;
-    EDGEROUTE_RETURN_IF_ERROR(
-        filter->SendTelemetry("alerts", builder.Finish()).status());
-    EDGEROUTE_RETURN_IF_ERROR(filter->Ack(id));
-  }
-  EDGEROUTE_RETURN_IF_ERROR(filter->Flush());
-
-  for (int i = 0; i < expected_alerts; ++i) {
-    EDGEROUTE_ASSIGN_OR_RETURN(Delivery d, upstream->Receive(10000));
-    std::printf("$upstream   <- %s from %s\n",
-                std::string(d.message.body()).c_str(),
-                std::string(d.message.source()).c_str());
-    EDGEROUTE_RETURN_IF_ERROR(upstream->Ack(d.delivery_id));
-  }
-  EDGEROUTE_RETURN_IF_ERROR(upstream->Flush());
-  EDGEROUTE_RETURN_IF_ERROR(gateway->WaitIdle(10000));
-
-  std::printf("\nmetrics (excerpt):\n");
-  std::istringstream metrics(gateway->PrometheusText());
-  for (std::string line; std::getline(metrics, line);) {
-    if (line.rfind("edgeroute_gateway_", 0) == 0) {
-      std::printf("  %s\n", line.c_str());
-    }
-  }
-  sensor.reset();
-  filter.reset();
-  upstream.reset();
-  return gateway->Shutdown();
 }
 
 }  // namespace gateway

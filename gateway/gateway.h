@@ -29,6 +29,8 @@
 #include "absl/status/statusor.h"
 #include "gateway/event_loop.h"
 #include "gateway/server.h"
+#include "router/router.h"
+#include "store/store.h"
 
 namespace edgeroute {
 namespace gateway {
@@ -94,6 +96,12 @@ class Gateway {
   IoBackend backend() const;
   // Router and gateway metrics in Prometheus text format.
   std::string PrometheusText() const;
+  // The embedded router's counters (Router::GetMetrics).
+  RouterMetrics RouterMetricsSnapshot() const;
+  // The store's counters (Store::GetStats); FailedPrecondition without a
+  // store. Messages the store skips as expired when the router reads them
+  // are counted here (Stats::expired), not in EndpointMetrics::expired.
+  absl::StatusOr<store::Store::Stats> StoreStats() const;
   // Waits until everything sent so far was delivered or the timeout passed
   // (Router::WaitIdle). For tests and benchmarks.
   absl::Status WaitIdle(int timeout_ms);
@@ -110,20 +118,6 @@ class Gateway {
 // starts) and waits for them with sigwait; call it from the main thread
 // before starting other threads.
 absl::Status RunGateway(const GatewayOptions& options);
-
-struct DemoOptions {
-  // Readings the simulated temperature sensor sends.
-  int messages = 10;
-  IoBackend backend = IoBackend::kAuto;
-};
-
-// A self-contained demonstration: starts a gateway on a free loopback port
-// with a three-route manifest (tempSensor -> filter module -> $upstream,
-// only readings above 25 degrees), connects three clients over real
-// sockets (the sensor, the filter module, an upstream forwarder), prints
-// every hop on stdout, then the gateway's metrics summary, and shuts down.
-// Returns the first error, or OK when every expected message arrived.
-absl::Status RunDemo(const DemoOptions& options);
 
 }  // namespace gateway
 }  // namespace edgeroute

@@ -293,13 +293,6 @@ TEST_F(GatewayTest, ReloadSwapsRoutesAndKeepsThemOnError) {
   ASSERT_TRUE(upstream->Flush().ok());
 }
 
-TEST(RunDemoTest, EveryHopArrives) {
-  DemoOptions options;
-  options.messages = 12;
-  const absl::Status status = RunDemo(options);
-  EXPECT_TRUE(status.ok()) << status;
-}
-
 TEST(RunGatewayTest, SighupReloadsAndSigtermStops) {
   // Signals stay pending for RunGateway's sigwait, whichever thread they hit.
   sigset_t signals;

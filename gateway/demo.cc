@@ -1,0 +1,706 @@
+#include "gateway/demo.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gateway/client.h"
+#include "gateway/gateway.h"
+#include "message/message.h"
+#include "message/status.h"
+#include "router/router.h"
+#include "store/store.h"
+
+namespace edgeroute {
+namespace gateway {
+
+// examples/demo-manifest.json, generated into demo_manifest.cc.
+extern const char kDemoManifestText[];
+
+namespace {
+
+constexpr char kDevice[] = "demo-edge";
+constexpr char kUpstreamEndpoint[] = "iothub";
+// timeToLiveSecs of the alerts route in the manifest: the upstream stays
+// away longer than this so that early alerts expire.
+constexpr double kAlertTtlSeconds = 2.0;
+// RouterOptions::endpoint_batch_size (the gateway keeps the default): after
+// the reconnect one retried batch and one batch in flight may precede the
+// alerts.
+constexpr uint64_t kBatchSize = 100;
+constexpr int kAlertThreshold = 30;
+// Slack for TTL judgements: a reading enters the upstream queue a little
+// after the sensor sent it (the filter hop), and the first alert batches
+// after the reconnect take a moment.
+constexpr int64_t kTtlMarginUs = 500000;
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+// Every tenth reading is above the alert threshold.
+int Temperature(uint64_t seq) {
+  return seq % 10 == 7 ? 31 + static_cast<int>(seq % 5)
+                       : 20 + static_cast<int>((seq * 7) % 9);
+}
+
+uint64_t PropertyNumber(const MessageView& message, absl::string_view key) {
+  const PropertyValue v = message.FindProperty(key);
+  uint64_t n = 0;
+  if (!v.has_string() || !absl::SimpleAtoi(v.value, &n)) return ~uint64_t{0};
+  return n;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& address,
+                                                absl::string_view device,
+                                                absl::string_view module) {
+  EDGEROUTE_ASSIGN_OR_RETURN(std::unique_ptr<Client> client,
+                             Client::Connect(address));
+  EDGEROUTE_RETURN_IF_ERROR(client->Hello(device, module));
+  return client;
+}
+
+// State shared by the simulated clients and the narrator. Counters are
+// progress figures read while the threads run: relaxed loads and stores
+// (nothing else is published through them); the detailed records are read
+// only after the threads are joined.
+struct Shared {
+  std::string address;
+  uint64_t messages = 0;
+  int64_t start_us = 0;
+  int64_t send_us = 0;
+
+  std::atomic<uint64_t> sent{0};
+  std::atomic<uint64_t> sensor_acked{0};
+  std::atomic<uint64_t> sensor_refused{0};
+  std::atomic<bool> sensor_done{false};
+  // Wall-clock send time per reading (sensor thread; read after the join).
+  std::vector<int64_t> sent_at_us;
+
+  std::atomic<uint64_t> filter_received{0};
+  std::atomic<uint64_t> filter_sent{0};
+  std::atomic<uint64_t> filter_acked{0};
+  std::atomic<uint64_t> filter_refused{0};
+  std::atomic<bool> stop_filter{false};
+
+  std::atomic<bool> upstream_online{true};
+  std::atomic<bool> stop_upstream{false};
+  std::atomic<uint64_t> upstream_distinct{0};
+  std::atomic<int64_t> reconnect_us{0};
+
+  std::mutex error_mu;
+  std::string first_error;  // guarded by error_mu
+
+  void Fail(absl::string_view who, const absl::Status& status) {
+    std::lock_guard<std::mutex> lock(error_mu);
+    if (first_error.empty())
+      first_error = absl::StrCat(who, ": ", status.ToString());
+  }
+};
+
+void RunSensor(Shared* s) {
+  auto client = Connect(s->address, kDevice, "sensor");
+  if (!client.ok()) {
+    s->Fail("sensor", client.status());
+    s->sensor_done.store(true, std::memory_order_relaxed);
+    return;
+  }
+  MessageBuilder builder;
+  uint64_t seq = 0;
+  while (seq < s->messages) {
+    const int64_t elapsed = NowMicros() - s->start_us;
+    const uint64_t target =
+        elapsed >= s->send_us
+            ? s->messages
+            : static_cast<uint64_t>(static_cast<double>(s->messages) *
+                                    static_cast<double>(elapsed) /
+                                    static_cast<double>(s->send_us));
+    absl::Status status;
+    for (; seq < target && status.ok(); ++seq) {
+      builder.Clear();
+      builder.SetBody(absl::StrCat("{\"temperature\":", Temperature(seq), "}"));
+      builder.AddSystemProperty("contentType", "application/json");
+      builder.AddSystemProperty("contentEncoding", "utf-8");
+      builder.AddProperty("seq", absl::StrCat(seq));
+      s->sent_at_us[seq] = NowMicros();
+      builder.AddProperty("sentUs", absl::StrCat(s->sent_at_us[seq]));
+      status = (*client)
+                   ->SendTelemetry("temperature", builder.Finish(), true)
+                   .status();
+    }
+    if (status.ok()) status = (*client)->WaitForAcks(seq);
+    if (!status.ok()) {
+      s->Fail("sensor", status);
+      break;
+    }
+    s->sent.store(seq, std::memory_order_relaxed);
+    s->sensor_acked.store(
+        (*client)->acks_received() - (*client)->acks_refused(),
+        std::memory_order_relaxed);
+    s->sensor_refused.store((*client)->acks_refused(),
+                            std::memory_order_relaxed);
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  s->sensor_done.store(true, std::memory_order_relaxed);
+}
+
+// Forwards each reading on "alerts" or "readings" and acknowledges its
+// input after the forward was queued (at least once).
+void RunFilter(Shared* s) {
+  auto client = Connect(s->address, kDevice, "filter");
+  absl::Status status = client.status();
+  if (status.ok()) status = (*client)->Subscribe({"input1"});
+  MessageBuilder builder;
+  while (status.ok()) {
+    absl::StatusOr<Delivery> d = (*client)->Receive(50);
+    s->filter_acked.store(
+        (*client)->acks_received() - (*client)->acks_refused(),
+        std::memory_order_relaxed);
+    s->filter_refused.store((*client)->acks_refused(),
+                            std::memory_order_relaxed);
+    if (!d.ok()) {
+      if (d.status().code() != absl::StatusCode::kDeadlineExceeded) {
+        status = d.status();
+      } else if (s->stop_filter.load(std::memory_order_relaxed)) {
+        break;
+      }
+      continue;
+    }
+    const MessageView& m = d->message;
+    const uint64_t delivery_id = d->delivery_id;
+    int temperature = 0;
+    const absl::string_view body = m.body();
+    const size_t colon = body.find(':');
+    if (colon != absl::string_view::npos) {
+      absl::string_view digits = body.substr(colon + 1);
+      digits = digits.substr(0, digits.find('}'));
+      if (!absl::SimpleAtoi(digits, &temperature)) temperature = 0;
+    }
+    const bool alert = temperature > kAlertThreshold;
+    builder.Clear();
+    builder.SetBody(body);
+    builder.AddSystemProperty("contentType", "application/json");
+    builder.AddSystemProperty("contentEncoding", "utf-8");
+    builder.AddProperty("seq", m.FindProperty("seq").value);
+    builder.AddProperty("sentUs", m.FindProperty("sentUs").value);
+    builder.AddProperty("alert", alert ? "true" : "false");
+    s->filter_received.fetch_add(1, std::memory_order_relaxed);
+    status = (*client)
+                 ->SendTelemetry(alert ? "alerts" : "readings",
+                                 builder.Finish(), true)
+                 .status();
+    if (status.ok()) status = (*client)->Ack(delivery_id);
+    if (status.ok()) s->filter_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!status.ok()) s->Fail("filter", status);
+}
+
+// What the upstream saw; read after its thread is joined.
+struct UpstreamRecord {
+  std::vector<uint8_t> seen;
+  uint64_t duplicates = 0;
+  std::vector<int64_t> alert_latency_us;
+  std::vector<int64_t> bulk_latency_us;
+  // After the reconnect, for each first delivery of a message sent before
+  // it: 1 = alert, 0 = bulk, in delivery order.
+  std::vector<uint8_t> backlog_order;
+};
+
+void RunUpstream(Shared* s, UpstreamRecord* r) {
+  r->seen.assign(s->messages, 0);
+  std::unique_ptr<Client> client;
+  bool was_offline = false;
+  int64_t reconnect_us = 0;
+  while (!s->stop_upstream.load(std::memory_order_relaxed)) {
+    if (!s->upstream_online.load(std::memory_order_relaxed)) {
+      if (client != nullptr) {
+        // Deliveries not acknowledged yet come again after the reconnect.
+        client->Flush().IgnoreError();
+        client.reset();
+        was_offline = true;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+      continue;
+    }
+    if (client == nullptr) {
+      auto c = Connect(s->address, "demo-cloud", "");
+      absl::Status status = c.status();
+      if (status.ok()) status = (*c)->Subscribe({kUpstreamInput});
+      if (!status.ok()) {
+        s->Fail("upstream", status);
+        return;
+      }
+      client = std::move(*c);
+      if (was_offline) {
+        reconnect_us = NowMicros();
+        s->reconnect_us.store(reconnect_us, std::memory_order_relaxed);
+      }
+    }
+    absl::StatusOr<Delivery> d = client->Receive(50);
+    if (!d.ok()) {
+      if (d.status().code() != absl::StatusCode::kDeadlineExceeded) {
+        s->Fail("upstream", d.status());
+        return;
+      }
+      continue;
+    }
+    const int64_t now = NowMicros();
+    const uint64_t seq = PropertyNumber(d->message, "seq");
+    const uint64_t sent_us = PropertyNumber(d->message, "sentUs");
+    const bool alert = d->message.FindProperty("alert").value == "true";
+    if (seq < s->messages) {
+      if (r->seen[seq]) {
+        ++r->duplicates;
+      } else {
+        r->seen[seq] = 1;
+        s->upstream_distinct.fetch_add(1, std::memory_order_relaxed);
+        const int64_t latency = now - static_cast<int64_t>(sent_us);
+        (alert ? r->alert_latency_us : r->bulk_latency_us).push_back(latency);
+        if (reconnect_us != 0 && static_cast<int64_t>(sent_us) < reconnect_us) {
+          r->backlog_order.push_back(alert ? 1 : 0);
+        }
+      }
+    }
+    absl::Status status = client->Ack(d->delivery_id);
+    if (!status.ok()) {
+      s->Fail("upstream", status);
+      return;
+    }
+  }
+  if (client != nullptr) client->Flush().IgnoreError();
+}
+
+int64_t Percentile(std::vector<int64_t>* v, double q) {
+  if (v->empty()) return 0;
+  const size_t k = std::min(
+      v->size() - 1, static_cast<size_t>(q * static_cast<double>(v->size())));
+  std::nth_element(v->begin(), v->begin() + static_cast<ptrdiff_t>(k),
+                   v->end());
+  return (*v)[k];
+}
+
+std::string Duration(int64_t micros) {
+  if (micros < 1000) return absl::StrCat(micros, " us");
+  if (micros < 1000000) return absl::StrFormat("%.1f ms", micros / 1e3);
+  return absl::StrFormat("%.2f s", micros / 1e6);
+}
+
+// Prints the story: banners and result lines end any pending progress line.
+class Narrator {
+ public:
+  explicit Narrator(std::FILE* out)
+      : out_(out), tty_(isatty(fileno(out)) != 0) {}
+  void Progress(const std::string& line) {
+    if (tty_) {
+      std::fprintf(out_, "\r%s\033[K", line.c_str());
+      pending_ = true;
+    } else {
+      std::fprintf(out_, "%s\n", line.c_str());
+    }
+    std::fflush(out_);
+  }
+  void Line(const std::string& line) {
+    if (pending_) std::fputc('\n', out_);
+    pending_ = false;
+    std::fprintf(out_, "%s\n", line.c_str());
+    std::fflush(out_);
+  }
+
+ private:
+  std::FILE* const out_;
+  const bool tty_;
+  bool pending_ = false;
+};
+
+struct Totals {
+  uint64_t stored = 0;  // admitted: each is appended to the store first
+  uint64_t routed = 0;
+  uint64_t delivered_upstream = 0;
+  uint64_t expired = 0;
+  uint64_t queued = 0;
+  uint64_t dropped = 0;
+};
+
+// Expired messages: those the router found expired before an attempt plus
+// those the store skipped as expired when the router read its queue.
+Totals Sum(const RouterMetrics& m, const Gateway& gateway) {
+  Totals t;
+  absl::StatusOr<store::Store::Stats> stats = gateway.StoreStats();
+  if (stats.ok()) t.expired = stats->expired;
+  t.stored = m.received;
+  for (const RouteMetrics& r : m.routes) t.routed += r.matched;
+  for (const EndpointMetrics& e : m.endpoints) {
+    if (e.endpoint_id == kUpstreamEndpoint) t.delivered_upstream = e.delivered;
+    t.expired += e.expired;
+    t.queued += e.queue_depth;
+    t.dropped += e.rejected + e.dropped_queue_full + e.dropped_dead +
+                 e.dropped_removed + e.dropped_close;
+  }
+  return t;
+}
+
+}  // namespace
+
+absl::string_view DemoManifest() { return kDemoManifestText; }
+
+bool DemoReport::passed() const {
+  if (checks.empty()) return false;
+  for (const DemoCheck& c : checks) {
+    if (!c.passed) return false;
+  }
+  return true;
+}
+
+const DemoCheck* DemoReport::Find(absl::string_view name) const {
+  for (const DemoCheck& c : checks) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<DemoReport> RunDemo(const DemoOptions& options) {
+  if (options.messages < 1 || options.seconds < 6 || options.seconds > 50) {
+    return absl::InvalidArgumentError(
+        "demo: messages must be >= 1 and seconds in [6, 50]");
+  }
+  Narrator say(options.out);
+
+  // The store: a fresh temporary directory unless one was given.
+  std::string store_dir = options.store_dir;
+  bool remove_store = false;
+  if (store_dir.empty()) {
+    const char* tmp = getenv("TMPDIR");
+    std::string pattern =
+        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
+                     "/edgeroute-demo-XXXXXX");
+    if (mkdtemp(pattern.data()) == nullptr) {
+      return ErrnoToStatus(errno, "demo: temporary store directory");
+    }
+    store_dir = pattern;
+    remove_store = true;
+  }
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      if (dir.empty()) return;
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{remove_store ? store_dir : std::string()};
+
+  GatewayOptions gateway_options;
+  gateway_options.manifest_json = std::string(DemoManifest());
+  gateway_options.device_id = kDevice;
+  gateway_options.tcp_port = 0;
+  gateway_options.store_dir = store_dir;
+  gateway_options.backend = options.backend;
+  EDGEROUTE_ASSIGN_OR_RETURN(std::unique_ptr<Gateway> gateway,
+                             Gateway::Create(gateway_options));
+  EDGEROUTE_RETURN_IF_ERROR(gateway->Start());
+
+  const double total_s = options.seconds;
+  const double off_s = 0.25 * total_s;
+  const double on_s = off_s + std::max(0.35 * total_s, kAlertTtlSeconds + 1.5);
+  const double send_s = std::max(0.85 * total_s, on_s + 1.0);
+
+  Shared shared;
+  shared.address = absl::StrCat("tcp:127.0.0.1:", gateway->tcp_port());
+  shared.messages = static_cast<uint64_t>(options.messages);
+  shared.send_us = static_cast<int64_t>(send_s * 1e6);
+  shared.sent_at_us.assign(shared.messages, 0);
+
+  say.Line(absl::StrFormat("edgeroute demo: gateway on %s (%s I/O), store %s%s",
+                           shared.address, IoBackendName(gateway->backend()),
+                           store_dir, remove_store ? " (temporary)" : ""));
+  say.Line(
+      "  sensor -> filter module -> $upstream: alerts priority 0, TTL 2 s; "
+      "bulk readings priority 5");
+  say.Line(absl::StrFormat(
+      "  %d readings over %.0f s; upstream offline from %.1f s to %.1f s",
+      options.messages, send_s, off_s, on_s));
+
+  UpstreamRecord record;
+  shared.start_us = NowMicros();
+  std::thread upstream(RunUpstream, &shared, &record);
+  std::thread filter(RunFilter, &shared);
+  std::thread sensor(RunSensor, &shared);
+
+  enum class Phase {
+    kNormal,
+    kOffline,
+    kBack,
+    kDraining
+  } phase = Phase::kNormal;
+  say.Line("== phase 1: upstream online");
+  uint64_t last_delivered = 0;
+  int64_t last_tick = shared.start_us;
+  int64_t drained_since = 0;
+  const int64_t deadline_us =
+      shared.start_us + static_cast<int64_t>((send_s + 25.0) * 1e6);
+  bool drained = false;
+  while (true) {
+    absl::SleepFor(absl::Milliseconds(500));
+    const int64_t now = NowMicros();
+    const double t = static_cast<double>(now - shared.start_us) / 1e6;
+    if (phase == Phase::kNormal && t >= off_s) {
+      shared.upstream_online.store(false, std::memory_order_relaxed);
+      say.Line(absl::StrFormat(
+          "== phase 2 (%.1f s): upstream OFFLINE -- messages pile up in the "
+          "store; alerts older than their TTL will expire",
+          t));
+      phase = Phase::kOffline;
+    } else if (phase == Phase::kOffline && t >= on_s) {
+      shared.upstream_online.store(true, std::memory_order_relaxed);
+      say.Line(absl::StrFormat(
+          "== phase 3 (%.1f s): upstream back -- the backlog drains, alerts "
+          "first",
+          t));
+      phase = Phase::kBack;
+    }
+    const Totals totals = Sum(gateway->RouterMetricsSnapshot(), *gateway);
+    const uint64_t delivered =
+        shared.upstream_distinct.load(std::memory_order_relaxed);
+    const double rate = static_cast<double>(delivered - last_delivered) /
+                        (static_cast<double>(now - last_tick) / 1e6);
+    last_delivered = delivered;
+    last_tick = now;
+    say.Progress(absl::StrFormat(
+        "  %5.1f s  sent %llu  stored %llu  routed %llu  delivered %llu  "
+        "expired %llu  queue %llu  upstream %.0f msg/s",
+        t, static_cast<unsigned long long>(shared.sent.load()),
+        static_cast<unsigned long long>(totals.stored),
+        static_cast<unsigned long long>(totals.routed),
+        static_cast<unsigned long long>(delivered),
+        static_cast<unsigned long long>(totals.expired),
+        static_cast<unsigned long long>(totals.queued), rate));
+
+    if (phase == Phase::kBack &&
+        shared.sensor_done.load(std::memory_order_relaxed)) {
+      say.Line(absl::StrFormat(
+          "== sensor finished (%.1f s): waiting for the store to drain", t));
+      phase = Phase::kDraining;
+    }
+    if (phase == Phase::kDraining) {
+      // Drained: every acknowledged reading went through the filter, every
+      // forward was answered, and no queue holds anything (twice in a row).
+      const bool idle =
+          totals.queued == 0 &&
+          shared.filter_received.load(std::memory_order_relaxed) >=
+              shared.sensor_acked.load(std::memory_order_relaxed) &&
+          shared.filter_acked.load(std::memory_order_relaxed) +
+                  shared.filter_refused.load(std::memory_order_relaxed) >=
+              shared.filter_sent.load(std::memory_order_relaxed);
+      if (!idle) {
+        drained_since = 0;
+      } else if (drained_since == 0) {
+        drained_since = now;
+      } else {
+        drained = true;
+        break;
+      }
+    }
+    if (now >= deadline_us) {
+      say.Line("== gave up waiting for the drain");
+      shared.upstream_online.store(true, std::memory_order_relaxed);
+      break;
+    }
+  }
+  const int64_t end_us = NowMicros();
+  sensor.join();
+  shared.stop_filter.store(true, std::memory_order_relaxed);
+  filter.join();
+  shared.stop_upstream.store(true, std::memory_order_relaxed);
+  upstream.join();
+  const RouterMetrics metrics = gateway->RouterMetricsSnapshot();
+  const Totals totals = Sum(metrics, *gateway);
+  absl::StatusOr<store::Store::Stats> store_stats = gateway->StoreStats();
+  const absl::Status shutdown = gateway->Shutdown();
+  gateway.reset();
+  const double elapsed_s = static_cast<double>(end_us - shared.start_us) / 1e6;
+
+  // The report.
+  DemoReport report;
+  report.sent = shared.sent.load();
+  report.acknowledged = shared.sensor_acked.load();
+  report.duplicates_upstream = record.duplicates;
+  // A missing alert is explained by its TTL when it was sent more than the
+  // TTL (less a margin for the filter hop and the first batches) before the
+  // upstream came back; any other missing reading is a loss.
+  const int64_t reconnect_us = shared.reconnect_us.load();
+  const int64_t ttl_us = static_cast<int64_t>(kAlertTtlSeconds * 1e6);
+  uint64_t missing_alerts = 0;
+  uint64_t missing_bulk = 0;
+  for (uint64_t seq = 0; seq < report.sent; ++seq) {
+    if (record.seen[seq]) {
+      ++report.delivered_upstream;
+    } else if (Temperature(seq) > kAlertThreshold) {
+      ++missing_alerts;
+      if (reconnect_us != 0 &&
+          shared.sent_at_us[seq] + ttl_us <= reconnect_us + kTtlMarginUs) {
+        ++report.expired;
+      }
+    } else {
+      ++missing_bulk;
+    }
+  }
+  report.expired_counted = totals.expired;
+  const int64_t max_alert_latency_us =
+      record.alert_latency_us.empty()
+          ? 0
+          : *std::max_element(record.alert_latency_us.begin(),
+                              record.alert_latency_us.end());
+
+  say.Line(absl::StrFormat("\nroutes (%.1f s):", elapsed_s));
+  say.Line(absl::StrFormat("  %-18s %-40s %10s %10s", "route", "endpoint",
+                           "matched", "msg/s"));
+  for (const RouteMetrics& r : metrics.routes) {
+    say.Line(absl::StrFormat("  %-18s %-40s %10llu %10.0f", r.name,
+                             r.endpoint_id,
+                             static_cast<unsigned long long>(r.matched),
+                             static_cast<double>(r.matched) / elapsed_s));
+  }
+  say.Line("endpoints (latency: queued -> acknowledged):");
+  say.Line(absl::StrFormat("  %-28s %9s %9s %8s %8s %8s %9s %10s %10s",
+                           "endpoint", "enqueued", "delivered", "expired",
+                           "retried", "dropped", "msg/s", "p50", "p99"));
+  for (const EndpointMetrics& e : metrics.endpoints) {
+    const uint64_t dropped = e.rejected + e.dropped_queue_full +
+                             e.dropped_dead + e.dropped_removed +
+                             e.dropped_close;
+    say.Line(absl::StrFormat(
+        "  %-28s %9llu %9llu %8llu %8llu %8llu %9.0f %10s %10s", e.endpoint_id,
+        static_cast<unsigned long long>(e.enqueued),
+        static_cast<unsigned long long>(e.delivered),
+        static_cast<unsigned long long>(e.expired),
+        static_cast<unsigned long long>(e.retried),
+        static_cast<unsigned long long>(dropped),
+        static_cast<double>(e.delivered) / elapsed_s,
+        Duration(e.latency.QuantileMicros(0.5)),
+        Duration(e.latency.QuantileMicros(0.99))));
+  }
+  if (store_stats.ok()) {
+    say.Line(absl::StrFormat(
+        "store: %llu expired references skipped on read or removed by "
+        "cleanup, %llu payloads left, %.1f MB on disk",
+        static_cast<unsigned long long>(store_stats->expired),
+        static_cast<unsigned long long>(store_stats->payloads),
+        static_cast<double>(store_stats->bytes_on_disk) / 1e6));
+  }
+  say.Line("sensor -> upstream (end to end, first delivery):");
+  say.Line(
+      absl::StrFormat("  alerts %zu  p50 %s  p99 %s;  bulk %zu  p50 %s  p99 %s",
+                      record.alert_latency_us.size(),
+                      Duration(Percentile(&record.alert_latency_us, 0.5)),
+                      Duration(Percentile(&record.alert_latency_us, 0.99)),
+                      record.bulk_latency_us.size(),
+                      Duration(Percentile(&record.bulk_latency_us, 0.5)),
+                      Duration(Percentile(&record.bulk_latency_us, 0.99))));
+  say.Line(absl::StrFormat(
+      "  sent %llu, acknowledged %llu, delivered %llu (+%llu redelivered "
+      "copies), expired by TTL %llu",
+      static_cast<unsigned long long>(report.sent),
+      static_cast<unsigned long long>(report.acknowledged),
+      static_cast<unsigned long long>(report.delivered_upstream),
+      static_cast<unsigned long long>(report.duplicates_upstream),
+      static_cast<unsigned long long>(report.expired)));
+
+  // Checks.
+  {
+    std::lock_guard<std::mutex> lock(shared.error_mu);
+    report.checks.push_back(
+        {"clients", shared.first_error.empty() && shutdown.ok(),
+         shared.first_error.empty()
+             ? (shutdown.ok() ? "sensor, filter and upstream ran without "
+                                "errors; clean shutdown"
+                              : absl::StrCat("shutdown: ", shutdown.ToString()))
+             : shared.first_error});
+  }
+  {
+    // Bulk backlog delivered before the last backlog alert.
+    uint64_t bulk_before_last_alert = 0;
+    uint64_t bulk_seen = 0;
+    for (uint8_t is_alert : record.backlog_order) {
+      if (is_alert) {
+        ++report.backlog_alerts;
+        bulk_before_last_alert = bulk_seen;
+      } else {
+        ++bulk_seen;
+      }
+    }
+    report.backlog_bulk = bulk_seen;
+    const bool ok = report.backlog_alerts > 0 &&
+                    report.backlog_bulk > 2 * kBatchSize &&
+                    bulk_before_last_alert <= 2 * kBatchSize;
+    report.checks.push_back(
+        {"priority", ok,
+         absl::StrFormat(
+             "after the reconnect all %llu backlog alerts were delivered "
+             "while %llu of %llu backlog bulk readings were (allowed: %llu)",
+             static_cast<unsigned long long>(report.backlog_alerts),
+             static_cast<unsigned long long>(bulk_before_last_alert),
+             static_cast<unsigned long long>(report.backlog_bulk),
+             static_cast<unsigned long long>(2 * kBatchSize))});
+  }
+  {
+    const uint64_t refused =
+        shared.sensor_refused.load() + shared.filter_refused.load();
+    const uint64_t missing = missing_alerts + missing_bulk;
+    const uint64_t unexplained = missing - report.expired;
+    const bool ok = unexplained <= refused && report.sent > 0;
+    report.checks.push_back(
+        {"nothing acknowledged lost", ok,
+         absl::StrFormat(
+             "%llu readings missing upstream (%llu alerts, %llu bulk): %llu "
+             "alerts past their TTL when the upstream came back, %llu "
+             "refused at admission, %llu lost",
+             static_cast<unsigned long long>(missing),
+             static_cast<unsigned long long>(missing_alerts),
+             static_cast<unsigned long long>(missing_bulk),
+             static_cast<unsigned long long>(report.expired),
+             static_cast<unsigned long long>(refused),
+             static_cast<unsigned long long>(
+                 unexplained > refused ? unexplained - refused : 0))});
+  }
+  {
+    const bool ok = report.expired > 0 && totals.dropped == 0 &&
+                    max_alert_latency_us <= ttl_us + kTtlMarginUs;
+    report.checks.push_back(
+        {"TTL expiry", ok,
+         absl::StrFormat(
+             "%llu alerts expired while the upstream was away (expiry "
+             "counters: %llu); slowest delivered alert %s (TTL %.0f s); %llu "
+             "messages dropped for other reasons",
+             static_cast<unsigned long long>(report.expired),
+             static_cast<unsigned long long>(report.expired_counted),
+             Duration(max_alert_latency_us), kAlertTtlSeconds,
+             static_cast<unsigned long long>(totals.dropped))});
+  }
+  report.checks.push_back(
+      {"store drained", drained && totals.queued == 0,
+       absl::StrFormat("%llu messages left in the queues",
+                       static_cast<unsigned long long>(totals.queued))});
+  say.Line("checks:");
+  for (const DemoCheck& c : report.checks) {
+    say.Line(absl::StrFormat("  %s  %s: %s", c.passed ? "PASS" : "FAIL", c.name,
+                             c.detail));
+  }
+  say.Line(report.passed() ? "demo: PASS" : "demo: FAIL");
+  return report;
+}
+
+}  // namespace gateway
+}  // namespace edgeroute
