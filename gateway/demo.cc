@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -383,10 +384,14 @@ absl::StatusOr<DemoReport> RunDemo(const DemoOptions& options) {
   std::string store_dir = options.store_dir;
   bool remove_store = false;
   if (store_dir.empty()) {
-    const char* tmp = getenv("TMPDIR");
-    std::string pattern =
-        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
-                     "/edgeroute-demo-XXXXXX");
+    std::error_code error;
+    const std::filesystem::path tmp =
+        std::filesystem::temp_directory_path(error);
+    if (error) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("demo: no temporary directory: ", error.message()));
+    }
+    std::string pattern = (tmp / "edgeroute-demo-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) {
       return ErrnoToStatus(errno, "demo: temporary store directory");
     }

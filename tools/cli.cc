@@ -1,5 +1,6 @@
 #include "tools/cli.h"
 
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -7,7 +8,10 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/demo.h"
+#include "gateway/gateway.h"
 #include "tools/commands.h"
 
 namespace edgeroute::tools {
@@ -57,6 +61,23 @@ Usage:
       Report a store-and-forward directory: queues, depths, checkpoints,
       oldest message age, bytes on disk. Opens it read-only.
 
+  edgeroute run --manifest M.json [--store DIR] [--device ID]
+                [--listen unix:PATH|tcp:HOST:PORT ...] [--metrics HOST:PORT]
+                [--io epoll|uring]
+      Run the gateway until SIGTERM/SIGINT (SIGHUP reloads the manifest).
+      Modules and devices connect with the protocol of gateway/PROTOCOL.md.
+      Without --listen: tcp:127.0.0.1:7411. --store keeps messages in a
+      RocksDB store-and-forward directory (default: in memory). --metrics
+      serves Prometheus text on http://HOST:PORT/metrics. --device is the
+      edge device id modules say in their hello (default edge-gateway).
+
+  edgeroute demo [--seconds S] [--messages N] [--store DIR]
+      Run a gateway with a temporary store and simulated sensor, filter
+      module and upstream over loopback; take the upstream offline and bring
+      it back; print progress, a report per route and endpoint, and
+      PASS/FAIL checks. Default 20 s, 1000 readings a second. Exit 1 when a
+      check fails.
+
   edgeroute help | --help
       This text.
 
@@ -78,20 +99,169 @@ struct Command {
   bool hidden;
 };
 
-int NotYet(const CommandContext& ctx) {
-  *ctx.err << "edgeroute: this command is not available in this build\n";
-  return kExitUsage;
+// Takes the value of `flag` from "--flag=value" or the next argument.
+// Returns false (after reporting) when it is missing.
+bool FlagValue(const CommandContext& ctx, absl::string_view flag, size_t* i,
+               std::string* out) {
+  const std::string& arg = ctx.args[*i];
+  if (arg.size() > flag.size() && arg[flag.size()] == '=') {
+    *out = arg.substr(flag.size() + 1);
+    return true;
+  }
+  if (*i + 1 >= ctx.args.size()) {
+    *ctx.err << "edgeroute: " << flag << " needs a value\n";
+    return false;
+  }
+  *out = ctx.args[++*i];
+  return true;
+}
+
+bool IsFlag(const std::string& arg, absl::string_view flag) {
+  return arg == flag || absl::StartsWith(arg, absl::StrCat(flag, "="));
+}
+
+// "HOST:PORT" with a port in [0, 65535].
+bool SplitHostPort(absl::string_view text, std::string* host, int* port) {
+  const size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) return false;
+  *host = std::string(text.substr(0, colon));
+  return absl::SimpleAtoi(text.substr(colon + 1), port) && *port >= 0 &&
+         *port <= 65535;
+}
+
+int RunCommand(const CommandContext& ctx) {
+  gateway::GatewayOptions options;
+  bool tcp_listener = false;
+  bool unix_listener = false;
+  for (size_t i = 0; i < ctx.args.size(); ++i) {
+    const std::string& arg = ctx.args[i];
+    std::string value;
+    if (IsFlag(arg, "--manifest")) {
+      if (!FlagValue(ctx, "--manifest", &i, &options.manifest_path)) {
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--store")) {
+      if (!FlagValue(ctx, "--store", &i, &options.store_dir)) return kExitUsage;
+    } else if (IsFlag(arg, "--device")) {
+      if (!FlagValue(ctx, "--device", &i, &options.device_id)) {
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--listen")) {
+      if (!FlagValue(ctx, "--listen", &i, &value)) return kExitUsage;
+      if (absl::StartsWith(value, "unix:") && value.size() > 5 &&
+          !unix_listener) {
+        options.unix_path = value.substr(5);
+        unix_listener = true;
+      } else if (absl::StartsWith(value, "tcp:") && !tcp_listener &&
+                 SplitHostPort(absl::string_view(value).substr(4),
+                               &options.tcp_host, &options.tcp_port)) {
+        tcp_listener = true;
+      } else {
+        *ctx.err << "edgeroute: --listen wants unix:PATH or tcp:HOST:PORT, "
+                    "at most one of each (got '"
+                 << value << "')\n";
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--metrics")) {
+      if (!FlagValue(ctx, "--metrics", &i, &value)) return kExitUsage;
+      if (!SplitHostPort(value, &options.metrics_host, &options.metrics_port)) {
+        *ctx.err << "edgeroute: --metrics wants HOST:PORT (got '" << value
+                 << "')\n";
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--io")) {
+      if (!FlagValue(ctx, "--io", &i, &value)) return kExitUsage;
+      if (value == "epoll") {
+        options.backend = gateway::IoBackend::kEpoll;
+      } else if (value == "uring" || value == "io_uring") {
+        options.backend = gateway::IoBackend::kIoUring;
+      } else {
+        *ctx.err << "edgeroute: --io wants epoll or uring (got '" << value
+                 << "')\n";
+        return kExitUsage;
+      }
+    } else {
+      *ctx.err << "edgeroute: run: unexpected argument '" << arg
+               << "' (see edgeroute help)\n";
+      return kExitUsage;
+    }
+  }
+  if (options.manifest_path.empty()) {
+    *ctx.err << "edgeroute: run needs --manifest M.json\n";
+    return kExitUsage;
+  }
+  if (unix_listener && !tcp_listener) options.tcp_port = -1;
+  const absl::Status status = gateway::RunGateway(options);
+  if (!status.ok()) {
+    *ctx.err << "edgeroute: run: " << status.ToString() << "\n";
+    return kExitInvalid;
+  }
+  return kExitOk;
+}
+
+int DemoCommand(const CommandContext& ctx) {
+  gateway::DemoOptions options;
+  bool messages_given = false;
+  for (size_t i = 0; i < ctx.args.size(); ++i) {
+    const std::string& arg = ctx.args[i];
+    std::string value;
+    if (IsFlag(arg, "--messages")) {
+      if (!FlagValue(ctx, "--messages", &i, &value)) return kExitUsage;
+      if (!absl::SimpleAtoi(value, &options.messages) || options.messages < 1 ||
+          options.messages > 10000000) {
+        *ctx.err << "edgeroute: --messages wants 1..10000000\n";
+        return kExitUsage;
+      }
+      messages_given = true;
+    } else if (IsFlag(arg, "--seconds")) {
+      if (!FlagValue(ctx, "--seconds", &i, &value)) return kExitUsage;
+      if (!absl::SimpleAtoi(value, &options.seconds) || options.seconds < 6 ||
+          options.seconds > 50) {
+        *ctx.err << "edgeroute: --seconds wants 6..50\n";
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--store")) {
+      if (!FlagValue(ctx, "--store", &i, &options.store_dir)) {
+        return kExitUsage;
+      }
+    } else {
+      *ctx.err << "edgeroute: demo: unexpected argument '" << arg
+               << "' (see edgeroute help)\n";
+      return kExitUsage;
+    }
+  }
+  if (!messages_given) options.messages = 1000 * options.seconds;
+  // The demo prints through stdio; other streams get a copy at the end.
+  const bool direct = ctx.out == &std::cout;
+  std::FILE* capture = direct ? nullptr : std::tmpfile();
+  if (!direct && capture == nullptr) {
+    *ctx.err << "edgeroute: demo: cannot create a temporary file\n";
+    return kExitInvalid;
+  }
+  if (direct) std::cout.flush();
+  options.out = direct ? stdout : capture;
+  absl::StatusOr<gateway::DemoReport> report = gateway::RunDemo(options);
+  if (capture != nullptr) {
+    std::rewind(capture);
+    char buffer[4096];
+    size_t n;
+    while ((n = std::fread(buffer, 1, sizeof(buffer), capture)) > 0) {
+      ctx.out->write(buffer, static_cast<std::streamsize>(n));
+    }
+    std::fclose(capture);
+  }
+  if (!report.ok()) {
+    *ctx.err << "edgeroute: demo: " << report.status().ToString() << "\n";
+    return kExitInvalid;
+  }
+  return report->passed() ? kExitOk : kExitInvalid;
 }
 
 constexpr Command kCommands[] = {
-    {"eval", EvalCommand, false},
-    {"route", RouteCommand, false},
-    {"check", CheckCommand, false},
-    {"match-source", MatchSourceCommand, true},
-    {"store", StoreCommand, false},
-    // Reserved for the gateway: running it, the demo.
-    {"run", NotYet, true},
-    {"demo", NotYet, true},
+    {"eval", EvalCommand, false},   {"route", RouteCommand, false},
+    {"check", CheckCommand, false}, {"match-source", MatchSourceCommand, true},
+    {"store", StoreCommand, false}, {"run", RunCommand, false},
+    {"demo", DemoCommand, false},
 };
 
 }  // namespace
@@ -185,7 +355,8 @@ bool ReadFileOrStdin(const CommandContext& ctx, const std::string& path,
 int RunEdgeroute(const std::vector<std::string>& args, std::istream& in,
                  std::ostream& out, std::ostream& err) {
   if (args.empty()) {
-    err << "usage: edgeroute check|eval|route|help ... (edgeroute help)\n";
+    err << "usage: edgeroute check|eval|route|store|run|demo|help ... "
+           "(edgeroute help)\n";
     return kExitUsage;
   }
   const std::string& name = args[0];

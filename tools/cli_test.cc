@@ -64,8 +64,47 @@ TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(Edgeroute({"check", "a.json", "b.json"}).code, 2);
   EXPECT_EQ(Edgeroute({"check", "no/such/file.json"}).code, 2);
   EXPECT_EQ(Edgeroute({"store", "inspect"}).code, 2);
-  // Reserved for later subcommands.
-  EXPECT_EQ(Edgeroute({"run"}).code, 2);
+}
+
+TEST(Cli, RunAndDemoUsageErrors) {
+  EXPECT_THAT(Edgeroute({"help"}).out, HasSubstr("edgeroute run --manifest"));
+  EXPECT_THAT(Edgeroute({"help"}).out, HasSubstr("edgeroute demo"));
+  // run: the manifest is required; listeners, metrics and I/O are checked.
+  CliRun r = Edgeroute({"run"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--manifest"));
+  EXPECT_EQ(Edgeroute({"run", "--manifest"}).code, 2);
+  EXPECT_EQ(Edgeroute({"run", "--manifest", "m.json", "extra"}).code, 2);
+  EXPECT_EQ(Edgeroute({"run", "--manifest=m.json", "--listen", "udp:1"}).code,
+            2);
+  EXPECT_EQ(
+      Edgeroute({"run", "--manifest=m.json", "--listen", "tcp:host"}).code, 2);
+  EXPECT_EQ(Edgeroute({"run", "--manifest=m.json", "--listen=tcp:h:1",
+                       "--listen=tcp:h:2"})
+                .code,
+            2);
+  EXPECT_EQ(Edgeroute({"run", "--manifest=m.json", "--listen=unix:"}).code, 2);
+  EXPECT_EQ(
+      Edgeroute({"run", "--manifest=m.json", "--metrics", "127.0.0.1:99999"})
+          .code,
+      2);
+  r = Edgeroute({"run", "--manifest=m.json", "--io", "kqueue"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("epoll or uring"));
+  // demo: bounded options.
+  EXPECT_EQ(Edgeroute({"demo", "--seconds", "5"}).code, 2);
+  EXPECT_EQ(Edgeroute({"demo", "--seconds=51"}).code, 2);
+  EXPECT_EQ(Edgeroute({"demo", "--messages", "0"}).code, 2);
+  EXPECT_EQ(Edgeroute({"demo", "--messages"}).code, 2);
+  EXPECT_EQ(Edgeroute({"demo", "now"}).code, 2);
+}
+
+TEST(Cli, RunReportsAMissingManifest) {
+  // Past the usage checks, RunGateway fails before listening: exit 1.
+  CliRun r = Edgeroute({"run", "--manifest", "no/such/manifest.json",
+                        "--listen", "tcp:127.0.0.1:0"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no/such/manifest.json"));
 }
 
 TEST(Cli, EvalTsvEchoesCommentsAndBlankLinesAndNeverStops) {
