@@ -1,4 +1,4 @@
-// Runs the conformance files in testdata/ (conditions*.tsv, routes.tsv,
+// Runs the conformance files in tests/conformance/data/ (conditions*.tsv, routes.tsv,
 // routes-generated.jsonl, sources.tsv) through the query API.
 
 #include <fstream>
@@ -17,8 +17,8 @@ namespace edgeroute::query {
 namespace {
 
 std::vector<std::string> ReadLines(const std::string& name) {
-  std::ifstream in("query/testdata/" + name);
-  EXPECT_TRUE(in.good()) << "cannot open testdata/" << name;
+  std::ifstream in("tests/conformance/data/" + name);
+  EXPECT_TRUE(in.good()) << "cannot open tests/conformance/data/" << name;
   std::vector<std::string> lines;
   std::string line;
   while (std::getline(in, line)) lines.push_back(line);
