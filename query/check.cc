@@ -435,6 +435,14 @@ class Compiler {
         n.flip = true;
         std::swap(n.a, n.b);
       }
+      if (n.op == Op::kCompareLoadConst) {
+        // The evaluator reads only this node: a copy of the load (c = its
+        // op, slot, slot2) and of the constant.
+        n.c = int(N(n.a).op);
+        n.slot = N(n.a).slot;
+        n.slot2 = N(n.a).slot2;
+        n.constant = N(n.b).constant;
+      }
       return Fold(Add(std::move(n)));
     }
     if (op == K::kAnd || op == K::kOr) {

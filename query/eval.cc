@@ -409,10 +409,14 @@ struct Evaluator {
     PropertyValue type = m.FindSystemProperty("contentType");
     PropertyValue enc = m.FindSystemProperty("contentEncoding");
     if (!type.has_string() || !enc.has_string()) return false;
-    if (!absl::EqualsIgnoreCase(type.value, "application/json")) return false;
+    // Exact spellings first: the common case without a case-folding loop.
+    if (type.value != "application/json" &&
+        !absl::EqualsIgnoreCase(type.value, "application/json")) {
+      return false;
+    }
     absl::string_view body = m.body();
     absl::string_view text;
-    if (absl::EqualsIgnoreCase(enc.value, "utf-8")) {
+    if (enc.value == "utf-8" || absl::EqualsIgnoreCase(enc.value, "utf-8")) {
       text = body;
     } else {
       bool utf16 = absl::EqualsIgnoreCase(enc.value, "utf-16");
@@ -900,29 +904,96 @@ struct Evaluator {
     return Undef();
   }
 
-  // A property or body load node.
-  Value Load(const Node& n) {
-    switch (n.op) {
+  // A property or body load (`op` of a load node and its slots).
+  Value Load(Op op, int slot, int slot2) {
+    switch (op) {
       case Op::kAppProp:
-        return FromProperty(App(n.slot));
+        return FromProperty(App(slot));
       case Op::kSysProp:
-        return FromProperty(Sys(n.slot));
+        return FromProperty(Sys(slot));
       case Op::kDollarProp: {
-        PropertyValue v = App(n.slot);
+        PropertyValue v = App(slot);
         if (!v.missing()) return FromProperty(v);
-        return FromProperty(Sys(n.slot2));
+        return FromProperty(Sys(slot2));
       }
       default: {  // kBody
-        if (n.slot2 >= 0) {
-          PropertyValue v = App(n.slot2);
+        if (slot2 >= 0) {
+          PropertyValue v = App(slot2);
           if (!v.missing()) return FromProperty(v);
         }
-        return Body(n.slot);
+        return Body(slot);
       }
     }
   }
 
+  // The nodes most conditions consist of, in a function with a small frame;
+  // everything else is in EvalSlow.
   Value Eval(int i) {
+    const Node& n = p.nodes_[i];
+    switch (n.op) {
+      case Op::kConst:
+        return n.constant;
+      case Op::kCompareLoadConst:
+        return CompareLoadConst(n);
+      case Op::kAnd:
+      case Op::kOr: {
+        if (n.mode != SType::kBool) break;
+        const bool is_and = n.op == Op::kAnd;
+        Value l = Eval(n.a);
+        // False AND x = False, True OR x = True (see EvalSlow).
+        if (l.k == VK::kBool && l.b != is_and) return l;
+        Value r = Eval(n.b);
+        return AndOrBool(is_and, l, r);
+      }
+      default:
+        break;
+    }
+    return EvalSlow(i);
+  }
+
+  static Value AndOrBool(bool is_and, const Value& l, const Value& r) {
+    bool lf = l.k == VK::kBool && !l.b, rf = r.k == VK::kBool && !r.b;
+    bool lt = l.k == VK::kBool && l.b, rt = r.k == VK::kBool && r.b;
+    if (is_and) {
+      if (lf || rf) return Bool(false);
+      if (lt && rt) return Bool(true);
+      return Undef();
+    }
+    if (lt || rt) return Bool(true);
+    if (lf && rf) return Bool(false);
+    return Undef();
+  }
+
+  __attribute__((always_inline)) Value CompareLoadConst(const Node& n) {
+    // The load and the constant were copied into this node.
+    Value v = Load(Op(n.c), n.slot, n.slot2);
+    const Value& c = n.constant;
+    if (v.k == VK::kNum && c.k == VK::kNum && !std::isnan(v.n) &&
+        !std::isnan(c.n)) {
+      double l = n.flip ? c.n : v.n, r = n.flip ? v.n : c.n;
+      switch (n.sub) {
+        case 0:
+          return Bool(l == r);
+        case 1:
+          return Bool(l != r);
+        case 2:
+          return Bool(l < r);
+        case 3:
+          return Bool(l <= r);
+        case 4:
+          return Bool(l > r);
+        default:
+          return Bool(l >= r);
+      }
+    }
+    if (n.sub <= 1 && v.k == VK::kStr && c.k == VK::kStr) {
+      bool eq = v.s() == c.s();
+      return Bool(n.sub == 0 ? eq : !eq);
+    }
+    return n.flip ? Compare(n.sub, n.mode, c, v) : Compare(n.sub, n.mode, v, c);
+  }
+
+  __attribute__((noinline)) Value EvalSlow(int i) {
     const Node& n = p.nodes_[i];
     switch (n.op) {
       case Op::kConst:
@@ -973,34 +1044,8 @@ struct Evaluator {
         Value r = Eval(n.b);
         return Compare(n.sub, n.mode, l, r);
       }
-      case Op::kCompareLoadConst: {
-        Value v = Load(p.nodes_[n.a]);
-        const Value& c = p.nodes_[n.b].constant;
-        if (v.k == VK::kNum && c.k == VK::kNum && !std::isnan(v.n) &&
-            !std::isnan(c.n)) {
-          double l = n.flip ? c.n : v.n, r = n.flip ? v.n : c.n;
-          switch (n.sub) {
-            case 0:
-              return Bool(l == r);
-            case 1:
-              return Bool(l != r);
-            case 2:
-              return Bool(l < r);
-            case 3:
-              return Bool(l <= r);
-            case 4:
-              return Bool(l > r);
-            default:
-              return Bool(l >= r);
-          }
-        }
-        if (n.sub <= 1 && v.k == VK::kStr && c.k == VK::kStr) {
-          bool eq = v.s() == c.s();
-          return Bool(n.sub == 0 ? eq : !eq);
-        }
-        return n.flip ? Compare(n.sub, n.mode, c, v)
-                      : Compare(n.sub, n.mode, v, c);
-      }
+      case Op::kCompareLoadConst:
+        return CompareLoadConst(n);
       case Op::kAnd:
       case Op::kOr: {
         bool is_and = n.op == Op::kAnd;
@@ -1031,18 +1076,8 @@ struct Evaluator {
           }
           case SType::kUndefined:
             return Undef();
-          default: {
-            bool lf = l.k == VK::kBool && !l.b, rf = r.k == VK::kBool && !r.b;
-            bool lt = l.k == VK::kBool && l.b, rt = r.k == VK::kBool && r.b;
-            if (is_and) {
-              if (lf || rf) return Bool(false);
-              if (lt && rt) return Bool(true);
-              return Undef();
-            }
-            if (lt || rt) return Bool(true);
-            if (lf && rf) return Bool(false);
-            return Undef();
-          }
+          default:
+            return AndOrBool(is_and, l, r);
         }
       }
       case Op::kCoalesce: {
@@ -1129,6 +1164,12 @@ Value Program::FoldNode(int i) {
 Tri Program::Evaluate(int root, const MessageView& message,
                       Scratch* scratch) const {
   scratch->Begin(message);
+  Evaluator ev{*this, message, scratch};
+  return Final(ev.Eval(root), nodes_[root].type);
+}
+
+Tri Program::EvaluateStarted(int root, const MessageView& message,
+                             Scratch* scratch) const {
   Evaluator ev{*this, message, scratch};
   return Final(ev.Eval(root), nodes_[root].type);
 }

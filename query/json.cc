@@ -36,226 +36,235 @@ constexpr StringClass kStringClass;
 
 namespace {
 
-// Recursive-descent parser over a pre-sized tape. Every function returns
-// false on malformed input; `p` always stays within [p, end].
+// Recursive-descent parser over a pre-sized tape. Each function takes the
+// position of the value it parses and returns the position after it, or
+// nullptr on malformed input. Positions travel in registers: the tape's
+// uint8_t stores may alias any member, so members are copied to locals
+// before the loops.
 class Parser {
  public:
   Parser(const char* base, const char* end, JsonTape::Entry* tape)
-      : base_(base), p_(base), end_(end), tape_(tape) {}
+      : base_(base), end_(end), tape_(tape) {}
 
   bool Document() {
-    SkipWs();
-    if (p_ >= end_ || *p_ != '{') return false;
-    if (!Object(0)) return false;
-    SkipWs();
-    return p_ == end_;
+    const char* p = SkipWs(base_);
+    if (p >= end_ || *p != '{') return false;
+    p = Object(p, 0);
+    if (p == nullptr) return false;
+    return SkipWs(p) == end_;
   }
-  uint32_t count() const { return count_; }
 
  private:
-  void SkipWs() {
-    while (p_ < end_ && static_cast<unsigned char>(*p_) <= ' ' && IsWs(*p_)) {
-      ++p_;
-    }
+  __attribute__((always_inline)) const char* SkipWs(const char* p) const {
+    const char* const end = end_;
+    while (p < end && static_cast<unsigned char>(*p) <= ' ' && IsWs(*p)) ++p;
+    return p;
   }
 
-  JsonTape::Entry& Add(JsonTape::Type type, uint8_t flags, const char* begin,
-                       const char* end) {
-    JsonTape::Entry& e = tape_[count_];
+  __attribute__((always_inline)) uint32_t Add(JsonTape::Type type,
+                                              uint8_t flags, const char* begin,
+                                              const char* end) {
+    const uint32_t index = count_++;
+    JsonTape::Entry e;
     e.type = type;
     e.flags = flags;
     e.begin = uint32_t(begin - base_);
     e.end = uint32_t(end - base_);
-    e.next = ++count_;
-    return e;
+    e.next = index + 1;
+    tape_[index] = e;
+    return index;
   }
 
-  // *p_ == '"'.
-  bool String() {
-    const char* begin = ++p_;
+  // *p == '"'.
+  __attribute__((always_inline)) const char* String(const char* p) {
+    const char* const end = end_;
+    const char* begin = ++p;
     uint8_t flags = 0;
     while (true) {
 #if defined(__SSE2__)
       // 16 bytes at a time: stop at '"', '\\', a control character or a
       // non-ASCII byte (signed compare: bytes >= 0x80 are negative).
-      while (end_ - p_ >= 16) {
-        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p_));
+      while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
         __m128i hit =
             _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
                                       _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
                          _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
         int mask = _mm_movemask_epi8(hit);
         if (mask != 0) {
-          p_ += __builtin_ctz(unsigned(mask));
+          p += __builtin_ctz(unsigned(mask));
           goto found;
         }
-        p_ += 16;
+        p += 16;
       }
 #endif
-      while (p_ < end_ &&
-             !kStringClass.special[static_cast<unsigned char>(*p_)]) {
-        ++p_;
+      while (p < end && !kStringClass.special[static_cast<unsigned char>(*p)]) {
+        ++p;
       }
-      if (p_ >= end_) return false;
+      if (p >= end) return nullptr;
 #if defined(__SSE2__)
     found:
 #endif
-      unsigned char c = static_cast<unsigned char>(*p_);
+      unsigned char c = static_cast<unsigned char>(*p);
       if (c == '"') break;
       if (c >= 0x80) {
         flags |= JsonTape::kHighBit;
-        ++p_;
+        ++p;
         continue;
       }
-      if (c < 0x20) return false;
+      if (c < 0x20) return nullptr;
       // backslash
       flags |= JsonTape::kEscaped;
-      if (end_ - p_ < 2) return false;
-      char e = p_[1];
+      if (end - p < 2) return nullptr;
+      char e = p[1];
       if (e == 'u') {
-        if (end_ - p_ < 6 || Hex(p_[2]) < 0 || Hex(p_[3]) < 0 ||
-            Hex(p_[4]) < 0 || Hex(p_[5]) < 0) {
-          return false;
+        if (end - p < 6 || Hex(p[2]) < 0 || Hex(p[3]) < 0 || Hex(p[4]) < 0 ||
+            Hex(p[5]) < 0) {
+          return nullptr;
         }
-        p_ += 6;
+        p += 6;
       } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' ||
                  e == 'n' || e == 'r' || e == 't') {
-        p_ += 2;
+        p += 2;
       } else {
-        return false;
+        return nullptr;
       }
     }
-    Add(JsonTape::kString, flags, begin, p_);
-    ++p_;
-    return true;
+    Add(JsonTape::kString, flags, begin, p);
+    return p + 1;
   }
 
-  bool Number() {
-    const char* begin = p_;
+  __attribute__((always_inline)) const char* Number(const char* p) {
+    const char* const end = end_;
+    const char* begin = p;
     uint8_t flags = JsonTape::kInteger;
-    if (*p_ == '-') ++p_;
-    if (p_ >= end_) return false;
-    if (*p_ == '0') {
-      ++p_;
-    } else if (*p_ >= '1' && *p_ <= '9') {
-      ++p_;
-      while (p_ < end_ && IsDigit(*p_)) ++p_;
+    if (*p == '-') ++p;
+    if (p >= end) return nullptr;
+    if (*p == '0') {
+      ++p;
+    } else if (*p >= '1' && *p <= '9') {
+      ++p;
+      while (p < end && IsDigit(*p)) ++p;
     } else {
-      return false;
+      return nullptr;
     }
-    if (p_ < end_ && *p_ == '.') {
+    if (p < end && *p == '.') {
       flags = 0;
-      ++p_;
-      if (p_ >= end_ || !IsDigit(*p_)) return false;
-      while (p_ < end_ && IsDigit(*p_)) ++p_;
+      ++p;
+      if (p >= end || !IsDigit(*p)) return nullptr;
+      while (p < end && IsDigit(*p)) ++p;
     }
-    if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
+    if (p < end && (*p == 'e' || *p == 'E')) {
       flags = 0;
-      ++p_;
-      if (p_ < end_ && (*p_ == '+' || *p_ == '-')) ++p_;
-      if (p_ >= end_ || !IsDigit(*p_)) return false;
-      while (p_ < end_ && IsDigit(*p_)) ++p_;
+      ++p;
+      if (p < end && (*p == '+' || *p == '-')) ++p;
+      if (p >= end || !IsDigit(*p)) return nullptr;
+      while (p < end && IsDigit(*p)) ++p;
     }
-    Add(JsonTape::kNumber, flags, begin, p_);
-    return true;
+    Add(JsonTape::kNumber, flags, begin, p);
+    return p;
   }
 
-  bool Literal(const char* word, size_t len, JsonTape::Type type) {
-    if (size_t(end_ - p_) < len || std::memcmp(p_, word, len) != 0) {
-      return false;
+  const char* Literal(const char* p, const char* word, size_t len,
+                      JsonTape::Type type) {
+    if (size_t(end_ - p) < len || std::memcmp(p, word, len) != 0) {
+      return nullptr;
     }
-    Add(type, 0, p_, p_ + len);
-    p_ += len;
-    return true;
+    Add(type, 0, p, p + len);
+    return p + len;
   }
 
-  // Parses one value at *p_ (no leading whitespace).
-  bool Value(int depth) {
-    if (p_ >= end_) return false;
-    switch (*p_) {
+  // Parses one value at *p (no leading whitespace).
+  const char* Value(const char* p, int depth) {
+    if (p >= end_) return nullptr;
+    switch (*p) {
       case '"':
-        return String();
+        return String(p);
       case '{':
-        return Object(depth);
+        return Object(p, depth);
       case '[':
-        return Array(depth);
+        return Array(p, depth);
       case 't':
-        return Literal("true", 4, JsonTape::kTrue);
+        return Literal(p, "true", 4, JsonTape::kTrue);
       case 'f':
-        return Literal("false", 5, JsonTape::kFalse);
+        return Literal(p, "false", 5, JsonTape::kFalse);
       case 'n':
-        return Literal("null", 4, JsonTape::kNull);
+        return Literal(p, "null", 4, JsonTape::kNull);
       default:
-        if (*p_ == '-' || IsDigit(*p_)) return Number();
-        return false;
+        if (*p == '-' || IsDigit(*p)) return Number(p);
+        return nullptr;
     }
   }
 
-  // *p_ == '{'.
-  bool Object(int depth) {
-    if (depth >= JsonTape::kMaxDepth) return false;
-    uint32_t self = count_;
-    Add(JsonTape::kObject, 0, p_, p_);
-    ++p_;
-    SkipWs();
-    if (p_ < end_ && *p_ == '}') {
-      ++p_;
+  // *p == '{'.
+  const char* Object(const char* p, int depth) {
+    if (depth >= JsonTape::kMaxDepth) return nullptr;
+    const uint32_t self = Add(JsonTape::kObject, 0, p, p);
+    p = SkipWs(p + 1);
+    if (p < end_ && *p == '}') {
+      ++p;
     } else {
       while (true) {
-        if (p_ >= end_ || *p_ != '"' || !String()) return false;
-        SkipWs();
-        if (p_ >= end_ || *p_ != ':') return false;
-        ++p_;
-        SkipWs();
-        if (!Value(depth + 1)) return false;
-        SkipWs();
-        if (p_ >= end_) return false;
-        if (*p_ == ',') {
-          ++p_;
-          SkipWs();
+        if (p >= end_ || *p != '"') return nullptr;
+        p = String(p);
+        if (p == nullptr) return nullptr;
+        p = SkipWs(p);
+        if (p >= end_ || *p != ':') return nullptr;
+        p = SkipWs(p + 1);
+        // Scalars inline; containers recurse.
+        if (p >= end_) return nullptr;
+        if (*p == '"') {
+          p = String(p);
+        } else if (*p == '-' || IsDigit(*p)) {
+          p = Number(p);
+        } else {
+          p = Value(p, depth + 1);
+        }
+        if (p == nullptr) return nullptr;
+        p = SkipWs(p);
+        if (p >= end_) return nullptr;
+        if (*p == ',') {
+          p = SkipWs(p + 1);
           continue;
         }
-        if (*p_ != '}') return false;
-        ++p_;
+        if (*p != '}') return nullptr;
+        ++p;
         break;
       }
     }
-    tape_[self].end = uint32_t(p_ - base_);
+    tape_[self].end = uint32_t(p - base_);
     tape_[self].next = count_;
-    return true;
+    return p;
   }
 
-  // *p_ == '['.
-  bool Array(int depth) {
-    if (depth >= JsonTape::kMaxDepth) return false;
-    uint32_t self = count_;
-    Add(JsonTape::kArray, 0, p_, p_);
-    ++p_;
-    SkipWs();
-    if (p_ < end_ && *p_ == ']') {
-      ++p_;
+  // *p == '['.
+  const char* Array(const char* p, int depth) {
+    if (depth >= JsonTape::kMaxDepth) return nullptr;
+    const uint32_t self = Add(JsonTape::kArray, 0, p, p);
+    p = SkipWs(p + 1);
+    if (p < end_ && *p == ']') {
+      ++p;
     } else {
       while (true) {
-        if (!Value(depth + 1)) return false;
-        SkipWs();
-        if (p_ >= end_) return false;
-        if (*p_ == ',') {
-          ++p_;
-          SkipWs();
+        p = Value(p, depth + 1);
+        if (p == nullptr) return nullptr;
+        p = SkipWs(p);
+        if (p >= end_) return nullptr;
+        if (*p == ',') {
+          p = SkipWs(p + 1);
           continue;
         }
-        if (*p_ != ']') return false;
-        ++p_;
+        if (*p != ']') return nullptr;
+        ++p;
         break;
       }
     }
-    tape_[self].end = uint32_t(p_ - base_);
+    tape_[self].end = uint32_t(p - base_);
     tape_[self].next = count_;
-    return true;
+    return p;
   }
 
   const char* const base_;
-  const char* p_;
   const char* const end_;
   JsonTape::Entry* const tape_;
   uint32_t count_ = 0;

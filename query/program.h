@@ -75,7 +75,8 @@ enum class Op : uint8_t {
   kCoalesce,
   kCall,  // sub = builtin id
   // Fused kCompare of a property/body load (node a) with a constant (node
-  // b); `flip` is set when the constant was on the left.
+  // b); `flip` is set when the constant was on the left. The node carries
+  // copies: c = the load's Op, slot/slot2 = its slots, constant = b's value.
   kCompareLoadConst,
 };
 
@@ -112,11 +113,13 @@ struct Node {
   uint8_t sub = 0;
   SType mode = SType::kUndefined;  // operand type for kCompare/kAnd/kOr/...
   SType ltype = SType::kUndefined, rtype = SType::kUndefined;
+  bool flip = false;
   int a = -1, b = -1, c = -1;
   int slot = -1, slot2 = -1;
-  bool flip = false;
-  std::vector<int> args;
+  // The fields above and `constant` are what evaluation reads: kept in the
+  // first 48 bytes.
   Value constant;
+  std::vector<int> args;
   uint32_t begin = 0, end = 0;  // source range (for Explain)
 };
 
@@ -147,6 +150,11 @@ class Program {
   int AddConstant(SType type, Value v);
 
   Tri Evaluate(int root, const MessageView& message, Scratch* scratch) const;
+  // Evaluate without the per-call Begin, for evaluating many roots on one
+  // message. REQUIRES: scratch->Begin(message) was called for this message
+  // (allocations then live until the next Begin).
+  Tri EvaluateStarted(int root, const MessageView& message,
+                      Scratch* scratch) const;
   // Value of every node under `root`, one per line (for people).
   std::string Explain(int root, absl::string_view text,
                       const MessageView& message, Scratch* scratch) const;

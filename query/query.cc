@@ -206,6 +206,7 @@ void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
   matched->assign(impl_->routes.size(), 0);
   Scratch* s = static_cast<Scratch*>(scratch);
   s->Reset();
+  s->Begin(message);  // once for all routes
   absl::string_view source = message.source();
   // Few distinct sources in practice: match each once (a stack buffer;
   // larger sets fall back to matching per route).
@@ -221,8 +222,8 @@ void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
     bool ok = indexed ? source_ok[impl_->source_of[i]] != 0
                       : SourceMatches(impl_->routes[i].source, source);
     if (!ok) continue;
-    (*matched)[i] =
-        impl_->program.Evaluate(impl_->roots[i], message, s) == Tri::kTrue;
+    (*matched)[i] = impl_->program.EvaluateStarted(impl_->roots[i], message,
+                                                   s) == Tri::kTrue;
   }
 }
 
