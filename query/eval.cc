@@ -605,7 +605,25 @@ struct Evaluator {
       int count = 0;
       uint32_t found = 0;
       const JsonTape& tape = s->impl_->tape;
-      Resolve(tape, path, 0, 0, 0, &count, &found);
+      if (path.segments.size() == 1 && path.segments[0].indexes.empty() &&
+          path.segments[0].name != "*") {
+        const BodyPath::Segment& first = path.segments[0];
+        // One member of the top-level object (the usual $body.name): the
+        // same walk as Resolve without the recursion. Last duplicate wins.
+        const uint32_t members_end = tape.entry(0).next;
+        for (uint32_t k = 1; k < members_end; k = tape.entry(k + 1).next) {
+          const JsonTape::Entry& key = tape.entry(k);
+          if (key.end - key.begin == first.name.size() ||
+              (key.flags & JsonTape::kEscaped)) {
+            if (KeyEquals(tape, key, first.name)) {
+              found = k + 1;
+              count = 1;
+            }
+          }
+        }
+      } else {
+        Resolve(tape, path, 0, 0, 0, &count, &found);
+      }
       if (count == 0) {
         v.k = VK::kMissing;
       } else if (count == 1) {

@@ -227,7 +227,13 @@ TEST_F(QueryTest, BodyQueries) {
   EXPECT_EQ(Eval("$body.o = null", Body(b)), "undefined");
   EXPECT_EQ(Eval("is_defined($body.arr)", Body(b)), "false");
   EXPECT_EQ(Eval("$body.d = 'x'", Body(b)), "undefined");  // a date
-  EXPECT_EQ(Eval("$body.k = 2", Body(b)), "true");        // last duplicate wins
+  EXPECT_EQ(Eval("$body.k = 2", Body(b)), "true");  // last duplicate wins
+  // Escaped keys match by their unescaped text, also among duplicates.
+  EXPECT_EQ(Eval("$body.temp = 7", Body("{\"t\\u0065mp\":7,\"x\":1}")), "true");
+  EXPECT_EQ(Eval("$body.temp = 2", Body("{\"temp\":1,\"t\\u0065mp\":2}")),
+            "true");
+  EXPECT_EQ(Eval("$body.temp = 1", Body("{\"t\\u0065mp\":2,\"temp\":1}")),
+            "true");
   EXPECT_EQ(Eval("1 / $body.neg > 0", Body(b)), "true");  // -0 is +0
   EXPECT_EQ(Eval("$body.i - 1 = 4", Body(b)), "true");
   EXPECT_EQ(Eval("$body.i % 2 = 1", Body(b)), "compile-error");
