@@ -276,6 +276,7 @@ class Compiler {
       n.type = SType::kQV;
       n.slot = p_->BodySlot(path, std::move(parsed));
       n.slot2 = (escaped || brackets) ? -1 : p_->AppSlot(tok);
+      n.qv = p_->QvSlot(n.slot, n.slot2);
       n.begin = a.begin;
       n.end = a.end;
       return Add(std::move(n));
@@ -441,6 +442,7 @@ class Compiler {
         n.c = int(N(n.a).op);
         n.slot = N(n.a).slot;
         n.slot2 = N(n.a).slot2;
+        n.qv = N(n.a).qv;
         n.constant = N(n.b).constant;
       }
       return Fold(Add(std::move(n)));
@@ -774,6 +776,15 @@ int Program::BodySlot(absl::string_view path, BodyPath parsed) {
   body_paths_.push_back(std::move(parsed));
   body_index_.emplace(std::move(key), slot);
   return slot;
+}
+
+int Program::QvSlot(int slot, int slot2) {
+  auto it = qv_index_.find(std::make_pair(slot, slot2));
+  if (it != qv_index_.end()) return it->second;
+  int qv = int(qv_keys_.size());
+  qv_keys_.emplace_back(slot, slot2);
+  qv_index_.emplace(std::make_pair(slot, slot2), qv);
+  return qv;
 }
 
 bool ParseBodyPath(absl::string_view path, BodyPath* parsed,

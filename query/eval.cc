@@ -331,6 +331,8 @@ Scratch::Scratch(const Program& program) : impl_(new Impl) {
   app_gen_.assign(program.app_slots(), 0);
   sys_gen_.assign(program.sys_slots(), 0);
   body_gen_.assign(program.body_slots(), 0);
+  qv_gen_.assign(program.qv_slots(), 0);
+  qv_val_.resize(program.qv_slots());
   app_val_.resize(program.app_slots());
   sys_val_.resize(program.sys_slots());
   body_val_.resize(program.body_slots());
@@ -347,6 +349,7 @@ void Scratch::NewMessage(absl::Span<const uint8_t> bytes) {
     std::fill(app_gen_.begin(), app_gen_.end(), 0);
     std::fill(sys_gen_.begin(), sys_gen_.end(), 0);
     std::fill(body_gen_.begin(), body_gen_.end(), 0);
+    std::fill(qv_gen_.begin(), qv_gen_.end(), 0);
     body_parsed_gen_ = 0;
     gen_ = 1;
   }
@@ -922,8 +925,24 @@ struct Evaluator {
     return Undef();
   }
 
+  // A kBody load: a "$body.x" application property if there is one, else
+  // the body path; cached per message in qv slot `qv`.
+  Value BodyLoad(int qv, int slot, int slot2) {
+    if (s->qv_gen_[qv] == s->gen_) return s->qv_val_[qv];
+    return BodyLoadSlow(qv, slot, slot2);
+  }
+  __attribute__((noinline)) Value BodyLoadSlow(int qv, int slot, int slot2) {
+    Value v;
+    PropertyValue prop;
+    if (slot2 >= 0) prop = App(slot2);
+    v = prop.missing() ? Body(slot) : FromProperty(prop);
+    s->qv_gen_[qv] = s->gen_;
+    s->qv_val_[qv] = v;
+    return v;
+  }
+
   // A property or body load (`op` of a load node and its slots).
-  Value Load(Op op, int slot, int slot2) {
+  Value Load(Op op, int slot, int slot2, int qv) {
     switch (op) {
       case Op::kAppProp:
         return FromProperty(App(slot));
@@ -934,13 +953,8 @@ struct Evaluator {
         if (!v.missing()) return FromProperty(v);
         return FromProperty(Sys(slot2));
       }
-      default: {  // kBody
-        if (slot2 >= 0) {
-          PropertyValue v = App(slot2);
-          if (!v.missing()) return FromProperty(v);
-        }
-        return Body(slot);
-      }
+      default:  // kBody
+        return BodyLoad(qv, slot, slot2);
     }
   }
 
@@ -984,7 +998,7 @@ struct Evaluator {
 
   __attribute__((always_inline)) Value CompareLoadConst(const Node& n) {
     // The load and the constant were copied into this node.
-    Value v = Load(Op(n.c), n.slot, n.slot2);
+    Value v = Load(Op(n.c), n.slot, n.slot2, n.qv);
     const Value& c = n.constant;
     if (v.k == VK::kNum && c.k == VK::kNum && !std::isnan(v.n) &&
         !std::isnan(c.n)) {
@@ -1025,13 +1039,8 @@ struct Evaluator {
         if (!v.missing()) return FromProperty(v);
         return FromProperty(Sys(n.slot2));
       }
-      case Op::kBody: {
-        if (n.slot2 >= 0) {
-          PropertyValue v = App(n.slot2);
-          if (!v.missing()) return FromProperty(v);
-        }
-        return Body(n.slot);
-      }
+      case Op::kBody:
+        return BodyLoad(n.qv, n.slot, n.slot2);
       case Op::kNeg: {
         Value v = Eval(n.a);
         return Num(-v.n);

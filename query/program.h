@@ -8,6 +8,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -62,7 +63,8 @@ enum class Op : uint8_t {
   kAppProp,     // slot = app slot
   kSysProp,     // slot = sys slot
   kDollarProp,  // slot = app slot of "$name", slot2 = sys slot of "name"
-  kBody,        // slot = body path slot, slot2 = app slot of "$body.x" or -1
+  kBody,        // slot = body path slot, slot2 = app slot of "$body.x" or -1,
+                // qv = slot of the (slot, slot2) pair's cached result
   kNeg,
   kNot,  // bool
   kNotQV,
@@ -116,6 +118,7 @@ struct Node {
   bool flip = false;
   int a = -1, b = -1, c = -1;
   int slot = -1, slot2 = -1;
+  int qv = -1;  // kBody (and fused loads of a kBody): see Op::kBody
   // The fields above and `constant` are what evaluation reads: kept in the
   // first 48 bytes.
   Value constant;
@@ -164,6 +167,7 @@ class Program {
   size_t app_slots() const { return app_names_.size(); }
   size_t sys_slots() const { return sys_names_.size(); }
   size_t body_slots() const { return body_paths_.size(); }
+  size_t qv_slots() const { return qv_keys_.size(); }
 
  private:
   friend class Compiler;
@@ -175,12 +179,16 @@ class Program {
   int AppSlot(absl::string_view name);
   int SysSlot(absl::string_view name);
   int BodySlot(absl::string_view path, BodyPath parsed);
+  // The slot caching a kBody load's result: one per (body slot, app slot).
+  int QvSlot(int slot, int slot2);
 
   std::vector<Node> nodes_;
   std::deque<std::string> strings_;  // storage of constant strings
   std::vector<std::string> app_names_, sys_names_;
   absl::flat_hash_map<std::string, int> app_index_, sys_index_, body_index_;
   std::vector<BodyPath> body_paths_;
+  std::vector<std::pair<int, int>> qv_keys_;
+  absl::flat_hash_map<std::pair<int, int>, int> qv_index_;
 };
 
 // Validates a JsonPath (the text after "$body."). Returns false with a reason
@@ -245,9 +253,9 @@ class Scratch : public EvalScratch {
   const uint8_t* msg_data_ = nullptr;
   size_t msg_size_ = 0;
   uint32_t gen_ = 0;
-  std::vector<uint32_t> app_gen_, sys_gen_, body_gen_;
+  std::vector<uint32_t> app_gen_, sys_gen_, body_gen_, qv_gen_;
   std::vector<PropertyValue> app_val_, sys_val_;
-  std::vector<Value> body_val_;
+  std::vector<Value> body_val_, qv_val_;
   uint32_t body_parsed_gen_ = 0;
   bool body_ok_ = false;
   Arena arena_, message_arena_;

@@ -255,6 +255,9 @@ TEST_F(QueryTest, BodyAppPropertyConflicts) {
   m.props = {{"$body.x", "2"}};
   EXPECT_EQ(Eval("$body.x = '2'", m), "true");  // app property wins
   EXPECT_EQ(Eval("{$body.x} = 1", m), "true");  // escaped: the body
+  // Both spellings in one condition share the body path but not the result.
+  EXPECT_EQ(Eval("$body.x = '2' AND {$body.x} = 1", m), "true");
+  EXPECT_EQ(Eval("{$body.x} = 1 AND $body.x = '2'", m), "true");
 }
 
 TEST_F(QueryTest, BodyIsReadOnlyWithJsonHeaders) {
