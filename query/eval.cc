@@ -409,8 +409,26 @@ struct Evaluator {
     if (s->body_parsed_gen_ == s->gen_) return s->body_ok_;
     s->body_parsed_gen_ = s->gen_;
     s->body_ok_ = false;
-    PropertyValue type = m.FindSystemProperty("contentType");
-    PropertyValue enc = m.FindSystemProperty("contentEncoding");
+    // FindSystemProperty for both names in one pass, trying the usual exact
+    // spelling before case folding (the first match of each name wins).
+    PropertyValue type, enc;
+    bool have_type = false, have_enc = false;
+    for (size_t i = 0, n = m.system_property_count();
+         i < n && !(have_type && have_enc); ++i) {
+      std::pair<absl::string_view, PropertyValue> prop = m.system_property(i);
+      const absl::string_view name = prop.first;
+      if (!have_type && name.size() == 11 &&
+          (name == "contentType" ||
+           EqualsIgnoreAsciiCase(name, "contentType"))) {
+        type = prop.second;
+        have_type = true;
+      } else if (!have_enc && name.size() == 15 &&
+                 (name == "contentEncoding" ||
+                  EqualsIgnoreAsciiCase(name, "contentEncoding"))) {
+        enc = prop.second;
+        have_enc = true;
+      }
+    }
     if (!type.has_string() || !enc.has_string()) return false;
     // Exact spellings first: the common case without a case-folding loop.
     if (type.value != "application/json" &&

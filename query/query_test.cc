@@ -272,6 +272,17 @@ TEST_F(QueryTest, BodyIsReadOnlyWithJsonHeaders) {
   EXPECT_EQ(Eval("$body.i = 5", m), "undefined");
   m.sys = {{"contentType", "Application/JSON"}, {"contentEncoding", "UTF-8"}};
   EXPECT_EQ(Eval("$body.i = 5", m), "true");
+  // Header names are case-insensitive; the first of duplicates counts.
+  m.sys = {{"CONTENTENCODING", "utf-8"}, {"contenttype", "application/json"}};
+  EXPECT_EQ(Eval("$body.i = 5", m), "true");
+  m.sys = {{"contentType", "text/plain"},
+           {"ContentType", "application/json"},
+           {"contentEncoding", "utf-8"}};
+  EXPECT_EQ(Eval("$body.i = 5", m), "undefined");
+  m.sys = {{"ContentType", "application/json"},
+           {"contentType", "text/plain"},
+           {"contentEncoding", "utf-8"}};
+  EXPECT_EQ(Eval("$body.i = 5", m), "true");
   // UTF-16LE and UTF-32LE bodies are decoded.
   std::string utf16, utf32;
   for (char c : std::string("{\"i\":5}")) {
