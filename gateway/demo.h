@@ -18,11 +18,11 @@
 //     all but at most two batches of the bulk backlog;
 //   * nothing acknowledged lost: every reading the gateway acknowledged
 //     reached the upstream, except those counted as expired by TTL;
-//   * TTL expiry: some alerts expired, and no alert was delivered later than
-//     its TTL (plus a 0.5 s margin for the filter hop);
+//   * TTL expiry: some alerts expired, and no alert reached the upstream
+//     later than its TTL (plus a 0.5 s margin) after the filter forwarded it;
 //   * the store drained: no queue holds messages at the end.
 // The router's expiry counters miss references the store skips in
-// ReadAfter, so expiry is judged from the readings' send times instead and
+// ReadAfter, so expiry is judged from the readings' forward times instead and
 // the counters are printed alongside.
 //
 // Thread-safety: RunDemo may run concurrently with itself (each run has its
@@ -71,7 +71,7 @@ struct DemoReport {
   uint64_t delivered_upstream = 0;
   uint64_t duplicates_upstream = 0;
   // Readings that did not reach the upstream because their TTL passed while
-  // it was away (alerts sent more than the TTL before the reconnect).
+  // it was away (alerts forwarded more than the TTL before the reconnect).
   uint64_t expired = 0;
   // The same as counted by the router and the store (EndpointMetrics::expired
   // + Store::Stats::expired); may be lower, see RunDemo.
