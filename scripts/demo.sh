@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds the edgeroute command line
-# offline, and checks the example deployment manifest, printing every route as
-# compiled (source, condition, endpoint, priority, TTL) and any diagnostics.
+# offline, and runs the gateway demo (`edgeroute demo`) on a temporary
+# embedded RocksDB store. Extra arguments go to `edgeroute demo`
+# (see `edgeroute help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bazel build -c opt //tools:edgeroute
-./bazel-bin/tools/edgeroute check examples/deployment.json "$@"
+exec bazel run -c opt --noshow_progress //tools:edgeroute -- demo "$@"
