@@ -171,6 +171,9 @@ class Compiler {
   // Folds node `i` to a constant when its operands are constants.
   int Fold(int i) {
     const Node& n = N(i);
+    // A fused load-vs-constant compare keeps the load's op in `c`, not a
+    // node index, and a load never folds.
+    if (n.op == Op::kCompareLoadConst) return i;
     bool all_const = true;
     for (int k : {n.a, n.b, n.c}) {
       if (k >= 0 && !IsConst(k)) all_const = false;

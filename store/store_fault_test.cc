@@ -165,7 +165,9 @@ TEST_P(StoreFaultTest, PowerLossKeepsWhatPowerDurabilityAcknowledged) {
     ASSERT_TRUE((*store)->Close().ok());
   }
   const int cut = FaultFileSystem::DropUnsynced(synced);
-  if (GetParam() == Durability::kProcess) EXPECT_GT(cut, 0);
+  if (GetParam() == Durability::kProcess) {
+    EXPECT_GT(cut, 0);
+  }
   options.env = nullptr;
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
   ASSERT_TRUE(store.ok()) << store.status();
