@@ -171,8 +171,7 @@ class Compiler {
   // Folds node `i` to a constant when its operands are constants.
   int Fold(int i) {
     const Node& n = N(i);
-    // A fused load-vs-constant compare keeps the load's op in `c`, not a
-    // node index, and a load never folds.
+    // A fused load-vs-constant compare has a load operand: never folds.
     if (n.op == Op::kCompareLoadConst) return i;
     bool all_const = true;
     for (int k : {n.a, n.b, n.c}) {
@@ -440,9 +439,9 @@ class Compiler {
         std::swap(n.a, n.b);
       }
       if (n.op == Op::kCompareLoadConst) {
-        // The evaluator reads only this node: a copy of the load (c = its
-        // op, slot, slot2) and of the constant.
-        n.c = int(N(n.a).op);
+        // The evaluator reads only this node: a copy of the load (its op,
+        // slots) and of the constant.
+        n.load_op = N(n.a).op;
         n.slot = N(n.a).slot;
         n.slot2 = N(n.a).slot2;
         n.qv = N(n.a).qv;

@@ -1016,7 +1016,7 @@ struct Evaluator {
 
   __attribute__((always_inline)) Value CompareLoadConst(const Node& n) {
     // The load and the constant were copied into this node.
-    Value v = Load(Op(n.c), n.slot, n.slot2, n.qv);
+    Value v = Load(n.load_op, n.slot, n.slot2, n.qv);
     const Value& c = n.constant;
     if (v.k == VK::kNum && c.k == VK::kNum && !std::isnan(v.n) &&
         !std::isnan(c.n)) {

@@ -78,7 +78,7 @@ enum class Op : uint8_t {
   kCall,  // sub = builtin id
   // Fused kCompare of a property/body load (node a) with a constant (node
   // b); `flip` is set when the constant was on the left. The node carries
-  // copies: c = the load's Op, slot/slot2 = its slots, constant = b's value.
+  // copies: load_op, slot, slot2, qv = the load's, constant = b's value.
   kCompareLoadConst,
 };
 
@@ -116,6 +116,7 @@ struct Node {
   SType mode = SType::kUndefined;  // operand type for kCompare/kAnd/kOr/...
   SType ltype = SType::kUndefined, rtype = SType::kUndefined;
   bool flip = false;
+  Op load_op = Op::kConst;  // kCompareLoadConst: the load's op
   int a = -1, b = -1, c = -1;
   int slot = -1, slot2 = -1;
   int qv = -1;  // kBody (and fused loads of a kBody): see Op::kBody

@@ -719,6 +719,19 @@ TEST(ExplainTest, ShowsSubexpressionValues) {
   EXPECT_THAT(e, HasSubstr("result: false"));
   EXPECT_THAT(e, HasSubstr("level = 'critical'  ->  true"));
   EXPECT_THAT(e, HasSubstr("$body.t > 5  ->  false"));
+  // Each sub-expression is shown once (fused compares list their operands).
+  auto count = [&e](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = e.find(needle); at != std::string::npos;
+         at = e.find(needle, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(count("\n    'critical'  ->"), 1u) << e;
+  EXPECT_EQ(count("\n    level  ->"), 1u) << e;
+  EXPECT_EQ(count("$body.t  ->"), 1u) << e;
+  EXPECT_EQ(count("\n    5  ->"), 1u) << e;
 }
 
 }  // namespace
