@@ -78,6 +78,11 @@ struct QueueState {
   // Every reference in (checkpoint, expired_skip_through] has expired and
   // was counted; reads from the checkpoint start after it.
   uint64_t expired_skip_through = 0;
+  // Every expired reference <= expired_counted_through that a read skipped
+  // has been counted. Reads go forward in offset order, so an expired
+  // reference below it was either counted when a read passed it or was
+  // handed out before it expired (the router then re-checks its TTL).
+  uint64_t expired_counted_through = 0;
 };
 
 // A reference being appended (leader scratch space).
@@ -634,6 +639,9 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
   // Expired references at the start of the range (nothing live before
   // them): counted once and skipped by later reads.
   std::vector<uint64_t> expired_prefix;
+  // Every expired reference the read skips, prefix or not (ReadAfter skips
+  // them in the middle of a queue): counted once each below.
+  std::vector<uint64_t> expired_skipped;
   const bool may_count = from_checkpoint;
   std::vector<uint64_t> seqs;
   absl::Status status;
@@ -652,6 +660,7 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
       }
       if (ref.expiry_us <= now) {
         if (may_count && out->empty()) expired_prefix.push_back(offset);
+        expired_skipped.push_back(offset);
         continue;
       }
       StoredMessage m;
@@ -708,14 +717,20 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
     out->clear();
     return status;
   }
-  if (!expired_prefix.empty()) {
+  if (!expired_skipped.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
     QueueState& q = queues_[queue];
-    for (uint64_t offset : expired_prefix) {
-      if (offset > q.expired_skip_through) ++expired_;
+    const uint64_t counted =
+        std::max(q.expired_skip_through, q.expired_counted_through);
+    for (uint64_t offset : expired_skipped) {
+      if (offset > counted) ++expired_;
     }
-    q.expired_skip_through =
-        std::max(q.expired_skip_through, expired_prefix.back());
+    q.expired_counted_through =
+        std::max(q.expired_counted_through, expired_skipped.back());
+    if (!expired_prefix.empty()) {
+      q.expired_skip_through =
+          std::max(q.expired_skip_through, expired_prefix.back());
+    }
   }
   return absl::OkStatus();
 }
@@ -862,7 +877,10 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
         min_expiry = std::min(min_expiry, ref.expiry_us);
         continue;
       }
-      if (!delivered && offset > q.expired_skip_through) ++newly_expired;
+      if (!delivered &&
+          offset > std::max(q.expired_skip_through, q.expired_counted_through)) {
+        ++newly_expired;
+      }
       refs.emplace_back(offset, ref.payload_seq);
       if (in_prefix) {
         ++prefix_count;

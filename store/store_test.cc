@@ -213,6 +213,34 @@ TEST_F(StoreTest, TtlFixedAtEnqueueExpiredNeverReturnedAndCounted) {
   EXPECT_EQ(stats.payloads, 2u);
 }
 
+// A consumer that reads forward with ReadAfter and checkpoints past what it
+// delivered: expired references skipped in the middle are still counted, once.
+TEST_F(StoreTest, ExpiredSkippedByReadAfterAreCountedOnce) {
+  auto store = OpenStore();
+  uint32_t q = Queue(store.get(), "q");
+  ASSERT_TRUE(AppendOne(store.get(), MakeMessage(1), {{q, -1}}).ok());
+  ASSERT_TRUE(AppendOne(store.get(), MakeMessage(2), {{q, 5}}).ok());
+  ASSERT_TRUE(AppendOne(store.get(), MakeMessage(3), {{q, 5}}).ok());
+  ASSERT_TRUE(AppendOne(store.get(), MakeMessage(4), {{q, -1}}).ok());
+  std::vector<StoredMessage> out;
+  ASSERT_TRUE(store->Read(q, 1, &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  const uint64_t first = out[0].offset;
+  clock_.AdvanceSeconds(6);
+  ASSERT_TRUE(store->ReadAfter(q, first, 10, &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(MessageNumber(out[0]), 4);
+  EXPECT_EQ(store->GetStats().expired, 2u);
+  // Reading again from the checkpoint, then delivering everything and
+  // cleaning up, does not count them a second time.
+  EXPECT_EQ(ReadAll(store.get(), q), (std::vector<int>{1, 4}));
+  ASSERT_TRUE(store->Checkpoint(q, out[0].offset).ok());
+  ASSERT_TRUE(store->RunCleanup().ok());
+  Store::Stats stats = store->GetStats();
+  EXPECT_EQ(stats.expired, 2u);
+  EXPECT_EQ(stats.payloads, 0u);
+}
+
 TEST_F(StoreTest, CleanupRemovesExpiredBehindLiveHead) {
   auto store = OpenStore();
   uint32_t q = Queue(store.get(), "q");
