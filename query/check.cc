@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "query/lexer.h"
 #include "query/program.h"
 
 namespace edgeroute::query::internal {
@@ -794,33 +795,9 @@ bool ParseBodyPath(absl::string_view path, BodyPath* parsed,
   // JsonPath.g4: seg ('.' seg)*, seg = IDENT ('[' INT ']')*. A purely
   // numeric name lexes as INT and is rejected. No EOF rule: a valid prefix
   // followed by anything else compiles (the rest is "junk").
+  // IDENT is the lexer's ID character set less '.', plus the space.
   auto is_ident_char = [](char c) {
-    switch (c) {
-      case '(':
-      case ')':
-      case '<':
-      case '>':
-      case '@':
-      case ',':
-      case ';':
-      case ':':
-      case '\\':
-      case '"':
-      case '/':
-      case '[':
-      case ']':
-      case '?':
-      case '=':
-      case '{':
-      case '}':
-      case '.':
-      case '\t':
-      case '\r':
-      case '\n':
-        return false;
-      default:
-        return true;
-    }
+    return c != '.' && (c == ' ' || IsIdChar(static_cast<unsigned char>(c)));
   };
   size_t i = 0;
   const size_t n = path.size();
