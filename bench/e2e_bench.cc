@@ -100,29 +100,55 @@ int64_t LatencyOf(const void* body) {
 // ---------------------------------------------------------------------------
 // edgeroute gateway
 
+// A gateway on a free loopback port routing every module message to
+// $upstream, a consumer subscribed to $upstream and a producer module.
+struct GatewayRig {
+  std::unique_ptr<Gateway> gateway;
+  std::unique_ptr<Client> consumer;
+  std::unique_ptr<Client> producer;
+
+  // Returns nullptr when everything is connected, else what failed.
+  const char* Start() {
+    GatewayOptions options;
+    options.device_id = kDevice;
+    options.tcp_port = 0;
+    options.manifest_json = R"({
+      "schemaVersion": "1.1",
+      "routes": {"all": "FROM /messages/modules/* INTO $upstream"},
+      "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}})";
+    auto created = Gateway::Create(options);
+    if (!created.ok() || !(*created)->Start().ok()) {
+      return "gateway did not start";
+    }
+    gateway = std::move(*created);
+    const std::string address =
+        absl::StrCat("tcp:127.0.0.1:", gateway->tcp_port());
+    auto c = Client::Connect(address);
+    auto p = Client::Connect(address);
+    if (!c.ok() || !p.ok()) return "clients could not connect";
+    consumer = std::move(*c);
+    producer = std::move(*p);
+    if (!consumer->Hello("bench-cloud", "").ok() ||
+        !consumer->Subscribe({edgeroute::gateway::kUpstreamInput}).ok() ||
+        !producer->Hello(kDevice, "producer").ok()) {
+      return "clients could not connect";
+    }
+    return nullptr;
+  }
+
+  // Clients first, then the gateway.
+  ~GatewayRig() {
+    consumer.reset();
+    producer.reset();
+    if (gateway != nullptr) gateway->Shutdown().IgnoreError();
+  }
+};
+
 void BM_Gateway(benchmark::State& state) {
   const bool qos1 = state.range(0) == 1;
-  GatewayOptions options;
-  options.device_id = kDevice;
-  options.tcp_port = 0;
-  options.manifest_json = R"({
-    "schemaVersion": "1.1",
-    "routes": {"all": "FROM /messages/modules/* INTO $upstream"},
-    "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}})";
-  auto gateway = Gateway::Create(options);
-  if (!gateway.ok() || !(*gateway)->Start().ok()) {
-    state.SkipWithError("gateway did not start");
-    return;
-  }
-  const std::string address =
-      absl::StrCat("tcp:127.0.0.1:", (*gateway)->tcp_port());
-  auto consumer = Client::Connect(address);
-  auto producer = Client::Connect(address);
-  if (!consumer.ok() || !producer.ok() ||
-      !(*consumer)->Hello("bench-cloud", "").ok() ||
-      !(*consumer)->Subscribe({edgeroute::gateway::kUpstreamInput}).ok() ||
-      !(*producer)->Hello(kDevice, "producer").ok()) {
-    state.SkipWithError("clients could not connect");
+  GatewayRig rig;
+  if (const char* error = rig.Start()) {
+    state.SkipWithError(error);
     return;
   }
   Latencies latencies;
@@ -140,37 +166,37 @@ void BM_Gateway(benchmark::State& state) {
         builder.AddSystemProperty("connectionDeviceId", kDevice);
         builder.AddSystemProperty("connectionModuleId", "producer");
         builder.AddSystemProperty("outputName", "out");
-        if (!(*producer)->SendTelemetry("out", builder.Finish(), qos1).ok()) {
+        if (!rig.producer->SendTelemetry("out", builder.Finish(), qos1).ok()) {
           failed = true;
           return;
         }
         if (qos1) {
           ++acked;
-          if (acked % kWindow == 0 && !(*producer)->WaitForAcks(acked).ok()) {
+          if (acked % kWindow == 0 && !rig.producer->WaitForAcks(acked).ok()) {
             failed = true;
             return;
           }
         } else if ((i + 1) % kWindow == 0) {
           // Hand batches to the kernel regularly (as the MQTT client does
           // per publish), so latency is not dominated by client buffering.
-          (*producer)->Flush().IgnoreError();
+          rig.producer->Flush().IgnoreError();
         }
       }
-      if (!(*producer)->Flush().ok() ||
-          (qos1 && !(*producer)->WaitForAcks(acked).ok())) {
+      if (!rig.producer->Flush().ok() ||
+          (qos1 && !rig.producer->WaitForAcks(acked).ok())) {
         failed = true;
       }
     });
     for (int i = 0; i < kBatch && !failed; ++i) {
-      auto d = (*consumer)->Receive(10000);
+      auto d = rig.consumer->Receive(10000);
       if (!d.ok()) {
         failed = true;
         break;
       }
       latencies.Add(LatencyOf(d->message.body().data()));
-      (*consumer)->Ack(d->delivery_id).IgnoreError();
+      rig.consumer->Ack(d->delivery_id).IgnoreError();
     }
-    (*consumer)->Flush().IgnoreError();
+    rig.consumer->Flush().IgnoreError();
     sender.join();
     if (failed) {
       state.SkipWithError("delivery failed");
@@ -180,10 +206,7 @@ void BM_Gateway(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kBatch);
   latencies.Report(state);
   state.counters["backend_io_uring"] =
-      (*gateway)->backend() == edgeroute::gateway::IoBackend::kIoUring;
-  consumer->reset();
-  producer->reset();
-  (*gateway)->Shutdown().IgnoreError();
+      rig.gateway->backend() == edgeroute::gateway::IoBackend::kIoUring;
 }
 BENCHMARK(BM_Gateway)
     ->ArgName("qos")
@@ -197,27 +220,9 @@ BENCHMARK(BM_Gateway)
 // benchmarks above measure throughput; their latency includes queueing).
 void BM_GatewayPingPong(benchmark::State& state) {
   const bool qos1 = state.range(0) == 1;
-  GatewayOptions options;
-  options.device_id = kDevice;
-  options.tcp_port = 0;
-  options.manifest_json = R"({
-    "schemaVersion": "1.1",
-    "routes": {"all": "FROM /messages/modules/* INTO $upstream"},
-    "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}})";
-  auto gateway = Gateway::Create(options);
-  if (!gateway.ok() || !(*gateway)->Start().ok()) {
-    state.SkipWithError("gateway did not start");
-    return;
-  }
-  const std::string address =
-      absl::StrCat("tcp:127.0.0.1:", (*gateway)->tcp_port());
-  auto consumer = Client::Connect(address);
-  auto producer = Client::Connect(address);
-  if (!consumer.ok() || !producer.ok() ||
-      !(*consumer)->Hello("bench-cloud", "").ok() ||
-      !(*consumer)->Subscribe({edgeroute::gateway::kUpstreamInput}).ok() ||
-      !(*producer)->Hello(kDevice, "producer").ok()) {
-    state.SkipWithError("clients could not connect");
+  GatewayRig rig;
+  if (const char* error = rig.Start()) {
+    state.SkipWithError(error);
     return;
   }
   Latencies latencies;
@@ -233,10 +238,10 @@ void BM_GatewayPingPong(benchmark::State& state) {
       builder.AddSystemProperty("connectionModuleId", "producer");
       builder.AddSystemProperty("outputName", "out");
       bool ok =
-          (*producer)->SendTelemetry("out", builder.Finish(), qos1).ok() &&
-          (*producer)->Flush().ok();
-      if (ok && qos1) ok = (*producer)->WaitForAcks(++acked).ok();
-      auto d = ok ? (*consumer)->Receive(10000)
+          rig.producer->SendTelemetry("out", builder.Finish(), qos1).ok() &&
+          rig.producer->Flush().ok();
+      if (ok && qos1) ok = rig.producer->WaitForAcks(++acked).ok();
+      auto d = ok ? rig.consumer->Receive(10000)
                   : absl::StatusOr<edgeroute::gateway::Delivery>(
                         absl::InternalError("send failed"));
       if (!d.ok()) {
@@ -244,14 +249,11 @@ void BM_GatewayPingPong(benchmark::State& state) {
         break;
       }
       latencies.Add(LatencyOf(d->message.body().data()));
-      (*consumer)->Ack(d->delivery_id).IgnoreError();
+      rig.consumer->Ack(d->delivery_id).IgnoreError();
     }
   }
   state.SetItemsProcessed(state.iterations() * kPingBatch);
   latencies.Report(state);
-  consumer->reset();
-  producer->reset();
-  (*gateway)->Shutdown().IgnoreError();
 }
 BENCHMARK(BM_GatewayPingPong)
     ->ArgName("qos")
