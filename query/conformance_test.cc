@@ -1,7 +1,9 @@
-// Runs the conformance files in tests/conformance/data/ (conditions*.tsv, routes.tsv,
-// routes-generated.jsonl, sources.tsv) through the query API.
+// Runs the conformance files in tests/conformance/data/ (conditions*.tsv,
+// routes.tsv, routes-generated.jsonl, sources.tsv) through the query API.
 
+#include <algorithm>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -65,6 +67,74 @@ TEST(ConformanceTest, HandWrittenConditions) {
 
 TEST(ConformanceTest, GeneratedConditions) {
   RunConditions("conditions-generated.tsv");
+}
+
+// The route-set plan (RouteSet::EvaluateAll / EvaluateCondition) against
+// the tree evaluator (CompiledCondition): every conformance condition that
+// compiles becomes a route of one set, and the set is evaluated on every
+// conformance message. Shared loads, grouped comparisons and formula shapes
+// must never change a result.
+TEST(ConformanceTest, RouteSetPlanAgreesWithConditions) {
+  std::vector<std::string> conditions;
+  std::vector<std::string> messages;
+  for (const char* file : {"conditions.tsv", "conditions-generated.tsv"}) {
+    for (const std::string& line : ReadLines(file)) {
+      if (line.empty() || line[0] == '#') continue;
+      std::vector<std::string> cols = absl::StrSplit(line, '\t');
+      ASSERT_EQ(cols.size(), 3u) << line;
+      conditions.push_back(cols[0]);
+      messages.push_back(cols[1]);
+    }
+  }
+  std::sort(messages.begin(), messages.end());
+  messages.erase(std::unique(messages.begin(), messages.end()), messages.end());
+  std::vector<RouteSpec> routes;
+  std::vector<std::unique_ptr<CompiledCondition>> singles;
+  for (const std::string& c : conditions) {
+    RouteSpec r;
+    r.name = absl::StrCat("r", routes.size());
+    r.text = absl::StrCat("FROM /messages WHERE ", c, " INTO $upstream");
+    auto single = CompiledCondition::Compile(c, nullptr);
+    if (!single.ok() ||
+        !RouteSet::Compile({r}, CompileOptions(), nullptr).ok()) {
+      continue;
+    }
+    routes.push_back(std::move(r));
+    singles.push_back(std::move(*single));
+  }
+  ASSERT_GT(routes.size(), 1000u);
+  auto set = RouteSet::Compile(routes, CompileOptions(), nullptr);
+  ASSERT_TRUE(set.ok()) << set.status();
+  auto set_scratch = (*set)->NewScratch();
+  std::vector<std::unique_ptr<EvalScratch>> single_scratch;
+  for (const auto& c : singles) single_scratch.push_back(c->NewScratch());
+  MessageBuilder builder;
+  std::vector<uint8_t> matched;
+  size_t true_count = 0, mismatches = 0;
+  for (const std::string& json : messages) {
+    ASSERT_TRUE(testing::BuildTestMessage(json, &builder,
+                                          "/messages/modules/m/outputs/o"))
+        << json;
+    (*set)->EvaluateAll(builder.view(), set_scratch.get(), &matched);
+    ASSERT_EQ(matched.size(), routes.size());
+    for (size_t i = 0; i < routes.size(); ++i) {
+      const Tri want =
+          singles[i]->Evaluate(builder.view(), single_scratch[i].get());
+      const Tri one =
+          (*set)->EvaluateCondition(i, builder.view(), set_scratch.get());
+      true_count += want == Tri::kTrue;
+      if (one != want || (matched[i] != 0) != (want == Tri::kTrue)) {
+        if (++mismatches <= 20) {
+          ADD_FAILURE() << routes[i].text << "\n  message: " << json
+                        << "\n  condition alone: " << TriName(want)
+                        << ", in the set: " << TriName(one)
+                        << ", matched: " << int(matched[i]);
+        }
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_GT(true_count, 0u);
 }
 
 std::string FirstStage(const std::string& route) {

@@ -4,12 +4,14 @@
 
 #include <locale.h>
 
+#include <algorithm>
 #include <charconv>
 #include <clocale>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <cwctype>
+#include <functional>
 #include <limits>
 #include <string>
 #include <utility>
@@ -20,6 +22,10 @@
 #include "query/json.h"
 #include "query/program.h"
 #include "simdjson.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace edgeroute::query::internal {
 namespace {
@@ -336,6 +342,9 @@ Scratch::Scratch(const Program& program) : impl_(new Impl) {
   app_val_.resize(program.app_slots());
   sys_val_.resize(program.sys_slots());
   body_val_.resize(program.body_slots());
+  unit_gen_.assign(program.plan_units(), 0);
+  plan_values_.assign(program.plan_values(), kPlanUndefined);
+  shape_temps_.assign(program.plan_shape_temps(), kPlanUndefined);
 }
 
 Scratch::~Scratch() = default;
@@ -350,6 +359,7 @@ void Scratch::NewMessage(absl::Span<const uint8_t> bytes) {
     std::fill(sys_gen_.begin(), sys_gen_.end(), 0);
     std::fill(body_gen_.begin(), body_gen_.end(), 0);
     std::fill(qv_gen_.begin(), qv_gen_.end(), 0);
+    std::fill(unit_gen_.begin(), unit_gen_.end(), 0);
     body_parsed_gen_ = 0;
     gen_ = 1;
   }
@@ -1213,12 +1223,6 @@ Tri Program::Evaluate(int root, const MessageView& message,
   return Final(ev.Eval(root), nodes_[root].type);
 }
 
-Tri Program::EvaluateStarted(int root, const MessageView& message,
-                             Scratch* scratch) const {
-  Evaluator ev{*this, message, scratch};
-  return Final(ev.Eval(root), nodes_[root].type);
-}
-
 std::string Program::Explain(int root, absl::string_view text,
                              const MessageView& message,
                              Scratch* scratch) const {
@@ -1232,6 +1236,490 @@ std::string Program::Explain(int root, absl::string_view text,
 
 std::unique_ptr<Scratch> Program::NewScratch() const {
   return std::make_unique<Scratch>(*this);
+}
+
+// ---------------------------------------------------------------------------
+// The route-set plan.
+
+namespace {
+
+uint8_t PlanTri(Tri t) {
+  switch (t) {
+    case Tri::kTrue:
+      return kPlanTrue;
+    case Tri::kFalse:
+      return kPlanFalse;
+    default:
+      return kPlanUndefined;
+  }
+}
+
+#if defined(__SSE2__)
+// 4 comparison bits -> 4 result bytes (kPlanTrue or kPlanFalse each), in
+// memory order on a little-endian machine.
+constexpr uint32_t PlanBytes(int bits) {
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) {
+    r |= uint32_t((bits >> i) & 1 ? kPlanTrue : kPlanFalse) << (8 * i);
+  }
+  return r;
+}
+constexpr uint32_t kPlanBytes[16] = {
+    PlanBytes(0),  PlanBytes(1),  PlanBytes(2),  PlanBytes(3),
+    PlanBytes(4),  PlanBytes(5),  PlanBytes(6),  PlanBytes(7),
+    PlanBytes(8),  PlanBytes(9),  PlanBytes(10), PlanBytes(11),
+    PlanBytes(12), PlanBytes(13), PlanBytes(14), PlanBytes(15)};
+#endif
+
+uint8_t PlanBool(const Value& v) {
+  if (v.k != VK::kBool) return kPlanUndefined;
+  return v.b ? kPlanTrue : kPlanFalse;
+}
+
+// The operator that puts the load on the left: c < v is v > c.
+uint8_t FlipComparison(uint8_t sub) {
+  switch (sub) {
+    case 2:
+      return 4;
+    case 3:
+      return 5;
+    case 4:
+      return 2;
+    case 5:
+      return 3;
+    default:
+      return sub;  // = and != are symmetric
+  }
+}
+
+// Identifies a constant for de-duplication (compile time only).
+std::string ConstantKey(const Value& v) {
+  std::string key(1, char(v.k));
+  switch (v.k) {
+    case VK::kNum: {
+      uint64_t bits;
+      std::memcpy(&bits, &v.n, sizeof(bits));
+      absl::StrAppend(&key, bits);
+      break;
+    }
+    case VK::kStr:
+      key.append(v.s().data(), v.s().size());
+      break;
+    case VK::kBool:
+      key.push_back(v.b ? '1' : '0');
+      break;
+    default:
+      break;
+  }
+  return key;
+}
+
+}  // namespace
+
+void Program::BuildPlan(const std::vector<int>& roots,
+                        const std::vector<uint32_t>& source_of,
+                        size_t sources) {
+  constexpr uint32_t kTemp = 0x80000000u;  // temporaries, numbered later
+  absl::flat_hash_map<std::string, uint32_t> group_index, atom_index;
+  uint32_t atoms = 0;
+  plan_groups_.clear();
+  plan_generics_.clear();
+  plan_units_.clear();
+  plan_deps_.clear();
+  plan_code_.clear();
+  plan_routes_.clear();
+  plan_temps_ = 0;
+  std::vector<uint32_t> route_deps;
+  uint32_t temps = 0;
+
+  auto add_dep = [&](uint32_t unit) {
+    if (std::find(route_deps.begin(), route_deps.end(), unit) ==
+        route_deps.end()) {
+      route_deps.push_back(unit);
+    }
+  };
+  auto group_atom = [&](const Node& n) -> uint32_t {
+    std::string gkey =
+        absl::StrCat(int(n.load_op), ",", n.slot, ",", n.slot2, ",", n.qv);
+    auto [git, gnew] = group_index.try_emplace(gkey, 0);
+    if (gnew) {
+      git->second = uint32_t(plan_units_.size());
+      PlanGroup g;
+      g.load_op = n.load_op;
+      g.slot = n.slot;
+      g.slot2 = n.slot2;
+      g.qv = n.qv;
+      plan_groups_.push_back(std::move(g));
+      plan_units_.push_back({true, uint32_t(plan_groups_.size() - 1)});
+    }
+    const uint32_t unit = git->second;
+    add_dep(unit);
+    std::string akey = absl::StrCat(unit, ",", int(n.sub), ",", n.flip, ",",
+                                    int(n.mode), ",", ConstantKey(n.constant));
+    auto [ait, anew] = atom_index.try_emplace(akey, 0);
+    if (anew) {
+      ait->second = atoms++;
+      PlanGroup& g = plan_groups_[plan_units_[unit].index];
+      PlanAtom a;
+      a.sub = n.sub;
+      a.flip = n.flip;
+      a.mode = n.mode;
+      a.constant = n.constant;
+      a.out = ait->second;
+      const uint32_t k = uint32_t(g.atoms.size());
+      g.atoms.push_back(a);
+      if (a.constant.k == VK::kNum && !std::isnan(a.constant.n)) {
+        const uint8_t op = a.flip ? FlipComparison(a.sub) : a.sub;
+        g.num_const[op].push_back(a.constant.n);
+        g.num_out[op].push_back(a.out);
+      } else {
+        g.not_num.push_back(k);
+      }
+      if (a.sub <= 1 && a.constant.k == VK::kStr) {
+        g.str_eq.push_back(k);
+      } else {
+        g.not_str.push_back(k);
+      }
+    }
+    return ait->second;
+  };
+  // Returns the value index of node i's three-valued result, emitting
+  // formula code for bool AND / OR / NOT.
+  std::function<uint32_t(int)> formula = [&](int i) -> uint32_t {
+    const Node& n = nodes_[i];
+    if ((n.op == Op::kAnd || n.op == Op::kOr) && n.mode == SType::kBool) {
+      PlanInstr in;
+      in.code = n.op == Op::kAnd ? PlanInstr::kAnd : PlanInstr::kOr;
+      in.a = formula(n.a);
+      in.b = formula(n.b);
+      in.dest = kTemp | temps++;
+      plan_code_.push_back(in);
+      return in.dest;
+    }
+    if (n.op == Op::kNot) {
+      PlanInstr in;
+      in.code = PlanInstr::kNot;
+      in.a = formula(n.a);
+      in.b = in.a;
+      in.dest = kTemp | temps++;
+      plan_code_.push_back(in);
+      return in.dest;
+    }
+    if (n.op == Op::kCompareLoadConst) return group_atom(n);
+    plan_generics_.push_back({i, atoms++});
+    plan_units_.push_back({false, uint32_t(plan_generics_.size() - 1)});
+    add_dep(uint32_t(plan_units_.size() - 1));
+    return plan_generics_.back().out;
+  };
+
+  for (int root : roots) {
+    PlanRoute r;
+    route_deps.clear();
+    temps = 0;
+    r.code_begin = uint32_t(plan_code_.size());
+    const Node& n = nodes_[root];
+    if (n.type == SType::kBool || n.type == SType::kUndefined) {
+      r.result = formula(root);
+    } else {
+      // Not a bool (null, a body value...): converted as a whole by Final.
+      plan_generics_.push_back({root, atoms++});
+      plan_units_.push_back({false, uint32_t(plan_generics_.size() - 1)});
+      add_dep(uint32_t(plan_units_.size() - 1));
+      r.result = plan_generics_.back().out;
+    }
+    r.code_end = uint32_t(plan_code_.size());
+    r.deps_begin = uint32_t(plan_deps_.size());
+    plan_deps_.insert(plan_deps_.end(), route_deps.begin(), route_deps.end());
+    r.deps_end = uint32_t(plan_deps_.size());
+    plan_routes_.push_back(r);
+    plan_temps_ = std::max<size_t>(plan_temps_, temps);
+  }
+  // Temporaries live after the atoms.
+  plan_atoms_ = atoms;
+  auto fix = [&](uint32_t* v) {
+    if (*v & kTemp) *v = (*v & ~kTemp) + atoms;
+  };
+  for (PlanInstr& in : plan_code_) {
+    fix(&in.a);
+    fix(&in.b);
+    fix(&in.dest);
+  }
+  for (PlanRoute& r : plan_routes_) fix(&r.result);
+
+  // Renumber the atoms so that each group's number comparisons of one
+  // operator have consecutive results.
+  std::vector<uint32_t> renumber(atoms, 0);
+  uint32_t next = 0;
+  for (PlanGroup& g : plan_groups_) {
+    for (int op = 0; op < 6; ++op) {
+      g.num_first[op] = next;
+      for (uint32_t& out : g.num_out[op]) {
+        renumber[out] = next++;
+        out = renumber[out];
+      }
+    }
+    for (uint32_t k : g.not_num) renumber[g.atoms[k].out] = next++;
+    for (PlanAtom& a : g.atoms) a.out = renumber[a.out];
+  }
+  for (PlanGeneric& g : plan_generics_) {
+    renumber[g.out] = next++;
+    g.out = renumber[g.out];
+  }
+  auto apply = [&](uint32_t* v) {
+    if (*v < atoms) *v = renumber[*v];
+  };
+  for (PlanInstr& in : plan_code_) {
+    apply(&in.a);
+    apply(&in.b);
+  }
+  for (PlanRoute& r : plan_routes_) apply(&r.result);
+
+  // Shapes: the same source and the same code once atoms are abstracted.
+  plan_shapes_.clear();
+  plan_shape_temps_ = 0;
+  plan_source_units_.assign(sources, {});
+  absl::flat_hash_map<std::string, uint32_t> shape_index;
+  std::vector<std::vector<uint32_t>> shape_atoms;  // per shape, route-major
+  for (size_t i = 0; i < plan_routes_.size(); ++i) {
+    const PlanRoute& r = plan_routes_[i];
+    const uint32_t source = source_of[i];
+    std::vector<uint32_t>& units = plan_source_units_[source];
+    for (uint32_t k = r.deps_begin; k < r.deps_end; ++k) {
+      if (std::find(units.begin(), units.end(), plan_deps_[k]) == units.end()) {
+        units.push_back(plan_deps_[k]);
+      }
+    }
+    // Operand v of this route: an atom becomes the next column, a
+    // temporary its instruction's number (temporaries are numbered in
+    // emission order from `atoms`, one per instruction).
+    std::vector<uint32_t> atom_operands;
+    auto abstract = [&](uint32_t v) -> uint32_t {
+      if (v >= atoms) return kShapeTemp | (v - atoms);
+      atom_operands.push_back(v);
+      return uint32_t(atom_operands.size() - 1);
+    };
+    std::vector<PlanInstr> code;
+    std::string key = absl::StrCat(source, ":");
+    for (uint32_t k = r.code_begin; k < r.code_end; ++k) {
+      PlanInstr in = plan_code_[k];
+      in.a = abstract(in.a);
+      in.b = in.code == PlanInstr::kNot ? in.a : abstract(in.b);
+      in.dest = kShapeTemp | (in.dest - atoms);
+      absl::StrAppend(&key, int(in.code), ",", in.a, ",", in.b, ",", in.dest,
+                      ";");
+      code.push_back(in);
+    }
+    const uint32_t result = abstract(r.result);
+    absl::StrAppend(&key, "=", result);
+    auto [it, added] = shape_index.try_emplace(key, 0);
+    if (added) {
+      it->second = uint32_t(plan_shapes_.size());
+      PlanShape shape;
+      shape.source = source;
+      shape.code = std::move(code);
+      shape.result = result;
+      plan_shapes_.push_back(std::move(shape));
+      shape_atoms.emplace_back();
+    }
+    plan_shapes_[it->second].routes.push_back(uint32_t(i));
+    std::vector<uint32_t>& all = shape_atoms[it->second];
+    all.insert(all.end(), atom_operands.begin(), atom_operands.end());
+  }
+  for (size_t k = 0; k < plan_shapes_.size(); ++k) {
+    PlanShape& shape = plan_shapes_[k];
+    const size_t n = shape.routes.size();
+    const size_t columns = n == 0 ? 0 : shape_atoms[k].size() / n;
+    shape.columns.resize(columns * n);
+    for (size_t r = 0; r < n; ++r) {
+      for (size_t c = 0; c < columns; ++c) {
+        shape.columns[c * n + r] = shape_atoms[k][r * columns + c];
+      }
+    }
+    plan_shape_temps_ =
+        std::max(plan_shape_temps_, shape.code.size() * shape.routes.size());
+  }
+}
+
+void Program::EvaluateUnit(uint32_t unit, const MessageView& message,
+                           Scratch* scratch) const {
+  scratch->unit_gen_[unit] = scratch->gen_;
+  uint8_t* out = scratch->plan_values_.data();
+  Evaluator ev{*this, message, scratch};
+  const PlanUnit& u = plan_units_[unit];
+  if (!u.is_group) {
+    const PlanGeneric& g = plan_generics_[u.index];
+    const Node& n = nodes_[g.node];
+    out[g.out] = PlanTri(Final(ev.Eval(g.node), n.type));
+    return;
+  }
+  const PlanGroup& g = plan_groups_[u.index];
+  const Value v = ev.Load(g.load_op, g.slot, g.slot2, g.qv);
+  auto general = [&](const std::vector<uint32_t>& which) {
+    for (uint32_t k : which) {
+      const PlanAtom& a = g.atoms[k];
+      out[a.out] =
+          PlanBool(a.flip ? Evaluator::Compare(a.sub, a.mode, a.constant, v)
+                          : Evaluator::Compare(a.sub, a.mode, v, a.constant));
+    }
+  };
+  if (v.k == VK::kNum && !std::isnan(v.n)) {
+    // Both sides are numbers: an IEEE comparison, whatever the static mode.
+    const double x = v.n;
+    auto run = [&](int op, auto cmp, auto cmp2) {
+      const double* c = g.num_const[op].data();
+      uint8_t* o = out + g.num_first[op];
+      const size_t e = g.num_const[op].size();
+      size_t k = 0;
+#if defined(__SSE2__)
+      // Four comparisons per step: two 2-lane compares, their sign masks
+      // joined into 4 bits, and a 4-byte store of the matching results.
+      const __m128d xx = _mm_set1_pd(x);
+      for (; k + 4 <= e; k += 4) {
+        const int lo = _mm_movemask_pd(cmp2(xx, _mm_loadu_pd(c + k)));
+        const int hi = _mm_movemask_pd(cmp2(xx, _mm_loadu_pd(c + k + 2)));
+        const uint32_t bytes = kPlanBytes[lo | (hi << 2)];
+        std::memcpy(o + k, &bytes, sizeof(bytes));
+      }
+#endif
+      for (; k < e; ++k) {
+        o[k] = uint8_t(cmp(x, c[k]) << 1);  // kPlanTrue or kPlanFalse
+      }
+    };
+    run(
+        0, [](double l, double r) { return l == r; },
+        [](auto l, auto r) { return _mm_cmpeq_pd(l, r); });
+    run(
+        1, [](double l, double r) { return l != r; },
+        [](auto l, auto r) { return _mm_cmpneq_pd(l, r); });
+    run(
+        2, [](double l, double r) { return l < r; },
+        [](auto l, auto r) { return _mm_cmplt_pd(l, r); });
+    run(
+        3, [](double l, double r) { return l <= r; },
+        [](auto l, auto r) { return _mm_cmple_pd(l, r); });
+    run(
+        4, [](double l, double r) { return l > r; },
+        [](auto l, auto r) { return _mm_cmpgt_pd(l, r); });
+    run(
+        5, [](double l, double r) { return l >= r; },
+        [](auto l, auto r) { return _mm_cmpge_pd(l, r); });
+    general(g.not_num);
+    return;
+  }
+  if (v.k == VK::kStr) {
+    const absl::string_view x = v.s();
+    for (uint32_t k : g.str_eq) {
+      const PlanAtom& a = g.atoms[k];
+      const bool eq = x.size() == a.constant.sl &&
+                      std::memcmp(x.data(), a.constant.sp, x.size()) == 0;
+      out[a.out] = (eq == (a.sub == 0)) ? kPlanTrue : kPlanFalse;
+    }
+    general(g.not_str);
+    return;
+  }
+  for (const PlanAtom& a : g.atoms) {
+    out[a.out] =
+        PlanBool(a.flip ? Evaluator::Compare(a.sub, a.mode, a.constant, v)
+                        : Evaluator::Compare(a.sub, a.mode, v, a.constant));
+  }
+}
+
+void Program::EvaluateAllPlanned(const uint8_t* source_ok,
+                                 const MessageView& message, Scratch* scratch,
+                                 uint8_t* matched) const {
+  const uint32_t gen = scratch->gen_;
+  for (size_t source = 0; source < plan_source_units_.size(); ++source) {
+    if (!source_ok[source]) continue;
+    for (uint32_t unit : plan_source_units_[source]) {
+      if (scratch->unit_gen_[unit] != gen) {
+        EvaluateUnit(unit, message, scratch);
+      }
+    }
+  }
+  const uint8_t* values = scratch->plan_values_.data();
+  uint8_t* temps = scratch->shape_temps_.data();
+  for (const PlanShape& shape : plan_shapes_) {
+    if (!source_ok[shape.source]) continue;
+    const size_t n = shape.routes.size();
+    const uint32_t* columns = shape.columns.data();
+    // Operand x for every route: an atom column (gathered) or a temporary.
+    auto binary = [&](uint32_t a, uint32_t b, uint8_t* dest, auto op) {
+      const bool ta = (a & kShapeTemp) != 0, tb = (b & kShapeTemp) != 0;
+      const uint8_t* ra = temps + size_t(a & ~kShapeTemp) * n;
+      const uint8_t* rb = temps + size_t(b & ~kShapeTemp) * n;
+      const uint32_t* ca = columns + size_t(a & ~kShapeTemp) * n;
+      const uint32_t* cb = columns + size_t(b & ~kShapeTemp) * n;
+      if (!ta && !tb) {
+        for (size_t r = 0; r < n; ++r)
+          dest[r] = op(values[ca[r]], values[cb[r]]);
+      } else if (!ta) {
+        for (size_t r = 0; r < n; ++r) dest[r] = op(values[ca[r]], rb[r]);
+      } else if (!tb) {
+        for (size_t r = 0; r < n; ++r) dest[r] = op(ra[r], values[cb[r]]);
+      } else {
+        for (size_t r = 0; r < n; ++r) dest[r] = op(ra[r], rb[r]);
+      }
+    };
+    for (const PlanInstr& in : shape.code) {
+      uint8_t* dest = temps + size_t(in.dest & ~kShapeTemp) * n;
+      switch (in.code) {
+        case PlanInstr::kAnd:
+          binary(in.a, in.b, dest,
+                 [](uint8_t x, uint8_t y) { return std::min(x, y); });
+          break;
+        case PlanInstr::kOr:
+          binary(in.a, in.b, dest,
+                 [](uint8_t x, uint8_t y) { return std::max(x, y); });
+          break;
+        case PlanInstr::kNot:
+          binary(in.a, in.a, dest,
+                 [](uint8_t x, uint8_t) { return uint8_t(kPlanTrue - x); });
+          break;
+      }
+    }
+    const uint32_t* routes = shape.routes.data();
+    const uint32_t result = shape.result & ~kShapeTemp;
+    if (shape.result & kShapeTemp) {
+      const uint8_t* rr = temps + size_t(result) * n;
+      for (size_t r = 0; r < n; ++r) matched[routes[r]] = rr[r] == kPlanTrue;
+    } else {
+      const uint32_t* cr = columns + size_t(result) * n;
+      for (size_t r = 0; r < n; ++r) {
+        matched[routes[r]] = values[cr[r]] == kPlanTrue;
+      }
+    }
+  }
+}
+
+Tri Program::EvaluatePlanned(size_t route, const MessageView& message,
+                             Scratch* scratch) const {
+  const PlanRoute& r = plan_routes_[route];
+  const uint32_t gen = scratch->gen_;
+  const uint32_t* deps = plan_deps_.data();
+  for (uint32_t k = r.deps_begin; k < r.deps_end; ++k) {
+    if (scratch->unit_gen_[deps[k]] != gen) {
+      EvaluateUnit(deps[k], message, scratch);
+    }
+  }
+  uint8_t* v = scratch->plan_values_.data();
+  for (uint32_t k = r.code_begin; k < r.code_end; ++k) {
+    const PlanInstr& in = plan_code_[k];
+    switch (in.code) {
+      case PlanInstr::kAnd:
+        v[in.dest] = std::min(v[in.a], v[in.b]);
+        break;
+      case PlanInstr::kOr:
+        v[in.dest] = std::max(v[in.a], v[in.b]);
+        break;
+      case PlanInstr::kNot:
+        v[in.dest] = uint8_t(kPlanTrue - v[in.a]);
+        break;
+    }
+  }
+  const uint8_t result = v[r.result];
+  return result == kPlanTrue    ? Tri::kTrue
+         : result == kPlanFalse ? Tri::kFalse
+                                : Tri::kUndefined;
 }
 
 }  // namespace edgeroute::query::internal

@@ -139,6 +139,8 @@ struct BodyPath {
 
 class Scratch;
 
+constexpr uint8_t kPlanFalse = 0, kPlanUndefined = 1, kPlanTrue = 2;
+
 // All compiled conditions of a route set, sharing property and body slots.
 class Program {
  public:
@@ -154,21 +156,46 @@ class Program {
   int AddConstant(SType type, Value v);
 
   Tri Evaluate(int root, const MessageView& message, Scratch* scratch) const;
-  // Evaluate without the per-call Begin, for evaluating many roots on one
-  // message. REQUIRES: scratch->Begin(message) was called for this message
-  // (allocations then live until the next Begin).
-  Tri EvaluateStarted(int root, const MessageView& message,
-                      Scratch* scratch) const;
   // Value of every node under `root`, one per line (for people).
   std::string Explain(int root, absl::string_view text,
                       const MessageView& message, Scratch* scratch) const;
 
   std::unique_ptr<Scratch> NewScratch() const;
 
+  // Builds the route-set plan for `roots` (route i's condition is roots[i]).
+  // Call once, after every Compile. The plan splits each condition into a
+  // three-valued formula (bool AND, OR, NOT) over atoms. Comparisons of a
+  // property or body load with a constant are atoms grouped by their load:
+  // the load happens once per message and the group's comparisons run as
+  // one tight loop per operator, each distinct comparison once however many
+  // routes use it. Any other sub-expression is an atom of its own, evaluated
+  // by the tree evaluator. Evaluation is pure, so evaluating every atom of a
+  // route (no short-circuit) gives the tree evaluator's result.
+  // Routes with the same source and the same formula shape (the same
+  // code, with other atoms) are also evaluated together, one formula
+  // instruction at a time over all of them (EvaluateAllPlanned).
+  // `source_of[i]` < `sources` numbers route i's source.
+  void BuildPlan(const std::vector<int>& roots,
+                 const std::vector<uint32_t>& source_of, size_t sources);
+  // Route `route`'s condition through the plan; the same result as
+  // Evaluate(roots[route]). REQUIRES: BuildPlan was called;
+  // scratch->Begin(message) was called for this message.
+  Tri EvaluatePlanned(size_t route, const MessageView& message,
+                      Scratch* scratch) const;
+  // Every route whose source matches: sets matched[i] to 1 when route i's
+  // condition is true, and leaves the others alone. `source_ok[k]` tells
+  // whether source k matches the message. REQUIRES: as EvaluatePlanned;
+  // matched has a byte per route.
+  void EvaluateAllPlanned(const uint8_t* source_ok, const MessageView& message,
+                          Scratch* scratch, uint8_t* matched) const;
+
   size_t app_slots() const { return app_names_.size(); }
   size_t sys_slots() const { return sys_names_.size(); }
   size_t body_slots() const { return body_paths_.size(); }
   size_t qv_slots() const { return qv_keys_.size(); }
+  size_t plan_units() const { return plan_units_.size(); }
+  size_t plan_values() const { return plan_atoms_ + plan_temps_; }
+  size_t plan_shape_temps() const { return plan_shape_temps_; }
 
  private:
   friend class Compiler;
@@ -182,6 +209,75 @@ class Program {
   int BodySlot(absl::string_view path, BodyPath parsed);
   // The slot caching a kBody load's result: one per (body slot, app slot).
   int QvSlot(int slot, int slot2);
+
+  // The plan (see BuildPlan). Atom and temporary results are bytes in
+  // Scratch::plan_values_: kPlanFalse < kPlanUndefined < kPlanTrue, so AND
+  // is min, OR is max and NOT is kPlanTrue - x (Kleene logic, which is
+  // edgeHub's Bool).
+  struct PlanAtom {  // one comparison of a group's load with a constant
+    uint8_t sub = 0;
+    bool flip = false;
+    SType mode = SType::kUndefined;
+    Value constant;
+    uint32_t out = 0;  // index in the value array
+  };
+  struct PlanGroup {
+    Op load_op = Op::kConst;
+    int slot = -1, slot2 = -1, qv = -1;
+    std::vector<PlanAtom> atoms;
+    // When the load is a number: atoms with a number constant, by operator
+    // with the load on the left (0 =, 1 !=, 2 <, 3 <=, 4 >, 5 >=).
+    // Their results are consecutive values from num_first[op], so the
+    // loops store contiguously (and vectorise).
+    std::vector<double> num_const[6];
+    std::vector<uint32_t> num_out[6];
+    uint32_t num_first[6] = {0, 0, 0, 0, 0, 0};
+    std::vector<uint32_t> not_num;  // indexes in atoms of the others
+    // When the load is a string: atoms `= 'c'` / `!= 'c'`.
+    std::vector<uint32_t> str_eq;   // indexes in atoms
+    std::vector<uint32_t> not_str;  // the others
+  };
+  struct PlanGeneric {  // any other atom: node `node`, result at `out`
+    int node = -1;
+    uint32_t out = 0;
+  };
+  struct PlanUnit {  // evaluated at most once per message
+    bool is_group = false;
+    uint32_t index = 0;  // in plan_groups_ or plan_generics_
+  };
+  struct PlanInstr {
+    enum Code : uint8_t { kAnd, kOr, kNot };
+    Code code = kAnd;
+    uint32_t a = 0, b = 0, dest = 0;
+  };
+  struct PlanRoute {
+    uint32_t deps_begin = 0, deps_end = 0;  // in plan_deps_
+    uint32_t code_begin = 0, code_end = 0;  // in plan_code_
+    uint32_t result = 0;                    // value index
+  };
+  // Routes of one source whose formulas have the same shape. Operands of
+  // `code` are columns (an atom per route) or, with kShapeTemp set,
+  // temporaries (instruction j's results for every route).
+  struct PlanShape {
+    uint32_t source = 0;
+    std::vector<PlanInstr> code;
+    uint32_t result = 0;  // column or kShapeTemp | instruction
+    std::vector<uint32_t> routes;
+    std::vector<uint32_t> columns;  // column k of route r: [k * routes + r]
+  };
+  static constexpr uint32_t kShapeTemp = 0x80000000u;
+  void EvaluateUnit(uint32_t unit, const MessageView& message,
+                    Scratch* scratch) const;
+
+  std::vector<PlanGroup> plan_groups_;
+  std::vector<PlanGeneric> plan_generics_;
+  std::vector<PlanUnit> plan_units_;
+  std::vector<uint32_t> plan_deps_;
+  std::vector<PlanInstr> plan_code_;
+  std::vector<PlanRoute> plan_routes_;
+  std::vector<PlanShape> plan_shapes_;
+  std::vector<std::vector<uint32_t>> plan_source_units_;  // by source
+  size_t plan_atoms_ = 0, plan_temps_ = 0, plan_shape_temps_ = 0;
 
   std::vector<Node> nodes_;
   std::deque<std::string> strings_;  // storage of constant strings
@@ -240,6 +336,11 @@ class Scratch : public EvalScratch {
     msg_data_ = nullptr;
     msg_size_ = 0;
   }
+  // A byte per route source (RouteSet::EvaluateAll), allocated once.
+  uint8_t* source_ok(size_t sources) {
+    if (source_ok_.size() < sources) source_ok_.resize(sources);
+    return source_ok_.data();
+  }
   // Allocates `n` bytes valid until the next Begin().
   char* Alloc(size_t n) { return arena_.Alloc(n); }
   // Allocates `n` bytes valid while the message is cached.
@@ -247,6 +348,7 @@ class Scratch : public EvalScratch {
 
  private:
   friend struct Evaluator;
+  friend class Program;
   void NewMessage(absl::Span<const uint8_t> bytes);
 
   struct Impl;
@@ -257,6 +359,12 @@ class Scratch : public EvalScratch {
   std::vector<uint32_t> app_gen_, sys_gen_, body_gen_, qv_gen_;
   std::vector<PropertyValue> app_val_, sys_val_;
   std::vector<Value> body_val_, qv_val_;
+  // Program's plan: per unit the generation it was evaluated for, and the
+  // atom/temporary results.
+  std::vector<uint32_t> unit_gen_;
+  std::vector<uint8_t> plan_values_;
+  std::vector<uint8_t> shape_temps_;
+  std::vector<uint8_t> source_ok_;
   uint32_t body_parsed_gen_ = 0;
   bool body_ok_ = false;
   Arena arena_, message_arena_;

@@ -97,6 +97,10 @@ bool SourceMatches(absl::string_view route_source,
     if (route_source.back() != '/') return false;
     n -= 1;
   }
+  // Sources are usually spelled alike: one memcmp before the folding loop.
+  if (std::memcmp(route_source.data(), message_source.data(), n) == 0) {
+    return true;
+  }
   for (size_t i = 0; i < n; ++i) {
     if (absl::ascii_tolower(static_cast<unsigned char>(route_source[i])) !=
         absl::ascii_tolower(static_cast<unsigned char>(message_source[i]))) {
@@ -114,6 +118,12 @@ struct RouteSet::Impl {
   std::vector<std::string> sources;
   std::vector<uint32_t> source_of;
   Program program;
+
+  // After the last route is added.
+  void Finish() {
+    IndexSources();
+    program.BuildPlan(roots, source_of, sources.size());
+  }
 
   void IndexSources() {
     sources.clear();
@@ -181,7 +191,7 @@ absl::StatusOr<std::unique_ptr<RouteSet>> RouteSet::Compile(
   if (!errors.empty()) {
     return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   }
-  impl->IndexSources();
+  impl->Finish();
   return std::unique_ptr<RouteSet>(new RouteSet(std::move(impl)));
 }
 
@@ -197,8 +207,9 @@ std::unique_ptr<EvalScratch> RouteSet::NewScratch() const {
 
 Tri RouteSet::EvaluateCondition(size_t i, const MessageView& message,
                                 EvalScratch* scratch) const {
-  return impl_->program.Evaluate(impl_->roots[i], message,
-                                 static_cast<Scratch*>(scratch));
+  Scratch* s = static_cast<Scratch*>(scratch);
+  s->Begin(message);
+  return impl_->program.EvaluatePlanned(i, message, s);
 }
 
 void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
@@ -207,24 +218,13 @@ void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
   Scratch* s = static_cast<Scratch*>(scratch);
   s->Reset();
   s->Begin(message);  // once for all routes
-  absl::string_view source = message.source();
-  // Few distinct sources in practice: match each once (a stack buffer;
-  // larger sets fall back to matching per route).
-  uint8_t source_ok[64];
-  const size_t distinct = impl_->sources.size();
-  const bool indexed = distinct <= sizeof(source_ok);
-  if (indexed) {
-    for (size_t k = 0; k < distinct; ++k) {
-      source_ok[k] = SourceMatches(impl_->sources[k], source);
-    }
+  // Each distinct source is matched once.
+  const absl::string_view source = message.source();
+  uint8_t* source_ok = s->source_ok(impl_->sources.size());
+  for (size_t k = 0; k < impl_->sources.size(); ++k) {
+    source_ok[k] = SourceMatches(impl_->sources[k], source);
   }
-  for (size_t i = 0; i < impl_->routes.size(); ++i) {
-    bool ok = indexed ? source_ok[impl_->source_of[i]] != 0
-                      : SourceMatches(impl_->routes[i].source, source);
-    if (!ok) continue;
-    (*matched)[i] = impl_->program.EvaluateStarted(impl_->roots[i], message,
-                                                   s) == Tri::kTrue;
-  }
+  impl_->program.EvaluateAllPlanned(source_ok, message, s, matched->data());
 }
 
 void RouteSet::Reset(EvalScratch* scratch) {
@@ -294,7 +294,7 @@ absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
   info.sink.endpoint_id = "iothub";
   impl->routes.push_back(std::move(info));
   impl->roots.push_back(root);
-  impl->IndexSources();
+  impl->Finish();
   c->set_.reset(new RouteSet(std::move(impl)));
   return c;
 }

@@ -98,8 +98,10 @@ absl::string_view RawTopLevelValue(absl::string_view s, absl::string_view key) {
 
 }  // namespace
 
-bool BuildTestMessage(absl::string_view json, MessageBuilder* builder) {
+bool BuildTestMessage(absl::string_view json, MessageBuilder* builder,
+                      absl::string_view source) {
   builder->Clear();
+  if (!source.empty()) builder->SetSource(source);
   simdjson::ondemand::parser parser;
   simdjson::padded_string padded(json.data(), json.size());
   simdjson::ondemand::document doc;

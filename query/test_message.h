@@ -14,7 +14,8 @@ namespace edgeroute::query::testing {
 // Clears `builder` and builds the message; returns false on malformed JSON.
 // A JSON-string body is the raw body text; any other JSON value is sent as
 // its JSON text; no "body" key means an empty body.
-bool BuildTestMessage(absl::string_view json, MessageBuilder* builder);
+bool BuildTestMessage(absl::string_view json, MessageBuilder* builder,
+                      absl::string_view source = "");
 
 // Parses a routes-generated.jsonl line into the route text and the expected
 // first-stage result ("error" or "source=S|condition=C|sink=E").
