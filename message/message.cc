@@ -33,7 +33,10 @@ PropertyValue Find(const flatbuffers::Vector<flatbuffers::Offset<fb::Property>>*
   if (props == nullptr) return {};
   for (const fb::Property* p : *props) {
     const flatbuffers::String* k = p->key();
-    if (k->size() == key.size() && EqualsIgnoreAsciiCase(ToView(k), key)) {
+    // Keys are usually spelled as asked: a memcmp before the case folding.
+    if (k->size() == key.size() &&
+        (key.empty() || std::memcmp(k->data(), key.data(), key.size()) == 0 ||
+         EqualsIgnoreAsciiCase(ToView(k), key))) {
       return ToPropertyValue(p);
     }
   }
