@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -234,6 +235,7 @@ class GatewayImpl final : public ServerHooks {
       return absl::InvalidArgumentError(
           "a deployment manifest is required (manifest_path)");
     }
+    last_manifest_ = manifest;
     if (!options_.store_dir.empty()) {
       store::StoreOptions store_options;
       store_options.directory = options_.store_dir;
@@ -272,22 +274,42 @@ class GatewayImpl final : public ServerHooks {
   absl::Status Start() {
     EDGEROUTE_RETURN_IF_ERROR(server_->Start());
     if (metrics_ != nullptr) metrics_->Start();
+    if (!options_.manifest_path.empty() &&
+        options_.manifest_watch != ManifestWatch::kOff) {
+      EDGEROUTE_ASSIGN_OR_RETURN(
+          watcher_, ManifestWatcher::Create(
+                        options_.manifest_path, options_.manifest_watch,
+                        [this] { ReloadIfChanged(); }, Log));
+    }
     started_ = true;
     return absl::OkStatus();
   }
 
-  absl::Status Reload() {
-    if (options_.manifest_path.empty()) {
-      return absl::FailedPreconditionError("no manifest file to reload");
-    }
-    EDGEROUTE_ASSIGN_OR_RETURN(std::string manifest,
-                               ReadFile(options_.manifest_path));
-    return router_->UpdateRoutes(manifest);
+  absl::Status Reload() { return ApplyManifest(/*only_if_changed=*/false); }
+
+  Gateway::ReloadCounts reload_counts() const {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    return reload_counts_;
+  }
+
+  // The watcher's callback: reloads when the file's text differs from the
+  // last text read (or the file became readable again), and logs why.
+  void ReloadIfChanged() {
+    bool attempted = false;
+    const absl::Status s = ApplyManifest(/*only_if_changed=*/true, &attempted);
+    if (!attempted) return;
+    const std::string what =
+        absl::StrCat("manifest '", options_.manifest_path, "' changed: ");
+    Log(s.ok() ? absl::StrCat(what, "routes reloaded")
+               : absl::StrCat(
+                     what, "reload refused, old routes kept: ", s.ToString()));
   }
 
   absl::Status Shutdown() {
     if (shut_down_ || router_ == nullptr) return absl::OkStatus();
     shut_down_ = true;
+    // First, so that no reload races the router's Close.
+    watcher_.reset();
     // Relaxed: read by the loop thread only to refuse new telemetry.
     closing_.store(true, std::memory_order_relaxed);
     if (metrics_ != nullptr) metrics_->Stop();
@@ -313,7 +335,17 @@ class GatewayImpl final : public ServerHooks {
   IoBackend backend() const { return server_->backend(); }
 
   std::string PrometheusText() const {
-    return absl::StrCat(router_->PrometheusText(), server_->PrometheusText());
+    const Gateway::ReloadCounts reloads = reload_counts();
+    return absl::StrCat(
+        router_->PrometheusText(), server_->PrometheusText(),
+        "# HELP edgeroute_gateway_manifest_reloads_total Manifest reloads "
+        "(SIGHUP, file changes) by result.\n"
+        "# TYPE edgeroute_gateway_manifest_reloads_total counter\n"
+        "edgeroute_gateway_manifest_reloads_total{result=\"applied\"} ",
+        reloads.applied,
+        "\n"
+        "edgeroute_gateway_manifest_reloads_total{result=\"refused\"} ",
+        reloads.refused, "\n");
   }
 
   RouterMetrics RouterMetricsSnapshot() const { return router_->GetMetrics(); }
@@ -374,6 +406,36 @@ class GatewayImpl final : public ServerHooks {
   }
 
  private:
+  // SIGHUP, Reload() and the watcher all come here, one at a time. With
+  // `only_if_changed`, a text equal to the last one read (applied or
+  // refused) is not applied again, and an unreadable file is reported once
+  // until it can be read again; *attempted says whether anything was tried.
+  absl::Status ApplyManifest(bool only_if_changed, bool* attempted = nullptr) {
+    if (attempted != nullptr) *attempted = false;
+    if (options_.manifest_path.empty()) {
+      return absl::FailedPreconditionError("no manifest file to reload");
+    }
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    absl::StatusOr<std::string> text = ReadFile(options_.manifest_path);
+    if (!text.ok()) {
+      if (only_if_changed && last_read_failed_) return text.status();
+      last_read_failed_ = true;
+      ++reload_counts_.refused;
+      if (attempted != nullptr) *attempted = true;
+      return text.status();
+    }
+    const bool was_unreadable = last_read_failed_;
+    last_read_failed_ = false;
+    if (only_if_changed && !was_unreadable && *text == last_manifest_) {
+      return absl::OkStatus();
+    }
+    if (attempted != nullptr) *attempted = true;
+    last_manifest_ = std::move(*text);
+    const absl::Status s = router_->UpdateRoutes(last_manifest_);
+    ++(s.ok() ? reload_counts_.applied : reload_counts_.refused);
+    return s;
+  }
+
   const GatewayOptions options_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Router> router_;
@@ -383,6 +445,13 @@ class GatewayImpl final : public ServerHooks {
   absl::flat_hash_map<std::string, std::shared_ptr<Sink>> sinks_;
   std::vector<std::shared_ptr<Sink>> retired_;
   std::atomic<bool> closing_{false};
+  // std::mutex rather than absl::Mutex: the system Abseil has no
+  // ThreadSanitizer annotations.
+  mutable std::mutex reload_mu_;
+  std::string last_manifest_;            // guarded by reload_mu_
+  bool last_read_failed_ = false;        // guarded by reload_mu_
+  Gateway::ReloadCounts reload_counts_;  // guarded by reload_mu_
+  std::unique_ptr<ManifestWatcher> watcher_;
   bool started_ = false;
   bool shut_down_ = false;
 };
@@ -398,6 +467,9 @@ Gateway::Gateway(std::unique_ptr<GatewayImpl> impl) : impl_(std::move(impl)) {}
 Gateway::~Gateway() = default;
 absl::Status Gateway::Start() { return impl_->Start(); }
 absl::Status Gateway::Reload() { return impl_->Reload(); }
+Gateway::ReloadCounts Gateway::reload_counts() const {
+  return impl_->reload_counts();
+}
 absl::Status Gateway::Shutdown() { return impl_->Shutdown(); }
 int Gateway::tcp_port() const { return impl_->tcp_port(); }
 int Gateway::metrics_port() const { return impl_->metrics_port(); }
@@ -455,9 +527,10 @@ absl::Status RunGateway(const GatewayOptions& options) {
     if (sigwait(&signals, &signal_number) != 0) continue;
     if (signal_number == SIGHUP) {
       const absl::Status reload = (*gateway)->Reload();
-      Log(reload.ok() ? std::string("routes reloaded")
-                      : absl::StrCat("reload failed, old routes kept: ",
-                                     reload.ToString()));
+      Log(reload.ok()
+              ? std::string("SIGHUP: routes reloaded")
+              : absl::StrCat("SIGHUP: reload refused, old routes kept: ",
+                             reload.ToString()));
       continue;
     }
     Log(absl::StrCat("signal ", signal_number, ": shutting down"));

@@ -16,7 +16,8 @@
 //
 // RunGateway adds the process life cycle: SIGTERM/SIGINT shut down
 // gracefully (stop accepting, drain the router, close connections), SIGHUP
-// re-reads the manifest and swaps the routes.
+// re-reads the manifest and swaps the routes. A started Gateway also
+// reloads by itself when the manifest file changes (manifest_watch).
 
 #ifndef EDGEROUTE_GATEWAY_GATEWAY_H_
 #define EDGEROUTE_GATEWAY_GATEWAY_H_
@@ -28,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "gateway/event_loop.h"
+#include "gateway/manifest_watcher.h"
 #include "gateway/server.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -37,9 +39,17 @@ namespace gateway {
 
 struct GatewayOptions {
   // Deployment manifest (whole, or the `$edgeHub` desired properties), read
-  // at start and again on SIGHUP / Reload(). Required unless
-  // `manifest_json` is set.
+  // at start and again on SIGHUP / Reload() / a change of the file.
+  // Required unless `manifest_json` is set.
   std::string manifest_path;
+  // Reload when the manifest file changes (after Start, with
+  // manifest_path): kAuto watches its directory with inotify (so a file
+  // replaced by rename is seen), falling back to polling every
+  // kManifestPollInterval; kPoll always polls; kOff only reloads on SIGHUP /
+  // Reload(). Changes settle for kManifestDebounce first, and a file whose
+  // text equals the last one read is not applied again. A new manifest
+  // that does not compile is refused with a log line; the old routes stay.
+  ManifestWatch manifest_watch = ManifestWatch::kAuto;
   // The manifest text itself (used when manifest_path is empty).
   std::string manifest_json;
   // The edge device id: module endpoints are "{device_id}/{module}/{input}",
@@ -85,8 +95,16 @@ class Gateway {
 
   absl::Status Start();
   // Re-reads the manifest (manifest_path) and swaps the route table. On
-  // error the old routes stay and the error lists every problem.
+  // error the old routes stay and the error lists every problem. The file
+  // watcher goes through the same path.
   absl::Status Reload();
+  // Manifest reloads so far (SIGHUP, Reload() and file changes): applied,
+  // and refused (unreadable file or a manifest with errors).
+  struct ReloadCounts {
+    uint64_t applied = 0;
+    uint64_t refused = 0;
+  };
+  ReloadCounts reload_counts() const;
   // Stops accepting, drains what the router holds (up to its close
   // timeout), closes every connection and joins all threads. Idempotent.
   absl::Status Shutdown();

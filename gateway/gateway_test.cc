@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gateway/client.h"
 #include "gateway/test_socket.h"
 #include "gtest/gtest.h"
@@ -265,6 +267,8 @@ TEST_F(GatewayTest, ReloadSwapsRoutesAndKeepsThemOnError) {
   std::ofstream(path) << kManifest;
   GatewayOptions options;
   options.manifest_path = path;
+  // Only explicit reloads here; file watching is ManifestWatchTest's.
+  options.manifest_watch = ManifestWatch::kOff;
   Start(options);
   auto upstream = Connect("", "cloud-forwarder");
   auto sensor = Connect("sensor");
@@ -292,6 +296,112 @@ TEST_F(GatewayTest, ReloadSwapsRoutesAndKeepsThemOnError) {
   ASSERT_TRUE(upstream->Ack(d->delivery_id).ok());
   ASSERT_TRUE(upstream->Flush().ok());
 }
+
+// Polls `done` every 10 ms for up to 30 s (generous: the watcher needs
+// kManifestDebounce, or kManifestPollInterval when polling).
+template <typename Predicate>
+bool Eventually(Predicate done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+// Replaces `path` the way editors and configuration tools do: a new file
+// renamed over the old one.
+void WriteByRename(const std::string& path, absl::string_view text) {
+  const std::string tmp = path + ".new";
+  std::ofstream(tmp, std::ios::trunc) << text;
+  ASSERT_EQ(std::rename(tmp.c_str(), path.c_str()), 0);
+}
+
+class ManifestWatchTest : public GatewayTest,
+                          public ::testing::WithParamInterface<ManifestWatch> {
+};
+
+TEST_P(ManifestWatchTest, FileChangesReloadRoutesAndBadFilesAreRefused) {
+  const std::string dir = TempPath(
+      GetParam() == ManifestWatch::kPoll ? "watch-poll" : "watch-auto");
+  ASSERT_EQ(
+      std::system(
+          absl::StrCat("rm -rf '", dir, "' && mkdir -p '", dir, "'").c_str()),
+      0);
+  const std::string path = dir + "/manifest.json";
+  ASSERT_NO_FATAL_FAILURE(WriteByRename(path, kManifestOnlyAlerts));
+  GatewayOptions options;
+  options.manifest_path = path;
+  options.manifest_watch = GetParam();
+  Start(options);
+  auto upstream = Connect("", "cloud-forwarder");
+  auto sensor = Connect("sensor");
+  ASSERT_TRUE(upstream && sensor);
+  ASSERT_TRUE(upstream->Subscribe({kUpstreamInput}).ok());
+  uint64_t acks = 0;
+  // Sends an info and a critical alert; under kManifest only the critical
+  // one may reach upstream (first), and the info one is orphaned.
+  auto expect_kmanifest_routes = [&](absl::string_view tag) {
+    const uint64_t orphaned = gateway_->RouterMetricsSnapshot().orphaned;
+    ASSERT_TRUE(sensor
+                    ->SendTelemetry(
+                        "alerts",
+                        AsBytes(Message(absl::StrCat(tag, "-info"), "info")),
+                        true)
+                    .ok());
+    ASSERT_TRUE(
+        sensor
+            ->SendTelemetry(
+                "alerts",
+                AsBytes(Message(absl::StrCat(tag, "-critical"), "critical")),
+                true)
+            .ok());
+    acks += 2;
+    ASSERT_TRUE(sensor->WaitForAcks(acks).ok());
+    auto d = upstream->Receive(30000);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->message.body(), absl::StrCat(tag, "-critical"));
+    ASSERT_TRUE(upstream->Ack(d->delivery_id).ok());
+    ASSERT_TRUE(upstream->Flush().ok());
+    ASSERT_TRUE(gateway_->WaitIdle(30000).ok());
+    EXPECT_EQ(gateway_->RouterMetricsSnapshot().orphaned, orphaned + 1);
+  };
+
+  // kManifestOnlyAlerts sends every alert upstream; kManifest only critical
+  // ones.
+  ASSERT_NO_FATAL_FAILURE(WriteByRename(path, kManifest));
+  ASSERT_TRUE(Eventually([&] {
+    return gateway_->reload_counts().applied == 1;
+  })) << "the new manifest was not applied";
+  EXPECT_EQ(gateway_->reload_counts().refused, 0u);
+  ASSERT_NO_FATAL_FAILURE(expect_kmanifest_routes("new"));
+
+  // A broken manifest, written in place this time: refused, old routes kept.
+  std::ofstream(path, std::ios::trunc) << "{\"routes\": {\"r\": \"FROM\"}}";
+  ASSERT_TRUE(Eventually([&] {
+    return gateway_->reload_counts().refused == 1;
+  })) << "the broken manifest was not noticed";
+  EXPECT_EQ(gateway_->reload_counts().applied, 1u);
+  ASSERT_NO_FATAL_FAILURE(expect_kmanifest_routes("kept"));
+  const std::string metrics = gateway_->PrometheusText();
+  EXPECT_NE(
+      metrics.find(
+          "edgeroute_gateway_manifest_reloads_total{result=\"applied\"} 1\n"),
+      std::string::npos)
+      << metrics;
+  EXPECT_NE(
+      metrics.find(
+          "edgeroute_gateway_manifest_reloads_total{result=\"refused\"} 1\n"),
+      std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Watchers, ManifestWatchTest,
+    ::testing::Values(ManifestWatch::kAuto, ManifestWatch::kPoll),
+    [](const ::testing::TestParamInfo<ManifestWatch>& info) {
+      return std::string(info.param == ManifestWatch::kPoll ? "Poll"
+                                                            : "Inotify");
+    });
 
 TEST(RunGatewayTest, SighupReloadsAndSigtermStops) {
   // Signals stay pending for RunGateway's sigwait, whichever thread they hit.

@@ -63,13 +63,19 @@ Usage:
 
   edgeroute run --manifest M.json [--store DIR] [--device ID]
                 [--listen unix:PATH|tcp:HOST:PORT ...] [--metrics HOST:PORT]
-                [--io epoll|uring]
-      Run the gateway until SIGTERM/SIGINT (SIGHUP reloads the manifest).
-      Modules and devices connect with the protocol of gateway/PROTOCOL.md.
-      Without --listen: tcp:127.0.0.1:7411. --store keeps messages in a
-      RocksDB store-and-forward directory (default: in memory). --metrics
-      serves Prometheus text on http://HOST:PORT/metrics. --device is the
-      edge device id modules say in their hello (default edge-gateway).
+                [--io epoll|uring] [--watch auto|poll|off]
+      Run the gateway until SIGTERM/SIGINT. The manifest is reloaded on
+      SIGHUP and when the file changes: --watch auto (default) watches its
+      directory with inotify, so files replaced by rename are seen, and
+      polls every second where inotify is unavailable; poll always polls;
+      off reloads on SIGHUP only. Changes apply 200 ms after the last one;
+      a manifest with errors is refused with a log line and the old routes
+      stay. Modules and devices connect with the protocol of
+      gateway/PROTOCOL.md. Without --listen: tcp:127.0.0.1:7411. --store
+      keeps messages in a RocksDB store-and-forward directory (default: in
+      memory). --metrics serves Prometheus text on http://HOST:PORT/metrics.
+      --device is the edge device id modules say in their hello (default
+      edge-gateway).
 
   edgeroute demo [--seconds S] [--messages N] [--store DIR]
       Run a gateway with a temporary store and simulated sensor, filter
@@ -177,6 +183,19 @@ int RunCommand(const CommandContext& ctx) {
         options.backend = gateway::IoBackend::kIoUring;
       } else {
         *ctx.err << "edgeroute: --io wants epoll or uring (got '" << value
+                 << "')\n";
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--watch")) {
+      if (!FlagValue(ctx, "--watch", &i, &value)) return kExitUsage;
+      if (value == "auto") {
+        options.manifest_watch = gateway::ManifestWatch::kAuto;
+      } else if (value == "poll") {
+        options.manifest_watch = gateway::ManifestWatch::kPoll;
+      } else if (value == "off") {
+        options.manifest_watch = gateway::ManifestWatch::kOff;
+      } else {
+        *ctx.err << "edgeroute: --watch wants auto, poll or off (got '" << value
                  << "')\n";
         return kExitUsage;
       }

@@ -91,6 +91,9 @@ TEST(Cli, RunAndDemoUsageErrors) {
   r = Edgeroute({"run", "--manifest=m.json", "--io", "kqueue"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("epoll or uring"));
+  r = Edgeroute({"run", "--manifest=m.json", "--watch=inotify"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("auto, poll or off"));
   // demo: bounded options.
   EXPECT_EQ(Edgeroute({"demo", "--seconds", "5"}).code, 2);
   EXPECT_EQ(Edgeroute({"demo", "--seconds=51"}).code, 2);
