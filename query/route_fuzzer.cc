@@ -21,6 +21,8 @@ using edgeroute::query::Diagnostic;
 using edgeroute::query::ParseRoute;
 using edgeroute::query::RouteSet;
 using edgeroute::query::RouteSpec;
+using edgeroute::query::SourceMatches;
+using edgeroute::query::Tri;
 
 void CheckDiagnostics(const std::vector<Diagnostic>& diags) {
   for (const Diagnostic& d : diags) {
@@ -39,6 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static MessageBuilder* builder = [] {
     auto* b = new MessageBuilder();
     b->Clear();
+    b->SetSource("/messages/modules/m/outputs/o");
     b->SetBody("{\"a\":1,\"b\":{\"c\":[1,\"x\",true,null]},\"s\":\"str\"}");
     b->AddSystemProperty("contentType", "application/json");
     b->AddSystemProperty("contentEncoding", "utf-8");
@@ -66,7 +69,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto scratch = (*set)->NewScratch();
     std::vector<uint8_t> matched;
     (*set)->EvaluateAll(builder->view(), scratch.get(), &matched);
-    (void)(*set)->EvaluateCondition(0, builder->view(), scratch.get());
+    const Tri one =
+        (*set)->EvaluateCondition(0, builder->view(), scratch.get());
+    const bool source_ok =
+        SourceMatches((*set)->route(0).source, builder->view().source());
+    // EvaluateAll and EvaluateCondition agree.
+    if (matched.size() != 1 || matched[0] != (source_ok && one == Tri::kTrue)) {
+      std::abort();
+    }
+    // The same route twice in one set shares every atom and the shape; both
+    // copies give the single route's result.
+    auto twice = RouteSet::Compile({spec, spec}, options, nullptr);
+    if (!twice.ok()) std::abort();
+    auto scratch2 = (*twice)->NewScratch();
+    (*twice)->EvaluateAll(builder->view(), scratch2.get(), &matched);
+    if (matched.size() != 2 || matched[0] != matched[1] ||
+        (*twice)->EvaluateCondition(1, builder->view(), scratch2.get()) !=
+            one) {
+      std::abort();
+    }
   }
 
   diags.clear();
