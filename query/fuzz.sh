@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Builds a route-language libFuzzer target with clang (ASan + UBSan) and runs
 # it on its checked-in corpus. See query/FUZZING.md.
-#   bash query/fuzz.sh route|eval [SECONDS] [extra libFuzzer flags...]
+#   bash query/fuzz.sh route|eval|json [SECONDS] [extra libFuzzer flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: query/fuzz.sh route|eval [SECONDS]}"
+target="${1:?usage: query/fuzz.sh route|eval|json [SECONDS]}"
 seconds="${2:-60}"
 shift $(( $# >= 2 ? 2 : 1 ))
 case "$target" in
-  route|eval) ;;
-  *) echo "unknown fuzz target: $target (route or eval)" >&2; exit 2 ;;
+  route|eval|json) ;;
+  *) echo "unknown fuzz target: $target (route, eval or json)" >&2; exit 2 ;;
 esac
 out="${FUZZ_OUT:-$(mktemp -d)}"
 mkdir -p "$out/gen/message"

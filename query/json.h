@@ -1,6 +1,8 @@
 // A strict (RFC 8259) JSON parser for message bodies that builds a flat tape
 // in reused storage: one pass, no allocation after warm-up, lookups walk the
 // tape with skip links. Internal to //query.
+//
+// Not thread-safe: a JsonTape belongs to one evaluation scratch.
 
 #ifndef EDGEROUTE_QUERY_JSON_H_
 #define EDGEROUTE_QUERY_JSON_H_
@@ -40,7 +42,13 @@ class JsonTape {
 
   // Parses `text` (which must stay alive while the tape is used). Returns
   // false unless it is exactly one JSON object (surrounded by whitespace).
+  // The tape's contents are unspecified after a failed parse.
   bool Parse(absl::string_view text);
+
+  // The double a kNumber entry denotes: bit for bit what std::strtod reads
+  // from its token (correctly rounded; out of range gives +-inf or +-0, and
+  // "-0" gives -0.0). Returns false, leaving *out alone, for other types.
+  bool NumberValue(const Entry& e, double* out) const;
 
   absl::string_view text() const { return text_; }
   const Entry& entry(uint32_t i) const { return entries_[i]; }
@@ -54,7 +62,14 @@ class JsonTape {
  private:
   absl::string_view text_;
   std::vector<Entry> entries_;
+  // A copy of the text followed by NUL bytes, so that the scanners need no
+  // end checks: NUL is invalid wherever the parser can meet it.
+  std::vector<char> padded_;
 };
+
+// The double a JSON number token (RFC 8259 grammar, nothing around it)
+// denotes, as std::strtod reads it. Exposed for tests.
+double JsonNumberValue(absl::string_view token);
 
 // Unescapes JSON string contents (between the quotes) into `out`, which
 // must have room for raw.size() bytes. Returns the length written.
