@@ -11,6 +11,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace edgeroute::query::internal {
 namespace {
@@ -23,9 +26,6 @@ struct ByteTables {
   bool ws[256];
   bool simple_escape[256];  // the byte after '\\', other than 'u'
   int8_t hex[256];          // -1 for non-hex digits
-#if !defined(__SSE2__)
-  bool string_special[256];
-#endif
   constexpr ByteTables() : ws(), simple_escape(), hex() {
     for (int c = 0; c < 256; ++c) {
       ws[c] = c == ' ' || c == '\n' || c == '\r' || c == '\t';
@@ -35,9 +35,6 @@ struct ByteTables {
                : c >= 'a' && c <= 'f' ? int8_t(c - 'a' + 10)
                : c >= 'A' && c <= 'F' ? int8_t(c - 'A' + 10)
                                       : int8_t(-1);
-#if !defined(__SSE2__)
-      string_special[c] = c < 0x20 || c == '"' || c == '\\' || c >= 0x80;
-#endif
     }
   }
 };
@@ -91,95 +88,161 @@ __attribute__((always_inline)) inline const char* Escape(const char* p) {
   return p + 2;
 }
 
-// p is just after a string's opening quote. Returns the position of the
-// closing quote (setting *flags), or nullptr. The padding's NUL ends every
-// scan as a control character.
-__attribute__((always_inline)) inline const char* StringEnd(const char* p,
-                                                            uint8_t* flags) {
-  uint8_t f = 0;
-#if defined(__SSE2__)
-  const __m128i quote = _mm_set1_epi8('"');
-  const __m128i backslash = _mm_set1_epi8('\\');
-  // ASCII-only strings (the common case) stop at '"', '\\', control
-  // characters and non-ASCII bytes: a signed compare with 0x20 catches both
-  // of the latter in one instruction.
-  while (true) {
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    __m128i hit = _mm_or_si128(
-        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-        _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
-    unsigned mask = unsigned(_mm_movemask_epi8(hit));
-    if (mask == 0) {
-      p += 16;
-      continue;
+// What a scanner found: the offset where the token ends (0, where no token
+// can end, if it is malformed) and its flags. Returned by value so that both
+// stay in registers.
+struct Scan {
+  size_t end;
+  uint8_t flags;
+};
+
+// Bit i of word i / 64 is set when byte i of the padded text is '"', '\\',
+// a control character or a non-ASCII byte: where a string scan stops.
+// Building the whole map first costs less than a vector scan per string,
+// which pays a setup for every short key. Covers bytes 0..n (the first
+// padding NUL stops every scan) and reads at most 63 bytes past n.
+#if !defined(__SSE2__)
+void BuildStopMapScalar(const char* base, size_t n, uint64_t* map) {
+  for (size_t w = 0; w <= n / 64; ++w) {
+    uint64_t m = 0;
+    for (int i = 0; i < 64; ++i) {
+      const unsigned char c = U(base[w * 64 + size_t(i)]);
+      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) m |= uint64_t{1} << i;
     }
-    p += __builtin_ctz(mask);
-    unsigned char c = U(*p);
-    if (c == '"') {
-      *flags = f;
-      return p;
-    }
-    if (c == '\\') {
-      f |= JsonTape::kEscaped;
-      p = Escape(p);
-      if (p == nullptr) return nullptr;
-      continue;
-    }
-    if (c < 0x20) return nullptr;
-    break;
+    map[w] = m;
   }
-  // Once a non-ASCII byte is seen, the rest of the string is scanned without
-  // stopping at more of them.
+}
+#endif
+
+#if defined(__SSE2__)
+// One compare finds '"', control characters and non-ASCII bytes: x ^ 0x02
+// maps '"' (0x22) to 0x20 and 0x00-0x1F onto themselves, and nothing else
+// below 0x21; non-ASCII bytes are negative as signed.
+__attribute__((always_inline)) inline unsigned StopMask16(__m128i v) {
+  const __m128i quote_or_control = _mm_cmplt_epi8(
+      _mm_xor_si128(v, _mm_set1_epi8(0x02)), _mm_set1_epi8(0x21));
+  const __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+  return unsigned(_mm_movemask_epi8(_mm_or_si128(quote_or_control, backslash)));
+}
+
+void BuildStopMapSse2(const char* base, size_t n, uint64_t* map) {
+  for (size_t w = 0; w <= n / 64; ++w) {
+    const __m128i* b = reinterpret_cast<const __m128i*>(base + w * 64);
+    const uint64_t m0 = StopMask16(_mm_loadu_si128(b));
+    const uint64_t m1 = StopMask16(_mm_loadu_si128(b + 1));
+    const uint64_t m2 = StopMask16(_mm_loadu_si128(b + 2));
+    const uint64_t m3 = StopMask16(_mm_loadu_si128(b + 3));
+    map[w] = m0 | m1 << 16 | m2 << 32 | m3 << 48;
+  }
+}
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EDGEROUTE_JSON_AVX2 1
+// The build targets baseline x86-64; this one function is compiled for
+// AVX2 and chosen at run time.
+__attribute__((target("avx2"))) void BuildStopMapAvx2(const char* base,
+                                                      size_t n, uint64_t* map) {
+  const __m256i flip = _mm256_set1_epi8(0x02);
+  const __m256i limit = _mm256_set1_epi8(0x21);
+  const __m256i backslash = _mm256_set1_epi8('\\');
+  for (size_t w = 0; w <= n / 64; ++w) {
+    const __m256i* b = reinterpret_cast<const __m256i*>(base + w * 64);
+    const __m256i lo = _mm256_loadu_si256(b);
+    const __m256i hi = _mm256_loadu_si256(b + 1);
+    const __m256i stop_lo =
+        _mm256_or_si256(_mm256_cmpgt_epi8(limit, _mm256_xor_si256(lo, flip)),
+                        _mm256_cmpeq_epi8(lo, backslash));
+    const __m256i stop_hi =
+        _mm256_or_si256(_mm256_cmpgt_epi8(limit, _mm256_xor_si256(hi, flip)),
+                        _mm256_cmpeq_epi8(hi, backslash));
+    map[w] = uint64_t(uint32_t(_mm256_movemask_epi8(stop_lo))) |
+             uint64_t(uint32_t(_mm256_movemask_epi8(stop_hi))) << 32;
+  }
+}
+
+bool HaveAvx2() {
+  static const bool have = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return have;
+}
+#endif
+
+void BuildStopMap(const char* base, size_t n, uint64_t* map) {
+#if defined(EDGEROUTE_JSON_AVX2)
+  if (HaveAvx2()) return BuildStopMapAvx2(base, n, map);
+#endif
+#if defined(__SSE2__)
+  BuildStopMapSse2(base, n, map);
+#else
+  BuildStopMapScalar(base, n, map);
+#endif
+}
+
+// The rest of a string after its first non-ASCII byte at p: stops only at
+// '"', '\\' and control characters.
+__attribute__((noinline)) Scan NonAsciiStringEnd(const char* base,
+                                                 const char* p, uint8_t f) {
   f |= JsonTape::kHighBit;
-  const __m128i max_control = _mm_set1_epi8(0x1F);
   while (true) {
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, max_control), v);
-    __m128i hit = _mm_or_si128(
-        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-        control);
-    unsigned mask = unsigned(_mm_movemask_epi8(hit));
+#if defined(__SSE2__)
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i control =
+        _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
+    const __m128i hit =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                  _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                     control);
+    const unsigned mask = unsigned(_mm_movemask_epi8(hit));
     if (mask == 0) {
       p += 16;
       continue;
     }
     p += __builtin_ctz(mask);
-    unsigned char c = U(*p);
-    if (c == '"') {
-      *flags = f;
-      return p;
-    }
-    if (c != '\\') return nullptr;
+#else
+    while (U(*p) >= 0x20 && *p != '"' && *p != '\\') ++p;
+#endif
+    const unsigned char c = U(*p);
+    if (c == '"') return {size_t(p - base), f};
+    if (c != '\\') return {0, f};
     f |= JsonTape::kEscaped;
     p = Escape(p);
-    if (p == nullptr) return nullptr;
+    if (p == nullptr) return {0, f};
   }
-#else
+}
+
+// i is just after a string's opening quote. Finds the closing quote with
+// the stop map.
+__attribute__((always_inline)) inline Scan StringEnd(const char* base,
+                                                     const uint64_t* stops,
+                                                     size_t i) {
+  uint8_t f = 0;
   while (true) {
-    while (!kBytes.string_special[U(*p)]) ++p;
-    unsigned char c = U(*p);
-    if (c == '"') {
-      *flags = f;
-      return p;
+    const uint64_t bits = stops[i / 64] >> (i % 64);
+    if (bits == 0) {
+      i = (i | 63) + 1;
+      continue;
     }
-    if (c >= 0x80) {
-      f |= JsonTape::kHighBit;
-      ++p;
-    } else if (c == '\\') {
+    i += unsigned(__builtin_ctzll(bits));
+    const unsigned char c = U(base[i]);
+    if (c == '"') return {i, f};
+    if (c == '\\') {
       f |= JsonTape::kEscaped;
-      p = Escape(p);
-      if (p == nullptr) return nullptr;
-    } else {
-      return nullptr;
+      const char* q = Escape(base + i);
+      if (q == nullptr) return {0, f};
+      i = size_t(q - base);
+      continue;
     }
+    if (c < 0x20) return {0, f};
+    return NonAsciiStringEnd(base, base + i, f);
   }
-#endif
 }
 
 // The number grammar one byte at a time, for tokens too long for the
 // window of NumberEnd.
-__attribute__((noinline)) const char* NumberSlow(const char* p,
-                                                 uint8_t* flags) {
+__attribute__((noinline)) Scan NumberSlow(const char* base, const char* p) {
   uint8_t f = JsonTape::kInteger;
   if (*p == '-') ++p;
   if (*p == '0') {
@@ -188,72 +251,72 @@ __attribute__((noinline)) const char* NumberSlow(const char* p,
     ++p;
     while (IsDigit(*p)) ++p;
   } else {
-    return nullptr;
+    return {0, f};
   }
   if (*p == '.') {
     f = 0;
     ++p;
-    if (!IsDigit(*p)) return nullptr;
+    if (!IsDigit(*p)) return {0, f};
     while (IsDigit(*p)) ++p;
   }
   if (*p == 'e' || *p == 'E') {
     f = 0;
     ++p;
     if (*p == '+' || *p == '-') ++p;
-    if (!IsDigit(*p)) return nullptr;
+    if (!IsDigit(*p)) return {0, f};
     while (IsDigit(*p)) ++p;
   }
-  *flags = f;
-  return p;
+  return {size_t(p - base), f};
 }
 
-// *p is '-' or a digit. Returns the end of the number token (setting
-// *flags), or nullptr. Tokens that fit in 16 bytes after the sign are
-// checked against one bit mask of their digits.
-__attribute__((always_inline)) inline const char* NumberEnd(const char* p,
-                                                            uint8_t* flags) {
+// base[i] is '-' or a digit. Tokens that fit in 16 bytes after the sign
+// are checked against one bit mask of their digits.
+__attribute__((always_inline)) inline Scan NumberEnd(const char* base,
+                                                     size_t i) {
+  const char* const p = base + i;
 #if defined(__SSE2__)
   const char* q = p + (*p == '-');
-  __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
-                                _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
-  // Bit i set: q[i] is not a digit. Bits 16..31 are set, so every shift by
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  // Adding 0x50 moves '0'..'9', and nothing else, to -128..-119.
+  const __m128i digit =
+      _mm_cmpgt_epi8(_mm_set1_epi8(-118), _mm_add_epi8(v, _mm_set1_epi8(0x50)));
+  // Bit k set: q[k] is not a digit. Bits 16..31 are set, so every shift by
   // at most 16 leaves a bit for ctz.
   const uint32_t other = ~uint32_t(_mm_movemask_epi8(digit));
-  uint32_t i = *q == '0' ? 1 : __builtin_ctz(other);
-  if (i == 0) return nullptr;
-  if (i >= 16) return NumberSlow(p, flags);
+  uint32_t k = *q == '0' ? 1 : uint32_t(__builtin_ctz(other));
+  if (k == 0) return {0, 0};
+  if (k >= 16) return NumberSlow(base, p);
   uint8_t f = JsonTape::kInteger;
-  if (*(q + i) == '.') {
-    ++i;
-    uint32_t j = i + __builtin_ctz(other >> i);
-    if (j >= 16) return NumberSlow(p, flags);
-    if (j == i) return nullptr;
-    i = j;
+  if (q[k] == '.') {
+    ++k;
+    const uint32_t j = k + uint32_t(__builtin_ctz(other >> k));
+    if (j >= 16) return NumberSlow(base, p);
+    if (j == k) return {0, 0};
+    k = j;
     f = 0;
   }
-  if ((U(q[i]) | 0x20) == 'e') {
-    ++i;
-    if (q[i] == '+' || q[i] == '-') ++i;
-    if (i >= 16) return NumberSlow(p, flags);
-    uint32_t j = i + __builtin_ctz(other >> i);
-    if (j >= 16) return NumberSlow(p, flags);
-    if (j == i) return nullptr;
-    i = j;
+  if ((U(q[k]) | 0x20) == 'e') {
+    ++k;
+    if (q[k] == '+' || q[k] == '-') ++k;
+    if (k >= 16) return NumberSlow(base, p);
+    const uint32_t j = k + uint32_t(__builtin_ctz(other >> k));
+    if (j >= 16) return NumberSlow(base, p);
+    if (j == k) return {0, 0};
+    k = j;
     f = 0;
   }
-  *flags = f;
-  return q + i;
+  return {size_t(q + k - base), f};
 #else
-  return NumberSlow(p, flags);
+  return NumberSlow(base, p);
 #endif
 }
 
-// Writes one entry with two 8-byte stores.
+// Writes one entry with two 8-byte stores. type_flags is type | flags << 8;
+// next_high is the entry's next field << 32.
 __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
-                                               JsonTape::Type type,
-                                               uint8_t flags, uint32_t begin,
-                                               uint32_t end, uint32_t next) {
+                                               uint32_t type_flags,
+                                               size_t begin, size_t end,
+                                               uint64_t next_high) {
   static_assert(sizeof(JsonTape::Entry) == 16 &&
                     offsetof(JsonTape::Entry, flags) == 1 &&
                     offsetof(JsonTape::Entry, begin) == 4 &&
@@ -261,17 +324,16 @@ __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
                     offsetof(JsonTape::Entry, next) == 12,
                 "Entry layout");
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  const uint64_t head =
-      uint64_t{type} | uint64_t{flags} << 8 | uint64_t{begin} << 32;
-  const uint64_t tail = uint64_t{end} | uint64_t{next} << 32;
+  const uint64_t head = uint64_t{type_flags} | uint64_t{uint32_t(begin)} << 32;
+  const uint64_t tail = uint64_t{uint32_t(end)} | next_high;
   std::memcpy(reinterpret_cast<char*>(at), &head, 8);
   std::memcpy(reinterpret_cast<char*>(at) + 8, &tail, 8);
 #else
-  at->type = type;
-  at->flags = flags;
-  at->begin = begin;
-  at->end = end;
-  at->next = next;
+  at->type = JsonTape::Type(type_flags & 0xFF);
+  at->flags = uint8_t(type_flags >> 8);
+  at->begin = uint32_t(begin);
+  at->end = uint32_t(end);
+  at->next = uint32_t(next_high >> 32);
 #endif
 }
 
@@ -295,91 +357,90 @@ bool JsonTape::Parse(absl::string_view text) {
   const size_t max_entries = n / 2 + 2 + kMaxDepth;
   if (entries_.size() < max_entries) entries_.resize(max_entries);
   Entry* const tape = entries_.data();
+  if (stops_.size() < n / 64 + 1) stops_.resize(n / 64 + 1);
+  const uint64_t* const stops = stops_.data();
+  BuildStopMap(base, n, stops_.data());
 
-  uint32_t count = 0;
+  // The entry to write next, and its index + 1 (its next field) << 32.
+  Entry* out = tape;
+  constexpr uint64_t kOne = uint64_t{1} << 32;
+  uint64_t next_high = kOne;
   uint32_t open[kMaxDepth];  // tape indexes of the open containers
   int depth = 0;
   bool in_array = false;
-  uint8_t flags = 0;
-  const char* e = nullptr;
-  const char* p = SkipWs(base);
-  if (*p != '{') return false;
+  Scan scan;
+  // Offsets rather than pointers: they are what the tape stores.
+  size_t i = size_t(SkipWs(base) - base);
+  if (base[i] != '{') return false;
 
 open_object:
   if (depth >= kMaxDepth) return false;
-  open[depth++] = count;
-  ++count;
-  Put(tape + count - 1, kObject, 0, uint32_t(p - base), uint32_t(p - base),
-      count);
+  open[depth++] = uint32_t(out - tape);
+  Put(out++, kObject, i, i, next_high);
+  next_high += kOne;
   in_array = false;
-  ++p;
-  if (*p != '"') {
-    p = SkipWs(p);
-    if (*p == '}') {
-      ++p;
+  ++i;
+  if (base[i] != '"') {
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] == '}') {
+      ++i;
       goto close;
     }
-    if (*p != '"') return false;
+    if (base[i] != '"') return false;
   }
-key:  // *p == '"'
-  e = StringEnd(p + 1, &flags);
-  if (e == nullptr) return false;
-  ++count;
-  Put(tape + count - 1, kString, flags, uint32_t(p + 1 - base),
-      uint32_t(e - base), count);
-  p = e + 1;
-  if (*p != ':') {
-    p = SkipWs(p);
-    if (*p != ':') return false;
+key:  // base[i] == '"'
+  scan = StringEnd(base, stops, i + 1);
+  if (scan.end == 0) return false;
+  Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next_high);
+  next_high += kOne;
+  i = scan.end + 1;
+  if (base[i] != ':') {
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] != ':') return false;
   }
-  ++p;
+  ++i;
 value:
-  if (*p == '"') {
-    e = StringEnd(p + 1, &flags);
-    if (e == nullptr) return false;
-    ++count;
-    Put(tape + count - 1, kString, flags, uint32_t(p + 1 - base),
-        uint32_t(e - base), count);
-    p = e + 1;
-  } else if (IsDigit(*p) || *p == '-') {
-    e = NumberEnd(p, &flags);
-    if (e == nullptr) return false;
-    ++count;
-    Put(tape + count - 1, kNumber, flags, uint32_t(p - base),
-        uint32_t(e - base), count);
-    p = e;
+  if (base[i] == '"') {
+    scan = StringEnd(base, stops, i + 1);
+    if (scan.end == 0) return false;
+    Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next_high);
+    next_high += kOne;
+    i = scan.end + 1;
+  } else if (IsDigit(base[i]) || base[i] == '-') {
+    scan = NumberEnd(base, i);
+    if (scan.end == 0) return false;
+    Put(out++, kNumber | uint32_t{scan.flags} << 8, i, scan.end, next_high);
+    next_high += kOne;
+    i = scan.end;
   } else {
-    switch (*p) {
+    switch (base[i]) {
       case '{':
         goto open_object;
       case '[':
         goto open_array;
       case 't':
-        if (std::memcmp(p, "true", 4) != 0) return false;
-        ++count;
-        Put(tape + count - 1, kTrue, 0, uint32_t(p - base),
-            uint32_t(p + 4 - base), count);
-        p += 4;
+        if (std::memcmp(base + i, "true", 4) != 0) return false;
+        Put(out++, kTrue, i, i + 4, next_high);
+        next_high += kOne;
+        i += 4;
         break;
       case 'f':
-        if (std::memcmp(p + 1, "alse", 4) != 0) return false;
-        ++count;
-        Put(tape + count - 1, kFalse, 0, uint32_t(p - base),
-            uint32_t(p + 5 - base), count);
-        p += 5;
+        if (std::memcmp(base + i + 1, "alse", 4) != 0) return false;
+        Put(out++, kFalse, i, i + 5, next_high);
+        next_high += kOne;
+        i += 5;
         break;
       case 'n':
-        if (std::memcmp(p, "null", 4) != 0) return false;
-        ++count;
-        Put(tape + count - 1, kNull, 0, uint32_t(p - base),
-            uint32_t(p + 4 - base), count);
-        p += 4;
+        if (std::memcmp(base + i, "null", 4) != 0) return false;
+        Put(out++, kNull, i, i + 4, next_high);
+        next_high += kOne;
+        i += 4;
         break;
       case ' ':
       case '\n':
       case '\r':
       case '\t':
-        p = SkipWsSlow(p);
+        i = size_t(SkipWsSlow(base + i) - base);
         goto value;
       default:
         return false;
@@ -387,42 +448,42 @@ value:
   }
   if (in_array) goto array_next;
 object_next:
-  if (*p == ',') {
-    ++p;
-    if (*p == '"') goto key;
-    p = SkipWs(p);
-    if (*p == '"') goto key;
+  if (base[i] == ',') {
+    ++i;
+    if (base[i] == '"') goto key;
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] == '"') goto key;
     return false;
   }
-  if (*p == '}') {
-    ++p;
+  if (base[i] == '}') {
+    ++i;
     goto close;
   }
-  if (!kBytes.ws[U(*p)]) return false;
-  p = SkipWsSlow(p);
+  if (!kBytes.ws[U(base[i])]) return false;
+  i = size_t(SkipWsSlow(base + i) - base);
   goto object_next;
 
 array_next:
-  if (*p == ',') {
-    ++p;
+  if (base[i] == ',') {
+    ++i;
     goto value;
   }
-  if (*p == ']') {
-    ++p;
+  if (base[i] == ']') {
+    ++i;
     goto close;
   }
-  if (!kBytes.ws[U(*p)]) return false;
-  p = SkipWsSlow(p);
+  if (!kBytes.ws[U(base[i])]) return false;
+  i = size_t(SkipWsSlow(base + i) - base);
   goto array_next;
 
 close : {
   const uint32_t self = open[--depth];
-  tape[self].end = uint32_t(p - base);
-  tape[self].next = count;
+  tape[self].end = uint32_t(i);
+  tape[self].next = uint32_t(out - tape);
 }
   if (depth == 0) {
-    if (!kBytes.ws[U(*p)]) return p == base + n;
-    return SkipWsSlow(p) == base + n;
+    if (!kBytes.ws[U(base[i])]) return i == n;
+    return SkipWsSlow(base + i) == base + n;
   }
   in_array = tape[open[depth - 1]].type == kArray;
   if (in_array) goto array_next;
@@ -430,20 +491,19 @@ close : {
 
 open_array:
   if (depth >= kMaxDepth) return false;
-  open[depth++] = count;
-  ++count;
-  Put(tape + count - 1, kArray, 0, uint32_t(p - base), uint32_t(p - base),
-      count);
+  open[depth++] = uint32_t(out - tape);
+  Put(out++, kArray, i, i, next_high);
+  next_high += kOne;
   in_array = true;
-  ++p;
-  if (*p == ']') {
-    ++p;
+  ++i;
+  if (base[i] == ']') {
+    ++i;
     goto close;
   }
-  if (kBytes.ws[U(*p)]) {
-    p = SkipWsSlow(p);
-    if (*p == ']') {
-      ++p;
+  if (kBytes.ws[U(base[i])]) {
+    i = size_t(SkipWsSlow(base + i) - base);
+    if (base[i] == ']') {
+      ++i;
       goto close;
     }
   }

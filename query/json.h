@@ -65,6 +65,8 @@ class JsonTape {
   // A copy of the text followed by NUL bytes, so that the scanners need no
   // end checks: NUL is invalid wherever the parser can meet it.
   std::vector<char> padded_;
+  // Where string scans stop in padded_, one bit per byte (see json.cc).
+  std::vector<uint64_t> stops_;
 };
 
 // The double a JSON number token (RFC 8259 grammar, nothing around it)
