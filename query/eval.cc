@@ -5,7 +5,6 @@
 #include <locale.h>
 
 #include <algorithm>
-#include <charconv>
 #include <clocale>
 #include <cmath>
 #include <cstdlib>
@@ -546,13 +545,9 @@ struct Evaluator {
       case JsonTape::kFalse:
         return Bool(false);
       case JsonTape::kNumber: {
-        absl::string_view t = tape.raw(e);
+        // As strtod: overflow gives +-infinity, underflow 0, as double.Parse.
         double d = 0;
-        auto r = std::from_chars(t.data(), t.data() + t.size(), d);
-        if (r.ec == std::errc::result_out_of_range) {
-          // Overflow gives +-infinity, underflow 0, as double.Parse.
-          d = std::strtod(t.data(), nullptr);
-        }
+        tape.NumberValue(e, &d);
         if ((e.flags & JsonTape::kInteger) && d == 0) d = 0;  // -0 is 0
         return Num(d);
       }
