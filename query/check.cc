@@ -776,6 +776,9 @@ int Program::BodySlot(absl::string_view path, BodyPath parsed) {
   auto it = body_index_.find(key);
   if (it != body_index_.end()) return it->second;
   int slot = int(body_paths_.size());
+  parsed.top_member = parsed.segments.size() == 1 &&
+                      parsed.segments[0].indexes.empty() &&
+                      parsed.segments[0].name != "*";
   body_paths_.push_back(std::move(parsed));
   body_index_.emplace(std::move(key), slot);
   return slot;

@@ -631,20 +631,24 @@ struct Evaluator {
       int count = 0;
       uint32_t found = 0;
       const JsonTape& tape = s->impl_->tape;
-      if (path.segments.size() == 1 && path.segments[0].indexes.empty() &&
-          path.segments[0].name != "*") {
-        const BodyPath::Segment& first = path.segments[0];
+      if (path.top_member) {
         // One member of the top-level object (the usual $body.name): the
         // same walk as Resolve without the recursion. Last duplicate wins.
+        const absl::string_view name = path.segments[0].name;
+        const char* const text = tape.text().data();
         const uint32_t members_end = tape.entry(0).next;
         for (uint32_t k = 1; k < members_end; k = tape.entry(k + 1).next) {
           const JsonTape::Entry& key = tape.entry(k);
-          if (key.end - key.begin == first.name.size() ||
-              (key.flags & JsonTape::kEscaped)) {
-            if (KeyEquals(tape, key, first.name)) {
+          if (key.flags & JsonTape::kEscaped) {
+            if (KeyEquals(tape, key, name)) {
               found = k + 1;
               count = 1;
             }
+          } else if (key.end - key.begin == name.size() &&
+                     std::memcmp(text + key.begin, name.data(), name.size()) ==
+                         0) {
+            found = k + 1;
+            count = 1;
           }
         }
       } else {

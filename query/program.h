@@ -135,6 +135,9 @@ struct BodyPath {
   };
   std::vector<Segment> segments;
   bool junk = false;  // trailing text the run-time parser rejects
+  // One member of the top-level object ($body.name, the usual case): looked
+  // up without the general walk.
+  bool top_member = false;
 };
 
 class Scratch;
