@@ -15,12 +15,17 @@
 // drains, alerts first. A progress line is printed twice a second, then a
 // report per route and endpoint and the checks (PASS/FAIL):
 //   * priority: after the reconnect, every backlog alert was delivered before
-//     all but at most two batches of the bulk backlog;
+//     all but at most two batches of the bulk backlog (one batch retried
+//     from before the disconnect, one in flight). The backlog is what was
+//     in the upstream queue at the reconnect, i.e. forwards the filter had
+//     seen acknowledged by then; readings the sensor sent earlier but the
+//     filter forwarded later (it lags under load) are counted apart;
 //   * nothing acknowledged lost: every reading the gateway acknowledged
 //     reached the upstream, except those counted as expired by TTL;
 //   * TTL expiry: some alerts expired, and no alert reached the upstream
 //     later than its TTL (plus a 0.5 s margin) after the filter forwarded it;
-//   * the store drained: no queue holds messages at the end.
+//   * the store drained: no queue holds messages at the end, and after the
+//     gateway shut down and the store's cleanup ran no payload is left.
 // The router's expiry counters miss references the store skips in
 // ReadAfter, so expiry is judged from the readings' forward times instead and
 // the counters are printed alongside.
@@ -76,10 +81,13 @@ struct DemoReport {
   // The same as counted by the router and the store (EndpointMetrics::expired
   // + Store::Stats::expired); may be lower, see RunDemo.
   uint64_t expired_counted = 0;
-  // Backlog (sent while the upstream was away) alerts and bulk readings
-  // delivered after the reconnect.
+  // Backlog (in the upstream queue when the upstream came back) alerts and
+  // bulk readings delivered after the reconnect.
   uint64_t backlog_alerts = 0;
   uint64_t backlog_bulk = 0;
+  // Readings sent before the reconnect that entered the upstream queue only
+  // after it (still in the filter's input queue then).
+  uint64_t backlog_late = 0;
 
   bool passed() const;
   const DemoCheck* Find(absl::string_view name) const;

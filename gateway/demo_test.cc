@@ -60,6 +60,8 @@ TEST(DemoTest, ShortRunTellsTheWholeStory) {
     EXPECT_TRUE(check->passed) << name << ": " << check->detail;
   }
   EXPECT_TRUE(report->passed()) << text;
+  // The story, for whoever reads the test log.
+  std::fputs(text.c_str(), stdout);
   EXPECT_EQ(report->sent, 6000u);
   EXPECT_EQ(report->acknowledged, 6000u);
   // Every reading reached the upstream or expired.

@@ -354,6 +354,11 @@ class GatewayImpl final : public ServerHooks {
     return store_->GetStats();
   }
 
+  absl::Status CleanUpStore() {
+    if (store_ == nullptr) return absl::FailedPreconditionError("no store");
+    return store_->RunCleanup(/*force_compaction=*/true);
+  }
+
   absl::Status WaitIdle(int timeout_ms) {
     return router_->WaitIdle(absl::Milliseconds(timeout_ms));
   }
@@ -481,6 +486,7 @@ RouterMetrics Gateway::RouterMetricsSnapshot() const {
 absl::StatusOr<store::Store::Stats> Gateway::StoreStats() const {
   return impl_->StoreStats();
 }
+absl::Status Gateway::CleanUpStore() { return impl_->CleanUpStore(); }
 absl::Status Gateway::WaitIdle(int timeout_ms) {
   return impl_->WaitIdle(timeout_ms);
 }

@@ -120,6 +120,12 @@ class Gateway {
   // store. Messages the store skips as expired when the router reads them
   // are counted here (Stats::expired), not in EndpointMetrics::expired.
   absl::StatusOr<store::Store::Stats> StoreStats() const;
+  // Runs the store's cleanup now (Store::RunCleanup, compacting what it
+  // deleted): delivered and expired references and payloads nobody
+  // references are removed. Otherwise it runs every 30 s in the background.
+  // Also valid after Shutdown (the store closes with the Gateway).
+  // FailedPrecondition without a store.
+  absl::Status CleanUpStore();
   // Waits until everything sent so far was delivered or the timeout passed
   // (Router::WaitIdle). For tests and benchmarks.
   absl::Status WaitIdle(int timeout_ms);
