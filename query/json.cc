@@ -213,11 +213,9 @@ __attribute__((noinline)) Scan NonAsciiStringEnd(const char* base,
   }
 }
 
-// i is just after a string's opening quote. Finds the closing quote with
-// the stop map.
-__attribute__((always_inline)) inline Scan StringEnd(const char* base,
-                                                     const uint64_t* stops,
-                                                     size_t i) {
+// StringEnd's loop, for strings that are long, escaped or not ASCII.
+__attribute__((noinline)) Scan StringEndSlow(const char* base,
+                                             const uint64_t* stops, size_t i) {
   uint8_t f = 0;
   while (true) {
     const uint64_t bits = stops[i / 64] >> (i % 64);
@@ -240,8 +238,20 @@ __attribute__((always_inline)) inline Scan StringEnd(const char* base,
   }
 }
 
-// The number grammar one byte at a time, for tokens too long for the
-// window of NumberEnd.
+// i is just after a string's opening quote. The common case, inline: the
+// first stop byte in the same word is the closing quote (*end). Otherwise
+// StringEndSlow decides.
+__attribute__((always_inline)) inline bool QuickStringEnd(const char* base,
+                                                          const uint64_t* stops,
+                                                          size_t i,
+                                                          size_t* end) {
+  const uint64_t bits = stops[i / 64] >> (i % 64);
+  if (bits == 0) return false;
+  *end = i + unsigned(__builtin_ctzll(bits));
+  return base[*end] == '"';
+}
+
+// The whole number grammar one byte at a time, for what QuickNumber leaves.
 __attribute__((noinline)) Scan NumberSlow(const char* base, const char* p) {
   uint8_t f = JsonTape::kInteger;
   if (*p == '-') ++p;
@@ -269,54 +279,47 @@ __attribute__((noinline)) Scan NumberSlow(const char* base, const char* p) {
   return {size_t(p - base), f};
 }
 
-// base[i] is '-' or a digit. Tokens that fit in 16 bytes after the sign
-// are checked against one bit mask of their digits.
-__attribute__((always_inline)) inline Scan NumberEnd(const char* base,
-                                                     size_t i) {
-  const char* const p = base + i;
+// base[i] is '-' or a digit. The common case, inline: an integer or a
+// decimal fraction without exponent that fits in the 16 bytes after the
+// sign, checked against one bit mask of their digits. Sets *end and
+// *type_flags (kNumber | flags << 8). Otherwise NumberSlow decides.
+__attribute__((always_inline)) inline bool QuickNumber(const char* base,
+                                                       size_t i, size_t* end,
+                                                       uint32_t* type_flags) {
 #if defined(__SSE2__)
-  const char* q = p + (*p == '-');
+  const char* const q = base + i + (base[i] == '-');
   const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
   // Adding 0x50 moves '0'..'9', and nothing else, to -128..-119.
   const __m128i digit =
       _mm_cmpgt_epi8(_mm_set1_epi8(-118), _mm_add_epi8(v, _mm_set1_epi8(0x50)));
-  // Bit k set: q[k] is not a digit. Bits 16..31 are set, so every shift by
-  // at most 16 leaves a bit for ctz.
+  // Bit k set: q[k] is not a digit. Bits 16..31 are set, so ctz always
+  // finds one.
   const uint32_t other = ~uint32_t(_mm_movemask_epi8(digit));
-  uint32_t k = *q == '0' ? 1 : uint32_t(__builtin_ctz(other));
-  if (k == 0) return {0, 0};
-  if (k >= 16) return NumberSlow(base, p);
-  uint8_t f = JsonTape::kInteger;
+  uint32_t k = uint32_t(__builtin_ctz(other));
+  // No digit, a leading zero before more digits, or a long run.
+  if (k - 1 >= 15 || (*q == '0' && k > 1)) return false;
+  uint32_t tf = JsonTape::kNumber | JsonTape::kInteger << 8;
   if (q[k] == '.') {
-    ++k;
-    const uint32_t j = k + uint32_t(__builtin_ctz(other >> k));
-    if (j >= 16) return NumberSlow(base, p);
-    if (j == k) return {0, 0};
+    const uint32_t j = k + 1 + uint32_t(__builtin_ctz(other >> (k + 1)));
+    if (j == k + 1 || j >= 16) return false;
     k = j;
-    f = 0;
+    tf = JsonTape::kNumber;
   }
-  if ((U(q[k]) | 0x20) == 'e') {
-    ++k;
-    if (q[k] == '+' || q[k] == '-') ++k;
-    if (k >= 16) return NumberSlow(base, p);
-    const uint32_t j = k + uint32_t(__builtin_ctz(other >> k));
-    if (j >= 16) return NumberSlow(base, p);
-    if (j == k) return {0, 0};
-    k = j;
-    f = 0;
-  }
-  return {size_t(q + k - base), f};
+  if ((U(q[k]) | 0x20) == 'e') return false;
+  *end = size_t(q + k - base);
+  *type_flags = tf;
+  return true;
 #else
-  return NumberSlow(base, p);
+  return false;
 #endif
 }
 
-// Writes one entry with two 8-byte stores. type_flags is type | flags << 8;
-// next_high is the entry's next field << 32.
+// Writes one entry as four 4-byte stores, the first covering type, flags
+// and padding. type_flags is type | flags << 8.
 __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
                                                uint32_t type_flags,
                                                size_t begin, size_t end,
-                                               uint64_t next_high) {
+                                               uint32_t next) {
   static_assert(sizeof(JsonTape::Entry) == 16 &&
                     offsetof(JsonTape::Entry, flags) == 1 &&
                     offsetof(JsonTape::Entry, begin) == 4 &&
@@ -325,16 +328,14 @@ __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
                 "Entry layout");
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   const uint64_t head = uint64_t{type_flags} | uint64_t{uint32_t(begin)} << 32;
-  const uint64_t tail = uint64_t{uint32_t(end)} | next_high;
   std::memcpy(reinterpret_cast<char*>(at), &head, 8);
-  std::memcpy(reinterpret_cast<char*>(at) + 8, &tail, 8);
 #else
   at->type = JsonTape::Type(type_flags & 0xFF);
   at->flags = uint8_t(type_flags >> 8);
   at->begin = uint32_t(begin);
-  at->end = uint32_t(end);
-  at->next = uint32_t(next_high >> 32);
 #endif
+  at->end = uint32_t(end);
+  at->next = next;
 }
 
 }  // namespace
@@ -361,23 +362,24 @@ bool JsonTape::Parse(absl::string_view text) {
   const uint64_t* const stops = stops_.data();
   BuildStopMap(base, n, stops_.data());
 
-  // The entry to write next, and its index + 1 (its next field) << 32.
+  // The entry to write next, and its index + 1 (its next field).
   Entry* out = tape;
-  constexpr uint64_t kOne = uint64_t{1} << 32;
-  uint64_t next_high = kOne;
+  uint32_t next = 1;
   uint32_t open[kMaxDepth];  // tape indexes of the open containers
   int depth = 0;
   bool in_array = false;
   Scan scan;
+  size_t end = 0;
+  uint32_t type_flags = 0;
   // Offsets rather than pointers: they are what the tape stores.
   size_t i = size_t(SkipWs(base) - base);
   if (base[i] != '{') return false;
 
 open_object:
   if (depth >= kMaxDepth) return false;
-  open[depth++] = uint32_t(out - tape);
-  Put(out++, kObject, i, i, next_high);
-  next_high += kOne;
+  open[depth++] = next - 1;
+  Put(out++, kObject, i, i, next);
+  ++next;
   in_array = false;
   ++i;
   if (base[i] != '"') {
@@ -389,11 +391,16 @@ open_object:
     if (base[i] != '"') return false;
   }
 key:  // base[i] == '"'
-  scan = StringEnd(base, stops, i + 1);
-  if (scan.end == 0) return false;
-  Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next_high);
-  next_high += kOne;
-  i = scan.end + 1;
+  if (QuickStringEnd(base, stops, i + 1, &end)) {
+    Put(out++, kString, i + 1, end, next);
+    i = end + 1;
+  } else {
+    scan = StringEndSlow(base, stops, i + 1);
+    if (scan.end == 0) return false;
+    Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next);
+    i = scan.end + 1;
+  }
+  ++next;
   if (base[i] != ':') {
     i = size_t(SkipWs(base + i) - base);
     if (base[i] != ':') return false;
@@ -401,17 +408,27 @@ key:  // base[i] == '"'
   ++i;
 value:
   if (base[i] == '"') {
-    scan = StringEnd(base, stops, i + 1);
-    if (scan.end == 0) return false;
-    Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next_high);
-    next_high += kOne;
-    i = scan.end + 1;
+    if (QuickStringEnd(base, stops, i + 1, &end)) {
+      Put(out++, kString, i + 1, end, next);
+      i = end + 1;
+    } else {
+      scan = StringEndSlow(base, stops, i + 1);
+      if (scan.end == 0) return false;
+      Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next);
+      i = scan.end + 1;
+    }
+    ++next;
   } else if (IsDigit(base[i]) || base[i] == '-') {
-    scan = NumberEnd(base, i);
-    if (scan.end == 0) return false;
-    Put(out++, kNumber | uint32_t{scan.flags} << 8, i, scan.end, next_high);
-    next_high += kOne;
-    i = scan.end;
+    if (QuickNumber(base, i, &end, &type_flags)) {
+      Put(out++, type_flags, i, end, next);
+      i = end;
+    } else {
+      scan = NumberSlow(base, base + i);
+      if (scan.end == 0) return false;
+      Put(out++, kNumber | uint32_t{scan.flags} << 8, i, scan.end, next);
+      i = scan.end;
+    }
+    ++next;
   } else {
     switch (base[i]) {
       case '{':
@@ -420,20 +437,20 @@ value:
         goto open_array;
       case 't':
         if (std::memcmp(base + i, "true", 4) != 0) return false;
-        Put(out++, kTrue, i, i + 4, next_high);
-        next_high += kOne;
+        Put(out++, kTrue, i, i + 4, next);
+        ++next;
         i += 4;
         break;
       case 'f':
         if (std::memcmp(base + i + 1, "alse", 4) != 0) return false;
-        Put(out++, kFalse, i, i + 5, next_high);
-        next_high += kOne;
+        Put(out++, kFalse, i, i + 5, next);
+        ++next;
         i += 5;
         break;
       case 'n':
         if (std::memcmp(base + i, "null", 4) != 0) return false;
-        Put(out++, kNull, i, i + 4, next_high);
-        next_high += kOne;
+        Put(out++, kNull, i, i + 4, next);
+        ++next;
         i += 4;
         break;
       case ' ':
@@ -479,7 +496,7 @@ array_next:
 close : {
   const uint32_t self = open[--depth];
   tape[self].end = uint32_t(i);
-  tape[self].next = uint32_t(out - tape);
+  tape[self].next = next - 1;
 }
   if (depth == 0) {
     if (!kBytes.ws[U(base[i])]) return i == n;
@@ -491,9 +508,9 @@ close : {
 
 open_array:
   if (depth >= kMaxDepth) return false;
-  open[depth++] = uint32_t(out - tape);
-  Put(out++, kArray, i, i, next_high);
-  next_high += kOne;
+  open[depth++] = next - 1;
+  Put(out++, kArray, i, i, next);
+  ++next;
   in_array = true;
   ++i;
   if (base[i] == ']') {
