@@ -1337,9 +1337,12 @@ void Program::BuildPlan(const std::vector<int>& roots,
       route_deps.push_back(unit);
     }
   };
+  // Groups are per route source, so that evaluating the routes of one
+  // source (the router's candidates) never compares constants of others.
+  uint32_t route_source = 0;
   auto group_atom = [&](const Node& n) -> uint32_t {
-    std::string gkey =
-        absl::StrCat(int(n.load_op), ",", n.slot, ",", n.slot2, ",", n.qv);
+    std::string gkey = absl::StrCat(route_source, ":", int(n.load_op), ",",
+                                    n.slot, ",", n.slot2, ",", n.qv);
     auto [git, gnew] = group_index.try_emplace(gkey, 0);
     if (gnew) {
       git->second = uint32_t(plan_units_.size());
@@ -1411,7 +1414,9 @@ void Program::BuildPlan(const std::vector<int>& roots,
     return plan_generics_.back().out;
   };
 
-  for (int root : roots) {
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const int root = roots[i];
+    route_source = source_of[i];
     PlanRoute r;
     route_deps.clear();
     temps = 0;
@@ -1457,8 +1462,33 @@ void Program::BuildPlan(const std::vector<int>& roots,
         out = renumber[out];
       }
     }
-    for (uint32_t k : g.not_num) renumber[g.atoms[k].out] = next++;
+    std::vector<bool> is_str(g.atoms.size(), false);
+    for (uint8_t sub : {0, 1}) {
+      (sub == 0 ? g.str_eq_first : g.str_ne_first) = next;
+      for (uint32_t k : g.str_eq) {
+        if (g.atoms[k].sub != sub) continue;
+        is_str[k] = true;
+        renumber[g.atoms[k].out] = next++;
+      }
+      (sub == 0 ? g.str_eq_count : g.str_ne_count) =
+          next - (sub == 0 ? g.str_eq_first : g.str_ne_first);
+    }
+    for (uint32_t k : g.not_num) {
+      if (!is_str[k]) renumber[g.atoms[k].out] = next++;
+    }
     for (PlanAtom& a : g.atoms) a.out = renumber[a.out];
+    if (g.str_eq.size() > 8) {
+      // Result indexes of the atoms comparing with each distinct constant.
+      absl::flat_hash_map<absl::string_view, std::vector<uint32_t>> by_value;
+      for (uint32_t k : g.str_eq) {
+        by_value[g.atoms[k].constant.s()].push_back(g.atoms[k].out);
+      }
+      for (auto& [value, outs] : by_value) {
+        const uint32_t begin = uint32_t(g.str_hits.size());
+        g.str_hits.insert(g.str_hits.end(), outs.begin(), outs.end());
+        g.str_index[value] = {begin, uint32_t(g.str_hits.size())};
+      }
+    }
   }
   for (PlanGeneric& g : plan_generics_) {
     renumber[g.out] = next++;
@@ -1607,6 +1637,21 @@ void Program::EvaluateUnit(uint32_t unit, const MessageView& message,
   }
   if (v.k == VK::kStr) {
     const absl::string_view x = v.s();
+    if (!g.str_index.empty()) {
+      // Every `=` false and every `!=` true, except those whose constant
+      // equals the value.
+      std::memset(out + g.str_eq_first, kPlanFalse, g.str_eq_count);
+      std::memset(out + g.str_ne_first, kPlanTrue, g.str_ne_count);
+      auto it = g.str_index.find(x);
+      if (it != g.str_index.end()) {
+        for (uint32_t k = it->second.first; k < it->second.second; ++k) {
+          const uint32_t o = g.str_hits[k];
+          out[o] = o < g.str_ne_first ? kPlanTrue : kPlanFalse;
+        }
+      }
+      general(g.not_str);
+      return;
+    }
     for (uint32_t k : g.str_eq) {
       const PlanAtom& a = g.atoms[k];
       const bool eq = x.size() == a.constant.sl &&

@@ -236,9 +236,17 @@ class Program {
     std::vector<uint32_t> num_out[6];
     uint32_t num_first[6] = {0, 0, 0, 0, 0, 0};
     std::vector<uint32_t> not_num;  // indexes in atoms of the others
-    // When the load is a string: atoms `= 'c'` / `!= 'c'`.
+    // When the load is a string: atoms `= 'c'` / `!= 'c'`. Their results
+    // are consecutive too: the `=` ones from str_eq_first, then the `!=`
+    // ones. Larger groups find the equal constants in `str_index` (ranges
+    // of `str_hits`, which holds result indexes) instead of comparing each.
     std::vector<uint32_t> str_eq;   // indexes in atoms
     std::vector<uint32_t> not_str;  // the others
+    uint32_t str_eq_first = 0, str_eq_count = 0;
+    uint32_t str_ne_first = 0, str_ne_count = 0;
+    absl::flat_hash_map<absl::string_view, std::pair<uint32_t, uint32_t>>
+        str_index;
+    std::vector<uint32_t> str_hits;
   };
   struct PlanGeneric {  // any other atom: node `node`, result at `out`
     int node = -1;
