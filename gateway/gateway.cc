@@ -244,8 +244,9 @@ class GatewayImpl final : public ServerHooks {
     RouterOptions router_options;
     router_options.device_id = options_.device_id;
     router_options.dispatch_workers = options_.dispatch_workers;
-    // Admission is attempted from the I/O thread: never stall it for long;
-    // a full router answers TelemetryAck{kOverloaded} instead.
+    // A full router answers TelemetryAck{kOverloaded} soon rather than hold
+    // up admission (on the I/O thread, or the admission thread with its
+    // queue behind it).
     router_options.admission_timeout = absl::Milliseconds(10);
     router_options.close_timeout = absl::Seconds(5);
     router_options.store = store_.get();
@@ -260,6 +261,7 @@ class GatewayImpl final : public ServerHooks {
     server_options.tcp_port = options_.tcp_port;
     server_options.unix_path = options_.unix_path;
     server_options.max_unacked_deliveries = options_.max_unacked_deliveries;
+    server_options.admission_queue_bytes = options_.admission_queue_bytes;
     EDGEROUTE_ASSIGN_OR_RETURN(server_, Server::Create(server_options, this));
 
     if (options_.metrics_port >= 0) {
@@ -363,7 +365,7 @@ class GatewayImpl final : public ServerHooks {
     return router_->WaitIdle(absl::Milliseconds(timeout_ms));
   }
 
-  // ServerHooks (loop thread).
+  // ServerHooks: the admission thread (or the loop thread without one).
   fb::ErrorCode OnTelemetry(const Identity&, absl::string_view,
                             const MessageView& message) override {
     if (closing_.load(std::memory_order_relaxed)) {
@@ -380,6 +382,7 @@ class GatewayImpl final : public ServerHooks {
     return fb::ErrorCode::kBadFrame;
   }
 
+  // ServerHooks: the loop thread.
   void OnSubscription(const Identity& identity, absl::string_view input,
                       bool active) override {
     std::string endpoint;

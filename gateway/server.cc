@@ -1,7 +1,9 @@
 #include "gateway/server.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -134,6 +136,9 @@ class ServerImpl final : public LoopHandler {
     if (thread_.joinable()) {
       return absl::FailedPreconditionError("server already started");
     }
+    if (options_.admission_queue_bytes > 0) {
+      admission_thread_ = std::thread([this] { RunAdmission(); });
+    }
     thread_ = std::thread([this] {
       current_loop_owner = this;
       loop_->Run();
@@ -144,6 +149,18 @@ class ServerImpl final : public LoopHandler {
 
   void Stop() {
     if (!thread_.joinable()) return;
+    // The admission thread first: it finishes what is queued (posting the
+    // acks to the loop, which runs them before it returns) and from then on
+    // the loop refuses telemetry itself instead of waiting for room.
+    if (admission_thread_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(admission_mu_);
+        admission_stop_ = true;
+      }
+      admission_cv_.notify_all();
+      room_cv_.notify_all();
+      admission_thread_.join();
+    }
     loop_->Stop();
     thread_.join();
   }
@@ -389,13 +406,115 @@ class ServerImpl final : public LoopHandler {
     const absl::string_view output = FieldView(t.output());
     const MessageView stamped =
         StampIdentity(s.identity, output, message, &builder_, &scratch_);
+    if (options_.admission_queue_bytes > 0) {
+      if (QueueAdmission(id, s.identity, output, t.sequence(), stamped)) {
+        return true;
+      }
+      // Stopping: refused below without calling the hook.
+      Bump(counters_.telemetry_refused);
+      return SendTelemetryAck(id, t.sequence(), fb::ErrorCode::kShuttingDown);
+    }
     const fb::ErrorCode code = hooks_->OnTelemetry(s.identity, output, stamped);
     if (code != fb::ErrorCode::kUnknown) Bump(counters_.telemetry_refused);
-    if (t.sequence() == 0) return true;
+    return SendTelemetryAck(id, t.sequence(), code);
+  }
+
+  // Loop thread. True if sent or not wanted (sequence 0) or the connection
+  // is already going away; false if the send queue overflowed (closing).
+  bool SendTelemetryAck(ConnectionId id, uint64_t sequence,
+                        fb::ErrorCode code) {
+    if (sequence == 0) return true;
     std::string* out = loop_->BeginSend(id);
     if (out == nullptr) return true;
-    encoder_.TelemetryAck(t.sequence(), code, out);
+    encoder_.TelemetryAck(sequence, code, out);
     return loop_->EndSend(id);
+  }
+
+  // A message waiting for the admission thread. Entries are reused, so
+  // their strings keep their capacity: no allocation once warmed up.
+  struct Admission {
+    ConnectionId id = 0;
+    uint64_t sequence = 0;
+    Identity identity;
+    std::string output;
+    std::string bytes;
+  };
+  struct AdmissionAck {
+    ConnectionId id;
+    uint64_t sequence;
+    fb::ErrorCode code;
+  };
+
+  // Loop thread: copies the stamped message into the admission queue,
+  // waiting while it is full. False once the server is stopping.
+  bool QueueAdmission(ConnectionId id, const Identity& identity,
+                      absl::string_view output, uint64_t sequence,
+                      const MessageView& message) {
+    const size_t size = message.bytes().size();
+    std::unique_lock<std::mutex> lock(admission_mu_);
+    // One message larger than the whole queue still goes through, alone.
+    room_cv_.wait(lock, [&] {
+      return admission_stop_ || queued_bytes_ == 0 ||
+             queued_bytes_ + size <= options_.admission_queue_bytes;
+    });
+    if (admission_stop_) return false;
+    if (queued_count_ == queued_.size()) queued_.emplace_back();
+    Admission& a = queued_[queued_count_++];
+    a.id = id;
+    a.sequence = sequence;
+    a.identity.device_id.assign(identity.device_id);
+    a.identity.module_id.assign(identity.module_id);
+    a.output.assign(output.data(), output.size());
+    a.bytes.assign(reinterpret_cast<const char*>(message.bytes().data()), size);
+    queued_bytes_ += size;
+    lock.unlock();
+    admission_cv_.notify_one();
+    return true;
+  }
+
+  // The admission thread: takes everything queued at once, hands each
+  // message to the hook in order, and posts the acks of the batch to the
+  // loop in one function.
+  void RunAdmission() {
+    std::vector<Admission> batch;
+    for (;;) {
+      size_t n = 0;
+      {
+        std::unique_lock<std::mutex> lock(admission_mu_);
+        admission_cv_.wait(
+            lock, [&] { return admission_stop_ || queued_count_ > 0; });
+        if (queued_count_ == 0) return;  // stopping, and nothing left
+        batch.swap(queued_);
+        n = queued_count_;
+        queued_count_ = 0;
+        queued_bytes_ = 0;
+      }
+      room_cv_.notify_all();
+      auto acks = std::make_shared<std::vector<AdmissionAck>>();
+      acks->reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        const Admission& a = batch[i];
+        // std::string storage from the allocator is 8-byte aligned, as
+        // FlatBuffers wants; the bytes were verified on the loop thread.
+        const MessageView view =
+            MessageView::FromTrustedBytes(absl::MakeConstSpan(
+                reinterpret_cast<const uint8_t*>(a.bytes.data()),
+                a.bytes.size()));
+        const fb::ErrorCode code =
+            hooks_->OnTelemetry(a.identity, a.output, view);
+        if (code != fb::ErrorCode::kUnknown) Bump(counters_.telemetry_refused);
+        if (a.sequence != 0) acks->push_back({a.id, a.sequence, code});
+      }
+      if (!acks->empty()) {
+        loop_->Post([this, acks] {
+          for (const AdmissionAck& ack : *acks) {
+            SendTelemetryAck(ack.id, ack.sequence, ack.code);
+          }
+        });
+      }
+      // `batch` keeps its entries: the next swap hands them (and their
+      // strings' capacity) back to the loop thread.
+    }
   }
 
   bool OnAck(ConnectionId id, Session& s, uint64_t delivery_id,
@@ -500,6 +619,17 @@ class ServerImpl final : public LoopHandler {
   std::thread thread_;
   int tcp_port_ = -1;
   Counters counters_;
+
+  // Admission thread (admission_queue_bytes > 0). std::mutex rather than
+  // absl::Mutex: the system Abseil has no ThreadSanitizer annotations.
+  std::thread admission_thread_;
+  std::mutex admission_mu_;
+  std::condition_variable admission_cv_;  // something queued, or stopping
+  std::condition_variable room_cv_;       // room in the queue, or stopping
+  std::vector<Admission> queued_;         // guarded by admission_mu_
+  size_t queued_count_ = 0;               // guarded by admission_mu_
+  size_t queued_bytes_ = 0;               // guarded by admission_mu_
+  bool admission_stop_ = false;           // guarded by admission_mu_
 
   // Loop-thread state.
   FrameDecoder decoder_;

@@ -59,15 +59,18 @@ class OutboundBatch {
   virtual void Complete(size_t i, DeliveryResult result) = 0;
 };
 
-// The server's view of routing. Every call comes from the loop thread and
-// must not block for long.
+// The server's view of routing. OnSubscription comes from the loop thread
+// and must not block for long. OnTelemetry comes from the loop thread too,
+// or, with ServerOptions::admission_queue_bytes, from the server's admission
+// thread, where it may wait (e.g. for a store append) without stalling any
+// socket.
 class ServerHooks {
  public:
   virtual ~ServerHooks() = default;
   // A Telemetry message from `from`, already stamped with its identity.
   // The bytes are valid only during the call. Returns fb::ErrorCode::kUnknown
   // when admitted, or the code to refuse it with (kOverloaded,
-  // kShuttingDown).
+  // kShuttingDown). Calls are in arrival order, one at a time.
   virtual fb::ErrorCode OnTelemetry(const Identity& from,
                                     absl::string_view output,
                                     const MessageView& message) = 0;
@@ -91,6 +94,14 @@ struct ServerOptions {
   size_t max_unacked_deliveries = 1000;
   // Subscriptions per connection.
   size_t max_subscriptions = 64;
+  // 0: ServerHooks::OnTelemetry runs on the loop thread, and the loop waits
+  // for it. Otherwise it runs on an admission thread of its own, in arrival
+  // order, and the TelemetryAck follows when it returns (still in order per
+  // connection); up to this many message bytes wait for that thread (twice
+  // that while it works through a batch). When they are full the loop thread
+  // waits for room: back-pressure on every connection, as without the
+  // thread, but only under sustained overload.
+  size_t admission_queue_bytes = 0;
 };
 
 // Counters since Start. Read with relaxed atomics: each value is exact, the

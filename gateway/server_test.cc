@@ -399,6 +399,97 @@ TEST_P(ServerTest, UnknownAckIsAProtocolViolation) {
       << r.status();
 }
 
+// Admission that waits until released, recording what it admitted.
+class BlockingHooks : public ServerHooks {
+ public:
+  fb::ErrorCode OnTelemetry(const Identity&, absl::string_view,
+                            const MessageView& message) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++calls_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    admitted_.emplace_back(message.body());
+    return fb::ErrorCode::kUnknown;
+  }
+  void OnSubscription(const Identity&, absl::string_view, bool) override {}
+
+  bool WaitForCalls(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kWait, [&] { return calls_ >= n; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  std::vector<std::string> admitted() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return admitted_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int calls_ = 0;
+  bool released_ = false;
+  std::vector<std::string> admitted_;
+};
+
+class AdmissionThreadTest : public ::testing::TestWithParam<IoBackend> {};
+
+// With an admission thread, a hook that waits (a store append, here a
+// latch) holds up admission only: other connections are still served, and
+// the acks follow in order once it returns.
+TEST_P(AdmissionThreadTest, AWaitingHookStallsNoSocket) {
+  BlockingHooks hooks;
+  ServerOptions options;
+  options.loop.backend = GetParam();
+  options.admission_queue_bytes = 1u << 20;
+  auto server = Server::Create(options, &hooks);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Start().ok());
+  // Whatever happens below, the hook must return before the server stops.
+  struct ReleaseOnExit {
+    BlockingHooks* hooks;
+    ~ReleaseOnExit() { hooks->Release(); }
+  } release_on_exit{&hooks};
+  const std::string address =
+      absl::StrCat("tcp:127.0.0.1:", (*server)->tcp_port());
+
+  auto producer = Client::Connect(address);
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  ASSERT_TRUE((*producer)->Hello("dev", "p").ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        (*producer)
+            ->SendTelemetry("o", AsBytes(Message(absl::StrCat("m", i))), true)
+            .ok());
+  }
+  ASSERT_TRUE((*producer)->Flush().ok());
+  ASSERT_TRUE(hooks.WaitForCalls(1));  // the first one is now held
+
+  // The loop thread is free: a new connection gets its HelloAck, and a
+  // device's telemetry is taken in (queued behind the held one).
+  auto other = Client::Connect(address);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*other)->Hello("dev", "q").ok());
+  EXPECT_EQ((*server)->stats().connections_open, 2u);
+  EXPECT_TRUE(hooks.admitted().empty());
+
+  hooks.Release();
+  ASSERT_TRUE((*producer)->WaitForAcks(3).ok());
+  EXPECT_EQ((*producer)->acks_refused(), 0u);
+  EXPECT_EQ(hooks.admitted(), (std::vector<std::string>{"m0", "m1", "m2"}));
+  (*server)->Stop();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AdmissionThreadTest,
+                         ::testing::Values(IoBackend::kIoUring,
+                                           IoBackend::kEpoll),
+                         [](const auto& info) {
+                           return std::string(IoBackendName(info.param));
+                         });
+
 TEST(StampIdentityTest, KeepsCorrectMessagesAndRewritesOthers) {
   MessageBuilder builder;
   builder.SetBody("b");
