@@ -261,7 +261,10 @@ class GatewayImpl final : public ServerHooks {
     server_options.tcp_port = options_.tcp_port;
     server_options.unix_path = options_.unix_path;
     server_options.max_unacked_deliveries = options_.max_unacked_deliveries;
-    server_options.admission_queue_bytes = options_.admission_queue_bytes;
+    // Only a store makes admission wait (Send returns once the append is
+    // done); without one it is a ring push, cheaper than a thread hop.
+    server_options.admission_queue_bytes =
+        store_ != nullptr ? options_.admission_queue_bytes : 0;
     EDGEROUTE_ASSIGN_OR_RETURN(server_, Server::Create(server_options, this));
 
     if (options_.metrics_port >= 0) {

@@ -74,10 +74,11 @@ struct GatewayOptions {
   size_t max_send_queue_bytes = 4u << 20;
   size_t max_unacked_deliveries = 1000;
   int dispatch_workers = 2;
-  // Telemetry is admitted to the router on a thread of its own, so that a
-  // store append never stalls the sockets; up to this many message bytes
-  // wait for it (ServerOptions::admission_queue_bytes). 0 = admit on the
-  // I/O thread.
+  // With a store, telemetry is admitted to the router on a thread of its
+  // own, so that a store append never stalls the sockets; up to this many
+  // message bytes wait for it (ServerOptions::admission_queue_bytes).
+  // 0 = admit on the I/O thread. Without a store admission never waits for
+  // long and always runs on the I/O thread.
   size_t admission_queue_bytes = 8u << 20;
 
   // Called by RunGateway once everything listens (bound ports known).
