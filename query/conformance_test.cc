@@ -123,7 +123,7 @@ TEST(ConformanceTest, RouteSetPlanAgreesWithConditions) {
       const Tri one =
           (*set)->EvaluateCondition(i, builder.view(), set_scratch.get());
       true_count += want == Tri::kTrue;
-      if (one != want || (matched[i] != 0) != (want == Tri::kTrue)) {
+      if (one != want || matched[i] != (want == Tri::kTrue ? 1 : 0)) {
         if (++mismatches <= 20) {
           ADD_FAILURE() << routes[i].text << "\n  message: " << json
                         << "\n  condition alone: " << TriName(want)

@@ -1270,6 +1270,25 @@ constexpr uint32_t kPlanBytes[16] = {
     PlanBytes(12), PlanBytes(13), PlanBytes(14), PlanBytes(15)};
 #endif
 
+// Formula operators on 16 routes at once (the plan's byte encoding).
+#if defined(__SSE2__)
+struct Min16 {
+  __m128i operator()(__m128i x, __m128i y) const { return _mm_min_epu8(x, y); }
+};
+struct Max16 {
+  __m128i operator()(__m128i x, __m128i y) const { return _mm_max_epu8(x, y); }
+};
+struct Not16 {
+  __m128i operator()(__m128i x, __m128i) const {
+    return _mm_sub_epi8(_mm_set1_epi8(char(kPlanTrue)), x);
+  }
+};
+#else
+struct Min16 {};
+struct Max16 {};
+struct Not16 {};
+#endif
+
 uint8_t PlanBool(const Value& v) {
   if (v.k != VK::kBool) return kPlanUndefined;
   return v.b ? kPlanTrue : kPlanFalse;
@@ -1564,6 +1583,22 @@ void Program::BuildPlan(const std::vector<int>& roots,
         shape.columns[c * n + r] = shape_atoms[k][r * columns + c];
       }
     }
+    // Consecutive columns and routes are read and written as whole ranges.
+    shape.column_base.assign(columns, kNotConsecutive);
+    for (size_t c = 0; c < columns; ++c) {
+      const uint32_t* col = shape.columns.data() + c * n;
+      bool consecutive = true;
+      for (size_t r = 1; r < n && consecutive; ++r) {
+        consecutive = col[r] == col[0] + r;
+      }
+      if (consecutive && n > 0) shape.column_base[c] = col[0];
+    }
+    shape.routes_base = kNotConsecutive;
+    bool consecutive = n > 0;
+    for (size_t r = 1; r < n && consecutive; ++r) {
+      consecutive = shape.routes[r] == shape.routes[0] + r;
+    }
+    if (consecutive) shape.routes_base = shape.routes[0];
     plan_shape_temps_ =
         std::max(plan_shape_temps_, shape.code.size() * shape.routes.size());
   }
@@ -1685,51 +1720,87 @@ void Program::EvaluateAllPlanned(const uint8_t* source_ok,
   for (const PlanShape& shape : plan_shapes_) {
     if (!source_ok[shape.source]) continue;
     const size_t n = shape.routes.size();
-    const uint32_t* columns = shape.columns.data();
-    // Operand x for every route: an atom column (gathered) or a temporary.
-    auto binary = [&](uint32_t a, uint32_t b, uint8_t* dest, auto op) {
-      const bool ta = (a & kShapeTemp) != 0, tb = (b & kShapeTemp) != 0;
-      const uint8_t* ra = temps + size_t(a & ~kShapeTemp) * n;
-      const uint8_t* rb = temps + size_t(b & ~kShapeTemp) * n;
-      const uint32_t* ca = columns + size_t(a & ~kShapeTemp) * n;
-      const uint32_t* cb = columns + size_t(b & ~kShapeTemp) * n;
-      if (!ta && !tb) {
-        for (size_t r = 0; r < n; ++r)
-          dest[r] = op(values[ca[r]], values[cb[r]]);
-      } else if (!ta) {
-        for (size_t r = 0; r < n; ++r) dest[r] = op(values[ca[r]], rb[r]);
-      } else if (!tb) {
-        for (size_t r = 0; r < n; ++r) dest[r] = op(ra[r], values[cb[r]]);
+    // Operand x for every route: consecutive bytes (a temporary, or a
+    // column whose atoms are consecutive values) or gathered from `values`.
+    struct Operand {
+      const uint8_t* direct;
+      const uint32_t* gather;
+    };
+    auto operand = [&](uint32_t x) -> Operand {
+      const size_t i = x & ~kShapeTemp;
+      if (x & kShapeTemp) return {temps + i * n, nullptr};
+      if (shape.column_base[i] != kNotConsecutive) {
+        return {values + shape.column_base[i], nullptr};
+      }
+      return {nullptr, shape.columns.data() + i * n};
+    };
+    auto binary = [&](Operand a, Operand b, uint8_t* dest, auto op, auto op16) {
+      (void)op16;  // unused without SSE2
+      size_t r = 0;
+      if (a.direct != nullptr && b.direct != nullptr) {
+#if defined(__SSE2__)
+        for (; r + 16 <= n; r += 16) {
+          const __m128i x =
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.direct + r));
+          const __m128i y =
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.direct + r));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dest + r), op16(x, y));
+        }
+#endif
+        for (; r < n; ++r) dest[r] = op(a.direct[r], b.direct[r]);
+      } else if (a.direct != nullptr) {
+        for (; r < n; ++r) dest[r] = op(a.direct[r], values[b.gather[r]]);
+      } else if (b.direct != nullptr) {
+        for (; r < n; ++r) dest[r] = op(values[a.gather[r]], b.direct[r]);
       } else {
-        for (size_t r = 0; r < n; ++r) dest[r] = op(ra[r], rb[r]);
+        for (; r < n; ++r) {
+          dest[r] = op(values[a.gather[r]], values[b.gather[r]]);
+        }
       }
     };
     for (const PlanInstr& in : shape.code) {
       uint8_t* dest = temps + size_t(in.dest & ~kShapeTemp) * n;
+      const Operand a = operand(in.a), b = operand(in.b);
       switch (in.code) {
         case PlanInstr::kAnd:
-          binary(in.a, in.b, dest,
-                 [](uint8_t x, uint8_t y) { return std::min(x, y); });
+          binary(
+              a, b, dest, [](uint8_t x, uint8_t y) { return std::min(x, y); },
+              Min16());
           break;
         case PlanInstr::kOr:
-          binary(in.a, in.b, dest,
-                 [](uint8_t x, uint8_t y) { return std::max(x, y); });
+          binary(
+              a, b, dest, [](uint8_t x, uint8_t y) { return std::max(x, y); },
+              Max16());
           break;
         case PlanInstr::kNot:
-          binary(in.a, in.a, dest,
-                 [](uint8_t x, uint8_t) { return uint8_t(kPlanTrue - x); });
+          binary(
+              a, a, dest,
+              [](uint8_t x, uint8_t) { return uint8_t(kPlanTrue - x); },
+              Not16());
           break;
       }
     }
-    const uint32_t* routes = shape.routes.data();
-    const uint32_t result = shape.result & ~kShapeTemp;
-    if (shape.result & kShapeTemp) {
-      const uint8_t* rr = temps + size_t(result) * n;
-      for (size_t r = 0; r < n; ++r) matched[routes[r]] = rr[r] == kPlanTrue;
+    const Operand result = operand(shape.result);
+    if (result.direct != nullptr && shape.routes_base != kNotConsecutive) {
+      uint8_t* out = matched + shape.routes_base;
+      size_t r = 0;
+#if defined(__SSE2__)
+      const __m128i true16 = _mm_set1_epi8(kPlanTrue);
+      const __m128i one16 = _mm_set1_epi8(1);
+      for (; r + 16 <= n; r += 16) {
+        const __m128i v = _mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(result.direct + r));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + r),
+                         _mm_and_si128(_mm_cmpeq_epi8(v, true16), one16));
+      }
+#endif
+      for (; r < n; ++r) out[r] = result.direct[r] == kPlanTrue;
     } else {
-      const uint32_t* cr = columns + size_t(result) * n;
+      const uint32_t* routes = shape.routes.data();
       for (size_t r = 0; r < n; ++r) {
-        matched[routes[r]] = values[cr[r]] == kPlanTrue;
+        const uint8_t v = result.direct != nullptr ? result.direct[r]
+                                                   : values[result.gather[r]];
+        matched[routes[r]] = v == kPlanTrue;
       }
     }
   }

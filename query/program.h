@@ -266,6 +266,8 @@ class Program {
     uint32_t code_begin = 0, code_end = 0;  // in plan_code_
     uint32_t result = 0;                    // value index
   };
+  static constexpr uint32_t kShapeTemp = 0x80000000u;
+  static constexpr uint32_t kNotConsecutive = 0xFFFFFFFFu;
   // Routes of one source whose formulas have the same shape. Operands of
   // `code` are columns (an atom per route) or, with kShapeTemp set,
   // temporaries (instruction j's results for every route).
@@ -275,8 +277,12 @@ class Program {
     uint32_t result = 0;  // column or kShapeTemp | instruction
     std::vector<uint32_t> routes;
     std::vector<uint32_t> columns;  // column k of route r: [k * routes + r]
+    // Per column, the first value index when route r's atom is that + r
+    // (else kNotConsecutive); likewise the first route when routes are
+    // consecutive.
+    std::vector<uint32_t> column_base;
+    uint32_t routes_base = kNotConsecutive;
   };
-  static constexpr uint32_t kShapeTemp = 0x80000000u;
   void EvaluateUnit(uint32_t unit, const MessageView& message,
                     Scratch* scratch) const;
 

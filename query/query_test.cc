@@ -176,8 +176,66 @@ TEST_F(QueryTest, RouteSetPlanMatchesConditionsAlone) {
       ASSERT_EQ((*set)->EvaluateCondition(i, view, scratch.get()), want)
           << routes[i].text << " on " << m.body;
       const bool source_ok = i % 3 != 2;
-      ASSERT_EQ(matched[i] != 0, source_ok && want == Tri::kTrue)
+      ASSERT_EQ(matched[i], source_ok && want == Tri::kTrue ? 1 : 0)
           << routes[i].text << " on " << m.body;
+    }
+  }
+  EXPECT_GT(trues, 1000u);
+  EXPECT_GT(falses, 1000u);
+}
+
+// Routes of one shape over consecutive comparisons (as generated manifests
+// have them) are evaluated 16 at a time; every route must still give what its
+// condition gives alone.
+TEST_F(QueryTest, RouteSetPlanConsecutiveShapes) {
+  std::vector<std::string> conditions;
+  for (int i = 0; i < 40; ++i) {
+    conditions.push_back(absl::StrCat("$body.x > ", i, " AND ($body.y < ",
+                                      100 - i, " OR $body.s = 't", i % 10,
+                                      "')"));
+  }
+  for (int i = 0; i < 37; ++i) {
+    conditions.push_back(
+        absl::StrCat("NOT ($body.x >= ", i, ") OR $body.y <= ", i * 2));
+  }
+  for (int i = 0; i < 33; ++i) {
+    conditions.push_back(absl::StrCat("$body.y = ", i));
+  }
+  std::vector<RouteSpec> routes;
+  std::vector<std::unique_ptr<CompiledCondition>> alone;
+  for (const std::string& c : conditions) {
+    auto compiled = CompiledCondition::Compile(c, nullptr);
+    ASSERT_TRUE(compiled.ok()) << c;
+    RouteSpec r;
+    r.name = absl::StrCat("r", routes.size());
+    r.text = absl::StrCat("FROM /messages WHERE ", c, " INTO $upstream");
+    routes.push_back(std::move(r));
+    alone.push_back(std::move(*compiled));
+  }
+  auto set = RouteSet::Compile(routes, CompileOptions(), nullptr);
+  ASSERT_TRUE(set.ok()) << set.status();
+  auto scratch = (*set)->NewScratch();
+  std::vector<uint8_t> matched;
+  size_t trues = 0, falses = 0;
+  for (const char* x :
+       {"-1", "0", "5", "17", "20", "33", "50", "\"a\"", "null"}) {
+    for (const char* y : {"0", "7", "20", "34", "60", "70", "99", "true"}) {
+      for (const char* str : {"t3", "t7", "u"}) {
+        Msg m = Body(
+            absl::StrCat("{\"x\":", x, ",\"y\":", y, ",\"s\":\"", str, "\"}"));
+        m.source = "/messages/modules/a/outputs/b";
+        const MessageView view = Build(m);
+        (*set)->EvaluateAll(view, scratch.get(), &matched);
+        ASSERT_EQ(matched.size(), routes.size());
+        for (size_t i = 0; i < routes.size(); ++i) {
+          auto s = alone[i]->NewScratch();
+          const Tri want = alone[i]->Evaluate(view, s.get());
+          trues += want == Tri::kTrue;
+          falses += want == Tri::kFalse;
+          ASSERT_EQ(matched[i], want == Tri::kTrue ? 1 : 0)
+              << routes[i].text << " on " << m.body;
+        }
+      }
     }
   }
   EXPECT_GT(trues, 1000u);
