@@ -96,11 +96,12 @@ struct Scan {
   uint8_t flags;
 };
 
-// Bit i of word i / 64 is set when byte i of the padded text is '"', '\\',
-// a control character or a non-ASCII byte: where a string scan stops.
-// Building the whole map first costs less than a vector scan per string,
-// which pays a setup for every short key. Covers bytes 0..n (the first
-// padding NUL stops every scan) and reads at most 63 bytes past n.
+// The stop map: bit i of word i / 64 is set when byte i of the padded text
+// is '"', '\\', a control character or a non-ASCII byte, where a string
+// scan stops. Building it for the whole text first costs less than a vector
+// scan per string, which pays a setup for every short key. It covers bytes
+// 0..n (the first padding NUL stops every scan); building it reads at most
+// 63 bytes past n.
 #if !defined(__SSE2__)
 void BuildStopMapScalar(const char* base, size_t n, uint64_t* map) {
   for (size_t w = 0; w <= n / 64; ++w) {
@@ -314,8 +315,8 @@ __attribute__((always_inline)) inline bool QuickNumber(const char* base,
 #endif
 }
 
-// Writes one entry as four 4-byte stores, the first covering type, flags
-// and padding. type_flags is type | flags << 8.
+// Writes one entry in three stores, the first covering type, flags, padding
+// and begin. type_flags is type | flags << 8.
 __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
                                                uint32_t type_flags,
                                                size_t begin, size_t end,
