@@ -147,6 +147,15 @@ PropertyValue MessageView::FindSystemProperty(absl::string_view key) const {
   return message_ == nullptr ? PropertyValue() : Find(message_->system_properties(), key);
 }
 
+bool MessageView::AnyPropertyKeyStartsWith(char c) const {
+  if (message_ == nullptr || message_->properties() == nullptr) return false;
+  for (const fb::Property* p : *message_->properties()) {
+    const flatbuffers::String* k = p->key();
+    if (k->size() != 0 && k->c_str()[0] == c) return true;
+  }
+  return false;
+}
+
 size_t MessageView::property_count() const {
   return message_ == nullptr || message_->properties() == nullptr
              ? 0

@@ -98,6 +98,10 @@ class MessageView {
   PropertyValue FindProperty(absl::string_view key) const;
   PropertyValue FindSystemProperty(absl::string_view key) const;
 
+  // Whether some application property's key starts with `c` (one cheap
+  // pass; lets callers skip lookups of keys that start with `c`).
+  bool AnyPropertyKeyStartsWith(char c) const;
+
   // Iteration in insertion order.
   size_t property_count() const;
   std::pair<absl::string_view, PropertyValue> property(size_t i) const;

@@ -68,6 +68,23 @@ TEST(MessageTest, CaseInsensitiveLookup) {
   EXPECT_TRUE(view.FindSystemProperty("level").missing());
 }
 
+TEST(MessageTest, AnyPropertyKeyStartsWith) {
+  MessageBuilder builder;
+  builder.AddProperty("level", "critical");
+  builder.AddSystemProperty("$sys", "x");
+  builder.AddProperty("", "empty key");
+  builder.Finish();
+  // Only application properties count.
+  EXPECT_FALSE(builder.view().AnyPropertyKeyStartsWith('$'));
+  EXPECT_TRUE(builder.view().AnyPropertyKeyStartsWith('l'));
+  builder.Clear();
+  builder.AddProperty("a", "1");
+  builder.AddNullProperty("$body.x");
+  builder.Finish();
+  EXPECT_TRUE(builder.view().AnyPropertyKeyStartsWith('$'));
+  EXPECT_FALSE(MessageView().AnyPropertyKeyStartsWith('$'));
+}
+
 TEST(MessageTest, FirstOfDuplicateKeysWins) {
   MessageBuilder builder;
   builder.AddProperty("k", "first");

@@ -360,6 +360,7 @@ void Scratch::NewMessage(absl::Span<const uint8_t> bytes) {
     std::fill(qv_gen_.begin(), qv_gen_.end(), 0);
     std::fill(unit_gen_.begin(), unit_gen_.end(), 0);
     body_parsed_gen_ = 0;
+    dollar_gen_ = 0;
     gen_ = 1;
   }
 }
@@ -961,7 +962,13 @@ struct Evaluator {
   __attribute__((noinline)) Value BodyLoadSlow(int qv, int slot, int slot2) {
     Value v;
     PropertyValue prop;
-    if (slot2 >= 0) prop = App(slot2);
+    if (slot2 >= 0) {
+      if (s->dollar_gen_ != s->gen_) {
+        s->dollar_gen_ = s->gen_;
+        s->dollar_props_ = m.AnyPropertyKeyStartsWith('$');
+      }
+      if (s->dollar_props_) prop = App(slot2);
+    }
     v = prop.missing() ? Body(slot) : FromProperty(prop);
     s->qv_gen_[qv] = s->gen_;
     s->qv_val_[qv] = v;

@@ -383,6 +383,10 @@ class Scratch : public EvalScratch {
   std::vector<uint8_t> shape_temps_;
   std::vector<uint8_t> source_ok_;
   uint32_t body_parsed_gen_ = 0;
+  // Whether some application property's key starts with '$' (only such a
+  // key can shadow a $body path), for generation dollar_gen_.
+  uint32_t dollar_gen_ = 0;
+  bool dollar_props_ = false;
   bool body_ok_ = false;
   Arena arena_, message_arena_;
 };
