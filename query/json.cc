@@ -315,6 +315,12 @@ __attribute__((always_inline)) inline bool QuickNumber(const char* base,
 #endif
 }
 
+// Two bytes as one little-endian number, so that a compare with
+// (a | b << 8) tests for "ab".
+__attribute__((always_inline)) inline uint32_t Load16(const char* p) {
+  return uint32_t{U(p[0])} | uint32_t{U(p[1])} << 8;
+}
+
 // Writes one entry in three stores, the first covering type, flags, padding
 // and begin. type_flags is type | flags << 8.
 __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
@@ -337,6 +343,84 @@ __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
 #endif
   at->end = uint32_t(end);
   at->next = next;
+}
+
+// What Value found.
+enum class Step { kScalar, kObject, kArray, kError };
+
+// Parses the value at base[*i] (after optional whitespace) if it is a
+// scalar, writing its entry; for a container, leaves *i at the bracket for
+// the caller. Inlined once per container kind, so that each caller knows
+// where to go next without a flag.
+__attribute__((always_inline)) inline Step Value(const char* base,
+                                                 const uint64_t* stops,
+                                                 size_t* i_out,
+                                                 JsonTape::Entry** out,
+                                                 uint32_t* next) {
+  size_t i = *i_out;
+  size_t end = 0;
+  uint32_t type_flags = 0;
+  Scan scan;
+  while (true) {
+    const char c = base[i];
+    if (c == '"') {
+      if (QuickStringEnd(base, stops, i + 1, &end)) {
+        Put((*out)++, JsonTape::kString, i + 1, end, (*next)++);
+        *i_out = end + 1;
+        return Step::kScalar;
+      }
+      scan = StringEndSlow(base, stops, i + 1);
+      if (scan.end == 0) return Step::kError;
+      Put((*out)++, JsonTape::kString | uint32_t{scan.flags} << 8, i + 1,
+          scan.end, (*next)++);
+      *i_out = scan.end + 1;
+      return Step::kScalar;
+    }
+    if (IsDigit(c) || c == '-') {
+      if (QuickNumber(base, i, &end, &type_flags)) {
+        Put((*out)++, type_flags, i, end, (*next)++);
+        *i_out = end;
+        return Step::kScalar;
+      }
+      scan = NumberSlow(base, base + i);
+      if (scan.end == 0) return Step::kError;
+      Put((*out)++, JsonTape::kNumber | uint32_t{scan.flags} << 8, i, scan.end,
+          (*next)++);
+      *i_out = scan.end;
+      return Step::kScalar;
+    }
+    switch (c) {
+      case '{':
+        *i_out = i;
+        return Step::kObject;
+      case '[':
+        *i_out = i;
+        return Step::kArray;
+      case 't':
+        if (std::memcmp(base + i, "true", 4) != 0) return Step::kError;
+        Put((*out)++, JsonTape::kTrue, i, i + 4, (*next)++);
+        *i_out = i + 4;
+        return Step::kScalar;
+      case 'f':
+        if (std::memcmp(base + i + 1, "alse", 4) != 0) return Step::kError;
+        Put((*out)++, JsonTape::kFalse, i, i + 5, (*next)++);
+        *i_out = i + 5;
+        return Step::kScalar;
+      case 'n':
+        if (std::memcmp(base + i, "null", 4) != 0) return Step::kError;
+        Put((*out)++, JsonTape::kNull, i, i + 4, (*next)++);
+        *i_out = i + 4;
+        return Step::kScalar;
+      case ' ':
+      case '\n':
+      case '\r':
+      case '\t':
+        i = size_t(SkipWsSlow(base + i) - base);
+        continue;
+      default:
+        return Step::kError;
+    }
+  }
 }
 
 }  // namespace
@@ -368,10 +452,8 @@ bool JsonTape::Parse(absl::string_view text) {
   uint32_t next = 1;
   uint32_t open[kMaxDepth];  // tape indexes of the open containers
   int depth = 0;
-  bool in_array = false;
   Scan scan;
   size_t end = 0;
-  uint32_t type_flags = 0;
   // Offsets rather than pointers: they are what the tape stores.
   size_t i = size_t(SkipWs(base) - base);
   if (base[i] != '{') return false;
@@ -381,7 +463,6 @@ open_object:
   open[depth++] = next - 1;
   Put(out++, kObject, i, i, next);
   ++next;
-  in_array = false;
   ++i;
   if (base[i] != '"') {
     i = size_t(SkipWs(base + i) - base);
@@ -407,65 +488,35 @@ key:  // base[i] == '"'
     if (base[i] != ':') return false;
   }
   ++i;
-value:
-  if (base[i] == '"') {
-    if (QuickStringEnd(base, stops, i + 1, &end)) {
-      Put(out++, kString, i + 1, end, next);
-      i = end + 1;
-    } else {
-      scan = StringEndSlow(base, stops, i + 1);
-      if (scan.end == 0) return false;
-      Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next);
-      i = scan.end + 1;
-    }
-    ++next;
-  } else if (IsDigit(base[i]) || base[i] == '-') {
-    if (QuickNumber(base, i, &end, &type_flags)) {
-      Put(out++, type_flags, i, end, next);
-      i = end;
-    } else {
-      scan = NumberSlow(base, base + i);
-      if (scan.end == 0) return false;
-      Put(out++, kNumber | uint32_t{scan.flags} << 8, i, scan.end, next);
-      i = scan.end;
-    }
-    ++next;
-  } else {
-    switch (base[i]) {
-      case '{':
-        goto open_object;
-      case '[':
-        goto open_array;
-      case 't':
-        if (std::memcmp(base + i, "true", 4) != 0) return false;
-        Put(out++, kTrue, i, i + 4, next);
-        ++next;
-        i += 4;
-        break;
-      case 'f':
-        if (std::memcmp(base + i + 1, "alse", 4) != 0) return false;
-        Put(out++, kFalse, i, i + 5, next);
-        ++next;
-        i += 5;
-        break;
-      case 'n':
-        if (std::memcmp(base + i, "null", 4) != 0) return false;
-        Put(out++, kNull, i, i + 4, next);
-        ++next;
-        i += 4;
-        break;
-      case ' ':
-      case '\n':
-      case '\r':
-      case '\t':
-        i = size_t(SkipWsSlow(base + i) - base);
-        goto value;
-      default:
-        return false;
-    }
+  switch (Value(base, stops, &i, &out, &next)) {
+    case Step::kScalar:
+      goto object_next;
+    case Step::kObject:
+      goto open_object;
+    case Step::kArray:
+      goto open_array;
+    case Step::kError:
+      return false;
   }
-  if (in_array) goto array_next;
+
+array_value:
+  switch (Value(base, stops, &i, &out, &next)) {
+    case Step::kScalar:
+      goto array_next;
+    case Step::kObject:
+      goto open_object;
+    case Step::kArray:
+      goto open_array;
+    case Step::kError:
+      return false;
+  }
+
 object_next:
+  // ",\"" (the next key) is one 2-byte compare.
+  if (Load16(base + i) == (',' | '"' << 8)) {
+    ++i;
+    goto key;
+  }
   if (base[i] == ',') {
     ++i;
     if (base[i] == '"') goto key;
@@ -484,7 +535,7 @@ object_next:
 array_next:
   if (base[i] == ',') {
     ++i;
-    goto value;
+    goto array_value;
   }
   if (base[i] == ']') {
     ++i;
@@ -503,8 +554,7 @@ close : {
     if (!kBytes.ws[U(base[i])]) return i == n;
     return SkipWsSlow(base + i) == base + n;
   }
-  in_array = tape[open[depth - 1]].type == kArray;
-  if (in_array) goto array_next;
+  if (tape[open[depth - 1]].type == kArray) goto array_next;
   goto object_next;
 
 open_array:
@@ -512,7 +562,6 @@ open_array:
   open[depth++] = next - 1;
   Put(out++, kArray, i, i, next);
   ++next;
-  in_array = true;
   ++i;
   if (base[i] == ']') {
     ++i;
@@ -525,7 +574,7 @@ open_array:
       goto close;
     }
   }
-  goto value;
+  goto array_value;
 }
 
 namespace {
