@@ -6,7 +6,10 @@
 //                        creation; the condition is not type-checked.
 //   RouteSet          -- a whole manifest's routes compiled together (both
 //                        stages, with type checks); every property and $body
-//                        path the set reads is loaded once per message.
+//                        path the set reads is loaded once per message, each
+//                        distinct comparison of a load with a constant is
+//                        computed once, and routes of the same shape are
+//                        evaluated together.
 //   CompiledCondition -- one standalone condition, evaluated as the WHERE
 //                        clause of "FROM /messages WHERE <c> INTO $upstream".
 //
