@@ -52,9 +52,6 @@ class ManifestWatcher {
   ManifestWatcher(const ManifestWatcher&) = delete;
   ManifestWatcher& operator=(const ManifestWatcher&) = delete;
 
-  // True when changes are seen through inotify (false: polling).
-  bool uses_inotify() const { return inotify_fd_ >= 0; }
-
  private:
   ManifestWatcher(std::string path, std::function<void()> on_change,
                   std::function<void(const std::string&)> log);
@@ -83,6 +80,7 @@ class ManifestWatcher {
   };
   static Fingerprint Stat(const std::string& path);
   Fingerprint initial_;
+  // Watcher thread only (after Create); -1 while polling.
   int inotify_fd_ = -1;
   // An eventfd written by the destructor to end Run.
   int stop_fd_ = -1;
