@@ -104,7 +104,7 @@ struct Scan {
 // 63 bytes past n.
 #if !defined(__SSE2__)
 void BuildStopMapScalar(const char* base, size_t n, uint64_t* map) {
-  for (size_t w = 0; w <= n / 64; ++w) {
+  for (size_t w = 0; w < (n + 63) / 64; ++w) {
     uint64_t m = 0;
     for (int i = 0; i < 64; ++i) {
       const unsigned char c = U(base[w * 64 + size_t(i)]);
@@ -127,7 +127,7 @@ __attribute__((always_inline)) inline unsigned StopMask16(__m128i v) {
 }
 
 void BuildStopMapSse2(const char* base, size_t n, uint64_t* map) {
-  for (size_t w = 0; w <= n / 64; ++w) {
+  for (size_t w = 0; w < (n + 63) / 64; ++w) {
     const __m128i* b = reinterpret_cast<const __m128i*>(base + w * 64);
     const uint64_t m0 = StopMask16(_mm_loadu_si128(b));
     const uint64_t m1 = StopMask16(_mm_loadu_si128(b + 1));
@@ -147,7 +147,7 @@ __attribute__((target("avx2"))) void BuildStopMapAvx2(const char* base,
   const __m256i flip = _mm256_set1_epi8(0x02);
   const __m256i limit = _mm256_set1_epi8(0x21);
   const __m256i backslash = _mm256_set1_epi8('\\');
-  for (size_t w = 0; w <= n / 64; ++w) {
+  for (size_t w = 0; w < (n + 63) / 64; ++w) {
     const __m256i* b = reinterpret_cast<const __m256i*>(base + w * 64);
     const __m256i lo = _mm256_loadu_si256(b);
     const __m256i hi = _mm256_loadu_si256(b + 1);
@@ -172,6 +172,9 @@ bool HaveAvx2() {
 #endif
 
 void BuildStopMap(const char* base, size_t n, uint64_t* map) {
+  // The builders cover the words holding text; a word that starts at n
+  // holds only padding, every byte of which is a stop.
+  if (n % 64 == 0) map[n / 64] = ~uint64_t{0};
 #if defined(EDGEROUTE_JSON_AVX2)
   if (HaveAvx2()) return BuildStopMapAvx2(base, n, map);
 #endif
@@ -364,7 +367,7 @@ __attribute__((always_inline)) inline Step Value(const char* base,
   while (true) {
     const char c = base[i];
     if (c == '"') {
-      if (QuickStringEnd(base, stops, i + 1, &end)) {
+      if (__builtin_expect(QuickStringEnd(base, stops, i + 1, &end), 1)) {
         Put((*out)++, JsonTape::kString, i + 1, end, (*next)++);
         *i_out = end + 1;
         return Step::kScalar;
@@ -377,7 +380,7 @@ __attribute__((always_inline)) inline Step Value(const char* base,
       return Step::kScalar;
     }
     if (IsDigit(c) || c == '-') {
-      if (QuickNumber(base, i, &end, &type_flags)) {
+      if (__builtin_expect(QuickNumber(base, i, &end, &type_flags), 1)) {
         Put((*out)++, type_flags, i, end, (*next)++);
         *i_out = end;
         return Step::kScalar;
@@ -473,7 +476,7 @@ open_object:
     if (base[i] != '"') return false;
   }
 key:  // base[i] == '"'
-  if (QuickStringEnd(base, stops, i + 1, &end)) {
+  if (__builtin_expect(QuickStringEnd(base, stops, i + 1, &end), 1)) {
     Put(out++, kString, i + 1, end, next);
     i = end + 1;
   } else {
@@ -483,7 +486,7 @@ key:  // base[i] == '"'
     i = scan.end + 1;
   }
   ++next;
-  if (base[i] != ':') {
+  if (__builtin_expect(base[i] != ':', 0)) {
     i = size_t(SkipWs(base + i) - base);
     if (base[i] != ':') return false;
   }
@@ -513,7 +516,7 @@ array_value:
 
 object_next:
   // ",\"" (the next key) is one 2-byte compare.
-  if (Load16(base + i) == (',' | '"' << 8)) {
+  if (__builtin_expect(Load16(base + i) == (',' | '"' << 8), 1)) {
     ++i;
     goto key;
   }
