@@ -23,7 +23,8 @@
 //   * nothing acknowledged lost: every reading the gateway acknowledged
 //     reached the upstream, except those counted as expired by TTL;
 //   * TTL expiry: some alerts expired, and no alert reached the upstream
-//     later than its TTL (plus a 0.5 s margin) after the filter forwarded it;
+//     later than its TTL (plus a 0.5 s margin) after it entered the upstream
+//     queue (when the filter saw its TelemetryAck);
 //   * the store drained: no queue holds messages at the end, and after the
 //     gateway shut down and the store's cleanup ran no payload is left.
 // The router's expiry counters miss references the store skips in

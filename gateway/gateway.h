@@ -79,7 +79,7 @@ struct GatewayOptions {
   // message bytes wait for it (ServerOptions::admission_queue_bytes).
   // 0 = admit on the I/O thread. Without a store admission never waits for
   // long and always runs on the I/O thread.
-  size_t admission_queue_bytes = 8u << 20;
+  size_t admission_queue_bytes = 1u << 20;
 
   // Called by RunGateway once everything listens (bound ports known).
   std::function<void(int tcp_port, int metrics_port)> on_ready;
