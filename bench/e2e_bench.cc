@@ -3,7 +3,9 @@
 // $upstream") and delivers them to a consumer connection subscribed to
 // "$upstream", which acknowledges each one. Reported: messages/s
 // (items_per_second) and the p50/p99 latency from the producer's send call
-// to the consumer's receive (counters p50_us, p99_us).
+// to the consumer's receive (counters p50_us, p99_us). Each gateway run is
+// made without and with store-and-forward (store:0 / store:1, RocksDB in a
+// temporary directory at the default `process` durability).
 //
 // Baseline, same run, same machine: Debian's mosquitto broker on a loopback
 // port with libmosquitto clients (publisher -> broker -> subscriber) at MQTT
@@ -33,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -107,11 +110,26 @@ struct GatewayRig {
   std::unique_ptr<Client> consumer;
   std::unique_ptr<Client> producer;
 
-  // Returns nullptr when everything is connected, else what failed.
-  const char* Start() {
+  std::string store_dir;  // removed by the destructor
+
+  // Returns nullptr when everything is connected, else what failed. With
+  // `with_store`, the gateway keeps its queues in a RocksDB store in a fresh
+  // temporary directory (the store's default durability, `process`).
+  const char* Start(bool with_store = false) {
     GatewayOptions options;
     options.device_id = kDevice;
     options.tcp_port = 0;
+    if (with_store) {
+      std::error_code ec;
+      std::string dir = (std::filesystem::temp_directory_path(ec) /
+                         "edgeroute-e2e-bench-XXXXXX")
+                            .string();
+      if (ec || mkdtemp(dir.data()) == nullptr) {
+        return "cannot create a store directory";
+      }
+      store_dir = dir;
+      options.store_dir = store_dir;
+    }
     options.manifest_json = R"({
       "schemaVersion": "1.1",
       "routes": {"all": "FROM /messages/modules/* INTO $upstream"},
@@ -136,18 +154,23 @@ struct GatewayRig {
     return nullptr;
   }
 
-  // Clients first, then the gateway.
+  // Clients first, then the gateway, then its store.
   ~GatewayRig() {
     consumer.reset();
     producer.reset();
     if (gateway != nullptr) gateway->Shutdown().IgnoreError();
+    gateway.reset();
+    if (!store_dir.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(store_dir, ignored);
+    }
   }
 };
 
 void BM_Gateway(benchmark::State& state) {
   const bool qos1 = state.range(0) == 1;
   GatewayRig rig;
-  if (const char* error = rig.Start()) {
+  if (const char* error = rig.Start(/*with_store=*/state.range(1) == 1)) {
     state.SkipWithError(error);
     return;
   }
@@ -208,10 +231,14 @@ void BM_Gateway(benchmark::State& state) {
   state.counters["backend_io_uring"] =
       rig.gateway->backend() == edgeroute::gateway::IoBackend::kIoUring;
 }
+// store=1: store-and-forward on RocksDB (`process` durability); with qos=1
+// the producer's acknowledgement waits for the store append.
 BENCHMARK(BM_Gateway)
-    ->ArgName("qos")
-    ->Arg(0)
-    ->Arg(1)
+    ->ArgNames({"qos", "store"})
+    ->Args({0, 0})
+    ->Args({1, 0})
+    ->Args({0, 1})
+    ->Args({1, 1})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
