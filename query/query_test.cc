@@ -85,6 +85,73 @@ Msg Body(std::string body) {
   return m;
 }
 
+// Conditions compiled as one route set (route i reads FROM sources[i %
+// sources.size()]) and each alone, to check the set's plan against the tree
+// evaluator of a single condition. Conditions that do not compile are left
+// out.
+class PlanChecker {
+ public:
+  PlanChecker(const std::vector<std::string>& conditions,
+              std::vector<std::string> sources)
+      : sources_(std::move(sources)) {
+    for (const std::string& c : conditions) {
+      auto compiled = CompiledCondition::Compile(c, nullptr);
+      if (!compiled.ok()) continue;  // e.g. level = 2: a type error
+      RouteSpec r;
+      r.name = absl::StrCat("r", routes_.size());
+      r.text = absl::StrCat("FROM ", sources_[routes_.size() % sources_.size()],
+                            " WHERE ", c, " INTO $upstream");
+      routes_.push_back(std::move(r));
+      alone_.push_back(std::move(*compiled));
+    }
+    auto set = RouteSet::Compile(routes_, CompileOptions(), nullptr);
+    EXPECT_TRUE(set.ok()) << set.status();
+    if (set.ok()) {
+      set_ = std::move(*set);
+      scratch_ = set_->NewScratch();
+    }
+  }
+
+  size_t size() const { return routes_.size(); }
+  size_t trues() const { return trues_; }
+  size_t falses() const { return falses_; }
+
+  // Evaluates `view` through the set (EvaluateAll and EvaluateCondition)
+  // and through each condition alone; `source_ok[k]` says whether
+  // sources[k] matches the message. Returns false on the first difference.
+  bool Check(const MessageView& view, const std::vector<bool>& source_ok,
+             const std::string& what) {
+    if (set_ == nullptr) return false;
+    set_->EvaluateAll(view, scratch_.get(), &matched_);
+    EXPECT_EQ(matched_.size(), routes_.size());
+    for (size_t i = 0; i < routes_.size(); ++i) {
+      auto s = alone_[i]->NewScratch();
+      const Tri want = alone_[i]->Evaluate(view, s.get());
+      trues_ += want == Tri::kTrue;
+      falses_ += want == Tri::kFalse;
+      const Tri one = set_->EvaluateCondition(i, view, scratch_.get());
+      const int expected =
+          source_ok[i % sources_.size()] && want == Tri::kTrue ? 1 : 0;
+      if (one != want || matched_[i] != expected) {
+        ADD_FAILURE() << routes_[i].text << " on " << what << ": alone "
+                      << TriName(want) << ", in the set " << TriName(one)
+                      << ", matched " << int(matched_[i]);
+        return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  std::vector<std::string> sources_;
+  std::vector<RouteSpec> routes_;
+  std::vector<std::unique_ptr<CompiledCondition>> alone_;
+  std::unique_ptr<RouteSet> set_;
+  std::unique_ptr<EvalScratch> scratch_;
+  std::vector<uint8_t> matched_;
+  size_t trues_ = 0, falses_ = 0;
+};
+
 // A route set evaluates comparisons of one load with many constants as one
 // group (vectorised four at a time per operator) and routes of the same shape
 // together. Every route must still give what its condition gives alone, for
@@ -120,27 +187,11 @@ TEST_F(QueryTest, RouteSetPlanMatchesConditionsAlone) {
   conditions.push_back("NOT $body.b AND level = 'hi'");
   conditions.push_back("null OR $body.x > 1");
   conditions.push_back("undefined OR true");
-
-  std::vector<RouteSpec> routes;
-  std::vector<std::unique_ptr<CompiledCondition>> alone;
-  for (const std::string& c : conditions) {
-    auto compiled = CompiledCondition::Compile(c, nullptr);
-    if (!compiled.ok()) continue;  // e.g. level = 2: a type error
-    // Three sources: groups and shapes are per source, and the last one
-    // never matches.
-    static const char* const kSources[] = {"/messages", "/messages/modules/a",
-                                           "/messages/modules/zzz"};
-    RouteSpec r;
-    r.name = absl::StrCat("r", routes.size());
-    r.text = absl::StrCat("FROM ", kSources[routes.size() % 3], " WHERE ", c,
-                          " INTO $upstream");
-    routes.push_back(std::move(r));
-    alone.push_back(std::move(*compiled));
-  }
-  ASSERT_GT(routes.size(), 300u);
-  auto set = RouteSet::Compile(routes, CompileOptions(), nullptr);
-  ASSERT_TRUE(set.ok()) << set.status();
-  auto scratch = (*set)->NewScratch();
+  // Three sources: groups and shapes are per source; the last one never
+  // matches the messages' source.
+  PlanChecker checker(conditions, {"/messages", "/messages/modules/a",
+                                   "/messages/modules/zzz"});
+  ASSERT_GT(checker.size(), 300u);
 
   const std::vector<std::string> values = {
       "-2",    "-1",   "0",     "1",     "1.5",   "2",     "2.5",
@@ -159,29 +210,12 @@ TEST_F(QueryTest, RouteSetPlanMatchesConditionsAlone) {
   Msg no_level = Body("{\"x\":2}");
   no_level.props = {{"level", nullptr}};
   messages.push_back(no_level);
-  // FROM /messages needs a source under /messages.
-  for (Msg& m : messages) m.source = "/messages/modules/a/outputs/b";
-
-  std::vector<uint8_t> matched;
-  size_t trues = 0, falses = 0;
-  for (const Msg& m : messages) {
-    const MessageView view = Build(m);
-    (*set)->EvaluateAll(view, scratch.get(), &matched);
-    ASSERT_EQ(matched.size(), routes.size());
-    for (size_t i = 0; i < routes.size(); ++i) {
-      auto s = alone[i]->NewScratch();
-      const Tri want = alone[i]->Evaluate(view, s.get());
-      trues += want == Tri::kTrue;
-      falses += want == Tri::kFalse;
-      ASSERT_EQ((*set)->EvaluateCondition(i, view, scratch.get()), want)
-          << routes[i].text << " on " << m.body;
-      const bool source_ok = i % 3 != 2;
-      ASSERT_EQ(matched[i], source_ok && want == Tri::kTrue ? 1 : 0)
-          << routes[i].text << " on " << m.body;
-    }
+  for (Msg& m : messages) {
+    m.source = "/messages/modules/a/outputs/b";
+    ASSERT_TRUE(checker.Check(Build(m), {true, true, false}, m.body));
   }
-  EXPECT_GT(trues, 1000u);
-  EXPECT_GT(falses, 1000u);
+  EXPECT_GT(checker.trues(), 1000u);
+  EXPECT_GT(checker.falses(), 1000u);
 }
 
 // Routes of one shape over consecutive comparisons (as generated manifests
@@ -201,22 +235,8 @@ TEST_F(QueryTest, RouteSetPlanConsecutiveShapes) {
   for (int i = 0; i < 33; ++i) {
     conditions.push_back(absl::StrCat("$body.y = ", i));
   }
-  std::vector<RouteSpec> routes;
-  std::vector<std::unique_ptr<CompiledCondition>> alone;
-  for (const std::string& c : conditions) {
-    auto compiled = CompiledCondition::Compile(c, nullptr);
-    ASSERT_TRUE(compiled.ok()) << c;
-    RouteSpec r;
-    r.name = absl::StrCat("r", routes.size());
-    r.text = absl::StrCat("FROM /messages WHERE ", c, " INTO $upstream");
-    routes.push_back(std::move(r));
-    alone.push_back(std::move(*compiled));
-  }
-  auto set = RouteSet::Compile(routes, CompileOptions(), nullptr);
-  ASSERT_TRUE(set.ok()) << set.status();
-  auto scratch = (*set)->NewScratch();
-  std::vector<uint8_t> matched;
-  size_t trues = 0, falses = 0;
+  PlanChecker checker(conditions, {"/messages"});
+  ASSERT_EQ(checker.size(), conditions.size());
   for (const char* x :
        {"-1", "0", "5", "17", "20", "33", "50", "\"a\"", "null"}) {
     for (const char* y : {"0", "7", "20", "34", "60", "70", "99", "true"}) {
@@ -224,22 +244,12 @@ TEST_F(QueryTest, RouteSetPlanConsecutiveShapes) {
         Msg m = Body(
             absl::StrCat("{\"x\":", x, ",\"y\":", y, ",\"s\":\"", str, "\"}"));
         m.source = "/messages/modules/a/outputs/b";
-        const MessageView view = Build(m);
-        (*set)->EvaluateAll(view, scratch.get(), &matched);
-        ASSERT_EQ(matched.size(), routes.size());
-        for (size_t i = 0; i < routes.size(); ++i) {
-          auto s = alone[i]->NewScratch();
-          const Tri want = alone[i]->Evaluate(view, s.get());
-          trues += want == Tri::kTrue;
-          falses += want == Tri::kFalse;
-          ASSERT_EQ(matched[i], want == Tri::kTrue ? 1 : 0)
-              << routes[i].text << " on " << m.body;
-        }
+        ASSERT_TRUE(checker.Check(Build(m), {true}, m.body));
       }
     }
   }
-  EXPECT_GT(trues, 1000u);
-  EXPECT_GT(falses, 1000u);
+  EXPECT_GT(checker.trues(), 1000u);
+  EXPECT_GT(checker.falses(), 1000u);
 }
 
 TEST_F(QueryTest, LexerAbsorbsOperatorCharactersIntoNames) {
