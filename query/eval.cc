@@ -1625,13 +1625,14 @@ void Program::EvaluateUnit(uint32_t unit, const MessageView& message,
   }
   const PlanGroup& g = plan_groups_[u.index];
   const Value v = ev.Load(g.load_op, g.slot, g.slot2, g.qv);
+  // The tree evaluator's comparison, for atoms no fast path covers.
+  auto compare = [&](const PlanAtom& a) {
+    out[a.out] =
+        PlanBool(a.flip ? Evaluator::Compare(a.sub, a.mode, a.constant, v)
+                        : Evaluator::Compare(a.sub, a.mode, v, a.constant));
+  };
   auto general = [&](const std::vector<uint32_t>& which) {
-    for (uint32_t k : which) {
-      const PlanAtom& a = g.atoms[k];
-      out[a.out] =
-          PlanBool(a.flip ? Evaluator::Compare(a.sub, a.mode, a.constant, v)
-                          : Evaluator::Compare(a.sub, a.mode, v, a.constant));
-    }
+    for (uint32_t k : which) compare(g.atoms[k]);
   };
   if (v.k == VK::kNum && !std::isnan(v.n)) {
     // Both sides are numbers: an IEEE comparison, whatever the static mode.
@@ -1703,11 +1704,7 @@ void Program::EvaluateUnit(uint32_t unit, const MessageView& message,
     general(g.not_str);
     return;
   }
-  for (const PlanAtom& a : g.atoms) {
-    out[a.out] =
-        PlanBool(a.flip ? Evaluator::Compare(a.sub, a.mode, a.constant, v)
-                        : Evaluator::Compare(a.sub, a.mode, v, a.constant));
-  }
+  for (const PlanAtom& a : g.atoms) compare(a);
 }
 
 void Program::EvaluateAllPlanned(const uint8_t* source_ok,
