@@ -1399,7 +1399,6 @@ void Program::BuildPlan(const std::vector<int>& roots,
       if (a.constant.k == VK::kNum && !std::isnan(a.constant.n)) {
         const uint8_t op = a.flip ? FlipComparison(a.sub) : a.sub;
         g.num_const[op].push_back(a.constant.n);
-        g.num_out[op].push_back(a.out);
       } else {
         g.not_num.push_back(k);
       }
@@ -1481,11 +1480,14 @@ void Program::BuildPlan(const std::vector<int>& roots,
   std::vector<uint32_t> renumber(atoms, 0);
   uint32_t next = 0;
   for (PlanGroup& g : plan_groups_) {
-    for (int op = 0; op < 6; ++op) {
+    // num_const[op] lists these atoms' constants in atom order.
+    for (uint8_t op = 0; op < 6; ++op) {
       g.num_first[op] = next;
-      for (uint32_t& out : g.num_out[op]) {
-        renumber[out] = next++;
-        out = renumber[out];
+      for (const PlanAtom& a : g.atoms) {
+        if (a.constant.k == VK::kNum && !std::isnan(a.constant.n) &&
+            (a.flip ? FlipComparison(a.sub) : a.sub) == op) {
+          renumber[a.out] = next++;
+        }
       }
     }
     std::vector<bool> is_str(g.atoms.size(), false);

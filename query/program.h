@@ -233,7 +233,6 @@ class Program {
     // Their results are consecutive values from num_first[op], so the
     // loops store contiguously (and vectorise).
     std::vector<double> num_const[6];
-    std::vector<uint32_t> num_out[6];
     uint32_t num_first[6] = {0, 0, 0, 0, 0, 0};
     std::vector<uint32_t> not_num;  // indexes in atoms of the others
     // When the load is a string: atoms `= 'c'` / `!= 'c'`. Their results
