@@ -23,9 +23,18 @@ PACKAGES=(
   mosquitto
   mosquitto-clients
   libmosquitto-dev
+  libssl-dev
+  nlohmann-json3-dev
+  openssl
+  python3-paho-mqtt
 )
 
 missing=()
+# Node.js (for the Azure IoT SDK tests): the machine's own when it has one
+# (its npm may not come from Debian), Debian's otherwise.
+if ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 for pkg in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$pkg")
