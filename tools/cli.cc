@@ -84,6 +84,22 @@ Usage:
       PASS/FAIL checks. Default 20 s, 1000 readings a second. Exit 1 when a
       check fails.
 
+  edgeroute identity add --identities FILE --device D [--module M]
+                         [--hub HOST] [--x509-thumbprint HEX | --x509-ca]
+                         [--gateway-host HOST]
+  edgeroute identity token --identities FILE --device D [--module M]
+                           [--ttl SECS] [--secondary]
+  edgeroute identity connection-string --identities FILE --device D
+                           [--module M] [--gateway-host HOST] [--secondary]
+  edgeroute identity list --identities FILE
+  edgeroute identity remove --identities FILE --device D [--module M]
+      Manage the identities file that `run --identities` checks MQTT and
+      native sign-ins against. add creates the file when --hub is given,
+      makes a random 32-byte primary and secondary key (or records an X.509
+      thumbprint, or a CA-signed certificate with CN = device id) and prints
+      the identity's connection string. token prints a SAS token (default
+      TTL 3600 s) for clients that take a password, e.g. mosquitto_pub -P.
+
   edgeroute help | --help
       This text.
 
@@ -280,7 +296,7 @@ constexpr Command kCommands[] = {
     {"eval", EvalCommand, false},   {"route", RouteCommand, false},
     {"check", CheckCommand, false}, {"match-source", MatchSourceCommand, true},
     {"store", StoreCommand, false}, {"run", RunCommand, false},
-    {"demo", DemoCommand, false},
+    {"demo", DemoCommand, false},   {"identity", IdentityCommand, false},
 };
 
 }  // namespace
@@ -374,7 +390,7 @@ bool ReadFileOrStdin(const CommandContext& ctx, const std::string& path,
 int RunEdgeroute(const std::vector<std::string>& args, std::istream& in,
                  std::ostream& out, std::ostream& err) {
   if (args.empty()) {
-    err << "usage: edgeroute check|eval|route|store|run|demo|help ... "
+    err << "usage: edgeroute check|eval|route|store|run|demo|identity|help ... "
            "(edgeroute help)\n";
     return kExitUsage;
   }

@@ -65,6 +65,8 @@ int CheckCommand(const CommandContext& ctx);
 int StoreCommand(const CommandContext& ctx);
 // Hidden: "FROM-path<TAB>message-source" lines -> true/false (sources.tsv).
 int MatchSourceCommand(const CommandContext& ctx);
+// identity add|token|connection-string|list|remove: the identities file.
+int IdentityCommand(const CommandContext& ctx);
 
 }  // namespace edgeroute::tools
 
