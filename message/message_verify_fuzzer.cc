@@ -1,5 +1,5 @@
 // libFuzzer target: arbitrary bytes through MessageView::Verify, then every
-// accessor of an accepted view. Build with clang (see tests/fuzz/README.md).
+// accessor of an accepted view. Build with clang: bash scripts/fuzz.sh message_verify SECONDS.
 #include <cstdint>
 #include <cstring>
 #include <vector>

@@ -18,6 +18,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/utf8.h"
 #include "query/json.h"
 #include "query/program.h"
 #include "simdjson.h"
@@ -51,56 +52,14 @@ Value Str(absl::string_view s) {
   return v;
 }
 
-// Decodes one UTF-8 sequence at s[i]; invalid bytes decode as U+FFFD with
-// length 1.
+// Strings inside the evaluator are UTF-8 that may also hold encoded lone
+// surrogates (from "\uD800" escapes in route constants, which .NET strings
+// can hold too). Everything that enters from a message or a route text was
+// repaired on the way in (ill-formed bytes read as U+FFFD), so this decoder
+// never meets an ill-formed sequence; if it did, it would still read it as
+// U+FFFD of at least one byte.
 uint32_t Decode(absl::string_view s, size_t i, size_t* len) {
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  auto cont = [&](size_t k) {
-    return i + k < s.size() &&
-           (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-  };
-  if (c < 0x80) {
-    *len = 1;
-    return c;
-  }
-  if (c >= 0xC2 && c < 0xE0 && cont(1)) {
-    *len = 2;
-    return ((c & 0x1Fu) << 6) | (s[i + 1] & 0x3Fu);
-  }
-  if (c >= 0xE0 && c < 0xF0 && cont(1) && cont(2)) {
-    *len = 3;
-    return ((c & 0x0Fu) << 12) | ((s[i + 1] & 0x3Fu) << 6) | (s[i + 2] & 0x3Fu);
-  }
-  if (c >= 0xF0 && c < 0xF5 && cont(1) && cont(2) && cont(3)) {
-    *len = 4;
-    return ((c & 0x07u) << 18) | ((s[i + 1] & 0x3Fu) << 12) |
-           ((s[i + 2] & 0x3Fu) << 6) | (s[i + 3] & 0x3Fu);
-  }
-  *len = 1;
-  return 0xFFFD;
-}
-
-size_t Encode(uint32_t cp, char* out) {
-  if (cp < 0x80) {
-    out[0] = char(cp);
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = char(0xC0 | (cp >> 6));
-    out[1] = char(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = char(0xE0 | (cp >> 12));
-    out[1] = char(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = char(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = char(0xF0 | (cp >> 18));
-  out[1] = char(0x80 | ((cp >> 12) & 0x3F));
-  out[2] = char(0x80 | ((cp >> 6) & 0x3F));
-  out[3] = char(0x80 | (cp & 0x3F));
-  return 4;
+  return DecodeUtf8OrSurrogate(s, i, len);
 }
 
 // Length in UTF-16 code units.
@@ -131,6 +90,24 @@ size_t ByteOffset(absl::string_view s, size_t units) {
     i += len;
   }
   return i;
+}
+
+size_t Utf8Length(uint32_t cp) {
+  return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+}
+
+// Whether any byte of `s` is 0x80 or above (eight bytes at a time).
+bool HasHighBit(absl::string_view s) {
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    if (word & 0x8080808080808080ull) return true;
+  }
+  for (; i < s.size(); ++i) {
+    if (static_cast<unsigned char>(s[i]) >= 0x80) return true;
+  }
+  return false;
 }
 
 locale_t CLocale() {
@@ -404,11 +381,20 @@ struct Evaluator {
     }
     return s->sys_val_[slot];
   }
-  static Value FromProperty(PropertyValue v) {
+  // A property's value as the language reads it: ill-formed UTF-8 is
+  // repaired (each maximal ill-formed subsequence reads as U+FFFD, as when
+  // edgeHub decodes the bytes into a .NET string); the message keeps its
+  // bytes.
+  Value FromProperty(PropertyValue v) {
     Value r;
     if (v.has_string()) {
       r.k = VK::kStr;
-      r.set_s(v.value);
+      absl::string_view text = v.value;
+      if (HasHighBit(text) && !simdjson::validate_utf8(text.data(), text.size())) {
+        char* out = s->AllocForMessage(text.size() * kUtf8RepairGrowth);
+        text = absl::string_view(out, ReplaceInvalidUtf8(text, out));
+      }
+      r.set_s(text);
     } else if (v.is_null()) {
       r.k = VK::kNullStr;
     }
@@ -494,7 +480,7 @@ struct Evaluator {
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) cp = 0xFFFD;
           }
         }
-        len += Encode(cp, &buf[len]);
+        len += EncodeUtf8(cp, &buf[len]);
       }
       text = absl::string_view(buf.data(), len);
     }
@@ -520,15 +506,8 @@ struct Evaluator {
     }
     if ((e.flags & JsonTape::kHighBit) &&
         !simdjson::validate_utf8(raw.data(), raw.size())) {
-      char* out = s->AllocForMessage(raw.size() * 3);
-      size_t o = 0;
-      for (size_t i = 0; i < raw.size();) {
-        size_t l;
-        uint32_t cp = Decode(raw, i, &l);
-        o += Encode(cp, out + o);
-        i += l;
-      }
-      raw = absl::string_view(out, o);
+      char* out = s->AllocForMessage(raw.size() * kUtf8RepairGrowth);
+      raw = absl::string_view(out, ReplaceInvalidUtf8(raw, out));
     }
     return raw;
   }
@@ -802,29 +781,31 @@ struct Evaluator {
 
   __attribute__((noinline)) Value CaseMap(const Value& v, bool upper) {
     if (v.k != VK::kStr) return Undef();
-    char* out = s->Alloc(v.s().size() * 2 + 4);
+    // Every sequence of `len` bytes is written as at most 3 * len bytes: a
+    // one-byte sequence decodes to at most U+FFFD (3 bytes), and a mapping
+    // that would need more than 3 * len is not applied (the character is
+    // kept; it is at most as long as its own sequence, or 3 bytes for
+    // U+FFFD). So 3 * size bytes always suffice, whatever Decode returns.
+    const absl::string_view in = v.s();
+    char* out = s->Alloc(in.size() * 3 + 4);
     size_t pos = 0;
     locale_t loc = CLocale();
-    for (size_t i = 0; i < v.s().size();) {
-      unsigned char c = static_cast<unsigned char>(v.s()[i]);
+    for (size_t i = 0; i < in.size();) {
+      unsigned char c = static_cast<unsigned char>(in[i]);
       if (c < 0x80) {
         out[pos++] = upper ? absl::ascii_toupper(c) : absl::ascii_tolower(c);
         ++i;
         continue;
       }
       size_t len;
-      uint32_t cp = Decode(v.s(), i, &len);
+      uint32_t cp = Decode(in, i, &len);
       uint32_t mapped = cp;
       if (loc != (locale_t)0) {
         mapped = upper ? uint32_t(towupper_l(wint_t(cp), loc))
                        : uint32_t(towlower_l(wint_t(cp), loc));
       }
-      size_t need = mapped < 0x80      ? 1
-                    : mapped < 0x800   ? 2
-                    : mapped < 0x10000 ? 3
-                                       : 4;
-      if (need > len + 1) mapped = cp;  // keep within the reserved space
-      pos += Encode(mapped, out + pos);
+      if (mapped > 0x10FFFF || Utf8Length(mapped) > 3 * len) mapped = cp;
+      pos += EncodeUtf8(mapped, out + pos);
       i += len;
     }
     return Str(absl::string_view(out, pos));

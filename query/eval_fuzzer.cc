@@ -2,7 +2,9 @@
 //   <condition> '\n' <flags byte> <body bytes>
 // The flags byte picks the content type/encoding headers and a few
 // properties, so the body parser, the UTF-16/32 decoders and every property
-// path see arbitrary data. Evaluation must never crash and must be
+// path see arbitrary data: with bit 4 the raw body bytes (any bytes, not
+// only UTF-8) are also the values of the application property `p` and the
+// system properties messageId and connectionModuleId. Evaluation must never crash and must be
 // deterministic (two evaluations agree, through both APIs).
 
 #include <cstddef>
@@ -46,6 +48,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (flags & 32) builder->AddProperty("k", body.substr(0, 8));
   if (flags & 64) builder->AddNullProperty("k");
   if (flags & 128) builder->AddProperty("$body.a", "shadow");
+  if (flags & 16) {
+    builder->AddProperty("p", body);
+    builder->AddSystemProperty("messageId", body.substr(0, 16));
+    builder->AddSystemProperty("connectionModuleId",
+                               body.substr(body.size() / 2));
+  }
   builder->AddSystemProperty("connectionDeviceId", "dev");
   builder->Finish();
 

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/utf8.h"
 #include "query/lexer.h"
 #include "query/program.h"
 #include "query/syntax.h"
@@ -64,11 +65,23 @@ std::string Publish(absl::string_view text, const std::vector<RawDiag>& raw,
   return first;
 }
 
+// Route text is read as edgeHub reads it once decoded into a .NET string:
+// each maximal ill-formed UTF-8 subsequence is one U+FFFD. Returns `text`
+// itself when it is well-formed (the usual case), else the repaired copy
+// in *storage.
+absl::string_view RepairedText(absl::string_view text, std::string* storage) {
+  if (IsValidUtf8(text)) return text;
+  ReplaceInvalidUtf8(text, storage);
+  return *storage;
+}
+
 }  // namespace
 
-absl::StatusOr<ParsedRoute> ParseRoute(absl::string_view route,
+absl::StatusOr<ParsedRoute> ParseRoute(absl::string_view route_bytes,
                                        absl::string_view device_id,
                                        std::vector<Diagnostic>* diagnostics) {
+  std::string repaired;
+  const absl::string_view route = RepairedText(route_bytes, &repaired);
   RouteSyntax syntax;
   std::vector<RawDiag> raw;
   ParseLimits limits;
@@ -148,15 +161,17 @@ absl::StatusOr<std::unique_ptr<RouteSet>> RouteSet::Compile(
   ParseLimits limits;
   limits.max_length = options.max_route_length;
   limits.max_depth = options.max_depth;
+  std::string repaired;
   for (const RouteSpec& spec : routes) {
+    const absl::string_view text = RepairedText(spec.text, &repaired);
     RouteSyntax syntax;
     std::vector<RawDiag> raw;
     int root = -1;
-    bool ok = internal::ParseRouteSyntax(spec.text, options.device_id, limits,
+    bool ok = internal::ParseRouteSyntax(text, options.device_id, limits,
                                          &syntax, &raw);
     if (ok) {
       if (syntax.has_where) {
-        root = impl->program.Compile(spec.text, syntax.condition, &raw);
+        root = impl->program.Compile(text, syntax.condition, &raw);
       } else {
         internal::Value t;
         t.k = internal::VK::kBool;
@@ -165,7 +180,7 @@ absl::StatusOr<std::unique_ptr<RouteSet>> RouteSet::Compile(
       }
     }
     std::vector<std::string> route_errors;
-    Publish(spec.text, raw, absl::StrCat("route '", spec.name, "': "),
+    Publish(text, raw, absl::StrCat("route '", spec.name, "': "),
             diagnostics, &route_errors);
     for (std::string& e : route_errors) errors.push_back(std::move(e));
     if (root < 0) {
@@ -179,7 +194,7 @@ absl::StatusOr<std::unique_ptr<RouteSet>> RouteSet::Compile(
     info.source = syntax.source;
     info.condition =
         syntax.has_where
-            ? std::string(absl::string_view(spec.text).substr(
+            ? std::string(text.substr(
                   syntax.cond_begin, syntax.cond_end - syntax.cond_begin))
             : "true";
     info.sink = syntax.sink;
@@ -240,7 +255,9 @@ CompiledCondition::CompiledCondition() = default;
 CompiledCondition::~CompiledCondition() = default;
 
 absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
-    absl::string_view condition, std::vector<Diagnostic>* diagnostics) {
+    absl::string_view condition_bytes, std::vector<Diagnostic>* diagnostics) {
+  std::string repaired;
+  const absl::string_view condition = RepairedText(condition_bytes, &repaired);
   std::unique_ptr<CompiledCondition> c(new CompiledCondition());
   c->text_ = absl::StrCat(kPrefix, condition, kSuffix);
   auto impl = std::make_unique<RouteSet::Impl>();

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -600,6 +601,105 @@ TEST_F(QueryTest, StringBuiltins) {
   EXPECT_EQ(Eval("starts_with(nul, 'a')", m), "undefined");
   EXPECT_EQ(Eval("'x' || nul || 'y' = 'xy'", m), "true");
   EXPECT_EQ(Eval("1 || 'y' = 'xy'"), "compile-error");
+}
+
+// The rule for bytes that are not UTF-8 (ROUTE-LANGUAGE notes in query.h):
+// wherever the language reads a string -- application and system property
+// values, $body strings, route text -- each maximal ill-formed subsequence
+// reads as one U+FFFD, as in edgeHub once the bytes are a .NET string.
+// Every built-in then sees the same characters. The ASan build of this test
+// (scripts/test.sh runs query/ under --config=asan) also proves that no
+// built-in writes past what it reserved, whatever the bytes.
+TEST_F(QueryTest, InvalidUtf8PropertyValuesReadAsReplacementCharacters) {
+  const std::string lone_leads(3000, '\xF2');  // 3000 ill-formed subparts
+  const std::string long_invalid = std::string(3000, '\xFF');
+  struct Case {
+    const char* value;
+    const char* condition;
+    const char* expected;
+  };
+  const Case cases[] = {
+      // Each ill-formed byte that cannot start a sequence is one U+FFFD.
+      {"\xFF", "p = '\\uFFFD'", "true"},
+      {"\xFE", "p = '\\uFFFD'", "true"},
+      {"\x80\xBF", "length(p) = 2", "true"},
+      // A truncated sequence is one U+FFFD (its maximal subpart).
+      {"\xF0\x9F\x98", "p = '\\uFFFD'", "true"},
+      {"ab\xE2\x82", "length(p) = 3", "true"},
+      // Overlong forms are not the character they spell.
+      {"\xC0\xAF", "p = '/'", "false"},
+      {"\xC0\xAF", "length(p) = 2", "true"},
+      {"\xE0\x80\xAF", "length(p) = 3", "true"},
+      // Surrogates encoded as bytes are ill-formed, paired or not: three
+      // U+FFFD each, never the lone surrogate a '\\uD800' constant holds or
+      // the supplementary character the pair would spell.
+      {"\xED\xA0\x80", "length(p) = 3", "true"},
+      {"\xED\xA0\x80", "p = '\\uD800'", "false"},
+      {"\xED\xA0\xBD\xED\xB8\x80", "p = '\\uD83D\\uDE00'", "false"},
+      {"\xED\xA0\xBD\xED\xB8\x80", "length(p) = 6", "true"},
+      // Past U+10FFFF.
+      {"\xF4\x90\x80\x80", "length(p) = 4", "true"},
+      // Every built-in over the repaired text.
+      {"a\xFF" "b", "upper(p) = 'A\\uFFFDB'", "true"},
+      {"A\xFF" "B", "lower(p) = 'a\\uFFFDb'", "true"},
+      {"a\xFF" "b", "substring(p, 1, 1) = '\\uFFFD'", "true"},
+      {"a\xFF" "b", "substring(p, 2) = 'b'", "true"},
+      {"a\xF0\x9F\x98" "b", "index_of(p, 'b') = 2", "true"},
+      {"a\xFF" "b", "concat(p, 'c') = 'a\\uFFFDbc'", "true"},
+      {"a\xFF" "b", "p || 'c' = 'a\\uFFFDbc'", "true"},
+      {"a\xFF" "b", "starts_with(p, 'a\\uFFFD')", "true"},
+      {"a\xFF" "b", "ends_with(p, '\\uFFFDb')", "true"},
+      {"a\xFF" "b", "contains(p, '\\uFFFD')", "true"},
+      {"\xFF", "p > 'z'", "true"},  // U+FFFD sorts after ASCII
+      {"\xFF", "p < '\\uFFFE'", "true"},
+      // Two different ill-formed values are the same string once read.
+      {"x\xFE", "p = concat('x', '\\uFFFD')", "true"},
+  };
+  for (const Case& c : cases) {
+    Msg m;
+    m.props = {{"p", c.value}};
+    EXPECT_EQ(Eval(c.condition, m), c.expected)
+        << c.condition << " with p = " << absl::CHexEscape(c.value);
+  }
+  // Case mapping of long ill-formed values (the heap overflow: each input
+  // byte becomes three output bytes).
+  for (const std::string* v : {&lone_leads, &long_invalid}) {
+    Msg m;
+    m.props = {{"p", v->c_str()}};
+    EXPECT_EQ(Eval("length(upper(p)) = 3000 AND upper(p) = lower(p)", m),
+              "true");
+    EXPECT_EQ(Eval("upper(p) = 'X'", m), "false");
+    EXPECT_EQ(Eval("length(concat(p, lower(p), upper(p))) = 9000", m), "true");
+  }
+}
+
+TEST_F(QueryTest, InvalidUtf8SystemPropertiesAndBodyStrings) {
+  Msg m;
+  m.sys = {{"messageId", "id\xFF"}, {"connectionModuleId", "m\xC3"}};
+  m.body = "{\"s\": \"x\xFF\xFEy\", \"t\": \"\xF0\x9F\x98\"}";
+  EXPECT_EQ(Eval("$messageId = 'id\\uFFFD'", m), "true");
+  EXPECT_EQ(Eval("upper($connectionModuleId) = 'M\\uFFFD'", m), "true");
+  EXPECT_EQ(Eval("$body.s = 'x\\uFFFD\\uFFFDy'", m), "true");
+  EXPECT_EQ(Eval("length($body.t) = 1", m), "true");
+  EXPECT_EQ(Eval("upper($body.s) = 'X\\uFFFD\\uFFFDY'", m), "true");
+}
+
+TEST_F(QueryTest, InvalidUtf8InRouteTextReadsAsReplacementCharacters) {
+  Msg m;
+  m.props = {{"p", "\xEF\xBF\xBD"}};  // a well-formed U+FFFD
+  // A constant holding raw ill-formed bytes is the repaired string.
+  EXPECT_EQ(Eval("p = '\xFF'", m), "true");
+  EXPECT_EQ(Eval("p = '\xF0\x9F\x98'", m), "true");
+  EXPECT_EQ(Eval("length('\xF2\xF2\xF2') = 3"), "true");
+  EXPECT_EQ(Eval("upper('a\xF2' || 'b') = 'A\\uFFFDB'"), "true");
+  // Folding a constant with thousands of ill-formed bytes (the fuzzer's
+  // find) stays within its buffers.
+  EXPECT_EQ(Eval("length(upper('" + std::string(5000, '\xF2') + "')) = 5000"),
+            "true");
+  // Diagnostics still point at the right place.
+  std::vector<Diagnostic> diags = Diags("'\xFF' = 'x' AND");
+  ASSERT_FALSE(diags.empty());
+  EXPECT_EQ(diags[0].line, 1);
 }
 
 TEST_F(QueryTest, UnknownAndDisabledBuiltins) {

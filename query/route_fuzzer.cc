@@ -47,6 +47,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     b->AddSystemProperty("contentEncoding", "utf-8");
     b->AddSystemProperty("connectionDeviceId", "dev");
     b->AddProperty("k", "v");
+    // Values that are not UTF-8 (a lone lead byte, an overlong '/', a
+    // truncated sequence): every built-in reads them repaired.
+    b->AddProperty("p", "\xF2\xF2" "a\xC0\xAF\xF0\x9F\x98");
+    b->AddSystemProperty("messageId", "\xFF\xFE");
     b->AddNullProperty("nul");
     b->Finish();
     return b;
