@@ -13,6 +13,18 @@
 //   CompiledCondition -- one standalone condition, evaluated as the WHERE
 //                        clause of "FROM /messages WHERE <c> INTO $upstream".
 //
+// Strings that are not UTF-8 (one rule everywhere a string enters): route
+// text, application and system property values and $body strings are read
+// as edgeHub reads them once they are .NET strings -- each maximal
+// ill-formed UTF-8 subsequence (Unicode's "substitution of maximal
+// subparts", base/utf8.h) is one U+FFFD. So 'a\xFF' = 'a\uFFFD' is true,
+// length('\xF0\x9F\x98') is 1, an overlong or byte-encoded surrogate is
+// never the character it spells, and every built-in (length, substring,
+// index_of, upper/lower, concat, comparisons) sees the same characters.
+// Messages keep their bytes: only what the language reads is repaired.
+// Property keys are compared as bytes (ASCII letters folded); a key that is
+// not UTF-8 matches no name a route spells.
+//
 // Compilation (the control plane) allocates and reports every problem as a
 // Diagnostic with line, column and a caret excerpt. Evaluation (the data
 // plane) neither allocates after warm-up nor throws nor locks.
