@@ -30,6 +30,13 @@ if [ -n "$tsan_targets" ]; then
   cp -rL bazel-testlogs "$results/tsan" 2>/dev/null || true
 fi
 
+# The parsers and everything that reads message bytes again under
+# AddressSanitizer + UBSan (unit tests and the fuzz corpus replays).
+echo "== bazel test --config=asan (base, message, query)"
+bazel test "${BAZEL_FLAGS[@]}" --config=asan //base/... //message/... //query/... 2>&1 | tee "$results/asan.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+cp -rL bazel-testlogs "$results/asan" 2>/dev/null || true
+
 # Python binding tests (pytest from Debian, under Debian's interpreter).
 if [ -d bindings/python/tests ] && ls bindings/python/tests/test_*.py >/dev/null 2>&1; then
   echo "== pytest bindings/python"
