@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/utf8.h"
+
 namespace edgeroute {
 namespace gateway {
 namespace mqtt {
@@ -176,35 +178,6 @@ bool DecodeFilters(Reader& r, bool with_qos, TopicFilterList* list) {
   return true;
 }
 
-// Decodes code points; returns the length of the sequence at s[i] or 0 when
-// it is not well-formed UTF-8 or is U+0000.
-size_t Utf8SequenceLength(const unsigned char* s, size_t n, size_t i) {
-  const unsigned char c = s[i];
-  if (c == 0) return 0;
-  if (c < 0x80) return 1;
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;  // overlong
-    if (c == 0xED) hi = 0x9F;  // surrogates
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;  // overlong
-    if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
-  } else {
-    return 0;
-  }
-  if (n - i < len) return 0;
-  if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-  for (size_t k = 2; k < len; ++k) {
-    if ((s[i + k] & 0xC0) != 0x80) return 0;
-  }
-  return len;
-}
-
 void PutU16(uint16_t v, std::string* out) {
   out->push_back(static_cast<char>(v >> 8));
   out->push_back(static_cast<char>(v & 0xFF));
@@ -281,29 +254,13 @@ bool TopicFilterReader::Next(TopicRequest* request) {
 }
 
 bool IsMqttUtf8(absl::string_view text, size_t* bad_offset) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
-  while (i < n) {
-    // ASCII runs, 8 bytes at a time when none of them is 0 or >= 0x80.
-    while (i + 8 <= n) {
-      uint64_t w = 0;
-      for (int k = 0; k < 8; ++k) w |= uint64_t{s[i + k]} << (8 * k);
-      const uint64_t high = w & 0x8080808080808080ull;
-      const uint64_t zero =
-          (w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull;
-      if ((high | zero) != 0) break;
-      i += 8;
-    }
-    if (i >= n) break;
-    const size_t len = Utf8SequenceLength(s, n, i);
-    if (len == 0) {
-      if (bad_offset != nullptr) *bad_offset = i;
-      return false;
-    }
-    i += len;
-  }
-  return true;
+  const size_t nul = text.find('\0');
+  const size_t bad = std::min(
+      nul, FindInvalidUtf8(
+               nul == absl::string_view::npos ? text : text.substr(0, nul)));
+  if (bad == absl::string_view::npos) return true;
+  if (bad_offset != nullptr) *bad_offset = bad;
+  return false;
 }
 
 bool IsValidTopicName(absl::string_view topic) {

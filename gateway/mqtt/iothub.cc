@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/utf8.h"
 
 namespace edgeroute {
 namespace gateway {
@@ -93,39 +94,6 @@ int HexValue(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-// The length of the well-formed UTF-8 sequence at s[i] (U+0000 allowed), or
-// 0 with *bad = the length of its maximal invalid subpart (at least 1).
-size_t Utf8At(const unsigned char* s, size_t n, size_t i, size_t* bad) {
-  const unsigned char c = s[i];
-  if (c < 0x80) return 1;
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    *bad = 1;
-    return 0;
-  }
-  size_t k = 1;
-  for (; k < len && i + k < n; ++k) {
-    const unsigned char b = s[i + k];
-    const unsigned char min = k == 1 ? lo : 0x80;
-    const unsigned char max = k == 1 ? hi : 0xBF;
-    if (b < min || b > max) break;
-  }
-  if (k == len) return len;
-  *bad = k;
-  return 0;
 }
 
 }  // namespace
@@ -231,29 +199,12 @@ void UrlDecode(absl::string_view text, std::string* out) {
     }
     out->push_back(c);
   }
-  // Replace what is not UTF-8 (rare: only when escapes produced it, or the
-  // topic itself was not UTF-8, which the codec already refuses).
-  const auto* s = reinterpret_cast<const unsigned char*>(out->data());
-  const size_t n = out->size();
-  size_t i = start;
-  size_t bad = 0;
-  while (i < n) {
-    const size_t len = Utf8At(s, n, i, &bad);
-    if (len == 0) break;
-    i += len;
-  }
-  if (i == n) return;
-  std::string fixed(out->data() + start, i - start);
-  while (i < n) {
-    const size_t len = Utf8At(s, n, i, &bad);
-    if (len == 0) {
-      fixed.append("\xEF\xBF\xBD");
-      i += bad;
-    } else {
-      fixed.append(out->data() + i, len);
-      i += len;
-    }
-  }
+  // Repair what is not UTF-8 (only escapes can produce it: the codec
+  // refuses topics that are not UTF-8).
+  const absl::string_view decoded = absl::string_view(*out).substr(start);
+  if (IsValidUtf8(decoded)) return;
+  std::string fixed;
+  ReplaceInvalidUtf8(decoded, &fixed);
   out->resize(start);
   out->append(fixed);
 }

@@ -77,8 +77,8 @@ FilterGrant ClassifyFilter(absl::string_view filter, IdentityRef identity);
 
 // Appends `text` with every %XX escape decoded; a '%' not followed by two
 // hex digits stays as it is. Byte sequences that are not UTF-8 after
-// decoding are replaced, each maximal invalid subpart by one U+FFFD (the
-// Unicode standard's recommended practice).
+// decoding are repaired by the project's one rule (base/utf8.h: each
+// maximal ill-formed subsequence becomes one U+FFFD).
 void UrlDecode(absl::string_view text, std::string* out);
 // Appends `text` percent-encoded: every byte but A-Z a-z 0-9 - . _ ~ as %XX.
 void UrlEncode(absl::string_view text, std::string* out);
