@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -113,6 +114,39 @@ void TuneAccepted(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+// Fills the address fields of `peer` for the accepted socket `fd`;
+// `unix_path` is the listener's path for Unix-domain listeners.
+void DescribePeer(int fd, const std::string& unix_path, PeerInfo* peer) {
+  if (!unix_path.empty()) {
+    peer->address = absl::StrCat("unix:", unix_path);
+    peer->loopback = true;
+    return;
+  }
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    peer->address = "unknown";
+    return;
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+    peer->address = absl::StrCat(text, ":", ntohs(in->sin_port));
+    // 127.0.0.0/8
+    peer->loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+    peer->address = absl::StrCat("[", text, "]:", ntohs(in6->sin6_port));
+    peer->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+                     (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+                      in6->sin6_addr.s6_addr[12] == 127);
+  } else {
+    peer->address = "unknown";
+  }
+}
+
 // ---------------------------------------------------------------------------
 // LoopBase: connections, framing, output queues, closing, Post/Stop. The
 // backends only move bytes.
@@ -125,15 +159,24 @@ class LoopBase : public EventLoop {
   ~LoopBase() override {
     for (auto& entry : connections_) close(entry.second->fd);
     for (int fd : listen_fds_) close(fd);
-    for (const std::string& path : unix_paths_) unlink(path.c_str());
+    for (const Listener& l : listeners_) {
+      if (!l.unix_path.empty()) unlink(l.unix_path.c_str());
+    }
     if (wake_fd_ >= 0) close(wake_fd_);
+    if (tick_fd_ >= 0) close(tick_fd_);
   }
 
-  absl::StatusOr<int> ListenTcp(absl::string_view host, int port) override {
+  absl::StatusOr<int> ListenTcp(
+      absl::string_view host, int port,
+      std::shared_ptr<TlsServerContext> tls) override {
+    if (tls != nullptr) {
+      return absl::UnimplementedError("TLS listeners are not available yet");
+    }
     int bound = 0;
     EDGEROUTE_ASSIGN_OR_RETURN(
         int fd, OpenTcpListener(host, port, NonBlockingSockets(), &bound));
     listen_fds_.push_back(fd);
+    listeners_.push_back(Listener{std::move(tls), std::string()});
     return bound;
   }
 
@@ -141,7 +184,7 @@ class LoopBase : public EventLoop {
     EDGEROUTE_ASSIGN_OR_RETURN(int fd,
                                OpenUnixListener(path, NonBlockingSockets()));
     listen_fds_.push_back(fd);
-    unix_paths_.emplace_back(path);
+    listeners_.push_back(Listener{nullptr, std::string(path)});
     return absl::OkStatus();
   }
 
@@ -188,7 +231,18 @@ class LoopBase : public EventLoop {
 
   size_t ConnectionCount() const override { return open_count_; }
 
+  const PeerInfo* Peer(ConnectionId id) const override {
+    const Connection* c = Find(id);
+    return c == nullptr ? nullptr : &c->peer;
+  }
+
  protected:
+  // What listen_fds_[i] was opened with.
+  struct Listener {
+    std::shared_ptr<TlsServerContext> tls;
+    std::string unix_path;  // empty for TCP
+  };
+
   struct Connection {
     ConnectionId id = 0;
     int fd = -1;
@@ -217,6 +271,7 @@ class LoopBase : public EventLoop {
     bool send_armed = false;
     // epoll: EPOLLOUT is registered.
     bool want_write = false;
+    PeerInfo peer;
 
     uint8_t* bytes() { return reinterpret_cast<uint8_t*>(rbuf.data()); }
     size_t capacity() const { return rbuf.size() * sizeof(uint64_t); }
@@ -250,6 +305,24 @@ class LoopBase : public EventLoop {
     return absl::OkStatus();
   }
 
+  // A periodic timerfd for OnTick when options_.tick_interval_ms > 0 (else
+  // tick_fd_ stays -1).
+  absl::Status CreateTickFd(bool non_blocking) {
+    if (options_.tick_interval_ms == 0) return absl::OkStatus();
+    tick_fd_ = timerfd_create(CLOCK_MONOTONIC,
+                              TFD_CLOEXEC | (non_blocking ? TFD_NONBLOCK : 0));
+    if (tick_fd_ < 0) return ErrnoToStatus(errno, "timerfd_create");
+    itimerspec spec{};
+    spec.it_interval.tv_sec = options_.tick_interval_ms / 1000;
+    spec.it_interval.tv_nsec =
+        static_cast<long>(options_.tick_interval_ms % 1000) * 1'000'000;
+    spec.it_value = spec.it_interval;
+    if (timerfd_settime(tick_fd_, 0, &spec, nullptr) != 0) {
+      return ErrnoToStatus(errno, "timerfd_settime");
+    }
+    return absl::OkStatus();
+  }
+
   bool stopping() const {
     // Acquire: pairs with Stop().
     return stop_.load(std::memory_order_acquire);
@@ -268,11 +341,13 @@ class LoopBase : public EventLoop {
     for (auto& fn : batch) fn();
   }
 
-  Connection* AddConnection(int fd) {
+  // A socket accepted on listen_fds_[listener].
+  Connection* AddConnection(int fd, size_t listener) {
     auto owned = std::make_unique<Connection>();
     Connection* c = owned.get();
     c->id = next_id_++;
     c->fd = fd;
+    DescribePeer(fd, listeners_[listener].unix_path, &c->peer);
     connections_.emplace(c->id, std::move(owned));
     ++open_count_;
     TuneAccepted(fd);
@@ -306,9 +381,36 @@ class LoopBase : public EventLoop {
     return absl::MakeSpan(c->bytes() + c->rend, c->capacity() - c->rend);
   }
 
-  // `n` bytes arrived at the end of the receive buffer: hand out frames.
+  // `n` bytes arrived at the end of the receive buffer: hand them out.
   void OnReceived(Connection* c, size_t n) {
     c->rend += n;
+    if (options_.framing == Framing::kStream) {
+      DeliverStream(c);
+    } else {
+      DeliverFrames(c);
+    }
+    if (c->rbeg == c->rend) c->rbeg = c->rend = kRecvBase;
+  }
+
+  void DeliverStream(Connection* c) {
+    while (c->open && c->rbeg < c->rend) {
+      const size_t unread = c->rend - c->rbeg;
+      size_t consumed = 0;
+      const bool keep = handler_->OnStream(
+          c->id, absl::MakeConstSpan(c->bytes() + c->rbeg, unread), &consumed);
+      c->rbeg += std::min(consumed, unread);
+      if (!keep) {
+        BeginClose(c, CloseReason::kByHandler, /*flush=*/true);
+        return;
+      }
+      if (consumed == 0) break;
+    }
+    if (c->open && c->rend - c->rbeg > options_.max_frame_bytes + 16) {
+      BeginClose(c, CloseReason::kBadFrame, /*flush=*/true);
+    }
+  }
+
+  void DeliverFrames(Connection* c) {
     while (c->open) {
       absl::Span<const uint8_t> stream(c->bytes() + c->rbeg, c->rend - c->rbeg);
       absl::Span<const uint8_t> payload;
@@ -331,7 +433,6 @@ class LoopBase : public EventLoop {
         break;
       }
     }
-    if (c->rbeg == c->rend) c->rbeg = c->rend = kRecvBase;
   }
 
   void MarkDirty(Connection* c) {
@@ -423,8 +524,9 @@ class LoopBase : public EventLoop {
   const LoopOptions options_;
   LoopHandler* const handler_;
   std::vector<int> listen_fds_;
-  std::vector<std::string> unix_paths_;
+  std::vector<Listener> listeners_;  // parallel to listen_fds_
   int wake_fd_ = -1;
+  int tick_fd_ = -1;
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   std::vector<ConnectionId> dirty_;
   std::vector<ConnectionId> closing_;
@@ -464,7 +566,8 @@ class UringLoop final : public LoopBase {
     }
     if (rc < 0) return ErrnoToStatus(-rc, "io_uring_queue_init");
     ring_ready_ = true;
-    return CreateWakeFd(/*non_blocking=*/false);
+    EDGEROUTE_RETURN_IF_ERROR(CreateWakeFd(/*non_blocking=*/false));
+    return CreateTickFd(/*non_blocking=*/false);
   }
 
   IoBackend backend() const override { return IoBackend::kIoUring; }
@@ -473,6 +576,7 @@ class UringLoop final : public LoopBase {
     accepts_.resize(listen_fds_.size());
     for (size_t i = 0; i < listen_fds_.size(); ++i) ArmAccept(i);
     ArmWake();
+    if (tick_fd_ >= 0) ArmTick();
     while (!stopping()) {
       const int rc = io_uring_submit_and_wait(&ring_, 1);
       if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
@@ -493,7 +597,8 @@ class UringLoop final : public LoopBase {
     kSend = 2,
     kAccept = 3,
     kWake = 4,
-    kCancel = 5
+    kCancel = 5,
+    kTick = 6,
   };
 
   static uint64_t Tag(const void* p, Kind kind) {
@@ -535,6 +640,13 @@ class UringLoop final : public LoopBase {
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof(wake_value_), 0);
     io_uring_sqe_set_data64(sqe, Tag(&wake_value_, kWake));
+    ++inflight_;
+  }
+
+  void ArmTick() {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_read(sqe, tick_fd_, &tick_value_, sizeof(tick_value_), 0);
+    io_uring_sqe_set_data64(sqe, Tag(&tick_value_, kTick));
     ++inflight_;
   }
 
@@ -600,6 +712,12 @@ class UringLoop final : public LoopBase {
         RunPosted();
         if (!draining_) ArmWake();
         break;
+      case kTick:
+        if (!draining_) {
+          if (res > 0) handler_->OnTick();
+          ArmTick();
+        }
+        break;
       case kRecv:
         OnRecv(static_cast<Connection*>(p), res);
         break;
@@ -616,7 +734,7 @@ class UringLoop final : public LoopBase {
       if (draining_) {
         close(res);
       } else {
-        ArmRecv(AddConnection(res));
+        ArmRecv(AddConnection(res, static_cast<size_t>(a - accepts_.data())));
       }
     } else if (res == -EINVAL && a->multishot) {
       // Kernel without multishot accept: re-arm single accepts from now on.
@@ -682,6 +800,7 @@ class UringLoop final : public LoopBase {
   bool draining_ = false;
   std::vector<Accept> accepts_;
   alignas(8) uint64_t wake_value_ = 0;
+  alignas(8) uint64_t tick_value_ = 0;
   // Operations submitted and not yet completed (multishot accepts count
   // once).
   int64_t inflight_ = 0;
@@ -703,7 +822,12 @@ class EpollLoop final : public LoopBase {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) return ErrnoToStatus(errno, "epoll_create1");
     EDGEROUTE_RETURN_IF_ERROR(CreateWakeFd(/*non_blocking=*/true));
-    return Add(wake_fd_, EPOLLIN, Tag(nullptr, kWake));
+    EDGEROUTE_RETURN_IF_ERROR(Add(wake_fd_, EPOLLIN, Tag(nullptr, kWake)));
+    EDGEROUTE_RETURN_IF_ERROR(CreateTickFd(/*non_blocking=*/true));
+    if (tick_fd_ >= 0) {
+      EDGEROUTE_RETURN_IF_ERROR(Add(tick_fd_, EPOLLIN, Tag(nullptr, kTick)));
+    }
+    return absl::OkStatus();
   }
 
   IoBackend backend() const override { return IoBackend::kEpoll; }
@@ -729,7 +853,7 @@ class EpollLoop final : public LoopBase {
   }
 
  private:
-  enum Kind : uint64_t { kConn = 1, kAccept = 2, kWake = 3 };
+  enum Kind : uint64_t { kConn = 1, kAccept = 2, kWake = 3, kTick = 4 };
 
   static uint64_t Tag(const void* p, Kind kind) {
     return reinterpret_cast<uintptr_t>(p) | kind;
@@ -756,8 +880,15 @@ class EpollLoop final : public LoopBase {
       RunPosted();
       return;
     }
+    if (kind == kTick) {
+      uint64_t expirations = 0;
+      if (read(tick_fd_, &expirations, sizeof(expirations)) > 0) {
+        handler_->OnTick();
+      }
+      return;
+    }
     if (kind == kAccept) {
-      AcceptAll(listen_fds_[ev.data.u64 >> 3]);
+      AcceptAll(static_cast<size_t>(ev.data.u64 >> 3));
       return;
     }
     Connection* c = reinterpret_cast<Connection*>(ev.data.u64 & ~uint64_t{7});
@@ -769,10 +900,10 @@ class EpollLoop final : public LoopBase {
     }
   }
 
-  void AcceptAll(int listen_fd) {
+  void AcceptAll(size_t listener) {
     for (int i = 0; i < 64; ++i) {
-      const int fd =
-          accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      const int fd = accept4(listen_fds_[listener], nullptr, nullptr,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
           std::fprintf(stderr, "edgeroute gateway: accept: %s\n",
@@ -780,7 +911,7 @@ class EpollLoop final : public LoopBase {
         }
         return;
       }
-      Connection* c = AddConnection(fd);
+      Connection* c = AddConnection(fd, listener);
       if (!Add(fd, EPOLLIN | EPOLLRDHUP, Tag(c, kConn)).ok()) {
         Fail(c, CloseReason::kIoError);
       }

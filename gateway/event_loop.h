@@ -1,6 +1,8 @@
 // The gateway's socket layer: one event loop per I/O thread, accepting
-// stream connections (Unix-domain and TCP) and splitting what they send into
-// protocol frames (protocol.h). Two interchangeable backends:
+// stream connections (Unix-domain and TCP, optionally TLS) and handing what
+// they send to a LoopHandler, either split into protocol frames (protocol.h)
+// or as a raw byte stream (Framing::kStream, for other protocol heads such as
+// MQTT). Two interchangeable backends:
 //
 //   io_uring -- one ring per loop; accept is multishot when the kernel
 //               supports it (otherwise re-armed), every connection has one
@@ -16,6 +18,10 @@
 // callback runs on it, and BeginSend/EndSend/Close/connection queries may be
 // called only from it (usually from inside a callback). Post and Stop are safe
 // from any thread.
+//
+// TLS (ListenTcp with a TlsServerContext, gateway/net/tls.h): the loop runs
+// the handshake and the record layer itself, over memory BIOs, on the loop
+// thread; handlers only ever see and write plaintext.
 
 #ifndef EDGEROUTE_GATEWAY_EVENT_LOOP_H_
 #define EDGEROUTE_GATEWAY_EVENT_LOOP_H_
@@ -34,6 +40,8 @@
 
 namespace edgeroute {
 namespace gateway {
+
+class TlsServerContext;  // gateway/net/tls.h
 
 enum class IoBackend : uint8_t {
   // io_uring when it can be set up, else epoll. The environment variable
@@ -57,9 +65,42 @@ enum class CloseReason : uint8_t {
 };
 const char* CloseReasonName(CloseReason reason);
 
+// How a loop turns received bytes into LoopHandler calls.
+enum class Framing : uint8_t {
+  // The native protocol's length-prefixed frames: OnFrame / OnBadPrefix.
+  kLengthPrefixed,
+  // Raw bytes: OnStream; the handler does its own framing.
+  kStream,
+};
+
+// What the loop knows about a connection's peer (EventLoop::Peer).
+struct PeerInfo {
+  // "ip:port" for TCP ("[ip6]:port" for IPv6), "unix:" + the listener's path
+  // for Unix-domain sockets.
+  std::string address;
+  // The peer is on this machine: a loopback address or a Unix-domain socket.
+  bool loopback = false;
+  // Accepted on a TLS listener. The fields below are filled once the
+  // handshake has completed.
+  bool tls = false;
+  // "TLSv1.2" or "TLSv1.3".
+  std::string tls_version;
+  // The client presented a certificate and it verified against the
+  // listener's client CA bundle.
+  bool client_cert_verified = false;
+  // SHA-256 of the client certificate's DER, lower-case hex; empty without a
+  // (verified) client certificate.
+  std::string client_cert_sha256_hex;
+  // The client certificate subject's common name; empty without one.
+  std::string client_cert_subject_cn;
+};
+
 struct LoopOptions {
   IoBackend backend = IoBackend::kAuto;
-  // Largest accepted frame payload (length prefix excluded).
+  Framing framing = Framing::kLengthPrefixed;
+  // Largest accepted frame payload (length prefix excluded). In stream mode,
+  // a connection may hold at most max_frame_bytes + 16 received bytes that
+  // the handler has not consumed; beyond that it is closed with kBadFrame.
   size_t max_frame_bytes = kDefaultMaxFrameBytes;
   // Outgoing bytes a connection may have queued (not yet taken by the
   // kernel) before it is disconnected as a slow consumer.
@@ -68,24 +109,54 @@ struct LoopOptions {
   size_t recv_chunk_bytes = 64u << 10;
   // io_uring submission queue entries.
   unsigned ring_entries = 512;
+  // LoopHandler::OnTick is called about this often; 0 = never.
+  uint32_t tick_interval_ms = 0;
 };
 
-// Receives a loop's events. All calls come from the loop thread.
+// Receives a loop's events. All calls come from the loop thread. A handler
+// overrides OnFrame and OnBadPrefix for Framing::kLengthPrefixed, OnStream
+// for Framing::kStream (the defaults of the other mode's calls close the
+// connection).
 class LoopHandler {
  public:
   virtual ~LoopHandler() = default;
-  // A connection was accepted.
+  // A connection was accepted (on a TLS listener: before the handshake;
+  // EventLoop::Peer has its address already).
   virtual void OnOpen(ConnectionId id) = 0;
-  // One complete frame payload (length prefix removed). The bytes are valid
-  // only during the call; when the peer pads its frames (PROTOCOL.md) they
-  // are 8-byte aligned. Return false to close the connection after the
-  // already-queued output has been sent.
-  virtual bool OnFrame(ConnectionId id, absl::Span<const uint8_t> payload) = 0;
-  // The stream broke the framing rules (`why` is kTooLarge or kEmpty). The
-  // handler may queue an Error frame; the loop then closes after flushing.
-  virtual void OnBadPrefix(ConnectionId id, SplitResult why) = 0;
+  // kLengthPrefixed: one complete frame payload (length prefix removed). The
+  // bytes are valid only during the call; when the peer pads its frames
+  // (PROTOCOL.md) they are 8-byte aligned. Return false to close the
+  // connection after the already-queued output has been sent.
+  virtual bool OnFrame(ConnectionId id, absl::Span<const uint8_t> payload) {
+    (void)id;
+    (void)payload;
+    return false;
+  }
+  // kLengthPrefixed: the stream broke the framing rules (`why` is kTooLarge
+  // or kEmpty). The handler may queue an Error frame; the loop then closes
+  // after flushing.
+  virtual void OnBadPrefix(ConnectionId id, SplitResult why) {
+    (void)id;
+    (void)why;
+  }
+  // kStream: `bytes` are all bytes received and not yet consumed (valid only
+  // during the call). Set *consumed (0..bytes.size()) to how many the handler
+  // used; the loop keeps the rest, in front of what arrives next. While a
+  // call consumes something and bytes remain, the loop calls again at once;
+  // otherwise it waits for more input. Return false to close the connection
+  // after the already-queued output has been sent.
+  virtual bool OnStream(ConnectionId id, absl::Span<const uint8_t> bytes,
+                        size_t* consumed) {
+    (void)id;
+    (void)bytes;
+    *consumed = 0;
+    return false;
+  }
+  // Called about every LoopOptions::tick_interval_ms (keep-alive, connect
+  // deadlines). Not called when the interval is 0.
+  virtual void OnTick() {}
   // The connection is gone (called once per OnOpen). BeginSend returns null
-  // for it from now on.
+  // for it from now on; Peer still answers during this call.
   virtual void OnClose(ConnectionId id, CloseReason reason) = 0;
 };
 
@@ -105,8 +176,12 @@ class EventLoop {
   virtual IoBackend backend() const = 0;
 
   // Listens on `host`:`port` (port 0 picks a free one). Returns the bound
-  // port. Call before Run.
-  virtual absl::StatusOr<int> ListenTcp(absl::string_view host, int port) = 0;
+  // port. With `tls`, every connection accepted there speaks TLS: the loop
+  // runs the handshake before the handler sees any byte, and encrypts what
+  // the handler queues. Call before Run.
+  virtual absl::StatusOr<int> ListenTcp(
+      absl::string_view host, int port,
+      std::shared_ptr<TlsServerContext> tls = nullptr) = 0;
   // Listens on a Unix-domain socket at `path` (an existing socket file there
   // is replaced). Call before Run.
   virtual absl::Status ListenUnix(absl::string_view path) = 0;
@@ -133,6 +208,10 @@ class EventLoop {
   virtual size_t QueuedBytes(ConnectionId id) const = 0;
   // Open connections.
   virtual size_t ConnectionCount() const = 0;
+  // The peer of `id`, or null for an unknown id. Valid until the connection
+  // is gone (it still answers during OnClose); the TLS fields are filled
+  // before the first OnFrame/OnStream.
+  virtual const PeerInfo* Peer(ConnectionId id) const = 0;
 
  protected:
   EventLoop() = default;
