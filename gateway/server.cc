@@ -124,7 +124,8 @@ class ServerImpl final : public LoopHandler {
     EDGEROUTE_ASSIGN_OR_RETURN(loop_, EventLoop::Create(options_.loop, this));
     if (options_.tcp_port >= 0) {
       EDGEROUTE_ASSIGN_OR_RETURN(
-          tcp_port_, loop_->ListenTcp(options_.tcp_host, options_.tcp_port));
+          tcp_port_,
+          loop_->ListenTcp(options_.tcp_host, options_.tcp_port, options_.tls));
     }
     if (!options_.unix_path.empty()) {
       EDGEROUTE_RETURN_IF_ERROR(loop_->ListenUnix(options_.unix_path));

@@ -25,18 +25,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "gateway/auth/identity.h"
 #include "gateway/event_loop.h"
 #include "gateway/protocol.h"
 #include "message/message.h"
 
 namespace edgeroute {
 namespace gateway {
-
-// Who a session is: connectionDeviceId and (for a module) connectionModuleId.
-struct Identity {
-  std::string device_id;
-  std::string module_id;  // empty for a device
-};
 
 // How one delivered message ended.
 enum class DeliveryResult : uint8_t {
@@ -87,6 +82,8 @@ struct ServerOptions {
   // port, -1 = no TCP listener).
   std::string tcp_host = "127.0.0.1";
   int tcp_port = 0;
+  // With a context, the TCP listener speaks TLS (gateway/net/tls.h).
+  std::shared_ptr<TlsServerContext> tls;
   // Unix-domain listener path; empty = none.
   std::string unix_path;
   // Deliveries a connection may have unacknowledged; later ones wait in the
