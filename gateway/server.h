@@ -25,13 +25,18 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "gateway/auth/identity.h"
 #include "gateway/event_loop.h"
 #include "gateway/protocol.h"
 #include "message/message.h"
 
 namespace edgeroute {
 namespace gateway {
+
+// Who a session is: connectionDeviceId and (for a module) connectionModuleId.
+struct Identity {
+  std::string device_id;
+  std::string module_id;  // empty for a device
+};
 
 // How one delivered message ended.
 enum class DeliveryResult : uint8_t {
