@@ -1,0 +1,44 @@
+"""libedgeroute.a: every edgeroute library a target links, in one archive.
+
+The archive is derived from the dependency graph, so a library added to or
+split out of a module is packed without anyone editing a list.
+"""
+
+def _project_archive_impl(ctx):
+    archives = []
+    seen = {}
+    for dep in ctx.attr.deps:
+        for linker_input in dep[CcInfo].linking_context.linker_inputs.to_list():
+            owner = linker_input.owner
+            # Project libraries only: system libraries (//third_party) are
+            # linked by the user, as the comment in BUILD.bazel says.
+            if owner.workspace_name != "" or owner.package.startswith("third_party"):
+                continue
+            for library in linker_input.libraries:
+                archive = library.static_library or library.pic_static_library
+                if archive != None and archive.path not in seen:
+                    seen[archive.path] = True
+                    archives.append(archive)
+    out = ctx.outputs.out
+    script = "create {}\n".format(out.path)
+    for archive in archives:
+        script += "addlib {}\n".format(archive.path)
+    script += "save\nend\n"
+    ctx.actions.run_shell(
+        inputs = archives,
+        outputs = [out],
+        command = "printf '%s' \"$1\" | ar -M",
+        arguments = [script],
+        mnemonic = "EdgerouteArchive",
+        progress_message = "Packing %s" % out.short_path,
+    )
+    return [DefaultInfo(files = depset([out]))]
+
+project_archive = rule(
+    implementation = _project_archive_impl,
+    attrs = {
+        "deps": attr.label_list(providers = [CcInfo]),
+        "out": attr.output(mandatory = True),
+    },
+    doc = "One static archive of every project cc_library the deps link.",
+)
