@@ -2,8 +2,8 @@
 // SystemClock()); tests pass a FakeClock and move time forward explicitly, so
 // no test sleeps to wait for time to pass.
 
-#ifndef EDGEROUTE_MESSAGE_CLOCK_H_
-#define EDGEROUTE_MESSAGE_CLOCK_H_
+#ifndef EDGEROUTE_BASE_CLOCK_H_
+#define EDGEROUTE_BASE_CLOCK_H_
 
 #include <atomic>
 #include <cstdint>
@@ -53,4 +53,4 @@ class FakeClock final : public Clock {
 
 }  // namespace edgeroute
 
-#endif  // EDGEROUTE_MESSAGE_CLOCK_H_
+#endif  // EDGEROUTE_BASE_CLOCK_H_

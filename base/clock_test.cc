@@ -1,4 +1,4 @@
-#include "message/clock.h"
+#include "base/clock.h"
 
 #include "gtest/gtest.h"
 

@@ -1,17 +1,16 @@
 // absl::Status helpers for Debian's Abseil 20220623 (which has no status
-// macros), and the one place where operating-system and RocksDB errors become
-// absl::Status.
+// macros), and the one place where operating-system errors become
+// absl::Status. (RocksDB errors become absl::Status in store/rocksdb_status.h,
+// so that nothing below the store links a database.)
+//
+// Thread-safety: pure functions.
 
-#ifndef EDGEROUTE_MESSAGE_STATUS_H_
-#define EDGEROUTE_MESSAGE_STATUS_H_
+#ifndef EDGEROUTE_BASE_STATUS_H_
+#define EDGEROUTE_BASE_STATUS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-
-namespace rocksdb {
-class Status;
-}  // namespace rocksdb
 
 namespace edgeroute {
 
@@ -21,14 +20,6 @@ namespace edgeroute {
 // -> Unavailable, EINVAL -> InvalidArgument, others -> Internal.
 // The message is "<context>: <strerror>".
 absl::Status ErrnoToStatus(int error_number, absl::string_view context);
-
-// Maps a RocksDB status: Corruption -> DataLoss, IOError "No space" ->
-// ResourceExhausted, other IOError -> Unavailable, NotFound -> NotFound,
-// InvalidArgument/NotSupported -> InvalidArgument/Unimplemented, Busy/TryAgain/
-// TimedOut -> Unavailable, Aborted -> Aborted, others -> Internal.
-// The message is "<context>: <rocksdb message>".
-absl::Status RocksDbToStatus(const rocksdb::Status& status,
-                             absl::string_view context);
 
 }  // namespace edgeroute
 
@@ -54,4 +45,4 @@ absl::Status RocksDbToStatus(const rocksdb::Status& status,
   if (!statusor.ok()) return std::move(statusor).status();    \
   lhs = std::move(statusor).value()
 
-#endif  // EDGEROUTE_MESSAGE_STATUS_H_
+#endif  // EDGEROUTE_BASE_STATUS_H_

@@ -1,9 +1,8 @@
-#include "message/status.h"
+#include "base/status.h"
 
 #include <cerrno>
 
 #include "gtest/gtest.h"
-#include "rocksdb/status.h"
 
 namespace edgeroute {
 namespace {
@@ -45,21 +44,6 @@ TEST(ErrnoToStatusTest, Mapping) {
   absl::Status s = ErrnoToStatus(ENOSPC, "write /tmp/x");
   EXPECT_NE(s.message().find("write /tmp/x: "), std::string::npos);
   EXPECT_NE(s.message().find("space"), std::string::npos);
-}
-
-TEST(RocksDbToStatusTest, Mapping) {
-  EXPECT_TRUE(RocksDbToStatus(rocksdb::Status::OK(), "x").ok());
-  EXPECT_EQ(RocksDbToStatus(rocksdb::Status::Corruption("bad block"), "read").code(),
-            absl::StatusCode::kDataLoss);
-  EXPECT_EQ(RocksDbToStatus(rocksdb::Status::NoSpace("disk full"), "write").code(),
-            absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(RocksDbToStatus(rocksdb::Status::IOError("eio"), "write").code(),
-            absl::StatusCode::kUnavailable);
-  EXPECT_EQ(RocksDbToStatus(rocksdb::Status::NotFound("k"), "get").code(),
-            absl::StatusCode::kNotFound);
-  absl::Status s = RocksDbToStatus(rocksdb::Status::Corruption("bad block"), "open store");
-  EXPECT_NE(s.message().find("open store: "), std::string::npos);
-  EXPECT_NE(s.message().find("bad block"), std::string::npos);
 }
 
 }  // namespace

@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "message/status.h"
+#include "base/status.h"
 #include "query/manifest.h"
 #include "router/internal/endpoint.h"
 #include "router/internal/event_count.h"

@@ -55,7 +55,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "message/clock.h"
+#include "base/clock.h"
 #include "message/message.h"
 #include "query/query.h"
 

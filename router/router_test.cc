@@ -15,8 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/clock.h"
 #include "gtest/gtest.h"
-#include "message/clock.h"
 #include "message/message.h"
 #include "router/sinks.h"
 

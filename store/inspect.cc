@@ -12,9 +12,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "message/status.h"
+#include "base/status.h"
 #include "rocksdb/db.h"
 #include "store/format.h"
+#include "store/rocksdb_status.h"
 #include "store/store.h"
 #include "store/store_internal.h"
 

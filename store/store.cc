@@ -37,14 +37,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "message/message.h"
-#include "message/status.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
 #include "store/format.h"
 #include "store/rocksdb_options.h"
+#include "store/rocksdb_status.h"
 #include "store/store_internal.h"
 
 namespace edgeroute::store {

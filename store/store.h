@@ -33,7 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "message/clock.h"
+#include "base/clock.h"
 
 namespace rocksdb {
 class Env;

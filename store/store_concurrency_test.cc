@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "gtest/gtest.h"
-#include "message/clock.h"
 #include "message/message.h"
 #include "store/store.h"
 

@@ -15,9 +15,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "base/status.h"
 #include "bindings/c/internal.h"
 #include "message/message.h"
-#include "message/status.h"
 #include "query/query.h"
 
 using edgeroute::MessageView;

@@ -53,7 +53,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
-#include "message/clock.h"
+#include "base/clock.h"
 #include "router/internal/event_count.h"
 #include "router/internal/message_node.h"
 #include "router/internal/mpsc_ring.h"
