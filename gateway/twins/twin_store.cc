@@ -68,6 +68,22 @@ std::string PositionOf(absl::string_view text, size_t offset) {
   return absl::StrCat("line ", line, ", column ", offset - line_start + 1);
 }
 
+// `text` with every byte outside printable ASCII written as \xNN: error
+// messages quote the input, which may not even be UTF-8.
+std::string Printable(absl::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "\\x", std::string(1, kHex[c >> 4]),
+                      std::string(1, kHex[c & 15]));
+    }
+  }
+  return out;
+}
+
 // Parses `text` into *out. Errors say where, in `what` ("reported
 // properties", "manifest").
 absl::Status ParseJson(absl::string_view text, absl::string_view what,
@@ -80,12 +96,13 @@ absl::Status ParseJson(absl::string_view text, absl::string_view what,
     std::string reason = e.what();
     size_t colon = reason.find(": ");
     if (colon != std::string::npos) reason = reason.substr(colon + 2);
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": invalid JSON at ", PositionOf(text, offset), ": ", reason));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JSON at ",
+                                                   PositionOf(text, offset),
+                                                   ": ", Printable(reason)));
   } catch (const Json::exception& e) {
     // A number too large for a double ("1e400") carries no position.
     return absl::InvalidArgumentError(
-        absl::StrCat(what, ": invalid JSON: ", e.what()));
+        absl::StrCat(what, ": invalid JSON: ", Printable(e.what())));
   }
   return absl::OkStatus();
 }
@@ -180,8 +197,13 @@ absl::Status ValidateReported(const Json& value, const std::string& path,
       where = Child(path, name);
       if (name.empty()) return problem(where, "empty property name");
       if (name.size() > TwinStore::kMaxNameBytes) {
+        // Quote the start of the name, cut before a UTF-8 continuation byte.
+        size_t shown = 16;
+        while ((static_cast<unsigned char>(name[shown]) & 0xC0) == 0x80) {
+          --shown;
+        }
         return problem(
-            absl::StrCat(path.empty() ? "" : path + ".", name.substr(0, 16),
+            absl::StrCat(path.empty() ? "" : path + ".", name.substr(0, shown),
                          "..."),
             absl::StrCat("name is ", name.size(), " bytes long, more than ",
                          TwinStore::kMaxNameBytes));

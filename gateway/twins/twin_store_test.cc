@@ -408,6 +408,22 @@ TEST(TwinStoreReported, BadJsonIsRefusedWithItsPosition) {
         << bad;
     EXPECT_THAT(result.status().ToString(), HasSubstr("invalid JSON")) << bad;
   }
+  // Messages quote the input, but only as printable ASCII (they may end up
+  // in a JSON error response).
+  result = store->PatchReported("d", "", "{\"a\": \"\xff\xfe\"}");
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("\\xff"));
+  for (char c : result.status().message()) {
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << static_cast<int>(c);
+  }
+  // A name too long to quote whole, whose 17th byte is inside a character:
+  // the quote stops before that character.
+  std::string long_name = "a";
+  for (int i = 0; i < 550; ++i) long_name += "\xc3\xa9";
+  result = store->PatchReported("d", "", "{\"" + long_name + "\": 1}");
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(std::string(result.status().message()),
+              HasSubstr("property '" + long_name.substr(0, 15) + "...'"));
   // Nothing changed.
   EXPECT_EQ(GetTwin(*store, "d", "")["reported"],
             Json({{"keep", 1}, {"$version", 2}}));
