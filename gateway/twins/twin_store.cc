@@ -18,7 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "message/status.h"
+#include "base/status.h"
 #include "nlohmann/json.hpp"
 
 namespace edgeroute::gateway::twins {
