@@ -6,7 +6,7 @@
 #define EDGEROUTE_STORE_ROCKSDB_OPTIONS_H_
 
 #include "rocksdb/options.h"
-#include "store/store.h"
+#include "store/options.h"
 
 namespace edgeroute::store {
 
