@@ -174,6 +174,8 @@ absl::Status Client::ErrorStatus(const DecodedFrame& frame) const {
     case fb::ErrorCode::kShuttingDown:
     case fb::ErrorCode::kReplaced:
       return absl::UnavailableError(text);
+    case fb::ErrorCode::kNotAuthorized:
+      return absl::PermissionDeniedError(text);
     default:
       return absl::FailedPreconditionError(text);
   }
@@ -241,7 +243,8 @@ absl::StatusOr<bool> Client::NextDeliver(Delivery* out) {
 absl::Status Client::Hello(absl::string_view device_id,
                            absl::string_view module_id,
                            uint32_t protocol_version) {
-  encoder_.Hello(device_id, module_id, &out_, protocol_version);
+  encoder_.Hello(device_id, module_id, &out_, protocol_version,
+                 options_.sas_token);
   EDGEROUTE_RETURN_IF_ERROR(Flush());
   const int64_t deadline = NowMillis() + options_.timeout_ms;
   while (!hello_acked_) {

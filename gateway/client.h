@@ -42,6 +42,10 @@ struct ClientOptions {
   size_t max_frame_bytes = kDefaultMaxFrameBytes;
   // Buffered outgoing bytes that trigger an automatic Flush.
   size_t send_buffer_bytes = 64u << 10;
+  // Sent with Hello when not empty: the SAS token that proves the identity
+  // to a gateway that checks identities ("SharedAccessSignature sr=...";
+  // auth::MakeSasToken, `edgeroute identity token`).
+  std::string sas_token;
 };
 
 // One received Deliver frame. Views point into the client's receive buffer
@@ -61,8 +65,9 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Sends Hello and waits for HelloAck. An Error frame from the gateway
-  // becomes a status with its code name and text (FailedPrecondition for
+  // Sends Hello (with ClientOptions::sas_token) and waits for HelloAck. An
+  // Error frame from the gateway becomes a status with its code name and
+  // text (PermissionDenied for kNotAuthorized, FailedPrecondition for
   // kUnsupportedVersion and protocol errors).
   absl::Status Hello(absl::string_view device_id, absl::string_view module_id,
                      uint32_t protocol_version = kProtocolVersion);

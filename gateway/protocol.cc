@@ -175,13 +175,18 @@ void FrameEncoder::Finish(flatbuffers::Offset<T> body, fb::Body type,
 
 void FrameEncoder::Hello(absl::string_view device_id,
                          absl::string_view module_id, std::string* out,
-                         uint32_t protocol_version) {
+                         uint32_t protocol_version,
+                         absl::string_view sas_token) {
   auto device = fbb_.CreateString(device_id.data(), device_id.size());
   flatbuffers::Offset<flatbuffers::String> module;
   if (!module_id.empty()) {
     module = fbb_.CreateString(module_id.data(), module_id.size());
   }
-  Finish(fb::CreateHello(fbb_, protocol_version, device, module),
+  flatbuffers::Offset<flatbuffers::String> token;
+  if (!sas_token.empty()) {
+    token = fbb_.CreateString(sas_token.data(), sas_token.size());
+  }
+  Finish(fb::CreateHello(fbb_, protocol_version, device, module, token),
          fb::Body::Hello, out);
 }
 

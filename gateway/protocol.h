@@ -132,8 +132,10 @@ class FrameEncoder {
   FrameEncoder(const FrameEncoder&) = delete;
   FrameEncoder& operator=(const FrameEncoder&) = delete;
 
+  // `sas_token` is sent only when not empty.
   void Hello(absl::string_view device_id, absl::string_view module_id,
-             std::string* out, uint32_t protocol_version = kProtocolVersion);
+             std::string* out, uint32_t protocol_version = kProtocolVersion,
+             absl::string_view sas_token = {});
   void HelloAck(uint32_t max_frame_bytes, std::string* out);
   void Subscribe(absl::Span<const absl::string_view> inputs, std::string* out);
   // `message` is the bytes of one message (copied into the frame).

@@ -12,6 +12,7 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "message/status.h"
 
 namespace edgeroute {
@@ -57,6 +58,7 @@ struct Counters {
   std::atomic<uint64_t> nacks{0};
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<uint64_t> slow_consumer_disconnects{0};
+  std::atomic<uint64_t> hellos_not_authorized{0};
 };
 
 void Bump(std::atomic<uint64_t>& counter, int64_t delta = 1) {
@@ -116,7 +118,8 @@ class ServerImpl final : public LoopHandler {
   ServerImpl(const ServerOptions& options, ServerHooks* hooks)
       : options_(options),
         hooks_(hooks),
-        decoder_(options.loop.max_frame_bytes) {}
+        decoder_(options.loop.max_frame_bytes),
+        identities_(options.identities) {}
 
   ~ServerImpl() override { Stop(); }
 
@@ -194,7 +197,13 @@ class ServerImpl final : public LoopHandler {
     s.nacks = get(counters_.nacks);
     s.protocol_errors = get(counters_.protocol_errors);
     s.slow_consumer_disconnects = get(counters_.slow_consumer_disconnects);
+    s.hellos_not_authorized = get(counters_.hellos_not_authorized);
     return s;
+  }
+
+  void SetIdentities(std::shared_ptr<const auth::IdentityRegistry> identities) {
+    std::lock_guard<std::mutex> lock(identities_mu_);
+    identities_ = std::move(identities);
   }
 
   // LoopHandler.
@@ -330,9 +339,10 @@ class ServerImpl final : public LoopHandler {
       return Refuse(id, fb::ErrorCode::kProtocolViolation,
                     "device_id must be 1..256 bytes, module_id 0..256");
     }
+    Identity claimed{std::string(device), std::string(module)};
+    if (!Authorized(id, claimed, FieldView(hello.sas_token()))) return false;
     s.hello = true;
-    s.identity.device_id = std::string(device);
-    s.identity.module_id = std::string(module);
+    s.identity = std::move(claimed);
     s.key = IdentityKey(device, module);
     auto [owner, inserted] = by_identity_.try_emplace(s.key, id);
     if (!inserted) {
@@ -347,6 +357,35 @@ class ServerImpl final : public LoopHandler {
     encoder_.HelloAck(static_cast<uint32_t>(options_.loop.max_frame_bytes),
                       out);
     return loop_->EndSend(id);
+  }
+
+  // With identities to check: whether the Hello proved `claimed` (otherwise
+  // it is refused with kNotAuthorized, counted and logged). Without: true.
+  bool Authorized(ConnectionId id, const Identity& claimed,
+                  absl::string_view sas_token) {
+    std::shared_ptr<const auth::IdentityRegistry> identities;
+    {
+      std::lock_guard<std::mutex> lock(identities_mu_);
+      identities = identities_;
+    }
+    if (identities == nullptr) return true;
+    const PeerInfo* peer = loop_->Peer(id);
+    absl::Status status = auth::ValidateId("device_id", claimed.device_id);
+    if (status.ok() && !claimed.module_id.empty()) {
+      status = auth::ValidateId("module_id", claimed.module_id);
+    }
+    if (status.ok()) {
+      status = identities->Verify(claimed, sas_token, peer, absl::Now());
+    }
+    if (status.ok()) return true;
+    Bump(counters_.hellos_not_authorized);
+    if (options_.log) {
+      options_.log(absl::StrCat("Hello refused from ",
+                                peer != nullptr ? peer->address : "?", ": ",
+                                status.message()));
+    }
+    SendError(id, fb::ErrorCode::kNotAuthorized, status.message());
+    return false;
   }
 
   bool OnSubscribe(ConnectionId id, Session& s, const fb::Subscribe& sub) {
@@ -645,6 +684,11 @@ class ServerImpl final : public LoopHandler {
   // "identity\ninput" -> subscribed connection.
   absl::flat_hash_map<std::string, ConnectionId> subscribers_;
   std::vector<ConnectionId> upstream_;
+
+  // Read by the loop thread at each Hello, replaced by SetIdentities from
+  // any thread.
+  std::mutex identities_mu_;
+  std::shared_ptr<const auth::IdentityRegistry> identities_;  // guarded
 };
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(
@@ -659,6 +703,10 @@ Server::~Server() { impl_->Stop(); }
 absl::Status Server::Start() { return impl_->Start(); }
 void Server::Stop() { impl_->Stop(); }
 int Server::tcp_port() const { return impl_->tcp_port(); }
+void Server::SetIdentities(
+    std::shared_ptr<const auth::IdentityRegistry> identities) {
+  impl_->SetIdentities(std::move(identities));
+}
 IoBackend Server::backend() const { return impl_->backend(); }
 
 void Server::Deliver(const Identity& target, absl::string_view input,
@@ -694,6 +742,9 @@ std::string Server::PrometheusText() const {
   counter("slow_consumer_disconnects_total",
           "Connections closed because their send queue was full.",
           s.slow_consumer_disconnects);
+  counter("hellos_not_authorized_total",
+          "Hellos refused because they did not prove their identity.",
+          s.hellos_not_authorized);
   return out;
 }
 

@@ -19,24 +19,21 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "gateway/auth/identities.h"
+#include "gateway/auth/identity.h"
 #include "gateway/event_loop.h"
 #include "gateway/protocol.h"
 #include "message/message.h"
 
 namespace edgeroute {
 namespace gateway {
-
-// Who a session is: connectionDeviceId and (for a module) connectionModuleId.
-struct Identity {
-  std::string device_id;
-  std::string module_id;  // empty for a device
-};
 
 // How one delivered message ended.
 enum class DeliveryResult : uint8_t {
@@ -89,6 +86,15 @@ struct ServerOptions {
   int tcp_port = 0;
   // With a context, the TCP listener speaks TLS (gateway/net/tls.h).
   std::shared_ptr<TlsServerContext> tls;
+  // Null: any Hello is taken at its word (a local process may claim any
+  // identity). Otherwise a Hello must prove its identity as
+  // IdentityRegistry::Verify checks it -- a SAS token in Hello.sas_token, or
+  // the TLS client certificate -- else it gets Error{kNotAuthorized} and the
+  // connection is closed. Server::SetIdentities replaces it while running.
+  std::shared_ptr<const auth::IdentityRegistry> identities;
+  // Called on the loop thread with one line per refused Hello (who, from
+  // where, why; never a token); null = silent.
+  std::function<void(absl::string_view)> log;
   // Unix-domain listener path; empty = none.
   std::string unix_path;
   // Deliveries a connection may have unacknowledged; later ones wait in the
@@ -118,6 +124,8 @@ struct ServerStats {
   uint64_t nacks = 0;
   uint64_t protocol_errors = 0;
   uint64_t slow_consumer_disconnects = 0;
+  // Hellos refused with kNotAuthorized.
+  uint64_t hellos_not_authorized = 0;
 };
 
 class ServerImpl;
@@ -139,6 +147,10 @@ class Server {
   // Closes every connection (completing their deliveries with kRetry) and
   // joins the loop thread. Idempotent.
   void Stop();
+
+  // Replaces ServerOptions::identities (null: stop checking) for the Hellos
+  // that follow; connections already signed in stay. Thread-safe.
+  void SetIdentities(std::shared_ptr<const auth::IdentityRegistry> identities);
 
   // The bound TCP port (-1 without a TCP listener).
   int tcp_port() const;

@@ -9,7 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gateway/auth/identities.h"
 #include "gateway/client.h"
 #include "gateway/test_socket.h"
 #include "gtest/gtest.h"
@@ -398,6 +401,189 @@ TEST_P(ServerTest, UnknownAckIsAProtocolViolation) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition)
       << r.status();
 }
+
+// The native protocol's identity check (ServerOptions::identities).
+class IdentityCheck {
+ public:
+  IdentityCheck() {
+    key_a_ = auth::Base64Encode(std::string(32, 'a'));
+    key_b_ = auth::Base64Encode(std::string(32, 'b'));
+    auto registry = auth::IdentityRegistry::Parse(absl::StrCat(
+        "{\"hub\": \"h.example\", \"identities\": [",
+        "{\"deviceId\": \"dev\", \"moduleId\": \"a\", \"primaryKey\": \"",
+        key_a_, "\"},",
+        "{\"deviceId\": \"dev\", \"moduleId\": \"b\", \"primaryKey\": \"",
+        key_b_, "\"}]}"));
+    EXPECT_TRUE(registry.ok()) << registry.status();
+    if (registry.ok()) registry_ = *registry;
+  }
+  // A token for dev/`claimed_module` signed with `signer`'s key.
+  std::string Token(absl::string_view claimed_module, absl::string_view signer,
+                    absl::Duration ttl = absl::Hours(1)) const {
+    return auth::MakeSasToken(
+        auth::SasResourceUri("h.example",
+                             Identity{"dev", std::string(claimed_module)}),
+        signer == "a" ? key_a_ : key_b_, absl::Now() + ttl);
+  }
+
+  std::string key_a_, key_b_;
+  std::shared_ptr<const auth::IdentityRegistry> registry_;
+};
+
+class IdentityCheckTest : public ServerTest {
+ protected:
+  // The server (ServerTest's member) outlives this class's members: stop its
+  // loop thread before the log it writes to goes away.
+  void TearDown() override {
+    if (server_ != nullptr) server_->Stop();
+  }
+  void StartChecking() {
+    ServerOptions options;
+    options.identities = check_.registry_;
+    options.log = [this](absl::string_view line) {
+      std::lock_guard<std::mutex> lock(log_mu_);
+      log_.emplace_back(line);
+    };
+    Start(options);
+  }
+  absl::Status Hello(absl::string_view module, std::string token) {
+    ClientOptions options;
+    options.sas_token = std::move(token);
+    auto client = Client::Connect(tcp_, options);
+    if (!client.ok()) return client.status();
+    absl::Status hello = (*client)->Hello("dev", module);
+    if (hello.ok()) clients_.push_back(std::move(*client));
+    return hello;
+  }
+  std::vector<std::string> log() {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    return log_;
+  }
+
+  IdentityCheck check_;
+  std::vector<std::unique_ptr<Client>> clients_;
+  std::mutex log_mu_;
+  std::vector<std::string> log_;
+};
+
+TEST_P(IdentityCheckTest, TheRightTokenIsAcceptedAndTelemetryFlows) {
+  StartChecking();
+  ASSERT_TRUE(Hello("a", check_.Token("a", "a")).ok());
+  Client& a = *clients_.back();
+  ASSERT_TRUE(a.SendTelemetry("o", AsBytes(Message("x")), true).ok());
+  ASSERT_TRUE(a.WaitForAcks(1).ok());
+  EXPECT_EQ(hooks_.from(), std::vector<std::string>{"dev/a:o"});
+  EXPECT_EQ(server_->stats().hellos_not_authorized, 0u);
+}
+
+TEST_P(IdentityCheckTest, WrongMissingOrExpiredTokensAreRefused) {
+  StartChecking();
+  struct Case {
+    const char* module;
+    std::string token;
+    const char* why;
+  } cases[] = {
+      {"a", "", "none was given"},
+      {"a", check_.Token("a", "b"), "matches neither"},
+      {"a", check_.Token("a", "a", -absl::Minutes(6)), "expired"},
+      {"a", "SharedAccessSignature sr=x", "no 'sig'"},
+      {"c", check_.Token("c", "a"), "is not in the identities file"},
+      {"a b", check_.Token("a", "a"), "has the character ' '"},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = Hello(c.module, c.token);
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), "NotAuthorized")) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), c.why)) << c.why << ": " << s;
+    if (!c.token.empty()) {
+      const std::string sig = c.token.substr(0, 60);
+      EXPECT_FALSE(absl::StrContains(s.message(), sig)) << s;
+    }
+  }
+  EXPECT_EQ(server_->stats().hellos_not_authorized, std::size(cases));
+  EXPECT_TRUE(absl::StrContains(server_->PrometheusText(),
+                                "edgeroute_gateway_hellos_not_authorized_total "
+                                "6\n"));
+  const std::vector<std::string> lines = log();
+  ASSERT_EQ(lines.size(), std::size(cases));
+  EXPECT_TRUE(absl::StartsWith(lines[1], "Hello refused from 127.0.0.1:"))
+      << lines[1];
+  EXPECT_FALSE(absl::StrContains(lines[1], "sig=")) << lines[1];
+  EXPECT_TRUE(hooks_.from().empty());
+}
+
+TEST_P(IdentityCheckTest, AModuleCannotClaimAnotherModule) {
+  StartChecking();
+  // Module b holds only its own key: neither its own token nor one it signs
+  // for a gets it in as a.
+  EXPECT_EQ(Hello("a", check_.Token("b", "b")).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Hello("a", check_.Token("a", "b")).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(Hello("b", check_.Token("b", "b")).ok());
+  EXPECT_EQ(server_->stats().hellos_not_authorized, 2u);
+}
+
+TEST_P(IdentityCheckTest, RefusedHelloGetsAnErrorFrameAndAClose) {
+  StartChecking();
+  auto socket = TestSocket::ConnectTcp(server_->tcp_port());
+  ASSERT_TRUE(socket.ok());
+  FrameEncoder encoder;
+  std::string out;
+  encoder.Hello("dev", "a", &out);
+  ASSERT_TRUE(socket->Write(out).ok());
+  EXPECT_EQ(ReadError(*socket), fb::ErrorCode::kNotAuthorized);
+  EXPECT_TRUE(socket->ReadsEof());
+}
+
+TEST_P(IdentityCheckTest, IdentitiesCanBeSwappedWhileRunning) {
+  StartChecking();
+  EXPECT_FALSE(Hello("a", "").ok());
+  server_->SetIdentities(nullptr);
+  EXPECT_TRUE(Hello("a", "").ok());
+  server_->SetIdentities(check_.registry_);
+  EXPECT_FALSE(Hello("b", "").ok());
+  EXPECT_TRUE(Hello("b", check_.Token("b", "b")).ok());
+  // The session signed in while nothing was checked stays.
+  EXPECT_TRUE(
+      clients_.front()->SendTelemetry("o", AsBytes(Message("x")), true).ok());
+  EXPECT_TRUE(clients_.front()->WaitForAcks(1).ok());
+}
+
+TEST_P(ServerTest, WithoutIdentitiesAnyHelloIsTakenAtItsWord) {
+  Start();
+  ClientOptions options;
+  options.sas_token = "SharedAccessSignature sr=anything";
+  auto client = Client::Connect(tcp_, options);
+  ASSERT_TRUE(client.ok());
+  EXPECT_TRUE((*client)->Hello("dev", "whoever").ok());
+  EXPECT_EQ(server_->stats().hellos_not_authorized, 0u);
+}
+
+TEST(HelloFrameTest, CarriesTheSasTokenOnlyWhenGiven) {
+  FrameEncoder encoder;
+  FrameDecoder decoder;
+  for (const std::string token :
+       {"", "SharedAccessSignature sr=a&sig=b&se=1"}) {
+    std::string out;
+    encoder.Hello("d", "m", &out, kProtocolVersion, token);
+    DecodedFrame frame;
+    DecodeError error;
+    ASSERT_TRUE(
+        decoder.Decode(AsBytes(out).subspan(kFrameHeaderBytes), &frame, &error))
+        << error.reason;
+    ASSERT_EQ(frame.type, fb::Body::Hello);
+    EXPECT_EQ(frame.hello()->sas_token() == nullptr, token.empty());
+    EXPECT_EQ(FieldView(frame.hello()->sas_token()), token);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, IdentityCheckTest,
+                         ::testing::Values(IoBackend::kIoUring,
+                                           IoBackend::kEpoll),
+                         [](const auto& info) {
+                           return std::string(IoBackendName(info.param));
+                         });
 
 // Admission that waits until released, recording what it admitted.
 class BlockingHooks : public ServerHooks {

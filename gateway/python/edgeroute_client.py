@@ -5,17 +5,22 @@ Standard library only: the FlatBuffers encoding of the protocol frames
 read by hand here, following the FlatBuffers binary format.
 
     client = Client("tcp:127.0.0.1:7411")
-    client.hello("edge-gateway", "filter")
+    client.hello("edge-gateway", "filter")   # sas_token=... when the gateway
+                                             # checks identities
     client.subscribe("input1")
     client.send_telemetry("output1", b'{"t": 21}', properties={"level": "info"})
     delivery = client.receive(timeout=5.0)
     client.ack(delivery.delivery_id)
 """
 
+import base64
+import hashlib
+import hmac
 import select
 import socket
 import struct
 import time
+import urllib.parse
 
 PROTOCOL_VERSION = 1
 UPSTREAM = "$upstream"
@@ -27,7 +32,7 @@ HELLO, HELLO_ACK, SUBSCRIBE, TELEMETRY, DELIVER, ACK, NACK, ERROR, TELEMETRY_ACK
 ERROR_NAMES = {
     0: "Unknown", 1: "BadFrame", 2: "FrameTooLarge", 3: "UnsupportedVersion",
     4: "ProtocolViolation", 5: "UnsupportedFrame", 6: "SlowConsumer",
-    7: "Overloaded", 8: "ShuttingDown", 9: "Replaced",
+    7: "Overloaded", 8: "ShuttingDown", 9: "Replaced", 10: "NotAuthorized",
 }
 
 
@@ -188,9 +193,30 @@ def _frame(body_type, table):
     return struct.pack("<I", len(payload)) + payload
 
 
-def encode_hello(device_id, module_id="", version=PROTOCOL_VERSION):
+def encode_hello(device_id, module_id="", version=PROTOCOL_VERSION, sas_token=None):
     return _frame(HELLO, _Table([(0, "u32", version), (1, "obj", _Str(device_id)),
-                                 (2, "obj", _Str(module_id) if module_id else None)]))
+                                 (2, "obj", _Str(module_id) if module_id else None),
+                                 (3, "obj", _Str(sas_token) if sas_token else None)]))
+
+
+def sas_token(hub, device_id, module_id, key, ttl=3600.0, now=None):
+    """A SAS token for `device_id` (and `module_id`, unless empty) signed with
+    the base64 `key`, valid for `ttl` seconds (gateway/auth/README.md)."""
+    resource = "%s/devices/%s" % (hub, device_id)
+    if module_id:
+        resource += "/modules/%s" % module_id
+    return make_sas_token(resource, key, int((time.time() if now is None else now) + ttl))
+
+
+def make_sas_token(resource, key, expiry):
+    """A SAS token for `resource` (not URL-encoded) signed with the base64
+    `key`, valid until `expiry` (Unix seconds)."""
+    sr = urllib.parse.quote(resource, safe="")
+    se = str(int(expiry))
+    mac = hmac.new(base64.b64decode(key, validate=True),
+                   (sr + "\n" + se).encode("utf-8"), hashlib.sha256).digest()
+    sig = urllib.parse.quote(base64.b64encode(mac), safe="")
+    return "SharedAccessSignature sr=%s&sig=%s&se=%s" % (sr, sig, se)
 
 
 def encode_subscribe(inputs):
@@ -368,8 +394,11 @@ class Client:
                             Message(body.bytes(2)))
         return None
 
-    def hello(self, device_id, module_id="", version=PROTOCOL_VERSION):
-        self._send(encode_hello(device_id, module_id, version))
+    def hello(self, device_id, module_id="", version=PROTOCOL_VERSION, sas_token=None):
+        """Sends Hello and waits for HelloAck. `sas_token` proves the identity
+        to a gateway with an identities file; a refusal raises GatewayError
+        with code 10 (NotAuthorized)."""
+        self._send(encode_hello(device_id, module_id, version, sas_token))
         deadline = time.monotonic() + self.timeout
         while True:
             frame = self._read_frame(deadline)

@@ -49,6 +49,31 @@ class EncodingTest(unittest.TestCase):
             frame = er.encode_telemetry("o" * n, er.encode_message(b"x" * n), n)
             self.assertEqual(len(frame) % 8, 0)
 
+    def test_hello_carries_the_sas_token_only_when_given(self):
+        for token in (None, "SharedAccessSignature sr=a&sig=b&se=1"):
+            frame = er.encode_hello("dev", "mod", sas_token=token)
+            root = er._root(frame[4:], b"ERG1")
+            self.assertEqual(root.scalar(0, "<B"), er.HELLO)
+            hello = root.table(1)
+            self.assertEqual(hello.string(1), "dev")
+            self.assertEqual(hello.string(2), "mod")
+            self.assertEqual(hello.string(3), token)
+
+    def test_sas_token_matches_the_azure_iot_node_sdk_vector(self):
+        # azure-iot-sdk-node common/core: key base64("password"), resource
+        # "uri", expiry 12345.
+        self.assertEqual(
+            er.make_sas_token("uri", "cGFzc3dvcmQ=", 12345),
+            "SharedAccessSignature sr=uri&sig=kcWxXAK2OAaAoq2oCkaGzX2NMqDB8nCy"
+            "Nuq2fPYCDhk%3D&se=12345")
+        token = er.sas_token("h.example", "d1", "", "cGFzc3dvcmQ=", ttl=0, now=12345)
+        self.assertTrue(token.startswith(
+            "SharedAccessSignature sr=h.example%2Fdevices%2Fd1&sig="))
+        self.assertTrue(token.endswith("&se=12345"))
+        module = er.sas_token("h.example", "d1", "m", "cGFzc3dvcmQ=", ttl=5, now=10)
+        self.assertIn("sr=h.example%2Fdevices%2Fd1%2Fmodules%2Fm&", module)
+        self.assertTrue(module.endswith("&se=15"))
+
     def test_rejects_foreign_buffers(self):
         with self.assertRaises(ValueError):
             er.Message(b"\x08\x00\x00\x00XXXX" + bytes(16))
