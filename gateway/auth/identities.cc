@@ -563,26 +563,29 @@ absl::Status IdentityRegistry::Verify(
 std::string IdentityRegistry::ToJson() const {
   std::vector<std::string> lines;
   for (const IdentityEntry& entry : entries_) {
-    Json line = Json::object();
-    line["deviceId"] = entry.identity.device_id;
+    std::vector<std::string> fields;
+    auto field = [&fields](absl::string_view name, const std::string& value) {
+      fields.push_back(absl::StrCat("\"", name, "\": ", Json(value).dump()));
+    };
+    field("deviceId", entry.identity.device_id);
     if (!entry.identity.module_id.empty()) {
-      line["moduleId"] = entry.identity.module_id;
+      field("moduleId", entry.identity.module_id);
     }
     switch (entry.kind()) {
       case IdentityEntry::Kind::kSymmetricKey:
-        line["primaryKey"] = entry.primary_key;
+        field("primaryKey", entry.primary_key);
         if (!entry.secondary_key.empty()) {
-          line["secondaryKey"] = entry.secondary_key;
+          field("secondaryKey", entry.secondary_key);
         }
         break;
       case IdentityEntry::Kind::kX509Thumbprint:
-        line["x509Thumbprint"] = entry.x509_thumbprint;
+        field("x509Thumbprint", entry.x509_thumbprint);
         break;
       case IdentityEntry::Kind::kX509Ca:
-        line["x509"] = "ca";
+        field("x509", "ca");
         break;
     }
-    lines.push_back(absl::StrCat("    ", line.dump()));
+    lines.push_back(absl::StrCat("    {", absl::StrJoin(fields, ", "), "}"));
   }
   return absl::StrCat("{\n  \"hub\": ", Json(hub_).dump(),
                       ",\n  \"identities\": [", lines.empty() ? "" : "\n",

@@ -135,6 +135,14 @@ TEST_F(IdentitiesTest, ToJsonParsesBackToTheSameEntries) {
     EXPECT_EQ(a.x509_ca, b.x509_ca);
   }
   EXPECT_EQ((*again)->ToJson(), json);
+  // One identity per line, as a person would write it.
+  EXPECT_TRUE(absl::StrContains(
+      json, "\n    {\"deviceId\": \"leaf-3\", \"x509\": \"ca\"},\n"))
+      << json;
+  EXPECT_TRUE(absl::StartsWith(
+      json,
+      "{\n  \"hub\": \"myhub.azure-devices.net\",\n  \"identities\": [\n"))
+      << json;
 }
 
 // Every validation error, with its line and column.
