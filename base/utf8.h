@@ -1,5 +1,9 @@
-// UTF-8 decoding and repair with one rule for ill-formed bytes: each maximal
-// ill-formed subsequence (Unicode 15, section 3.9, "U+FFFD Substitution of
+// UTF-8 decoding, encoding and repair, and the UTF-16 surrogate rules, for
+// every part of the project that reads text (the text layer's UTF-8 part;
+// JSON strings are in base/json_string.h, positions and caret excerpts in
+// base/source_text.h).
+//
+// One rule for ill-formed bytes: each maximal ill-formed subsequence (Unicode 15, section 3.9, "U+FFFD Substitution of
 // Maximal Subparts") reads as one U+FFFD. This is what .NET's UTF8Encoding
 // (and so edgeHub) and the WHATWG decoders do, so a string that arrives as
 // bytes means the same character sequence here as there.
@@ -11,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -18,6 +23,43 @@
 namespace edgeroute {
 
 inline constexpr uint32_t kReplacementCharacter = 0xFFFD;
+
+// UTF-16 surrogates (what "\uD83D\uDE00" escapes spell).
+inline bool IsHighSurrogate(uint32_t unit) {
+  return unit >= 0xD800 && unit <= 0xDBFF;
+}
+inline bool IsLowSurrogate(uint32_t unit) {
+  return unit >= 0xDC00 && unit <= 0xDFFF;
+}
+inline bool IsSurrogate(uint32_t unit) {
+  return unit >= 0xD800 && unit <= 0xDFFF;
+}
+// The supplementary code point of a surrogate pair.
+// REQUIRES: IsHighSurrogate(high) && IsLowSurrogate(low).
+inline uint32_t CombineSurrogates(uint32_t high, uint32_t low) {
+  return 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+}
+
+// Whether `byte` continues a sequence (10xxxxxx): not the first byte of a
+// character. Columns count the bytes that are not continuations.
+inline bool IsUtf8Continuation(char byte) {
+  return (static_cast<unsigned char>(byte) & 0xC0) == 0x80;
+}
+
+// Whether every byte of `s` is ASCII (eight bytes at a time). Inline: the
+// evaluator asks it of every property value it reads.
+inline bool IsAscii(absl::string_view s) {
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    if (word & 0x8080808080808080ull) return false;
+  }
+  for (; i < s.size(); ++i) {
+    if (static_cast<unsigned char>(s[i]) >= 0x80) return false;
+  }
+  return true;
+}
 
 // Decodes the sequence that starts at s[i]. Returns its code point and sets
 // *len to its length in bytes (1-4); for an ill-formed sequence returns
@@ -36,6 +78,10 @@ uint32_t DecodeUtf8OrSurrogate(absl::string_view s, size_t i, size_t* len);
 // UTF-8 but lets a string hold a lone surrogate from a "\uD800" escape the
 // way a .NET string does. REQUIRES: cp <= 0x10FFFF.
 size_t EncodeUtf8(uint32_t cp, char* out);
+// The number of bytes EncodeUtf8 writes for `cp` (1-4).
+inline size_t EncodedUtf8Length(uint32_t cp) {
+  return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+}
 void AppendUtf8(uint32_t cp, std::string* out);
 
 // Offset of the first byte of the first ill-formed sequence in `s`, or

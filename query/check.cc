@@ -11,6 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/json_string.h"
+#include "base/utf8.h"
 #include "query/lexer.h"
 #include "query/program.h"
 
@@ -36,65 +38,32 @@ const char* STypeName(SType t) {
 
 namespace {
 
-bool IsHexDigit(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-         (c >= 'A' && c <= 'F');
-}
-int HexVal(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return c - 'A' + 10;
-}
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(char(cp));
-  } else if (cp < 0x800) {
-    out->push_back(char(0xC0 | (cp >> 6)));
-    out->push_back(char(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(char(0xE0 | (cp >> 12)));
-    out->push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(char(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(char(0xF0 | (cp >> 18)));
-    out->push_back(char(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(char(0x80 | (cp & 0x3F)));
-  }
-}
-
-// ConditionVisitor.Unescape: pass 1 replaces \[Uu]XXXX, pass 2 replaces
-// \" \' \\ -- each a left-to-right, non-overlapping regex replacement.
+// ConditionVisitor.Unescape: pass 1 replaces \[Uu]XXXX (an escaped
+// surrogate pair becomes one character), pass 2 replaces \" \' \\ -- each
+// a left-to-right, non-overlapping regex replacement.
 std::string Unescape(absl::string_view raw) {
+  auto unicode_escape = [&](size_t i, uint32_t* unit) {
+    return raw[i] == '\\' && i + 1 < raw.size() &&
+           (raw[i + 1] == 'u' || raw[i + 1] == 'U') &&
+           ReadHex4(raw, i + 2, unit);
+  };
   std::string pass1;
   for (size_t i = 0; i < raw.size();) {
-    if (raw[i] == '\\' && i + 5 < raw.size() + 0 &&
-        (raw[i + 1] == 'u' || raw[i + 1] == 'U') && IsHexDigit(raw[i + 2]) &&
-        IsHexDigit(raw[i + 3]) && IsHexDigit(raw[i + 4]) &&
-        IsHexDigit(raw[i + 5])) {
-      uint32_t unit = 0;
-      for (int k = 2; k < 6; ++k) unit = unit * 16 + HexVal(raw[i + k]);
-      i += 6;
-      // Combine an escaped surrogate pair into one character.
-      if (unit >= 0xD800 && unit < 0xDC00 && i + 5 < raw.size() &&
-          raw[i] == '\\' && (raw[i + 1] == 'u' || raw[i + 1] == 'U') &&
-          IsHexDigit(raw[i + 2]) && IsHexDigit(raw[i + 3]) &&
-          IsHexDigit(raw[i + 4]) && IsHexDigit(raw[i + 5])) {
-        uint32_t low = 0;
-        for (int k = 2; k < 6; ++k) low = low * 16 + HexVal(raw[i + k]);
-        if (low >= 0xDC00 && low < 0xE000) {
-          i += 6;
-          AppendUtf8(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00),
-                     &pass1);
-          continue;
-        }
-      }
-      AppendUtf8(unit, &pass1);
+    uint32_t unit = 0;
+    if (!unicode_escape(i, &unit)) {
+      pass1.push_back(raw[i]);
+      ++i;
       continue;
     }
-    pass1.push_back(raw[i]);
-    ++i;
+    i += 6;
+    uint32_t low = 0;
+    if (IsHighSurrogate(unit) && i < raw.size() && unicode_escape(i, &low) &&
+        IsLowSurrogate(low)) {
+      i += 6;
+      AppendUtf8(CombineSurrogates(unit, low), &pass1);
+      continue;
+    }
+    AppendUtf8(unit, &pass1);
   }
   std::string out;
   for (size_t i = 0; i < pass1.size();) {
@@ -223,7 +192,7 @@ class Compiler {
           return Undefined(a);
         }
         uint64_t bits = 0;
-        for (char c : digits) bits = bits * 16 + uint64_t(HexVal(c));
+        for (char c : digits) bits = bits * 16 + uint64_t(HexDigitValue(c));
         v.k = VK::kNum;
         v.n = double(int64_t(bits));
         return Const(SType::kNumber, v, a);

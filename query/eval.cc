@@ -18,6 +18,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/json_string.h"
 #include "base/utf8.h"
 #include "query/json.h"
 #include "query/program.h"
@@ -92,23 +93,6 @@ size_t ByteOffset(absl::string_view s, size_t units) {
   return i;
 }
 
-size_t Utf8Length(uint32_t cp) {
-  return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-}
-
-// Whether any byte of `s` is 0x80 or above (eight bytes at a time).
-bool HasHighBit(absl::string_view s) {
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t word;
-    std::memcpy(&word, s.data() + i, 8);
-    if (word & 0x8080808080808080ull) return true;
-  }
-  for (; i < s.size(); ++i) {
-    if (static_cast<unsigned char>(s[i]) >= 0x80) return true;
-  }
-  return false;
-}
 
 locale_t CLocale() {
   static locale_t loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
@@ -390,7 +374,7 @@ struct Evaluator {
     if (v.has_string()) {
       r.k = VK::kStr;
       absl::string_view text = v.value;
-      if (HasHighBit(text) && !simdjson::validate_utf8(text.data(), text.size())) {
+      if (!IsAscii(text) && !simdjson::validate_utf8(text.data(), text.size())) {
         char* out = s->AllocForMessage(text.size() * kUtf8RepairGrowth);
         text = absl::string_view(out, ReplaceInvalidUtf8(text, out));
       }
@@ -455,16 +439,16 @@ struct Evaluator {
           } else {
             uint32_t u = in[i] | (uint32_t(in[i + 1]) << 8);
             i += 2;
-            if (u >= 0xD800 && u < 0xDC00 && i + 1 < n) {
+            if (IsHighSurrogate(u) && i + 1 < n) {
               uint32_t u2 = in[i] | (uint32_t(in[i + 1]) << 8);
-              if (u2 >= 0xDC00 && u2 < 0xE000) {
+              if (IsLowSurrogate(u2)) {
                 i += 2;
-                cp = 0x10000 + ((u - 0xD800) << 10) + (u2 - 0xDC00);
+                cp = CombineSurrogates(u, u2);
               } else {
-                cp = 0xFFFD;
+                cp = kReplacementCharacter;
               }
-            } else if (u >= 0xD800 && u < 0xE000) {
-              cp = 0xFFFD;
+            } else if (IsSurrogate(u)) {
+              cp = kReplacementCharacter;
             } else {
               cp = u;
             }
@@ -477,7 +461,7 @@ struct Evaluator {
             cp = in[i] | (uint32_t(in[i + 1]) << 8) |
                  (uint32_t(in[i + 2]) << 16) | (uint32_t(in[i + 3]) << 24);
             i += 4;
-            if (cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) cp = 0xFFFD;
+            if (cp > 0x10FFFF || IsSurrogate(cp)) cp = kReplacementCharacter;
           }
         }
         len += EncodeUtf8(cp, &buf[len]);
@@ -502,7 +486,7 @@ struct Evaluator {
     absl::string_view raw = tape.raw(e);
     if (e.flags & JsonTape::kEscaped) {
       char* out = s->AllocForMessage(raw.size());
-      raw = absl::string_view(out, UnescapeJsonString(raw, out));
+      raw = absl::string_view(out, UnescapeValidJsonString(raw, out));
     }
     if ((e.flags & JsonTape::kHighBit) &&
         !simdjson::validate_utf8(raw.data(), raw.size())) {
@@ -804,7 +788,7 @@ struct Evaluator {
         mapped = upper ? uint32_t(towupper_l(wint_t(cp), loc))
                        : uint32_t(towlower_l(wint_t(cp), loc));
       }
-      if (mapped > 0x10FFFF || Utf8Length(mapped) > 3 * len) mapped = cp;
+      if (mapped > 0x10FFFF || EncodedUtf8Length(mapped) > 3 * len) mapped = cp;
       pos += EncodeUtf8(mapped, out + pos);
       i += len;
     }

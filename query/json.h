@@ -55,9 +55,11 @@ class JsonTape {
   absl::string_view raw(const Entry& e) const {
     return text_.substr(e.begin, e.end - e.begin);
   }
-  // Object members: keys are at odd offsets; FirstChild(i) of a container is
-  // i + 1 and children end at entry(i).next. In an object each member is a
-  // key entry (type kString) followed by its value.
+  // The children of a container at entry i start at entry i + 1 and end
+  // before entry(i).next; each child's own `next` leads to its sibling. In
+  // an object each member is a key entry (type kString) followed by its
+  // value. Strings keep their escapes: unescape with
+  // UnescapeValidJsonString (base/json_string.h).
 
  private:
   absl::string_view text_;
@@ -72,10 +74,6 @@ class JsonTape {
 // The double a JSON number token (RFC 8259 grammar, nothing around it)
 // denotes, as std::strtod reads it. Exposed for tests.
 double JsonNumberValue(absl::string_view token);
-
-// Unescapes JSON string contents (between the quotes) into `out`, which
-// must have room for raw.size() bytes. Returns the length written.
-size_t UnescapeJsonString(absl::string_view raw, char* out);
 
 }  // namespace edgeroute::query::internal
 

@@ -2,13 +2,13 @@
 
 #include <cstring>
 
+#include "base/json_string.h"
+
 namespace edgeroute::query::internal {
 namespace {
 
 bool IsDigit(unsigned char c) { return c >= '0' && c <= '9'; }
-bool IsHex(unsigned char c) {
-  return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+bool IsHex(char c) { return HexDigitValue(c) >= 0; }
 bool IsWs(unsigned char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }

@@ -15,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/json_string.h"
+#include "base/source_text.h"
 #include "message/message.h"
 
 namespace edgeroute::query {
@@ -62,152 +64,24 @@ const char* KindName(JsonNode::Kind kind) {
   return "?";
 }
 
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
+// Manifest strings: a lone surrogate escape reads as U+FFFD (it cannot be
+// UTF-8); other bytes are kept as they are (route text is repaired when it
+// is compiled).
+constexpr JsonStringOptions kManifestStrings = {LoneSurrogate::kReplace,
+                                                /*require_utf8=*/false};
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Decodes the JSON string whose opening quote is at src[begin]. On success
-// returns the offset one past the closing quote, fills *out, and, when
-// `offsets` is not null, the source offset of the escape or character that
-// produced each byte of *out, plus one final entry for the closing quote.
-// On failure returns 0 and sets *error_at and *error.
+// Decodes the string at src[begin] (see DecodeJsonString).
 size_t DecodeString(absl::string_view src, size_t begin, std::string* out,
                     std::vector<size_t>* offsets, size_t* error_at,
                     std::string* error) {
-  out->clear();
-  if (offsets != nullptr) offsets->clear();
-  size_t i = begin + 1;
-  // Maps every byte appended since the last call to the source offset
-  // `from` of the character or escape that produced it.
-  auto emit = [&](size_t from) {
-    if (offsets == nullptr) return;
-    while (offsets->size() < out->size()) offsets->push_back(from);
-  };
-  while (true) {
-    if (i >= src.size()) {
-      *error_at = begin;
-      *error = "unterminated string";
-      return 0;
-    }
-    const char c = src[i];
-    if (c == '"') {
-      if (offsets != nullptr) offsets->push_back(i);
-      return i + 1;
-    }
-    if (static_cast<unsigned char>(c) < 0x20) {
-      *error_at = i;
-      *error =
-          "control character in string (write \\n, \\t or \\u00XX instead)";
-      return 0;
-    }
-    const size_t start = i;
-    if (c != '\\') {
-      // A run of plain characters is copied at once.
-      size_t j = i + 1;
-      while (j < src.size() && src[j] != '"' && src[j] != '\\' &&
-             static_cast<unsigned char>(src[j]) >= 0x20) {
-        ++j;
-      }
-      out->append(src.data() + i, j - i);
-      if (offsets != nullptr) {
-        for (size_t k = i; k < j; ++k) offsets->push_back(k);
-      }
-      i = j;
-      continue;
-    }
-    if (i + 1 >= src.size()) {
-      *error_at = i;
-      *error = "unterminated string";
-      return 0;
-    }
-    const char e = src[i + 1];
-    i += 2;
-    switch (e) {
-      case '"':
-        out->push_back('"');
-        break;
-      case '\\':
-        out->push_back('\\');
-        break;
-      case '/':
-        out->push_back('/');
-        break;
-      case 'b':
-        out->push_back('\b');
-        break;
-      case 'f':
-        out->push_back('\f');
-        break;
-      case 'n':
-        out->push_back('\n');
-        break;
-      case 'r':
-        out->push_back('\r');
-        break;
-      case 't':
-        out->push_back('\t');
-        break;
-      case 'u': {
-        auto read_hex4 = [&](size_t at, uint32_t* value) {
-          if (at + 4 > src.size()) return false;
-          uint32_t v = 0;
-          for (size_t k = 0; k < 4; ++k) {
-            const int h = HexValue(src[at + k]);
-            if (h < 0) return false;
-            v = v * 16 + static_cast<uint32_t>(h);
-          }
-          *value = v;
-          return true;
-        };
-        uint32_t cp = 0;
-        if (!read_hex4(i, &cp)) {
-          *error_at = start;
-          *error = "\\u must be followed by 4 hex digits";
-          return 0;
-        }
-        i += 4;
-        if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 <= src.size() &&
-            src[i] == '\\' && src[i + 1] == 'u') {
-          uint32_t low = 0;
-          if (read_hex4(i + 2, &low) && low >= 0xDC00 && low <= 0xDFFF) {
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-            i += 6;
-          }
-        }
-        // A lone surrogate cannot be UTF-8; it becomes U+FFFD.
-        if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
-        AppendUtf8(cp, out);
-        break;
-      }
-      default:
-        *error_at = start;
-        *error = absl::StrCat("invalid escape '\\", std::string(1, e),
-                              "' in string");
-        return 0;
-    }
-    emit(start);
+  JsonStringError e;
+  const size_t next =
+      DecodeJsonString(src, begin, kManifestStrings, out, offsets, &e);
+  if (next == 0) {
+    *error_at = e.at;
+    *error = std::move(e.message);
   }
+  return next;
 }
 
 class JsonReader {
@@ -447,104 +321,6 @@ const JsonNode* Member(const JsonNode& object, absl::string_view key,
 // ---------------------------------------------------------------------------
 // Positions and diagnostics in the manifest text.
 
-struct TextPosition {
-  int line = 1;
-  int column = 1;  // characters (UTF-8 sequences), 1-based
-  size_t line_begin = 0;
-};
-
-bool IsUtf8Continuation(char c) {
-  return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
-}
-
-// Line starts of a text, for offset -> (line, column) without rescanning
-// the text for every diagnostic.
-class LineIndex {
- public:
-  explicit LineIndex(absl::string_view src) : src_(src) {
-    starts_.push_back(0);
-    for (size_t i = 0; i < src.size(); ++i) {
-      if (src[i] == '\n') starts_.push_back(i + 1);
-    }
-  }
-
-  TextPosition Position(size_t offset) const {
-    if (offset > src_.size()) offset = src_.size();
-    const size_t line =
-        std::upper_bound(starts_.begin(), starts_.end(), offset) -
-        starts_.begin();  // 1-based
-    TextPosition p;
-    p.line = static_cast<int>(line);
-    p.line_begin = starts_[line - 1];
-    for (size_t i = p.line_begin; i < offset; ++i) {
-      if (!IsUtf8Continuation(src_[i])) ++p.column;
-    }
-    return p;
-  }
-
- private:
-  absl::string_view src_;
-  std::vector<size_t> starts_;
-};
-
-// The source line that starts at `line_begin`, and a caret line under the
-// characters [column, end_column) of it. Very long lines (minified JSON) are
-// cut to a window around the caret.
-std::string Excerpt(absl::string_view src, size_t line_begin, int column,
-                    int end_column) {
-  size_t line_end = src.find('\n', line_begin);
-  if (line_end == absl::string_view::npos) line_end = src.size();
-  absl::string_view line = src.substr(line_begin, line_end - line_begin);
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  // Split the line into characters.
-  std::vector<absl::string_view> chars;
-  for (size_t i = 0; i < line.size();) {
-    size_t n = 1;
-    while (i + n < line.size() && IsUtf8Continuation(line[i + n])) ++n;
-    chars.push_back(line.substr(i, n));
-    i += n;
-  }
-  constexpr int kWindow = 100;
-  constexpr int kBefore = 40;
-  int first = 0;  // index of the first character shown
-  int last = static_cast<int>(chars.size());
-  std::string prefix, suffix;
-  if (last > kWindow + 20) {
-    first = std::max(0, column - 1 - kBefore);
-    if (first > 0) prefix = "...";
-    if (first + kWindow < last) {
-      last = first + kWindow;
-      suffix = "...";
-    }
-  }
-  std::string out = prefix;
-  std::string carets(prefix.size(), ' ');
-  for (int i = first; i < last; ++i) {
-    out.append(chars[i].data(), chars[i].size());
-    if (i < column - 1) carets.push_back(chars[i] == "\t" ? '\t' : ' ');
-  }
-  out += suffix;
-  if (column - 1 >= last) {
-    carets.append(static_cast<size_t>(column - 1 - last), ' ');
-  }
-  carets.push_back('^');
-  const int width = std::min(end_column, last + 2) - column;
-  for (int i = 1; i < width; ++i) carets.push_back('~');
-  return absl::StrCat(out, "\n", carets);
-}
-
-// The end column of [begin, end) when it stays on its first line, else the
-// end of that line (+1).
-int EndColumnOf(absl::string_view src, size_t begin, size_t end,
-                const TextPosition& start) {
-  int column = start.column;
-  for (size_t i = begin; i < end && i < src.size(); ++i) {
-    if (src[i] == '\n' || src[i] == '\r') break;
-    if (!IsUtf8Continuation(src[i])) ++column;
-  }
-  return std::max(column, start.column + 1);
-}
-
 class Reporter {
  public:
   explicit Reporter(absl::string_view src) : src_(src), lines_(src) {}
@@ -561,7 +337,7 @@ class Reporter {
     d.line = p.line;
     d.column = p.column;
     d.end_column = EndColumnOf(src_, begin, end, p);
-    d.excerpt = Excerpt(src_, p.line_begin, d.column, d.end_column);
+    d.excerpt = CaretExcerpt(src_, p.line_begin, d.column, d.end_column);
     if (d.is_error()) ++errors_;
     diagnostics_.push_back(std::move(d));
   }
@@ -1182,22 +958,6 @@ absl::Status ErrorsToStatus(const std::vector<Diagnostic>& diagnostics) {
                    " in the manifest:\n", absl::StrJoin(lines, "\n")));
 }
 
-// Byte offset in `text` of 1-based (line, column), columns in characters.
-// Clamped to text.size().
-size_t OffsetInText(absl::string_view text, int line, int column) {
-  size_t i = 0;
-  for (int l = 1; l < line && i < text.size(); ++i) {
-    if (text[i] == '\n') ++l;
-  }
-  for (int c = 1; c < column && i < text.size();) {
-    if (text[i] == '\n') break;
-    ++i;
-    while (i < text.size() && IsUtf8Continuation(text[i])) ++i;
-    ++c;
-  }
-  return i;
-}
-
 // Moves a diagnostic about a route's text to the text's place in the
 // manifest source. `string_begin` is the offset of the route string's
 // opening quote.
@@ -1211,8 +971,8 @@ void MapIntoManifest(absl::string_view src, const LineIndex& lines,
       0) {
     return;  // cannot happen: the string was decoded before
   }
-  const size_t begin_in_text = OffsetInText(decoded, d->line, d->column);
-  size_t end_in_text = OffsetInText(decoded, d->line, d->end_column);
+  const size_t begin_in_text = OffsetOfLineColumn(decoded, d->line, d->column);
+  size_t end_in_text = OffsetOfLineColumn(decoded, d->line, d->end_column);
   if (end_in_text <= begin_in_text) end_in_text = begin_in_text + 1;
   if (end_in_text >= offsets.size()) end_in_text = offsets.size() - 1;
   const size_t begin = offsets[begin_in_text];
@@ -1222,7 +982,7 @@ void MapIntoManifest(absl::string_view src, const LineIndex& lines,
   d->line = p.line;
   d->column = p.column;
   d->end_column = EndColumnOf(src, begin, end, p);
-  d->excerpt = Excerpt(src, p.line_begin, d->column, d->end_column);
+  d->excerpt = CaretExcerpt(src, p.line_begin, d->column, d->end_column);
 }
 
 // Finds the route a RouteSet diagnostic is about from its "route '<name>': "

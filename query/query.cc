@@ -52,8 +52,10 @@ std::string Publish(absl::string_view text, const std::vector<RawDiag>& raw,
                     absl::string_view prefix, std::vector<Diagnostic>* out,
                     std::vector<std::string>* errors) {
   std::string first;
+  if (raw.empty()) return first;
+  const LineIndex lines(text);
   for (const RawDiag& r : raw) {
-    Diagnostic d = MakeDiagnostic(text, r);
+    Diagnostic d = MakeDiagnostic(text, lines, r);
     if (!prefix.empty()) d.message = absl::StrCat(prefix, d.message);
     if (d.is_error()) {
       std::string e = absl::StrCat(d.line, ":", d.column, ": ", d.message);

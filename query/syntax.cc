@@ -1,11 +1,13 @@
 #include "query/syntax.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/source_text.h"
 
 namespace edgeroute::query::internal {
 namespace {
@@ -670,45 +672,19 @@ bool ParseRouteSyntax(absl::string_view text, absl::string_view device_id,
   return true;
 }
 
-Diagnostic MakeDiagnostic(absl::string_view text, const RawDiag& raw) {
+Diagnostic MakeDiagnostic(absl::string_view text, const LineIndex& lines,
+                          const RawDiag& raw) {
   Diagnostic d;
   d.severity = raw.severity;
   d.message = raw.message;
   d.suggestion = raw.suggestion;
-  size_t begin = std::min<size_t>(raw.begin, text.size());
-  size_t line_start = 0;
-  int line = 1;
-  for (size_t i = 0; i < begin; ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      line_start = i + 1;
-    }
-  }
-  size_t line_end = text.find('\n', line_start);
-  if (line_end == absl::string_view::npos) line_end = text.size();
-  auto column_of = [&](size_t byte) {
-    int col = 1;
-    for (size_t i = line_start; i < byte && i < text.size(); ++i) {
-      if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) ++col;
-    }
-    return col;
-  };
-  d.line = line;
-  d.column = column_of(begin);
-  size_t end = std::min<size_t>(std::max<size_t>(raw.end, begin + 1), line_end);
-  d.end_column = std::max(column_of(end), d.column + 1);
-  if (begin >= line_end) d.end_column = d.column + 1;
-  absl::string_view src_line = text.substr(line_start, line_end - line_start);
-  if (!src_line.empty() && src_line.back() == '\r') src_line.remove_suffix(1);
-  std::string caret;
-  for (size_t i = line_start; i < begin && i < line_end; ++i) {
-    unsigned char ch = static_cast<unsigned char>(text[i]);
-    if ((ch & 0xC0) == 0x80) continue;
-    caret.push_back(ch == '\t' ? '\t' : ' ');
-  }
-  caret.push_back('^');
-  for (int i = d.column + 1; i < d.end_column; ++i) caret.push_back('~');
-  d.excerpt = absl::StrCat(src_line, "\n", caret);
+  const size_t begin = std::min<size_t>(raw.begin, text.size());
+  const TextPosition p = lines.Position(begin);
+  d.line = p.line;
+  d.column = p.column;
+  d.end_column =
+      EndColumnOf(text, begin, std::max<size_t>(raw.end, begin + 1), p);
+  d.excerpt = CaretExcerpt(text, p.line_begin, d.column, d.end_column);
   return d;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "base/source_text.h"
 #include "query/lexer.h"
 #include "query/query.h"
 
@@ -76,8 +77,10 @@ bool ParseRouteSyntax(absl::string_view text, absl::string_view device_id,
 // Normalises a FROM path as edgeHub's CustomMessageSource does.
 std::string NormaliseSource(absl::string_view raw);
 
-// Converts a byte range of `text` into a Diagnostic (line, columns, excerpt).
-Diagnostic MakeDiagnostic(absl::string_view text, const RawDiag& raw);
+// Converts a byte range of `text` into a Diagnostic (line, columns, caret
+// excerpt). `lines` indexes `text`.
+Diagnostic MakeDiagnostic(absl::string_view text, const LineIndex& lines,
+                          const RawDiag& raw);
 
 }  // namespace edgeroute::query::internal
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "simdjson.h"
+#include "base/json_string.h"
 
 namespace edgeroute::tools {
 namespace {
@@ -149,61 +149,30 @@ absl::StatusOr<std::vector<JsonMember>> SplitJsonObject(
 }
 
 absl::StatusOr<std::string> DecodeJsonString(absl::string_view raw) {
-  simdjson::dom::parser parser;
-  simdjson::padded_string padded(raw.data(), raw.size());
-  simdjson::dom::element element;
-  if (parser.parse(padded).get(element) != simdjson::SUCCESS) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid JSON string ", raw.substr(0, 40)));
-  }
-  std::string_view value;
-  if (element.get_string().get(value) != simdjson::SUCCESS) {
+  if (raw.empty() || raw[0] != '"') {
     return absl::InvalidArgumentError(
         absl::StrCat("expected a JSON string, found ", raw.substr(0, 40)));
   }
-  return std::string(value);
+  // As strict as a JSON parser: UTF-8 only, no lone surrogates.
+  constexpr JsonStringOptions kStrict = {LoneSurrogate::kReject,
+                                         /*require_utf8=*/true};
+  std::string value;
+  JsonStringError error;
+  const size_t end =
+      edgeroute::DecodeJsonString(raw, 0, kStrict, &value, nullptr, &error);
+  if (end == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid JSON string ", raw.substr(0, 40), ": ", error.message));
+  }
+  if (end != raw.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid JSON string ", raw.substr(0, 40)));
+  }
+  return value;
 }
 
 std::string JsonQuote(absl::string_view text) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(text.size() + 2);
-  out.push_back('"');
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[(c >> 4) & 0xF]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-  return out;
+  return edgeroute::JsonQuote(text);
 }
 
 absl::StatusOr<MessageView> BuildMessageFromJson(absl::string_view json,
