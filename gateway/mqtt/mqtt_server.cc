@@ -229,7 +229,9 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
   void OnTick() override {
     std::vector<ConnectionId> expired;
     for (auto& [id, session] : conns_) {
-      if (!session->closed() && !session->OnTick()) expired.push_back(id);
+      // A session that already ended waits for its close; not again.
+      if (session->closed() || session->end() != SessionEnd::kOpen) continue;
+      if (!session->OnTick()) expired.push_back(id);
     }
     for (ConnectionId id : expired) {
       auto it = conns_.find(id);

@@ -454,7 +454,9 @@ int Session::InputQos(absl::string_view input) const {
 
 void Session::Deliver(absl::string_view input, OutboundBatch* batch,
                       size_t index) {
-  const int qos = state_ == State::kConnected ? InputQos(input) : -1;
+  const int qos = state_ == State::kConnected && end_ == SessionEnd::kOpen
+                      ? InputQos(input)
+                      : -1;
   if (qos < 0) {
     batch->Complete(index, DeliveryResult::kRetry);
     return;
