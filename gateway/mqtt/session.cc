@@ -326,10 +326,11 @@ bool Session::OnPuback(uint16_t packet_id) {
     host_->DeliveryAcked(this);
     done.batch->Complete(done.index, DeliveryResult::kAcked);
   }
-  while (!waiting_.empty() && state_ == State::kConnected &&
+  while (waiting_ != nullptr && !waiting_->empty() &&
+         state_ == State::kConnected &&
          inflight_deliveries_ < options_.max_inflight) {
-    Waiting next = std::move(waiting_.front());
-    waiting_.pop_front();
+    Waiting next = std::move(waiting_->front());
+    waiting_->pop_front();
     const int qos = InputQos(next.input);
     if (qos < 0) {
       next.batch->Complete(next.index, DeliveryResult::kRetry);
@@ -461,9 +462,10 @@ void Session::Deliver(absl::string_view input, OutboundBatch* batch,
     batch->Complete(index, DeliveryResult::kRetry);
     return;
   }
-  if (qos > 0 &&
-      (!waiting_.empty() || inflight_deliveries_ >= options_.max_inflight)) {
-    waiting_.push_back(Waiting{std::string(input), batch, index});
+  if (qos > 0 && ((waiting_ != nullptr && !waiting_->empty()) ||
+                  inflight_deliveries_ >= options_.max_inflight)) {
+    if (waiting_ == nullptr) waiting_ = std::make_unique<std::deque<Waiting>>();
+    waiting_->push_back(Waiting{std::string(input), batch, index});
     return;
   }
   SendInput(input, qos, batch, index);
@@ -474,31 +476,34 @@ void Session::Close(SessionEnd end, SavedSession* saved) {
   const bool was_connected = state_ == State::kConnected;
   state_ = State::kClosed;
   if (end_ == SessionEnd::kOpen) end_ = end;
-  if (saved != nullptr && was_connected && !clean_session_) {
-    saved->subscriptions = subscriptions_;
-    saved->unacknowledged = std::move(redeliveries_);
-    for (const auto& [id, f] : inflight_) {
-      if (f.batch != nullptr) {
-        saved->unacknowledged.insert(MessageHash(f.batch->message(f.index)));
-      }
-    }
-    for (const Waiting& w : waiting_) {
-      saved->unacknowledged.insert(MessageHash(w.batch->message(w.index)));
-    }
-  }
-  redeliveries_.clear();
   // Take the containers first: completing may reach code that looks at
   // this session.
   absl::flat_hash_map<uint16_t, Inflight> inflight;
   inflight.swap(inflight_);
-  std::deque<Waiting> waiting;
-  waiting.swap(waiting_);
+  std::unique_ptr<std::deque<Waiting>> waiting = std::move(waiting_);
   inflight_deliveries_ = 0;
+  if (saved != nullptr && was_connected && !clean_session_) {
+    saved->subscriptions = subscriptions_;
+    saved->unacknowledged = std::move(redeliveries_);
+    for (const auto& [id, f] : inflight) {
+      if (f.batch != nullptr) {
+        saved->unacknowledged.insert(MessageHash(f.batch->message(f.index)));
+      }
+    }
+    if (waiting != nullptr) {
+      for (const Waiting& w : *waiting) {
+        saved->unacknowledged.insert(MessageHash(w.batch->message(w.index)));
+      }
+    }
+  }
+  redeliveries_.clear();
   for (const auto& [id, f] : inflight) {
     if (f.batch != nullptr) f.batch->Complete(f.index, DeliveryResult::kRetry);
   }
-  for (const Waiting& w : waiting) {
-    w.batch->Complete(w.index, DeliveryResult::kRetry);
+  if (waiting != nullptr) {
+    for (const Waiting& w : *waiting) {
+      w.batch->Complete(w.index, DeliveryResult::kRetry);
+    }
   }
 }
 

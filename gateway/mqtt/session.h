@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -210,7 +211,7 @@ class Session {
   }
   // Deliveries sent and not acknowledged, and waiting for the window.
   size_t inflight() const { return inflight_.size(); }
-  size_t waiting() const { return waiting_.size(); }
+  size_t waiting() const { return waiting_ == nullptr ? 0 : waiting_->size(); }
 
   // Opaque value for the host (e.g. its connection id).
   uint64_t tag = 0;
@@ -264,7 +265,9 @@ class Session {
   std::vector<Subscription> subscriptions_;
   absl::flat_hash_map<uint16_t, Inflight> inflight_;
   size_t inflight_deliveries_ = 0;  // inflight_ entries with a batch
-  std::deque<Waiting> waiting_;
+  // Allocated on first use: an empty std::deque costs ~600 bytes, and most
+  // connections (idle devices) never wait for the window.
+  std::unique_ptr<std::deque<Waiting>> waiting_;
   uint16_t next_packet_id_ = 1;
   absl::flat_hash_set<uint64_t> redeliveries_;
 };
