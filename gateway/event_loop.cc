@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -26,16 +27,29 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/net/tls.h"
 #include "message/status.h"
 
 namespace edgeroute {
 namespace gateway {
 namespace {
 
-// Frames start at this offset of the receive buffer (and at this offset
-// modulo 8 after compaction), so that the payload after the 4-byte prefix of
-// a padded frame is 8-byte aligned.
+// Frames start at this offset of a receive buffer (8-byte aligned storage),
+// so that the payload after the 4-byte prefix of a padded frame is 8-byte
+// aligned.
 constexpr size_t kRecvBase = 4;
+
+// Plaintext bytes asked of OpenSSL per read: one TLS record at most.
+constexpr size_t kTlsReadBytes = 16u << 10;
+// Plaintext bytes encrypted per refill of a connection's send buffer.
+constexpr size_t kTlsWriteBytes = 64u << 10;
+// An idle connection's output strings keep at most this capacity.
+constexpr size_t kKeepOutputBytes = 2u << 10;
+
+// 8-byte aligned, uninitialized storage for at least `bytes` bytes.
+std::unique_ptr<uint64_t[]> AlignedBytes(size_t bytes) {
+  return std::unique_ptr<uint64_t[]>(new uint64_t[(bytes + 7) / 8]);
+}
 
 // ---------------------------------------------------------------------------
 // Sockets (shared by both backends).
@@ -169,9 +183,6 @@ class LoopBase : public EventLoop {
   absl::StatusOr<int> ListenTcp(
       absl::string_view host, int port,
       std::shared_ptr<TlsServerContext> tls) override {
-    if (tls != nullptr) {
-      return absl::UnimplementedError("TLS listeners are not available yet");
-    }
     int bound = 0;
     EDGEROUTE_ASSIGN_OR_RETURN(
         int fd, OpenTcpListener(host, port, NonBlockingSockets(), &bound));
@@ -246,17 +257,25 @@ class LoopBase : public EventLoop {
   struct Connection {
     ConnectionId id = 0;
     int fd = -1;
-    // Receive buffer, 8-byte aligned storage; unread bytes in [rbeg, rend).
-    std::vector<uint64_t> rbuf;
+    // Received bytes (plaintext, with TLS) that the handler has not
+    // consumed, in [rbeg, rend) of `pending` (rcap bytes). Freed whenever
+    // it runs empty: the kernel reads into buffers of the loop, and only a
+    // partial frame or packet is kept here.
+    std::unique_ptr<uint64_t[]> pending;
+    size_t rcap = 0;
     size_t rbeg = kRecvBase;
     size_t rend = kRecvBase;
     // Bytes the next frame needs in total, once its prefix is known.
     size_t need = 0;
-    // Appended by the handler, not yet handed to the kernel.
+    // Appended by the handler (plaintext, with TLS), not yet handed to the
+    // kernel; with TLS, the first `out_taken` bytes are already encrypted.
     std::string out;
+    size_t out_taken = 0;
     // Handed to the kernel; `sent` bytes of it are done.
     std::string sending;
     size_t sent = 0;
+    // The TLS state of a connection accepted on a TLS listener.
+    std::unique_ptr<TlsConnection> tls;
     // False once closing started; no more input or output is accepted.
     bool open = true;
     // Close once everything queued has been sent.
@@ -273,12 +292,12 @@ class LoopBase : public EventLoop {
     bool want_write = false;
     PeerInfo peer;
 
-    uint8_t* bytes() { return reinterpret_cast<uint8_t*>(rbuf.data()); }
-    size_t capacity() const { return rbuf.size() * sizeof(uint64_t); }
+    uint8_t* bytes() { return reinterpret_cast<uint8_t*>(pending.get()); }
   };
 
   static size_t Queued(const Connection& c) {
-    return c.out.size() + (c.sending.size() - c.sent);
+    return (c.out.size() - c.out_taken) + (c.sending.size() - c.sent) +
+           (c.tls != nullptr ? c.tls->PendingCiphertext() : 0);
   }
 
   // Whether listeners and accepted sockets are non-blocking (epoll).
@@ -341,10 +360,20 @@ class LoopBase : public EventLoop {
     for (auto& fn : batch) fn();
   }
 
-  // A socket accepted on listen_fds_[listener].
+  // A socket accepted on listen_fds_[listener]; null (and the socket
+  // closed) when its TLS state cannot be allocated.
   Connection* AddConnection(int fd, size_t listener) {
     auto owned = std::make_unique<Connection>();
     Connection* c = owned.get();
+    if (listeners_[listener].tls != nullptr) {
+      c->tls = TlsConnection::Create(listeners_[listener].tls);
+      if (c->tls == nullptr) {
+        std::fprintf(stderr, "edgeroute gateway: out of memory for TLS\n");
+        close(fd);
+        return nullptr;
+      }
+      c->peer.tls = true;
+    }
     c->id = next_id_++;
     c->fd = fd;
     DescribePeer(fd, listeners_[listener].unix_path, &c->peer);
@@ -360,59 +389,70 @@ class LoopBase : public EventLoop {
     return it == connections_.end() ? nullptr : it->second.get();
   }
 
-  // Free space at the end of the receive buffer, compacting or growing it so
-  // that at least one chunk (or the rest of the pending frame) fits.
-  absl::Span<uint8_t> RecvSpace(Connection* c) {
-    if (c->rbeg == c->rend) c->rbeg = c->rend = kRecvBase;
-    const size_t unread = c->rend - c->rbeg;
-    size_t want = options_.recv_chunk_bytes;
-    if (c->need > unread) want = std::max(want, c->need - unread);
-    auto free_bytes = [c] {
-      return c->capacity() > c->rend ? c->capacity() - c->rend : 0;
-    };
-    if (free_bytes() < want && c->rbeg > kRecvBase) {
-      std::memmove(c->bytes() + kRecvBase, c->bytes() + c->rbeg, unread);
-      c->rbeg = kRecvBase;
-      c->rend = kRecvBase + unread;
-    }
-    if (free_bytes() < want) {
-      c->rbuf.resize((c->rend + want + 7) / 8);
-    }
-    return absl::MakeSpan(c->bytes() + c->rend, c->capacity() - c->rend);
-  }
+  // ---- Input. The backends read into buffers of the loop and call
+  // OnWireInput; bytes the handler does not consume yet move to the
+  // connection's `pending` buffer.
 
-  // `n` bytes arrived at the end of the receive buffer: hand them out.
-  void OnReceived(Connection* c, size_t n) {
-    c->rend += n;
-    if (options_.framing == Framing::kStream) {
-      DeliverStream(c);
+  // `n` bytes arrived from the socket at `data` (a loop buffer, 8-byte
+  // aligned + kRecvBase, valid during the call).
+  void OnWireInput(Connection* c, const uint8_t* data, size_t n) {
+    if (!c->open) return;
+    if (c->tls != nullptr) {
+      OnCiphertext(c, data, n);
     } else {
-      DeliverFrames(c);
+      OnPlaintext(c, data, n);
     }
-    if (c->rbeg == c->rend) c->rbeg = c->rend = kRecvBase;
   }
 
-  void DeliverStream(Connection* c) {
-    while (c->open && c->rbeg < c->rend) {
-      const size_t unread = c->rend - c->rbeg;
+  // Plaintext at `data` (a transient buffer), to hand to the handler.
+  void OnPlaintext(Connection* c, const uint8_t* data, size_t n) {
+    if (c->rbeg == c->rend) {
+      const size_t used = Deliver(c, data, n);
+      if (c->open && used < n) Stash(c, data + used, n - used);
+    } else {
+      Reserve(c, n);
+      std::memcpy(c->bytes() + c->rend, data, n);
+      c->rend += n;
+      DeliverPending(c);
+    }
+  }
+
+  // Hands the pending bytes to the handler; frees the buffer once empty.
+  void DeliverPending(Connection* c) {
+    c->rbeg += Deliver(c, c->bytes() + c->rbeg, c->rend - c->rbeg);
+    if (c->rbeg == c->rend || !c->open) ReleasePending(c);
+  }
+
+  // Hands `n` bytes at `data` to the handler as frames or as a stream;
+  // returns how many it consumed. May close the connection.
+  size_t Deliver(Connection* c, const uint8_t* data, size_t n) {
+    return options_.framing == Framing::kStream ? DeliverStream(c, data, n)
+                                                : DeliverFrames(c, data, n);
+  }
+
+  size_t DeliverStream(Connection* c, const uint8_t* data, size_t n) {
+    size_t used = 0;
+    while (c->open && used < n) {
       size_t consumed = 0;
       const bool keep = handler_->OnStream(
-          c->id, absl::MakeConstSpan(c->bytes() + c->rbeg, unread), &consumed);
-      c->rbeg += std::min(consumed, unread);
+          c->id, absl::MakeConstSpan(data + used, n - used), &consumed);
+      used += std::min(consumed, n - used);
       if (!keep) {
         BeginClose(c, CloseReason::kByHandler, /*flush=*/true);
-        return;
+        return used;
       }
       if (consumed == 0) break;
     }
-    if (c->open && c->rend - c->rbeg > options_.max_frame_bytes + 16) {
+    if (c->open && n - used > options_.max_frame_bytes + 16) {
       BeginClose(c, CloseReason::kBadFrame, /*flush=*/true);
     }
+    return used;
   }
 
-  void DeliverFrames(Connection* c) {
+  size_t DeliverFrames(Connection* c, const uint8_t* data, size_t n) {
+    size_t used = 0;
     while (c->open) {
-      absl::Span<const uint8_t> stream(c->bytes() + c->rbeg, c->rend - c->rbeg);
+      absl::Span<const uint8_t> stream(data + used, n - used);
       absl::Span<const uint8_t> payload;
       size_t consumed = 0;
       const SplitResult r =
@@ -426,13 +466,177 @@ class LoopBase : public EventLoop {
         BeginClose(c, CloseReason::kBadFrame, /*flush=*/true);
         break;
       }
-      c->rbeg += consumed;
+      used += consumed;
       c->need = 0;
       if (!handler_->OnFrame(c->id, payload)) {
         BeginClose(c, CloseReason::kByHandler, /*flush=*/true);
         break;
       }
     }
+    return used;
+  }
+
+  // Keeps `n` unconsumed bytes (the connection has none pending yet).
+  void Stash(Connection* c, const uint8_t* data, size_t n) {
+    Reserve(c, n);
+    std::memcpy(c->bytes() + c->rend, data, n);
+    c->rend += n;
+  }
+
+  // Makes room for `extra` more bytes after the pending ones: compacts to
+  // kRecvBase (keeping frames aligned), then grows by doubling, so a large
+  // frame arriving in pieces costs amortized linear copying and a prefix
+  // alone reserves nothing for the size it announces.
+  void Reserve(Connection* c, size_t extra) {
+    const size_t unread = c->rend - c->rbeg;
+    if (c->rcap >= c->rend + extra) return;
+    if (c->rbeg > kRecvBase && c->rcap >= kRecvBase + unread + extra) {
+      std::memmove(c->bytes() + kRecvBase, c->bytes() + c->rbeg, unread);
+    } else {
+      const size_t cap = std::max(
+          kRecvBase + unread + extra,
+          std::min(2 * c->rcap, kRecvBase + unread + extra + (1 << 20)));
+      std::unique_ptr<uint64_t[]> grown = AlignedBytes(cap);
+      if (unread > 0) {
+        std::memcpy(reinterpret_cast<uint8_t*>(grown.get()) + kRecvBase,
+                    c->bytes() + c->rbeg, unread);
+      }
+      c->pending = std::move(grown);
+      c->rcap = cap;
+    }
+    c->rbeg = kRecvBase;
+    c->rend = kRecvBase + unread;
+  }
+
+  void ReleasePending(Connection* c) {
+    c->pending.reset();
+    c->rcap = 0;
+    c->rbeg = c->rend = kRecvBase;
+  }
+
+  // ---- TLS.
+
+  void OnCiphertext(Connection* c, const uint8_t* data, size_t n) {
+    if (!c->tls->Feed(absl::MakeConstSpan(data, n))) {
+      Fail(c, CloseReason::kIoError);
+      return;
+    }
+    PumpTls(c);
+  }
+
+  // Runs the handshake and hands decrypted bytes to the handler until
+  // OpenSSL needs more input.
+  void PumpTls(Connection* c) {
+    while (c->open) {
+      // Decrypt behind pending bytes, or into the loop's buffer when there
+      // are none (the common case: no copy, nothing kept).
+      const bool behind_pending = c->rbeg != c->rend;
+      uint8_t* into;
+      size_t room;
+      if (behind_pending) {
+        Reserve(c, kTlsReadBytes);
+        into = c->bytes() + c->rend;
+        room = c->rcap - c->rend;
+      } else {
+        into = tls_plaintext() + kRecvBase;
+        room = kTlsReadBytes;
+      }
+      const bool handshake_was_done = c->tls->handshake_done();
+      size_t n = 0;
+      const TlsConnection::ReadResult r =
+          c->tls->Read(absl::MakeSpan(into, room), &n);
+      if (!handshake_was_done && c->tls->handshake_done()) {
+        OnHandshakeDone(c);
+      }
+      if (r == TlsConnection::ReadResult::kData) {
+        if (behind_pending) {
+          c->rend += n;
+          DeliverPending(c);
+        } else {
+          OnPlaintext(c, into, n);
+        }
+        continue;
+      }
+      if (r == TlsConnection::ReadResult::kClosed) {
+        Fail(c, CloseReason::kPeerClosed);
+      } else if (r == TlsConnection::ReadResult::kFailed) {
+        FailTls(c);
+      }
+      break;
+    }
+    if (c->tls->PendingCiphertext() > 0) MarkDirty(c);
+  }
+
+  void OnHandshakeDone(Connection* c) {
+    TlsPeerDetails details = c->tls->PeerDetails();
+    c->peer.tls_version = std::move(details.version);
+    c->peer.client_cert_verified = details.client_cert_verified;
+    c->peer.client_cert_sha256_hex = std::move(details.client_cert_sha256_hex);
+    c->peer.client_cert_subject_cn = std::move(details.client_cert_subject_cn);
+    // Output the handler queued before the handshake can go now.
+    if (!c->out.empty()) MarkDirty(c);
+  }
+
+  // A TLS error: logs it (rate-limited by the context) and closes after
+  // sending OpenSSL's alert.
+  void FailTls(Connection* c) {
+    if (c->tls->should_log_failure()) {
+      std::fprintf(stderr, "edgeroute gateway: TLS %s with %s failed: %s\n",
+                   c->tls->handshake_done() ? "connection" : "handshake",
+                   c->peer.address.c_str(), c->tls->error().c_str());
+    }
+    if (c->open) {
+      BeginClose(c, CloseReason::kTlsFailed, /*flush=*/true);
+    } else {
+      Fail(c, CloseReason::kTlsFailed);
+    }
+  }
+
+  // TLS loop buffer for decrypted bytes (8-byte aligned storage).
+  uint8_t* tls_plaintext() {
+    if (tls_plaintext_ == nullptr) {
+      tls_plaintext_ = AlignedBytes(kRecvBase + kTlsReadBytes);
+    }
+    return reinterpret_cast<uint8_t*>(tls_plaintext_.get());
+  }
+
+  // ---- Output.
+
+  // Refills c->sending, all of which the kernel has taken, with the next
+  // bytes for the socket: the handler's bytes, or (TLS) the next piece of
+  // them encrypted. Returns false when there is nothing to send; then the
+  // connection's output strings shrink back to a small size.
+  bool RefillSending(Connection* c) {
+    c->sending.clear();
+    c->sent = 0;
+    if (c->tls == nullptr) {
+      c->sending.swap(c->out);
+    } else {
+      if (c->tls->handshake_done() && c->out_taken < c->out.size()) {
+        const size_t piece =
+            std::min(kTlsWriteBytes, c->out.size() - c->out_taken);
+        if (!c->tls->Write(
+                absl::string_view(c->out).substr(c->out_taken, piece))) {
+          c->out.clear();
+          c->out_taken = 0;
+          FailTls(c);
+        } else {
+          c->out_taken += piece;
+          if (c->out_taken == c->out.size()) {
+            c->out.clear();
+            c->out_taken = 0;
+          }
+        }
+      }
+      c->tls->TakeCiphertext(&c->sending);
+    }
+    if (!c->sending.empty()) return true;
+    if (c->sending.capacity() > kKeepOutputBytes)
+      std::string().swap(c->sending);
+    if (c->out.empty() && c->out.capacity() > kKeepOutputBytes) {
+      std::string().swap(c->out);
+    }
+    return false;
   }
 
   void MarkDirty(Connection* c) {
@@ -446,7 +650,24 @@ class LoopBase : public EventLoop {
     if (!c->open) return;
     c->open = false;
     c->reason = reason;
+    if (c->tls != nullptr) {
+      // Encrypt what is queued, then close_notify; without a handshake (or
+      // after a TLS error) plaintext cannot be sent and only OpenSSL's
+      // alert, if any, goes out.
+      if (flush && c->tls->handshake_done() &&
+          reason != CloseReason::kTlsFailed) {
+        if (c->out_taken < c->out.size() &&
+            !c->tls->Write(absl::string_view(c->out).substr(c->out_taken))) {
+          flush = false;
+        } else {
+          c->tls->Shutdown();
+        }
+      }
+      c->out.clear();
+      c->out_taken = 0;
+    }
     c->flush_then_close = flush && Queued(*c) > 0;
+    if (c->flush_then_close) MarkDirty(c);
     --open_count_;
     closing_.push_back(c->id);
   }
@@ -527,6 +748,8 @@ class LoopBase : public EventLoop {
   std::vector<Listener> listeners_;  // parallel to listen_fds_
   int wake_fd_ = -1;
   int tick_fd_ = -1;
+  // Decrypted bytes land here first (TLS connections).
+  std::unique_ptr<uint64_t[]> tls_plaintext_;
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   std::vector<ConnectionId> dirty_;
   std::vector<ConnectionId> closing_;
@@ -551,7 +774,9 @@ class UringLoop final : public LoopBase {
       : LoopBase(options, handler) {}
 
   ~UringLoop() override {
+    // Unregisters the buffer ring before its memory goes.
     if (ring_ready_) io_uring_queue_exit(&ring_);
+    if (buf_ring_ != nullptr) munmap(buf_ring_, BufRingBytes());
   }
 
   absl::Status Init() {
@@ -566,6 +791,7 @@ class UringLoop final : public LoopBase {
     }
     if (rc < 0) return ErrnoToStatus(-rc, "io_uring_queue_init");
     ring_ready_ = true;
+    EDGEROUTE_RETURN_IF_ERROR(SetUpBufferRing());
     EDGEROUTE_RETURN_IF_ERROR(CreateWakeFd(/*non_blocking=*/false));
     return CreateTickFd(/*non_blocking=*/false);
   }
@@ -586,6 +812,7 @@ class UringLoop final : public LoopBase {
         break;
       }
       ReapCompletions();
+      RearmStarved();
       AfterPass();
     }
     Shutdown();
@@ -606,6 +833,70 @@ class UringLoop final : public LoopBase {
   }
 
   bool NonBlockingSockets() const override { return false; }
+
+  // Receives use buffers the kernel picks from a ring of the loop's
+  // (IOSQE_BUFFER_SELECT) when data arrives, so an idle connection with a
+  // receive in flight holds no buffer. Buffers return to the ring as soon
+  // as their bytes were handed out.
+  static constexpr unsigned kRingBuffers = 64;  // a power of two
+  static constexpr uint16_t kBufferGroup = 0;
+
+  size_t BufRingBytes() const { return kRingBuffers * sizeof(io_uring_buf); }
+  size_t BufferStride() const {
+    return (kRecvBase + options_.recv_chunk_bytes + 7) / 8 * 8;
+  }
+  uint8_t* BufferData(unsigned id) {
+    return reinterpret_cast<uint8_t*>(buffers_.get()) + id * BufferStride() +
+           kRecvBase;
+  }
+
+  absl::Status SetUpBufferRing() {
+    void* ring = mmap(nullptr, BufRingBytes(), PROT_READ | PROT_WRITE,
+                      MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (ring == MAP_FAILED) return ErrnoToStatus(errno, "mmap(buffer ring)");
+    buf_ring_ = static_cast<io_uring_buf_ring*>(ring);
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<uintptr_t>(ring);
+    reg.ring_entries = kRingBuffers;
+    reg.bgid = kBufferGroup;
+    const int rc = io_uring_register_buf_ring(&ring_, &reg, 0);
+    if (rc < 0) {
+      // Kernels before 5.19; kAuto then uses epoll.
+      return ErrnoToStatus(-rc, "io_uring_register_buf_ring");
+    }
+    io_uring_buf_ring_init(buf_ring_);
+    // Untouched pages of this allocation cost no memory until used.
+    buffers_ = AlignedBytes(kRingBuffers * BufferStride());
+    for (unsigned id = 0; id < kRingBuffers; ++id) {
+      io_uring_buf_ring_add(buf_ring_, BufferData(id),
+                            static_cast<unsigned>(options_.recv_chunk_bytes),
+                            static_cast<unsigned short>(id),
+                            io_uring_buf_ring_mask(kRingBuffers),
+                            static_cast<int>(id));
+    }
+    io_uring_buf_ring_advance(buf_ring_, kRingBuffers);
+    return absl::OkStatus();
+  }
+
+  void RecycleBuffer(unsigned id) {
+    io_uring_buf_ring_add(buf_ring_, BufferData(id),
+                          static_cast<unsigned>(options_.recv_chunk_bytes),
+                          static_cast<unsigned short>(id),
+                          io_uring_buf_ring_mask(kRingBuffers), 0);
+    io_uring_buf_ring_advance(buf_ring_, 1);
+  }
+
+  // Re-arms the receives that found the ring empty (all buffers are back
+  // by now).
+  void RearmStarved() {
+    if (starved_.empty()) return;
+    std::vector<ConnectionId> starved;
+    starved.swap(starved_);
+    for (ConnectionId id : starved) {
+      Connection* c = Find(id);
+      if (c != nullptr) ArmRecv(c);
+    }
+  }
 
   io_uring_sqe* Sqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -652,9 +943,10 @@ class UringLoop final : public LoopBase {
 
   void ArmRecv(Connection* c) {
     if (c->recv_armed || !c->open || c->terminated) return;
-    absl::Span<uint8_t> space = RecvSpace(c);
     io_uring_sqe* sqe = Sqe();
-    io_uring_prep_recv(sqe, c->fd, space.data(), space.size(), 0);
+    io_uring_prep_recv(sqe, c->fd, nullptr, options_.recv_chunk_bytes, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufferGroup;
     io_uring_sqe_set_data64(sqe, Tag(c, kRecv));
     c->recv_armed = true;
     ++c->ops;
@@ -663,12 +955,7 @@ class UringLoop final : public LoopBase {
 
   void FlushOutput(Connection* c) override {
     if (c->send_armed) return;  // its completion continues the flush
-    if (c->sent == c->sending.size()) {
-      if (c->out.empty()) return;
-      c->sending.clear();
-      c->sent = 0;
-      c->sending.swap(c->out);
-    }
+    if (c->sent == c->sending.size() && !RefillSending(c)) return;
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_send(sqe, c->fd, c->sending.data() + c->sent,
                        c->sending.size() - c->sent, MSG_NOSIGNAL);
@@ -719,7 +1006,7 @@ class UringLoop final : public LoopBase {
         }
         break;
       case kRecv:
-        OnRecv(static_cast<Connection*>(p), res);
+        OnRecv(static_cast<Connection*>(p), res, flags);
         break;
       case kSend:
         OnSend(static_cast<Connection*>(p), res);
@@ -734,7 +1021,9 @@ class UringLoop final : public LoopBase {
       if (draining_) {
         close(res);
       } else {
-        ArmRecv(AddConnection(res, static_cast<size_t>(a - accepts_.data())));
+        Connection* c =
+            AddConnection(res, static_cast<size_t>(a - accepts_.data()));
+        if (c != nullptr) ArmRecv(c);
       }
     } else if (res == -EINVAL && a->multishot) {
       // Kernel without multishot accept: re-arm single accepts from now on.
@@ -748,15 +1037,20 @@ class UringLoop final : public LoopBase {
     }
   }
 
-  void OnRecv(Connection* c, int res) {
+  void OnRecv(Connection* c, int res, unsigned flags) {
     c->recv_armed = false;
     --c->ops;
-    if (res > 0 && c->open) {
-      OnReceived(c, static_cast<size_t>(res));
+    const bool has_buffer = (flags & IORING_CQE_F_BUFFER) != 0;
+    const unsigned buffer = flags >> IORING_CQE_BUFFER_SHIFT;
+    if (res > 0 && c->open && has_buffer) {
+      OnWireInput(c, BufferData(buffer), static_cast<size_t>(res));
       ArmRecv(c);
-    } else if (res <= 0 && c->open) {
+    } else if (res == -ENOBUFS && c->open) {
+      starved_.push_back(c->id);
+    } else if (c->open) {
       Fail(c, res == 0 ? CloseReason::kPeerClosed : CloseReason::kIoError);
     }
+    if (has_buffer) RecycleBuffer(buffer);
     if (c->terminated && c->ops == 0) Erase(c);
   }
 
@@ -801,6 +1095,10 @@ class UringLoop final : public LoopBase {
   std::vector<Accept> accepts_;
   alignas(8) uint64_t wake_value_ = 0;
   alignas(8) uint64_t tick_value_ = 0;
+  io_uring_buf_ring* buf_ring_ = nullptr;
+  std::unique_ptr<uint64_t[]> buffers_;
+  // Connections whose receive found no buffer, to re-arm after this pass.
+  std::vector<ConnectionId> starved_;
   // Operations submitted and not yet completed (multishot accepts count
   // once).
   int64_t inflight_ = 0;
@@ -912,6 +1210,7 @@ class EpollLoop final : public LoopBase {
         return;
       }
       Connection* c = AddConnection(fd, listener);
+      if (c == nullptr) continue;
       if (!Add(fd, EPOLLIN | EPOLLRDHUP, Tag(c, kConn)).ok()) {
         Fail(c, CloseReason::kIoError);
       }
@@ -920,13 +1219,17 @@ class EpollLoop final : public LoopBase {
 
   void ReadSome(Connection* c) {
     // A few reads per readiness event keep one busy peer from starving the
-    // others; level triggering brings us back.
+    // others; level triggering brings us back. Every connection reads into
+    // the one loop buffer, so an idle connection holds none.
+    if (recv_buffer_ == nullptr) {
+      recv_buffer_ = AlignedBytes(kRecvBase + options_.recv_chunk_bytes);
+    }
+    uint8_t* space = reinterpret_cast<uint8_t*>(recv_buffer_.get()) + kRecvBase;
     for (int i = 0; i < 4 && c->open; ++i) {
-      absl::Span<uint8_t> space = RecvSpace(c);
-      const ssize_t n = recv(c->fd, space.data(), space.size(), 0);
+      const ssize_t n = recv(c->fd, space, options_.recv_chunk_bytes, 0);
       if (n > 0) {
-        OnReceived(c, static_cast<size_t>(n));
-        if (static_cast<size_t>(n) < space.size()) return;
+        OnWireInput(c, space, static_cast<size_t>(n));
+        if (static_cast<size_t>(n) < options_.recv_chunk_bytes) break;
         continue;
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -939,12 +1242,7 @@ class EpollLoop final : public LoopBase {
 
   void FlushOutput(Connection* c) override {
     while (true) {
-      if (c->sent == c->sending.size()) {
-        if (c->out.empty()) break;
-        c->sending.clear();
-        c->sent = 0;
-        c->sending.swap(c->out);
-      }
+      if (c->sent == c->sending.size() && !RefillSending(c)) break;
       const ssize_t n = send(c->fd, c->sending.data() + c->sent,
                              c->sending.size() - c->sent, MSG_NOSIGNAL);
       if (n >= 0) {
@@ -978,6 +1276,8 @@ class EpollLoop final : public LoopBase {
   }
 
   int epoll_fd_ = -1;
+  // What every connection reads into.
+  std::unique_ptr<uint64_t[]> recv_buffer_;
 };
 
 }  // namespace
@@ -1008,6 +1308,8 @@ const char* CloseReasonName(CloseReason reason) {
       return "slow consumer";
     case CloseReason::kShutdown:
       return "shutdown";
+    case CloseReason::kTlsFailed:
+      return "TLS failure";
   }
   return "unknown";
 }

@@ -8,10 +8,18 @@
 //               supports it (otherwise re-armed), every connection has one
 //               recv and at most one send in flight, and everything queued
 //               during one pass over the completions is submitted with a
-//               single io_uring_enter.
+//               single io_uring_enter. Receives take a buffer from a ring of
+//               the loop's only when data arrives (provided buffers, Linux
+//               5.19+).
 //   epoll    -- level-triggered epoll with non-blocking sockets; used when
 //               io_uring cannot be set up (logged once on stderr) or when
 //               forced (LoopOptions::backend or EDGEROUTE_IO_BACKEND=epoll).
+//
+// Memory: connections read into buffers of the loop; a connection keeps
+// only the bytes its handler has not consumed yet (a partial frame or
+// packet) and output not yet taken by the kernel, and gives both back when
+// they run empty. An idle connection costs its bookkeeping, PeerInfo and,
+// with TLS, OpenSSL's connection state.
 //
 // Thread-safety: Create, Listen* may be called before Run from any thread.
 // Run is called by exactly one thread (the loop thread); every LoopHandler
@@ -62,6 +70,7 @@ enum class CloseReason : uint8_t {
   kByHandler,     // LoopHandler returned false or called Close
   kSlowConsumer,  // the send queue passed LoopOptions::max_send_queue_bytes
   kShutdown,      // the loop stopped
+  kTlsFailed,     // the TLS handshake or record layer failed
 };
 const char* CloseReasonName(CloseReason reason);
 
@@ -105,7 +114,8 @@ struct LoopOptions {
   // Outgoing bytes a connection may have queued (not yet taken by the
   // kernel) before it is disconnected as a slow consumer.
   size_t max_send_queue_bytes = 4u << 20;
-  // Bytes requested from the kernel per receive.
+  // Bytes requested from the kernel per receive (the size of each of the
+  // loop's receive buffers).
   size_t recv_chunk_bytes = 64u << 10;
   // io_uring submission queue entries.
   unsigned ring_entries = 512;

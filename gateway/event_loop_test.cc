@@ -1,23 +1,38 @@
 #include "gateway/event_loop.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "gateway/demo_pki.h"
+#include "gateway/net/tls.h"
 #include "gateway/test_socket.h"
 #include "gtest/gtest.h"
 
@@ -521,6 +536,698 @@ INSTANTIATE_TEST_SUITE_P(Backends, StreamLoopTest,
                          });
 
 INSTANTIATE_TEST_SUITE_P(Backends, EventLoopTest,
+                         ::testing::Values(IoBackend::kIoUring,
+                                           IoBackend::kEpoll),
+                         [](const auto& info) {
+                           return std::string(IoBackendName(info.param));
+                         });
+
+// ---------------------------------------------------------------------------
+// TLS. Certificates are made when the tests run (gateway/demo_pki.h); the
+// client is OpenSSL's, over a blocking socket, or the `openssl s_client`
+// program.
+
+std::string TestDir() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return dir != nullptr ? dir : "/tmp";
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  FILE* f = fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr) << path;
+  ASSERT_EQ(fwrite(text.data(), 1, text.size(), f), text.size());
+  fclose(f);
+}
+
+// A CA, a server certificate for 127.0.0.1, a client certificate it signed
+// (CN "device-1"), and one signed by a CA the server does not trust.
+struct TestPki {
+  std::string ca_pem, server_pem, server_key, client_pem, client_key, rogue_pem,
+      rogue_key;
+  std::string client_sha256_hex;  // of client_pem's DER
+
+  static const TestPki& Get() {
+    static const TestPki* pki = Make();
+    return *pki;
+  }
+
+ private:
+  static std::string Save(const std::string& name, const std::string& text) {
+    const std::string path = absl::StrCat(TestDir(), "/", name);
+    WriteFile(path, text);
+    return path;
+  }
+  static TestPki* Make() {
+    auto ca = MakeCertificateAuthority("edgeroute test CA", 2);
+    auto rogue_ca = MakeCertificateAuthority("edgeroute test CA", 2);
+    EXPECT_TRUE(ca.ok() && rogue_ca.ok());
+    auto server =
+        MakeSignedCertificate(*ca, "gateway", {"localhost"}, {"127.0.0.1"}, 2);
+    auto client = MakeSignedCertificate(*ca, "device-1", {}, {}, 2);
+    auto rogue = MakeSignedCertificate(*rogue_ca, "device-1", {}, {}, 2);
+    EXPECT_TRUE(server.ok() && client.ok() && rogue.ok());
+    auto* pki = new TestPki;
+    pki->ca_pem = Save("ca.pem", ca->cert_pem);
+    pki->server_pem = Save("server.pem", server->cert_pem + ca->cert_pem);
+    pki->server_key = Save("server.key", server->key_pem);
+    pki->client_pem = Save("client.pem", client->cert_pem);
+    pki->client_key = Save("client.key", client->key_pem);
+    pki->rogue_pem = Save("rogue.pem", rogue->cert_pem);
+    pki->rogue_key = Save("rogue.key", rogue->key_pem);
+    // The thumbprint, computed here from the DER independently of the code
+    // under test.
+    BIO* bio = BIO_new_mem_buf(client->cert_pem.data(),
+                               static_cast<int>(client->cert_pem.size()));
+    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    unsigned char* der = nullptr;
+    const int der_len = i2d_X509(cert, &der);
+    unsigned char digest[32];
+    SHA256(der, static_cast<size_t>(der_len), digest);
+    for (unsigned char b : digest) {
+      absl::StrAppend(&pki->client_sha256_hex, absl::Hex(b, absl::kZeroPad2));
+    }
+    OPENSSL_free(der);
+    X509_free(cert);
+    BIO_free(bio);
+    return pki;
+  }
+};
+
+// A blocking OpenSSL client (timeouts from TestSocket).
+class TlsClient {
+ public:
+  struct Options {
+    int version = TLS1_3_VERSION;
+    std::string cert, key;  // client certificate, optional
+  };
+
+  ~TlsClient() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+    if (ctx_ != nullptr) SSL_CTX_free(ctx_);
+  }
+
+  // Connects and runs the handshake; the error text on failure.
+  absl::Status Connect(int port, const Options& options) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx_, options.version);
+    SSL_CTX_set_max_proto_version(ctx_, options.version);
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+    if (SSL_CTX_load_verify_locations(ctx_, TestPki::Get().ca_pem.c_str(),
+                                      nullptr) != 1) {
+      return absl::InternalError("CA");
+    }
+    if (!options.cert.empty() &&
+        (SSL_CTX_use_certificate_file(ctx_, options.cert.c_str(),
+                                      SSL_FILETYPE_PEM) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx_, options.key.c_str(),
+                                     SSL_FILETYPE_PEM) != 1)) {
+      return absl::InternalError("client certificate");
+    }
+    auto socket = TestSocket::ConnectTcp(port);
+    if (!socket.ok()) return socket.status();
+    socket_ = std::make_unique<TestSocket>(std::move(*socket));
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, socket_->fd());
+    SSL_set1_host(ssl_, "127.0.0.1");
+    int r;
+    do {
+      r = SSL_connect(ssl_);
+    } while (r != 1 && Interrupted(r));
+    if (r != 1) {
+      return Error(absl::StrCat("SSL_connect (error ", SSL_get_error(ssl_, r),
+                                ", errno ", errno, ")"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Write(absl::string_view bytes) {
+    while (!bytes.empty()) {
+      const int n =
+          SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size()));
+      if (n <= 0 && Interrupted(n)) continue;
+      if (n <= 0) return Error("SSL_write");
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> Read(size_t n) {
+    std::string out(n, '\0');
+    size_t got = 0;
+    while (got < n) {
+      const int r = SSL_read(ssl_, &out[got], static_cast<int>(n - got));
+      if (r <= 0) {
+        if (Interrupted(r)) continue;
+        return Error(absl::StrCat("SSL_read after ", got, " of ", n));
+      }
+      got += static_cast<size_t>(r);
+    }
+    return out;
+  }
+
+  // True when the server ends the connection (close_notify, alert or EOF)
+  // before sending anything more.
+  bool ReadsEnd() {
+    char byte;
+    while (true) {
+      const int r = SSL_read(ssl_, &byte, 1);
+      if (r > 0) return false;
+      if (Interrupted(r)) continue;
+      const int e = SSL_get_error(ssl_, r);
+      // A receive timeout is not an end.
+      return !(e == SSL_ERROR_SYSCALL &&
+               (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+  }
+
+  std::string version() const { return SSL_get_version(ssl_); }
+
+ private:
+  // A blocking call that returned early because the thread was interrupted
+  // (EINTR; sockets with timeouts are not restarted): call it again.
+  bool Interrupted(int r) {
+    const int e = SSL_get_error(ssl_, r);
+    return (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ||
+            e == SSL_ERROR_SYSCALL) &&
+           errno == EINTR;
+  }
+
+  absl::Status Error(absl::string_view what) {
+    char buf[256] = "";
+    const unsigned long code = ERR_get_error();
+    if (code != 0) ERR_error_string_n(code, buf, sizeof(buf));
+    ERR_clear_error();
+    return absl::UnavailableError(absl::StrCat(what, ": ", buf));
+  }
+
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  std::unique_ptr<TestSocket> socket_;
+};
+
+// Stream mode: echoes everything; "quit\n" at the end of the input closes
+// after the echo. Records each connection's PeerInfo at OnOpen and at its
+// first OnStream. With a connect deadline, OnTick closes connections that
+// have not finished their TLS handshake in time.
+class TlsEchoHandler : public LoopHandler {
+ public:
+  void set_loop(EventLoop* loop) { loop_ = loop; }
+  void set_connect_deadline(std::chrono::milliseconds d) { deadline_ = d; }
+
+  void OnOpen(ConnectionId id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    at_open_.push_back(*loop_->Peer(id));
+    opened_at_[id] = std::chrono::steady_clock::now();
+  }
+  bool OnStream(ConnectionId id, absl::Span<const uint8_t> bytes,
+                size_t* consumed) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (streamed_.insert(id).second)
+        at_first_stream_.push_back(*loop_->Peer(id));
+      stream_bytes_ += bytes.size();
+    }
+    std::string* out = loop_->BeginSend(id);
+    if (out != nullptr) {
+      out->append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      loop_->EndSend(id);
+    }
+    *consumed = bytes.size();
+    absl::string_view text(reinterpret_cast<const char*>(bytes.data()),
+                           bytes.size());
+    return !absl::EndsWith(text, "quit\n");
+  }
+  bool OnFrame(ConnectionId id, absl::Span<const uint8_t> payload) override {
+    std::string* out = loop_->BeginSend(id);
+    if (out != nullptr) {
+      out->append(Frame(absl::string_view(
+          reinterpret_cast<const char*>(payload.data()), payload.size())));
+      loop_->EndSend(id);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (streamed_.insert(id).second)
+      at_first_stream_.push_back(*loop_->Peer(id));
+    return true;
+  }
+  void OnTick() override {
+    if (deadline_.count() == 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<ConnectionId> late;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [id, at] : opened_at_) {
+        if (now - at > deadline_) late.push_back(id);
+      }
+    }
+    for (ConnectionId id : late) {
+      const PeerInfo* peer = loop_->Peer(id);
+      if (peer != nullptr && peer->tls_version.empty()) {
+        loop_->Close(id, /*flush=*/false);
+      }
+    }
+  }
+  void OnClose(ConnectionId id, CloseReason reason) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    opened_at_.erase(id);
+    reasons_.push_back(reason);
+    cv_.notify_all();
+  }
+
+  bool WaitForClose(CloseReason reason) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kWait, [&] {
+      return std::find(reasons_.begin(), reasons_.end(), reason) !=
+             reasons_.end();
+    });
+  }
+  // The close reasons so far, for failure messages.
+  std::string Reasons() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string text = "closes:";
+    for (CloseReason r : reasons_)
+      absl::StrAppend(&text, " ", CloseReasonName(r));
+    return text;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<PeerInfo> at_open_;
+  std::vector<PeerInfo> at_first_stream_;
+  std::vector<CloseReason> reasons_;
+  size_t stream_bytes_ = 0;
+
+ private:
+  EventLoop* loop_ = nullptr;
+  std::chrono::milliseconds deadline_{0};
+  std::map<ConnectionId, std::chrono::steady_clock::time_point> opened_at_;
+  std::set<ConnectionId> streamed_;
+};
+
+class TlsLoopTest : public ::testing::TestWithParam<IoBackend> {
+ protected:
+  void Start(Framing framing = Framing::kStream,
+             TlsServerOptions tls = DefaultTls(), uint32_t tick_ms = 0) {
+    auto context = TlsServerContext::Create(tls);
+    ASSERT_TRUE(context.ok()) << context.status();
+    context_ = *context;
+    LoopOptions options;
+    options.backend = GetParam();
+    options.framing = framing;
+    options.tick_interval_ms = tick_ms;
+    auto loop = EventLoop::Create(options, &handler_);
+    ASSERT_TRUE(loop.ok()) << loop.status();
+    loop_ = std::move(*loop);
+    handler_.set_loop(loop_.get());
+    auto port = loop_->ListenTcp("127.0.0.1", 0, context_);
+    ASSERT_TRUE(port.ok()) << port.status();
+    port_ = *port;
+    thread_ = std::thread([this] { loop_->Run(); });
+  }
+  void TearDown() override {
+    if (thread_.joinable()) {
+      loop_->Stop();
+      thread_.join();
+    }
+  }
+  static TlsServerOptions DefaultTls() {
+    TlsServerOptions tls;
+    tls.cert_chain_pem_path = TestPki::Get().server_pem;
+    tls.private_key_pem_path = TestPki::Get().server_key;
+    tls.client_ca_pem_path = TestPki::Get().ca_pem;
+    return tls;
+  }
+  TlsClient::Options WithClientCert(int version) {
+    TlsClient::Options o;
+    o.version = version;
+    o.cert = TestPki::Get().client_pem;
+    o.key = TestPki::Get().client_key;
+    return o;
+  }
+
+  TlsEchoHandler handler_;
+  std::shared_ptr<TlsServerContext> context_;
+  std::unique_ptr<EventLoop> loop_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+TEST_P(TlsLoopTest, EchoesWithAVerifiedClientCertOverTls12And13) {
+  Start();
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    TlsClient client;
+    absl::Status s = client.Connect(port_, WithClientCert(version));
+    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_TRUE(client.Write("hello over TLS\n").ok());
+    auto echo = client.Read(15);
+    ASSERT_TRUE(echo.ok()) << echo.status();
+    EXPECT_EQ(*echo, "hello over TLS\n");
+    ASSERT_TRUE(client.Write("quit\n").ok());
+    EXPECT_EQ(*client.Read(5), "quit\n");
+    EXPECT_TRUE(client.ReadsEnd());
+  }
+  EXPECT_TRUE(handler_.WaitForClose(CloseReason::kByHandler));
+  std::lock_guard<std::mutex> lock(handler_.mu_);
+  ASSERT_EQ(handler_.at_first_stream_.size(), 2u);
+  const char* versions[] = {"TLSv1.2", "TLSv1.3"};
+  for (int i = 0; i < 2; ++i) {
+    // At OnOpen: TLS, handshake not done yet.
+    const PeerInfo& open = handler_.at_open_[i];
+    EXPECT_TRUE(open.tls);
+    EXPECT_TRUE(open.loopback);
+    EXPECT_EQ(open.tls_version, "");
+    // Before the first bytes: everything the handshake established.
+    const PeerInfo& peer = handler_.at_first_stream_[i];
+    EXPECT_TRUE(peer.tls);
+    EXPECT_EQ(peer.tls_version, versions[i]);
+    EXPECT_TRUE(peer.client_cert_verified);
+    EXPECT_EQ(peer.client_cert_sha256_hex, TestPki::Get().client_sha256_hex);
+    EXPECT_EQ(peer.client_cert_subject_cn, "device-1");
+  }
+  EXPECT_EQ(context_->stats().handshakes_completed, 2u);
+  EXPECT_EQ(context_->stats().handshakes_failed, 0u);
+}
+
+TEST_P(TlsLoopTest, ClientWithoutCertificateIsAdmitted) {
+  Start();
+  TlsClient client;
+  TlsClient::Options options;
+  absl::Status s = client.Connect(port_, options);
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_TRUE(client.Write("sas\n").ok());
+  EXPECT_EQ(*client.Read(4), "sas\n");
+  std::lock_guard<std::mutex> lock(handler_.mu_);
+  ASSERT_EQ(handler_.at_first_stream_.size(), 1u);
+  const PeerInfo& peer = handler_.at_first_stream_[0];
+  EXPECT_EQ(peer.tls_version, "TLSv1.3");
+  EXPECT_FALSE(peer.client_cert_verified);
+  EXPECT_EQ(peer.client_cert_sha256_hex, "");
+  EXPECT_EQ(peer.client_cert_subject_cn, "");
+}
+
+TEST_P(TlsLoopTest, UntrustedClientCertificateIsRefused) {
+  Start();
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    TlsClient client;
+    TlsClient::Options options;
+    options.version = version;
+    options.cert = TestPki::Get().rogue_pem;
+    options.key = TestPki::Get().rogue_key;
+    // TLS 1.2 fails in the handshake; with TLS 1.3 the client finishes
+    // first and learns of the refusal at its next read.
+    if (client.Connect(port_, options).ok()) {
+      client.Write("let me in\n").IgnoreError();
+      EXPECT_TRUE(client.ReadsEnd());
+    }
+  }
+  EXPECT_TRUE(handler_.WaitForClose(CloseReason::kTlsFailed));
+  for (int i = 0; i < 1000 && context_->stats().handshakes_failed < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(context_->stats().handshakes_failed, 2u);
+  std::lock_guard<std::mutex> lock(handler_.mu_);
+  EXPECT_TRUE(handler_.at_first_stream_.empty());
+  EXPECT_EQ(handler_.stream_bytes_, 0u);
+}
+
+TEST_P(TlsLoopTest, UnverifiedCertificatesAdmittedWhenAsked) {
+  TlsServerOptions tls = DefaultTls();
+  tls.admit_unverified_client_certs = true;
+  Start(Framing::kStream, tls);
+  TlsClient rogue;
+  TlsClient::Options options;
+  options.cert = TestPki::Get().rogue_pem;
+  options.key = TestPki::Get().rogue_key;
+  absl::Status connected = rogue.Connect(port_, options);
+  ASSERT_TRUE(connected.ok()) << connected << " " << handler_.Reasons();
+  ASSERT_TRUE(rogue.Write("x\n").ok());
+  auto echo = rogue.Read(2);
+  ASSERT_TRUE(echo.ok()) << echo.status() << " " << handler_.Reasons();
+  EXPECT_EQ(*echo, "x\n");
+  TlsClient good;
+  connected = good.Connect(port_, WithClientCert(TLS1_3_VERSION));
+  ASSERT_TRUE(connected.ok()) << connected;
+  ASSERT_TRUE(good.Write("y\n").ok());
+  echo = good.Read(2);
+  ASSERT_TRUE(echo.ok()) << echo.status() << " " << handler_.Reasons();
+  EXPECT_EQ(*echo, "y\n");
+  std::lock_guard<std::mutex> lock(handler_.mu_);
+  ASSERT_EQ(handler_.at_first_stream_.size(), 2u);
+  EXPECT_FALSE(handler_.at_first_stream_[0].client_cert_verified);
+  EXPECT_EQ(handler_.at_first_stream_[0].client_cert_sha256_hex.size(), 64u);
+  EXPECT_NE(handler_.at_first_stream_[0].client_cert_sha256_hex,
+            TestPki::Get().client_sha256_hex);
+  EXPECT_EQ(handler_.at_first_stream_[0].client_cert_subject_cn, "device-1");
+  EXPECT_TRUE(handler_.at_first_stream_[1].client_cert_verified);
+  EXPECT_EQ(handler_.at_first_stream_[1].client_cert_sha256_hex,
+            TestPki::Get().client_sha256_hex);
+}
+
+TEST_P(TlsLoopTest, GarbageInsteadOfClientHelloClosesCleanly) {
+  Start();
+  auto plain = TestSocket::ConnectTcp(port_);
+  ASSERT_TRUE(plain.ok());
+  ASSERT_TRUE(plain->Write("GET / HTTP/1.1\r\nHost: x\r\n\r\n").ok());
+  // OpenSSL's alert (a few bytes), then EOF.
+  EXPECT_TRUE(plain->ReadsEof(64));
+  EXPECT_TRUE(handler_.WaitForClose(CloseReason::kTlsFailed));
+  EXPECT_EQ(context_->stats().handshakes_failed, 1u);
+  // The loop serves the next client as usual.
+  TlsClient client;
+  ASSERT_TRUE(client.Connect(port_, WithClientCert(TLS1_3_VERSION)).ok());
+  ASSERT_TRUE(client.Write("still here\n").ok());
+  EXPECT_EQ(*client.Read(11), "still here\n");
+}
+
+TEST_P(TlsLoopTest, StalledHandshakeIsClosedByTheConnectDeadline) {
+  handler_.set_connect_deadline(std::chrono::milliseconds(100));
+  Start(Framing::kStream, DefaultTls(), /*tick_ms=*/10);
+  auto plain = TestSocket::ConnectTcp(port_);
+  ASSERT_TRUE(plain.ok());
+  // A handshake record header announcing 512 bytes, and 3 of them.
+  ASSERT_TRUE(
+      plain->Write(std::string("\x16\x03\x01\x02\x00\x01\x00\x01", 8)).ok());
+  EXPECT_TRUE(plain->ReadsEof(0));
+  EXPECT_TRUE(handler_.WaitForClose(CloseReason::kByHandler));
+  // Closed before it finished: not a failed handshake.
+  EXPECT_EQ(context_->stats().handshakes_failed, 0u);
+}
+
+TEST_P(TlsLoopTest, OneMebibyteEachWayCrossesIntact) {
+  Start();
+  TlsClient client;
+  ASSERT_TRUE(client.Connect(port_, WithClientCert(TLS1_3_VERSION)).ok());
+  std::string big(1 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) {
+    big[i] = static_cast<char>('a' + (i * 7 + i / 4099) % 26);
+  }
+  big.back() = '\n';
+  // The echo comes back while the client still writes.
+  std::thread writer([&] { ASSERT_TRUE(client.Write(big).ok()); });
+  auto echo = client.Read(big.size());
+  writer.join();
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_TRUE(*echo == big);
+}
+
+TEST_P(TlsLoopTest, LengthPrefixedFramesOverTls) {
+  Start(Framing::kLengthPrefixed);
+  TlsClient client;
+  ASSERT_TRUE(client.Connect(port_, WithClientCert(TLS1_2_VERSION)).ok());
+  std::string burst;
+  for (int i = 0; i < 50; ++i) burst += Frame(absl::StrCat("frame-", i));
+  burst += Frame(std::string(100000, 'f'));
+  ASSERT_TRUE(client.Write(burst).ok());
+  auto echo = client.Read(burst.size());
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_TRUE(*echo == burst);
+  std::lock_guard<std::mutex> lock(handler_.mu_);
+  ASSERT_EQ(handler_.at_first_stream_.size(), 1u);
+  EXPECT_EQ(handler_.at_first_stream_[0].client_cert_subject_cn, "device-1");
+}
+
+// OpenSSL's own client program, TLS 1.2 and 1.3, with a client certificate.
+TEST_P(TlsLoopTest, OpensslSClientEchoes) {
+  if (std::system("openssl version > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "no openssl program";
+  }
+  Start();
+  const TestPki& pki = TestPki::Get();
+  for (const char* version : {"-tls1_2", "-tls1_3"}) {
+    const std::string out = absl::StrCat(TestDir(), "/s_client.out");
+    const std::string command = absl::StrCat(
+        "printf 'hello from s_client\\nquit\\n' | timeout 20 openssl s_client"
+        " -connect 127.0.0.1:",
+        port_, " ", version, " -quiet -ign_eof -verify_return_error -CAfile ",
+        pki.ca_pem, " -cert ", pki.client_pem, " -key ", pki.client_key, " > ",
+        out, " 2> /dev/null");
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    FILE* f = fopen(out.c_str(), "r");
+    ASSERT_NE(f, nullptr);
+    char buf[256] = {};
+    const size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    EXPECT_EQ(std::string(buf, n), "hello from s_client\nquit\n") << version;
+  }
+  std::lock_guard<std::mutex> lock(handler_.mu_);
+  ASSERT_EQ(handler_.at_first_stream_.size(), 2u);
+  EXPECT_EQ(handler_.at_first_stream_[0].tls_version, "TLSv1.2");
+  EXPECT_EQ(handler_.at_first_stream_[1].tls_version, "TLSv1.3");
+  for (const PeerInfo& peer : handler_.at_first_stream_) {
+    EXPECT_TRUE(peer.client_cert_verified);
+    EXPECT_EQ(peer.client_cert_subject_cn, "device-1");
+  }
+}
+
+// Counts bytes; keeps nothing per connection, so that the memory measured
+// below is the loop's and OpenSSL's.
+class CountingHandler : public LoopHandler {
+ public:
+  void OnOpen(ConnectionId) override {}
+  bool OnStream(ConnectionId, absl::Span<const uint8_t> bytes,
+                size_t* consumed) override {
+    bytes_.fetch_add(bytes.size(), std::memory_order_relaxed);
+    *consumed = bytes.size();
+    return true;
+  }
+  void OnClose(ConnectionId, CloseReason) override {}
+  std::atomic<size_t> bytes_{0};
+};
+
+size_t ResidentBytes() {
+  long pages = 0, resident = 0;
+  FILE* f = fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  fclose(f);
+  return static_cast<size_t>(resident) * static_cast<size_t>(getpagesize());
+}
+
+// Holds many idle TLS connections (made by a child process, so that the
+// clients' memory is not counted) and reports the gateway-side resident
+// memory per connection and the rate of completed handshakes.
+TEST_P(TlsLoopTest, IdleTlsConnectionsCostLittleMemory) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "memory figures mean nothing under a sanitizer";
+#endif
+  constexpr int kConnections = 1000;
+  rlimit files{};
+  getrlimit(RLIMIT_NOFILE, &files);
+  if (files.rlim_cur < 2 * kConnections + 100) {
+    files.rlim_cur = std::min<rlim_t>(files.rlim_max, 2 * kConnections + 100);
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  ASSERT_GE(files.rlim_cur, 2 * kConnections + 100u);
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(to_parent), 0);
+  // The certificates exist before the fork (made once per process).
+  const TlsServerOptions tls = DefaultTls();
+  // Fork before any thread of this test starts.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(to_child[1]);
+    close(to_parent[0]);
+    int port = 0;
+    if (read(to_child[0], &port, sizeof(port)) != sizeof(port)) _exit(2);
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_load_verify_locations(ctx, TestPki::Get().ca_pem.c_str(), nullptr);
+    // The costlier case: a client certificate (the server keeps it).
+    SSL_CTX_use_certificate_file(ctx, TestPki::Get().client_pem.c_str(),
+                                 SSL_FILETYPE_PEM);
+    SSL_CTX_use_PrivateKey_file(ctx, TestPki::Get().client_key.c_str(),
+                                SSL_FILETYPE_PEM);
+    std::vector<SSL*> held;
+    int made = 0;
+    for (int i = 0; i < kConnections; ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        break;
+      }
+      SSL* ssl = SSL_new(ctx);
+      SSL_set_fd(ssl, fd);
+      int r;
+      do {
+        r = SSL_connect(ssl);
+      } while (r != 1 && errno == EINTR);
+      if (r != 1 || SSL_write(ssl, "x", 1) != 1) {
+        std::fprintf(stderr, "client %d: SSL error %d, errno %d\n", i,
+                     SSL_get_error(ssl, r), errno);
+        break;
+      }
+      held.push_back(ssl);
+      ++made;
+    }
+    if (write(to_parent[1], &made, sizeof(made)) != sizeof(made)) _exit(3);
+    char bye;
+    if (read(to_child[0], &bye, 1) < 0) _exit(4);
+    _exit(0);
+  }
+  close(to_child[0]);
+  close(to_parent[1]);
+
+  CountingHandler handler;
+  auto context = TlsServerContext::Create(tls);
+  ASSERT_TRUE(context.ok()) << context.status();
+  LoopOptions options;
+  options.backend = GetParam();
+  options.framing = Framing::kStream;
+  auto loop = EventLoop::Create(options, &handler);
+  ASSERT_TRUE(loop.ok()) << loop.status();
+  auto port = (*loop)->ListenTcp("127.0.0.1", 0, *context);
+  ASSERT_TRUE(port.ok());
+  std::thread runner([&] { (*loop)->Run(); });
+  // Warm up: one connection of our own fills OpenSSL's process-wide caches.
+  {
+    TlsClient warm;
+    ASSERT_TRUE(warm.Connect(*port, TlsClient::Options{}).ok());
+    ASSERT_TRUE(warm.Write("x").ok());
+  }
+  for (int i = 0; i < 1000 && handler.bytes_.load() < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  malloc_trim(0);
+  const size_t rss_before = ResidentBytes();
+  const size_t heap_before = mallinfo2().uordblks;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(write(to_child[1], &*port, sizeof(int)), sizeof(int));
+  int made = 0;
+  ASSERT_EQ(read(to_parent[0], &made, sizeof(made)), sizeof(made));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  EXPECT_EQ(made, kConnections);
+  for (int i = 0; i < 2000 && handler.bytes_.load() < 1u + made; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(handler.bytes_.load(), 1u + made);
+  const size_t rss_after = ResidentBytes();
+  const size_t heap_after = mallinfo2().uordblks;
+  std::printf(
+      "%s: %d idle TLS 1.3 connections (client certificate): %zu bytes "
+      "resident, %zu heap bytes each; %.0f handshakes/s (one client, one at "
+      "a time)\n",
+      IoBackendName(GetParam()), made,
+      (rss_after - rss_before) / std::max(made, 1),
+      (heap_after - heap_before) / std::max(made, 1), made / seconds);
+  EXPECT_LT((rss_after - rss_before) / std::max(made, 1), 40u << 10);
+  EXPECT_EQ((*loop)->ConnectionCount(), static_cast<size_t>(made));
+  ASSERT_EQ(write(to_child[1], "q", 1), 1);
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  (*loop)->Stop();
+  runner.join();
+  close(to_child[1]);
+  close(to_parent[0]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TlsLoopTest,
                          ::testing::Values(IoBackend::kIoUring,
                                            IoBackend::kEpoll),
                          [](const auto& info) {
