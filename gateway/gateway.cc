@@ -21,10 +21,15 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "base/status.h"
+#include "gateway/auth/identities.h"
 #include "gateway/client.h"
-#include "message/status.h"
+#include "gateway/net/tls.h"
+#include "gateway/twins/twin_store.h"
 #include "router/router.h"
 #include "store/store.h"
 
@@ -97,19 +102,28 @@ class BatchAdapter final : public OutboundBatch {
   size_t remaining_ = 0;
 };
 
-// A router sink that delivers over gateway connections.
+// The protocol heads a module can be connected on.
+enum class Head : uint8_t { kNative, kMqtt };
+
+// Server::Deliver or MqttServer::Deliver.
+using DeliverFn =
+    std::function<void(const Identity&, absl::string_view, OutboundBatch*)>;
+
+// A router sink that delivers over one head's connections.
 class ConnectionSink final : public Sink {
  public:
-  ConnectionSink(Server* server, Identity target, std::string input)
-      : server_(server), target_(std::move(target)), input_(std::move(input)) {}
+  ConnectionSink(DeliverFn deliver, Identity target, std::string input)
+      : deliver_(std::move(deliver)),
+        target_(std::move(target)),
+        input_(std::move(input)) {}
   void Deliver(DeliveryBatch* batch) override {
     if (batch->size() == 0) return;
     adapter_.Reset(batch);
-    server_->Deliver(target_, input_, &adapter_);
+    deliver_(target_, input_, &adapter_);
   }
 
  private:
-  Server* const server_;
+  const DeliverFn deliver_;
   const Identity target_;
   const std::string input_;
   BatchAdapter adapter_;
@@ -222,7 +236,8 @@ class MetricsServer {
 
 class GatewayImpl final : public ServerHooks {
  public:
-  explicit GatewayImpl(const GatewayOptions& options) : options_(options) {}
+  explicit GatewayImpl(const GatewayOptions& options)
+      : options_(options), mqtt_hooks_(this) {}
 
   ~GatewayImpl() override { Shutdown().IgnoreError(); }
 
@@ -236,6 +251,9 @@ class GatewayImpl final : public ServerHooks {
           "a deployment manifest is required (manifest_path)");
     }
     last_manifest_ = manifest;
+    if (!options_.identities_path.empty()) {
+      EDGEROUTE_RETURN_IF_ERROR(ApplyIdentities(/*only_if_changed=*/false));
+    }
     if (!options_.store_dir.empty()) {
       store::StoreOptions store_options;
       store_options.directory = options_.store_dir;
@@ -253,6 +271,22 @@ class GatewayImpl final : public ServerHooks {
     EDGEROUTE_ASSIGN_OR_RETURN(router_,
                                Router::Create(router_options, manifest));
 
+    twins::TwinStoreOptions twin_options;
+    twin_options.device_id = options_.device_id;
+    if (!options_.store_dir.empty()) {
+      twin_options.dir = options_.store_dir + "/twins";
+    }
+    EDGEROUTE_ASSIGN_OR_RETURN(twins_, twins::TwinStore::Open(twin_options));
+    // The first manifest defines the desired versions; with a directory,
+    // what changed since the last run is sent to modules as they subscribe
+    // (a GET returns the current document anyway).
+    absl::StatusOr<std::vector<twins::DesiredPatch>> patches =
+        twins_->SetDesired(manifest);
+    if (!patches.ok()) {
+      Log(absl::StrCat("twins: desired properties not read: ",
+                       patches.status().ToString()));
+    }
+
     ServerOptions server_options;
     server_options.loop.backend = options_.backend;
     server_options.loop.max_frame_bytes = options_.max_frame_bytes;
@@ -261,11 +295,17 @@ class GatewayImpl final : public ServerHooks {
     server_options.tcp_port = options_.tcp_port;
     server_options.unix_path = options_.unix_path;
     server_options.max_unacked_deliveries = options_.max_unacked_deliveries;
+    server_options.identities = identities_;
+    server_options.log = [](absl::string_view line) { Log(line); };
     // Only a store makes admission wait (Send returns once the append is
     // done); without one it is a ring push, cheaper than a thread hop.
     server_options.admission_queue_bytes =
         store_ != nullptr ? options_.admission_queue_bytes : 0;
     EDGEROUTE_ASSIGN_OR_RETURN(server_, Server::Create(server_options, this));
+
+    if (!options_.mqtt_listeners.empty()) {
+      EDGEROUTE_RETURN_IF_ERROR(CreateMqtt());
+    }
 
     if (options_.metrics_port >= 0) {
       EDGEROUTE_ASSIGN_OR_RETURN(
@@ -278,6 +318,7 @@ class GatewayImpl final : public ServerHooks {
 
   absl::Status Start() {
     EDGEROUTE_RETURN_IF_ERROR(server_->Start());
+    if (mqtt_ != nullptr) EDGEROUTE_RETURN_IF_ERROR(mqtt_->Start());
     if (metrics_ != nullptr) metrics_->Start();
     if (!options_.manifest_path.empty() &&
         options_.manifest_watch != ManifestWatch::kOff) {
@@ -286,11 +327,30 @@ class GatewayImpl final : public ServerHooks {
                         options_.manifest_path, options_.manifest_watch,
                         [this] { ReloadIfChanged(); }, Log));
     }
+    if (!options_.identities_path.empty() &&
+        options_.manifest_watch != ManifestWatch::kOff) {
+      EDGEROUTE_ASSIGN_OR_RETURN(
+          identities_watcher_,
+          ManifestWatcher::Create(
+              options_.identities_path, options_.manifest_watch,
+              [this] { ReloadIdentitiesIfChanged(); }, Log));
+    }
     started_ = true;
     return absl::OkStatus();
   }
 
-  absl::Status Reload() { return ApplyManifest(/*only_if_changed=*/false); }
+  absl::Status Reload() {
+    // A gateway given its manifest as text has only identities to reload.
+    const absl::Status routes =
+        options_.manifest_path.empty() && !options_.identities_path.empty()
+            ? absl::OkStatus()
+            : ApplyManifest(/*only_if_changed=*/false);
+    const absl::Status identities =
+        options_.identities_path.empty()
+            ? absl::OkStatus()
+            : ApplyIdentities(/*only_if_changed=*/false);
+    return !routes.ok() ? routes : identities;
+  }
 
   Gateway::ReloadCounts reload_counts() const {
     std::lock_guard<std::mutex> lock(reload_mu_);
@@ -310,30 +370,48 @@ class GatewayImpl final : public ServerHooks {
                      what, "reload refused, old routes kept: ", s.ToString()));
   }
 
+  void ReloadIdentitiesIfChanged() {
+    bool attempted = false;
+    const absl::Status s =
+        ApplyIdentities(/*only_if_changed=*/true, &attempted);
+    if (!attempted) return;
+    const std::string what =
+        absl::StrCat("identities '", options_.identities_path, "' changed: ");
+    Log(s.ok() ? absl::StrCat(what, "reloaded")
+               : absl::StrCat(what,
+                              "refused, old identities kept: ", s.ToString()));
+  }
+
   absl::Status Shutdown() {
     if (shut_down_ || router_ == nullptr) return absl::OkStatus();
     shut_down_ = true;
     // First, so that no reload races the router's Close.
     watcher_.reset();
-    // Relaxed: read by the loop thread only to refuse new telemetry.
+    identities_watcher_.reset();
+    // Relaxed: read by the loop threads only to refuse new telemetry.
     closing_.store(true, std::memory_order_relaxed);
     if (metrics_ != nullptr) metrics_->Stop();
     // Drain the router while clients are still connected to ack; if a
     // client holds a delivery past the router's close timeout, stopping the
-    // server completes it with a retry so Close can finish.
+    // servers completes it with a retry so Close can finish.
     std::future<absl::Status> closed =
         std::async(std::launch::async, [this] { return router_->Close(); });
     if (closed.wait_for(std::chrono::seconds(6)) != std::future_status::ready) {
       Log("router drain timed out; closing connections");
     }
     server_->Stop();
+    if (mqtt_ != nullptr) mqtt_->Stop();
     absl::Status status = closed.get();
+    std::lock_guard<std::mutex> lock(sinks_mu_);
     sinks_.clear();
     retired_.clear();
     return status;
   }
 
   int tcp_port() const { return server_->tcp_port(); }
+  std::vector<int> mqtt_ports() const {
+    return mqtt_ != nullptr ? mqtt_->ports() : std::vector<int>();
+  }
   int metrics_port() const {
     return metrics_ == nullptr ? -1 : metrics_->port();
   }
@@ -343,6 +421,7 @@ class GatewayImpl final : public ServerHooks {
     const Gateway::ReloadCounts reloads = reload_counts();
     return absl::StrCat(
         router_->PrometheusText(), server_->PrometheusText(),
+        mqtt_ != nullptr ? mqtt_->PrometheusText() : std::string(),
         "# HELP edgeroute_gateway_manifest_reloads_total Manifest reloads "
         "(SIGHUP, file changes) by result.\n"
         "# TYPE edgeroute_gateway_manifest_reloads_total counter\n"
@@ -368,7 +447,7 @@ class GatewayImpl final : public ServerHooks {
     return router_->WaitIdle(absl::Milliseconds(timeout_ms));
   }
 
-  // ServerHooks: the admission thread (or the loop thread without one).
+  // ServerHooks (both heads): the admission thread or a loop thread.
   fb::ErrorCode OnTelemetry(const Identity&, absl::string_view,
                             const MessageView& message) override {
     if (closing_.load(std::memory_order_relaxed)) {
@@ -385,22 +464,144 @@ class GatewayImpl final : public ServerHooks {
     return fb::ErrorCode::kBadFrame;
   }
 
-  // ServerHooks: the loop thread.
+  // ServerHooks of the native server: its loop thread.
   void OnSubscription(const Identity& identity, absl::string_view input,
                       bool active) override {
-    std::string endpoint;
+    OnHeadSubscription(Head::kNative, identity, input, active);
+  }
+
+ private:
+  // The MQTT head's hooks: the same hub, with subscriptions marked as MQTT.
+  class MqttHooks final : public ServerHooks {
+   public:
+    explicit MqttHooks(GatewayImpl* hub) : hub_(hub) {}
+    fb::ErrorCode OnTelemetry(const Identity& from, absl::string_view output,
+                              const MessageView& message) override {
+      return hub_->OnTelemetry(from, output, message);
+    }
+    void OnSubscription(const Identity& identity, absl::string_view input,
+                        bool active) override {
+      hub_->OnHeadSubscription(Head::kMqtt, identity, input, active);
+    }
+
+   private:
+    GatewayImpl* const hub_;
+  };
+
+  absl::Status CreateMqtt() {
+    mqtt::MqttServerOptions mqtt_options;
+    mqtt_options.loop.backend = options_.backend;
+    mqtt_options.loop.max_send_queue_bytes = options_.max_send_queue_bytes;
+    mqtt_options.listeners = options_.mqtt_listeners;
+    mqtt_options.session.max_message_bytes = options_.max_message_bytes;
+    mqtt_options.identities = identities_;
+    mqtt_options.twins = twins_.get();
+    mqtt_options.device_id = options_.device_id;
+    if (!options_.store_dir.empty()) {
+      mqtt_options.session_dir = options_.store_dir + "/mqtt-sessions";
+    }
+    if (!options_.tls_cert_path.empty() || !options_.tls_key_path.empty()) {
+      TlsServerOptions tls;
+      tls.cert_chain_pem_path = options_.tls_cert_path;
+      tls.private_key_pem_path = options_.tls_key_path;
+      tls.client_ca_pem_path = options_.tls_client_ca_path;
+      // Self-signed device certificates are named by their thumbprint in
+      // the identities file: the registry, not the TLS layer, decides.
+      tls.admit_unverified_client_certs = identities_ != nullptr;
+      EDGEROUTE_ASSIGN_OR_RETURN(mqtt_options.tls,
+                                 TlsServerContext::Create(tls));
+    } else if (!options_.tls_client_ca_path.empty()) {
+      return absl::InvalidArgumentError(
+          "a client CA bundle needs a server certificate and key (TLS)");
+    }
+    EDGEROUTE_ASSIGN_OR_RETURN(
+        mqtt_, mqtt::MqttServer::Create(mqtt_options, &mqtt_hooks_));
+    return absl::OkStatus();
+  }
+
+  // Subscriptions of either head (their loop threads). Sets the router
+  // sink of each endpoint the subscription covers to a sink bound to that
+  // head; a head only removes sinks it owns.
+  void OnHeadSubscription(Head head, const Identity& identity,
+                          absl::string_view input, bool active) {
+    std::lock_guard<std::mutex> lock(sinks_mu_);
     if (input == kUpstreamInput) {
-      endpoint = std::string(kUpstreamEndpoint);
-    } else if (identity.device_id == options_.device_id &&
-               !identity.module_id.empty()) {
-      endpoint =
-          absl::StrCat(options_.device_id, "/", identity.module_id, "/", input);
-    } else {
+      if (head == Head::kNative) {
+        SetEndpointSink(head, std::string(kUpstreamEndpoint), identity, input,
+                        active);
+      }
+      return;
+    }
+    if (identity.device_id != options_.device_id ||
+        identity.module_id.empty()) {
       return;  // only this device's modules have inputs
+    }
+    const std::string prefix =
+        absl::StrCat(options_.device_id, "/", identity.module_id, "/");
+    if (head == Head::kMqtt && input == mqtt::kAllInputs) {
+      if (active) {
+        all_inputs_.insert(identity.module_id);
+      } else {
+        all_inputs_.erase(identity.module_id);
+      }
+      for (const std::string& endpoint : ModuleEndpoints(prefix)) {
+        const std::string name = endpoint.substr(prefix.size());
+        if (!active && explicit_mqtt_.contains(endpoint)) continue;
+        SetEndpointSink(head, endpoint, identity, name, active);
+      }
+      return;
+    }
+    const std::string endpoint = absl::StrCat(prefix, input);
+    if (head == Head::kMqtt) {
+      if (active) {
+        explicit_mqtt_.insert(endpoint);
+      } else {
+        explicit_mqtt_.erase(endpoint);
+        // Still covered by an all-inputs subscription.
+        if (all_inputs_.contains(identity.module_id)) return;
+      }
+    }
+    SetEndpointSink(head, endpoint, identity, input, active);
+  }
+
+  // The endpoints of the current routes whose ids start with `prefix`.
+  std::vector<std::string> ModuleEndpoints(const std::string& prefix) const {
+    std::vector<std::string> ids;
+    for (const EndpointMetrics& e : router_->GetMetrics().endpoints) {
+      if (absl::StartsWith(e.endpoint_id, prefix) &&
+          e.endpoint_id.size() > prefix.size()) {
+        ids.push_back(e.endpoint_id);
+      }
+    }
+    return ids;
+  }
+
+  // REQUIRES: sinks_mu_ held.
+  void SetEndpointSink(Head head, const std::string& endpoint,
+                       const Identity& identity, absl::string_view input,
+                       bool active) {
+    auto owned = sinks_.find(endpoint);
+    if (!active && (owned == sinks_.end() || owned->second.head != head ||
+                    owned->second.sink == nullptr)) {
+      return;  // another head holds it now (or nobody)
     }
     std::shared_ptr<Sink> sink;
     if (active) {
-      sink = std::make_shared<ConnectionSink>(server_.get(), identity,
+      DeliverFn deliver;
+      if (head == Head::kNative) {
+        deliver = [server = server_.get()](const Identity& target,
+                                           absl::string_view in,
+                                           OutboundBatch* batch) {
+          server->Deliver(target, in, batch);
+        };
+      } else {
+        deliver = [server = mqtt_.get()](const Identity& target,
+                                         absl::string_view in,
+                                         OutboundBatch* batch) {
+          server->Deliver(target, in, batch);
+        };
+      }
+      sink = std::make_shared<ConnectionSink>(std::move(deliver), identity,
                                               std::string(input));
     }
     absl::Status s = router_->SetSink(endpoint, sink);
@@ -409,14 +610,31 @@ class GatewayImpl final : public ServerHooks {
     }
     if (!s.ok()) return;
     // Replaced sinks are retired, not destroyed: a batch of theirs may
-    // still be posted to the loop thread. They are freed at shutdown (one
+    // still be posted to a loop thread. They are freed at shutdown (one
     // small object per reconnect).
-    std::shared_ptr<Sink>& slot = sinks_[endpoint];
-    if (slot != nullptr) retired_.push_back(std::move(slot));
-    slot = std::move(sink);
+    Owned& slot = sinks_[endpoint];
+    if (slot.sink != nullptr) retired_.push_back(std::move(slot.sink));
+    slot.head = head;
+    slot.sink = std::move(sink);
   }
 
- private:
+  // After a route change: MQTT modules subscribed to all their inputs get
+  // sinks for the inputs the new routes name.
+  void CoverNewEndpoints() {
+    std::lock_guard<std::mutex> lock(sinks_mu_);
+    for (const std::string& module : all_inputs_) {
+      const std::string prefix =
+          absl::StrCat(options_.device_id, "/", module, "/");
+      for (const std::string& endpoint : ModuleEndpoints(prefix)) {
+        auto owned = sinks_.find(endpoint);
+        if (owned != sinks_.end() && owned->second.sink != nullptr) continue;
+        SetEndpointSink(Head::kMqtt, endpoint,
+                        Identity{options_.device_id, module},
+                        endpoint.substr(prefix.size()), true);
+      }
+    }
+  }
+
   // SIGHUP, Reload() and the watcher all come here, one at a time. With
   // `only_if_changed`, a text equal to the last one read (applied or
   // refused) is not applied again, and an unreadable file is reported once
@@ -444,17 +662,73 @@ class GatewayImpl final : public ServerHooks {
     last_manifest_ = std::move(*text);
     const absl::Status s = router_->UpdateRoutes(last_manifest_);
     ++(s.ok() ? reload_counts_.applied : reload_counts_.refused);
+    if (!s.ok()) return s;
+    CoverNewEndpoints();
+    absl::StatusOr<std::vector<twins::DesiredPatch>> patches =
+        twins_->SetDesired(last_manifest_);
+    if (!patches.ok()) {
+      Log(absl::StrCat("twins: desired properties not updated: ",
+                       patches.status().ToString()));
+    } else if (mqtt_ != nullptr && !patches->empty()) {
+      mqtt_->PublishDesired(*std::move(patches));
+    }
     return s;
   }
 
+  // Re-reads the identities file; a file with errors is refused (the
+  // message has its line and column) and the old identities stay.
+  absl::Status ApplyIdentities(bool only_if_changed,
+                               bool* attempted = nullptr) {
+    if (attempted != nullptr) *attempted = false;
+    std::lock_guard<std::mutex> lock(identities_mu_);
+    absl::StatusOr<std::string> text = ReadFile(options_.identities_path);
+    if (text.ok() && only_if_changed && *text == last_identities_text_) {
+      return absl::OkStatus();
+    }
+    if (attempted != nullptr) *attempted = true;
+    if (!text.ok()) return text.status();
+    if (text->size() > auth::kMaxIdentitiesFileBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options_.identities_path, ": larger than ",
+                       auth::kMaxIdentitiesFileBytes, " bytes"));
+    }
+    last_identities_text_ = *text;
+    absl::StatusOr<std::shared_ptr<const auth::IdentityRegistry>> registry =
+        auth::IdentityRegistry::Parse(*text);
+    if (!registry.ok()) {
+      return absl::Status(registry.status().code(),
+                          absl::StrCat(options_.identities_path, ":",
+                                       registry.status().message()));
+    }
+    identities_ = *registry;
+    // Null before Init created the heads (which then take identities_).
+    if (server_ != nullptr) server_->SetIdentities(identities_);
+    if (mqtt_ != nullptr) {
+      EDGEROUTE_RETURN_IF_ERROR(mqtt_->SetIdentities(identities_));
+    }
+    return absl::OkStatus();
+  }
+
   const GatewayOptions options_;
+  MqttHooks mqtt_hooks_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Router> router_;
+  std::unique_ptr<twins::TwinStore> twins_;
   std::unique_ptr<Server> server_;
+  std::unique_ptr<mqtt::MqttServer> mqtt_;
   std::unique_ptr<MetricsServer> metrics_;
-  // Loop thread (and Shutdown after the server stopped).
-  absl::flat_hash_map<std::string, std::shared_ptr<Sink>> sinks_;
-  std::vector<std::shared_ptr<Sink>> retired_;
+  // Endpoint sinks, set from both heads' loop threads (and reloads).
+  struct Owned {
+    Head head = Head::kNative;
+    std::shared_ptr<Sink> sink;
+  };
+  std::mutex sinks_mu_;
+  absl::flat_hash_map<std::string, Owned> sinks_;  // guarded by sinks_mu_
+  std::vector<std::shared_ptr<Sink>> retired_;     // guarded by sinks_mu_
+  // MQTT modules subscribed to all their inputs, and MQTT endpoints
+  // subscribed by name (guarded by sinks_mu_).
+  absl::flat_hash_set<std::string> all_inputs_;
+  absl::flat_hash_set<std::string> explicit_mqtt_;
   std::atomic<bool> closing_{false};
   // std::mutex rather than absl::Mutex: the system Abseil has no
   // ThreadSanitizer annotations.
@@ -462,7 +736,11 @@ class GatewayImpl final : public ServerHooks {
   std::string last_manifest_;            // guarded by reload_mu_
   bool last_read_failed_ = false;        // guarded by reload_mu_
   Gateway::ReloadCounts reload_counts_;  // guarded by reload_mu_
+  std::mutex identities_mu_;
+  std::shared_ptr<const auth::IdentityRegistry> identities_;  // guarded
+  std::string last_identities_text_;                          // guarded
   std::unique_ptr<ManifestWatcher> watcher_;
+  std::unique_ptr<ManifestWatcher> identities_watcher_;
   bool started_ = false;
   bool shut_down_ = false;
 };
@@ -483,6 +761,7 @@ Gateway::ReloadCounts Gateway::reload_counts() const {
 }
 absl::Status Gateway::Shutdown() { return impl_->Shutdown(); }
 int Gateway::tcp_port() const { return impl_->tcp_port(); }
+std::vector<int> Gateway::mqtt_ports() const { return impl_->mqtt_ports(); }
 int Gateway::metrics_port() const { return impl_->metrics_port(); }
 IoBackend Gateway::backend() const { return impl_->backend(); }
 std::string Gateway::PrometheusText() const { return impl_->PrometheusText(); }
@@ -531,6 +810,18 @@ absl::Status RunGateway(const GatewayOptions& options) {
                          (*gateway)->metrics_port(), "/metrics")
           : std::string("off"),
       ", I/O ", IoBackendName((*gateway)->backend())));
+  const std::vector<int> mqtt_ports = (*gateway)->mqtt_ports();
+  for (size_t i = 0; i < mqtt_ports.size(); ++i) {
+    Log(absl::StrCat(
+        "mqtt listening on ", options.mqtt_listeners[i].host, ":",
+        mqtt_ports[i],
+        options.tls_cert_path.empty() ? " (plain TCP)" : " (tls)"));
+  }
+  if (!mqtt_ports.empty() && options.identities_path.empty()) {
+    Log("warning: no identities file: any MQTT client on this machine may "
+        "connect as any device or module (allowed on loopback only; give "
+        "--identities FILE)");
+  }
   if (options.on_ready) {
     options.on_ready((*gateway)->tcp_port(), (*gateway)->metrics_port());
   }

@@ -1,23 +1,33 @@
-// The reference gateway: the protocol server (server.h) in front of an
-// embedded Router (router/router.h).
+// The reference gateway: two protocol heads -- the native protocol server
+// (server.h) and the MQTT head in the IoT Hub dialect (mqtt/mqtt_server.h) --
+// in front of an embedded Router (router/router.h), with identities
+// (auth/identities.h) and twins (twins/twin_store.h).
 //
 //   * Telemetry from a connected module or device is stamped with its
-//     identity and sent to the router (TelemetryAck reports admission).
+//     identity and sent to the router (TelemetryAck or, over MQTT, PUBACK
+//     reports admission).
 //   * `BrokeredEndpoint("/modules/{m}/inputs/{i}")` endpoints (router
 //     endpoint ids "{device_id}/{m}/{i}") deliver over the connection of
 //     module {m} that subscribed to {i}, in order, acks completing each
-//     message. While the module is not connected the endpoint has no sink
-//     and its messages wait (in the store when one is configured); they
-//     drain when it subscribes again.
+//     message -- over whichever head the module subscribed on (an MQTT
+//     subscription to all inputs covers every input the routes name). While
+//     the module is not connected the endpoint has no sink and its messages
+//     wait (in the store when one is configured); they drain when it
+//     subscribes again.
 //   * `$upstream` (endpoint "iothub") delivers to the connections subscribed
 //     to "$upstream", each message identity (connectionDeviceId
 //     [/connectionModuleId]) sticking to one of them.
 //   * Prometheus metrics (router + gateway) over HTTP on a loopback port.
 //
+//   * Twins: desired properties from each module's entry in the manifest,
+//     reported properties kept in the store directory; a manifest reload
+//     sends changed desired properties to the MQTT modules subscribed.
+//
 // RunGateway adds the process life cycle: SIGTERM/SIGINT shut down
 // gracefully (stop accepting, drain the router, close connections), SIGHUP
-// re-reads the manifest and swaps the routes. A started Gateway also
-// reloads by itself when the manifest file changes (manifest_watch).
+// re-reads the manifest (and the identities file) and swaps the routes. A
+// started Gateway also reloads by itself when the manifest or identities
+// file changes (manifest_watch).
 
 #ifndef EDGEROUTE_GATEWAY_GATEWAY_H_
 #define EDGEROUTE_GATEWAY_GATEWAY_H_
@@ -25,11 +35,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "gateway/event_loop.h"
 #include "gateway/manifest_watcher.h"
+#include "gateway/mqtt/mqtt_server.h"
 #include "gateway/server.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -66,7 +78,28 @@ struct GatewayOptions {
   std::string metrics_host = "127.0.0.1";
   int metrics_port = -1;
 
-  // Store-and-forward directory; empty = in-memory queues only.
+  // MQTT listeners (IPv4 host and port; port 0 picks a free one). Empty:
+  // no MQTT head.
+  std::vector<mqtt::MqttListener> mqtt_listeners;
+  // TLS: the server certificate chain and key (PEM). When set, every MQTT
+  // listener speaks TLS only. tls_client_ca_path (optional): clients are
+  // asked for certificates, which X.509 identities need.
+  std::string tls_cert_path;
+  std::string tls_key_path;
+  std::string tls_client_ca_path;
+  // The identities file (auth/identities.h): who may connect, with which
+  // SAS keys or certificates, over MQTT and (when given) the native
+  // protocol. Reloaded with the manifest (SIGHUP, Reload(), file changes);
+  // a file with errors is refused with its line and column and the old
+  // identities stay. Empty: MQTT accepts any identity, which Create refuses
+  // unless every MQTT listener is on loopback.
+  std::string identities_path;
+  // Largest message payload accepted over MQTT (edgeHub's default 256 KiB).
+  size_t max_message_bytes = mqtt::kDefaultMaxMessageBytes;
+
+  // Store-and-forward directory; empty = in-memory queues only. Twins'
+  // reported properties and saved MQTT sessions are kept below it
+  // ("twins/", "mqtt-sessions/").
   std::string store_dir;
 
   IoBackend backend = IoBackend::kAuto;
@@ -100,9 +133,10 @@ class Gateway {
   Gateway& operator=(const Gateway&) = delete;
 
   absl::Status Start();
-  // Re-reads the manifest (manifest_path) and swaps the route table. On
-  // error the old routes stay and the error lists every problem. The file
-  // watcher goes through the same path.
+  // Re-reads the manifest (manifest_path) and swaps the route table, sends
+  // changed desired properties to subscribed modules, and re-reads the
+  // identities file. On error the old routes (or identities) stay and the
+  // error lists every problem. The file watchers go through the same paths.
   absl::Status Reload();
   // Manifest reloads so far (SIGHUP, Reload() and file changes): applied,
   // and refused (unreadable file or a manifest with errors).
@@ -116,6 +150,8 @@ class Gateway {
   absl::Status Shutdown();
 
   int tcp_port() const;
+  // The bound MQTT ports, in GatewayOptions::mqtt_listeners order.
+  std::vector<int> mqtt_ports() const;
   int metrics_port() const;
   IoBackend backend() const;
   // Router and gateway metrics in Prometheus text format.

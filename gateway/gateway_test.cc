@@ -7,16 +7,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <future>
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "gateway/auth/sas_token.h"
 #include "gateway/client.h"
+#include "gateway/mqtt/test_client.h"
 #include "gateway/test_socket.h"
 #include "gtest/gtest.h"
 
@@ -402,6 +407,364 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(info.param == ManifestWatch::kPoll ? "Poll"
                                                             : "Inotify");
     });
+
+// The MQTT head composed with the router: an MQTT sensor's output reaches
+// an MQTT filter's input through the manifest's route.
+constexpr char kMqttManifest[] = R"json({
+  "modulesContent": {
+    "$edgeAgent": {"properties.desired": {}},
+    "$edgeHub": {"properties.desired": {
+      "schemaVersion": "1.1",
+      "routes": {
+        "toFilter": "FROM /messages/modules/sensor/outputs/temperature INTO BrokeredEndpoint(\"/modules/filter/inputs/input1\")",
+        "hot": "FROM /messages/modules/sensor/outputs/temperature WHERE level = 'high temp' INTO BrokeredEndpoint(\"/modules/filter/inputs/alerts\")"
+      },
+      "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}}},
+    "filter": {"properties.desired": {"threshold": 30}}
+  }
+})json";
+
+void WriteFile(const std::string& path, absl::string_view text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+class GatewayMqttTest : public GatewayTest {
+ protected:
+  void StartMqtt(GatewayOptions options = {}) {
+    options.mqtt_listeners.push_back(mqtt::MqttListener{"127.0.0.1", 0});
+    if (options.manifest_path.empty()) options.manifest_json = kMqttManifest;
+    Start(options);
+    ASSERT_EQ(gateway_->mqtt_ports().size(), 1u);
+    mqtt_port_ = gateway_->mqtt_ports()[0];
+  }
+  std::unique_ptr<mqtt::TestClient> MqttClient() {
+    auto c = mqtt::TestClient::Open(mqtt_port_);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+  int mqtt_port_ = 0;
+};
+
+TEST_F(GatewayMqttTest, TelemetryIsRoutedToAModuleInput) {
+  StartMqtt();
+  auto filter = MqttClient();
+  ASSERT_EQ(*filter->Connect("edge-1/filter", /*clean=*/false),
+            mqtt::ConnectCode::kAccepted);
+  ASSERT_EQ(*filter->Subscribe("devices/edge-1/modules/filter/inputs/#", 1), 1);
+  auto sensor = MqttClient();
+  ASSERT_EQ(*sensor->Connect("edge-1/sensor"), mqtt::ConnectCode::kAccepted);
+  ASSERT_TRUE(sensor
+                  ->Publish("devices/edge-1/modules/sensor/messages/events/"
+                            "%24.on=temperature&%24.mid=m1&level=high%20temp/",
+                            R"({"t":104})", 1, 5)
+                  .ok());
+  // Both routes match: input1 and alerts, one PUBLISH each.
+  std::vector<std::string> topics;
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<mqtt::Packet> p = filter->Read();
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_EQ(p->type, mqtt::PacketType::kPublish);
+    EXPECT_EQ(p->publish.payload, R"({"t":104})");
+    topics.emplace_back(p->publish.topic);
+    ASSERT_TRUE(filter->Puback(p->packet_id).ok());
+  }
+  std::sort(topics.begin(), topics.end());
+  EXPECT_EQ(topics[0],
+            "devices/edge-1/modules/filter/inputs/alerts/"
+            "%24.mid=m1&%24.cdid=edge-1&%24.cmid=sensor&level=high%20temp");
+  EXPECT_EQ(topics[1],
+            "devices/edge-1/modules/filter/inputs/input1/"
+            "%24.mid=m1&%24.cdid=edge-1&%24.cmid=sensor&level=high%20temp");
+  ASSERT_TRUE(gateway_->WaitIdle(10000).ok());
+  const RouterMetrics m = gateway_->RouterMetricsSnapshot();
+  uint64_t delivered = 0;
+  for (const EndpointMetrics& e : m.endpoints) delivered += e.delivered;
+  EXPECT_EQ(delivered, 2u);
+  EXPECT_TRUE(absl::StrContains(gateway_->PrometheusText(),
+                                "edgeroute_mqtt_deliveries_acked_total 2"));
+}
+
+TEST_F(GatewayMqttTest, NativeAndMqttModulesShareTheRoutes) {
+  StartMqtt();
+  // The filter on the native protocol, the sensor over MQTT.
+  auto filter = Connect("filter");
+  ASSERT_TRUE(filter != nullptr);
+  ASSERT_TRUE(filter->Subscribe({"input1"}).ok());
+  auto sensor = MqttClient();
+  ASSERT_EQ(*sensor->Connect("edge-1/sensor"), mqtt::ConnectCode::kAccepted);
+  ASSERT_TRUE(sensor
+                  ->Publish("devices/edge-1/modules/sensor/messages/events/"
+                            "%24.on=temperature",
+                            "42", 1)
+                  .ok());
+  auto d = filter->Receive(10000);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->message.body(), "42");
+  EXPECT_EQ(d->message.FindSystemProperty("connectionModuleId").value,
+            "sensor");
+  ASSERT_TRUE(filter->Ack(d->delivery_id).ok());
+}
+
+TEST_F(GatewayMqttTest, MessagesWaitForAnMqttModuleAndDrainWhenItSubscribes) {
+  StartMqtt();
+  auto sensor = MqttClient();
+  ASSERT_EQ(*sensor->Connect("edge-1/sensor"), mqtt::ConnectCode::kAccepted);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(sensor
+                    ->Publish("devices/edge-1/modules/sensor/messages/events/"
+                              "%24.on=temperature",
+                              absl::StrCat(i), 1, static_cast<uint16_t>(i + 1))
+                    .ok());
+  }
+  auto filter = MqttClient();
+  ASSERT_EQ(*filter->Connect("edge-1/filter"), mqtt::ConnectCode::kAccepted);
+  ASSERT_EQ(
+      *filter->Subscribe("devices/edge-1/modules/filter/inputs/input1/#", 1),
+      1);
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<mqtt::Packet> p = filter->Read();
+    ASSERT_TRUE(p.ok()) << i << ": " << p.status();
+    EXPECT_EQ(p->publish.payload, absl::StrCat(i));
+    ASSERT_TRUE(filter->Puback(p->packet_id).ok());
+  }
+}
+
+TEST_F(GatewayMqttTest, TwinsAndDesiredPatchesOnReload) {
+  const std::string manifest = TempPath("mqtt-twin-manifest.json");
+  WriteFile(manifest, kMqttManifest);
+  GatewayOptions options;
+  options.manifest_path = manifest;
+  options.manifest_watch = ManifestWatch::kOff;
+  StartMqtt(options);
+  auto filter = MqttClient();
+  ASSERT_EQ(*filter->Connect("edge-1/filter"), mqtt::ConnectCode::kAccepted);
+  ASSERT_EQ(*filter->Subscribe("$iothub/twin/res/#", 0), 0);
+  ASSERT_EQ(*filter->Subscribe("$iothub/twin/PATCH/properties/desired/#", 0, 2),
+            0);
+  ASSERT_TRUE(filter->Publish("$iothub/twin/GET/?$rid=1", " ", 0).ok());
+  absl::StatusOr<mqtt::Packet> p = filter->Read();
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->publish.topic, "$iothub/twin/res/200/?$rid=1");
+  EXPECT_TRUE(absl::StrContains(p->publish.payload, R"("threshold":30)"))
+      << p->publish.payload;
+  std::string changed = kMqttManifest;
+  changed.replace(changed.find(R"("threshold": 30)"), 15, R"("threshold": 31)");
+  WriteFile(manifest, changed);
+  ASSERT_TRUE(gateway_->Reload().ok());
+  p = filter->Read();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->publish.topic,
+            "$iothub/twin/PATCH/properties/desired/?$version=2");
+  EXPECT_TRUE(absl::StrContains(p->publish.payload, R"("threshold":31)"))
+      << p->publish.payload;
+}
+
+TEST_F(GatewayMqttTest, IdentitiesAreCheckedAndReloaded) {
+  const std::string key1 = auth::Base64Encode(std::string(32, '1'));
+  const std::string key2 = auth::Base64Encode(std::string(32, '2'));
+  auto identities_json = [](const std::string& key) {
+    return absl::StrCat(
+        R"({"hub": "h.example", "identities": [)",
+        R"({"deviceId": "edge-1", "moduleId": "sensor", "primaryKey": ")", key,
+        R"("}]})");
+  };
+  const std::string path = TempPath("mqtt-identities.json");
+  WriteFile(path, identities_json(key1));
+  GatewayOptions options;
+  options.identities_path = path;
+  StartMqtt(options);
+  const std::string username = "h.example/edge-1/sensor/?api-version=1";
+  auto token = [](const std::string& key) {
+    return auth::MakeSasToken(
+        auth::SasResourceUri("h.example", Identity{"edge-1", "sensor"}), key,
+        absl::Now() + absl::Hours(1));
+  };
+  const std::string token1 = token(key1), token2 = token(key2);
+  EXPECT_EQ(
+      *MqttClient()->Connect("edge-1/sensor", true, 60, &username, &token1),
+      mqtt::ConnectCode::kAccepted);
+  EXPECT_EQ(
+      *MqttClient()->Connect("edge-1/sensor", true, 60, &username, &token2),
+      mqtt::ConnectCode::kNotAuthorized);
+  const std::string other = "h.example/edge-1/filter/?api-version=1";
+  EXPECT_EQ(*MqttClient()->Connect("edge-1/sensor", true, 60, &other, &token1),
+            mqtt::ConnectCode::kBadUserNameOrPassword);
+  // A bad file is refused with its position; the old identities stay.
+  WriteFile(path, "{\n  \"hub\": \"h.example\",\n  \"identities\": [\n");
+  absl::Status reload = gateway_->Reload();
+  ASSERT_FALSE(reload.ok());
+  EXPECT_TRUE(absl::StrContains(reload.message(), path + ":"))
+      << reload.message();
+  EXPECT_EQ(
+      *MqttClient()->Connect("edge-1/sensor", true, 60, &username, &token1),
+      mqtt::ConnectCode::kAccepted);
+  // A good one takes effect.
+  WriteFile(path, identities_json(key2));
+  ASSERT_TRUE(gateway_->Reload().ok());
+  EXPECT_EQ(
+      *MqttClient()->Connect("edge-1/sensor", true, 60, &username, &token2),
+      mqtt::ConnectCode::kAccepted);
+  EXPECT_EQ(
+      *MqttClient()->Connect("edge-1/sensor", true, 60, &username, &token1),
+      mqtt::ConnectCode::kNotAuthorized);
+}
+
+TEST_F(GatewayMqttTest, BadIdentitiesFileStopsTheStart) {
+  const std::string path = TempPath("mqtt-bad-identities.json");
+  WriteFile(path,
+            "{\"hub\": \"h.example\", \"identities\": [{\"deviceId\": 7}]}");
+  GatewayOptions options;
+  options.manifest_json = kMqttManifest;
+  options.mqtt_listeners.push_back(mqtt::MqttListener{"127.0.0.1", 0});
+  options.identities_path = path;
+  options.tcp_port = 0;
+  auto gateway = Gateway::Create(options);
+  ASSERT_FALSE(gateway.ok());
+  EXPECT_TRUE(absl::StrContains(gateway.status().message(), ":1:"))
+      << gateway.status();
+}
+
+TEST_F(GatewayMqttTest, NonLoopbackMqttNeedsIdentities) {
+  GatewayOptions options;
+  options.manifest_json = kMqttManifest;
+  options.mqtt_listeners.push_back(mqtt::MqttListener{"0.0.0.0", 0});
+  options.tcp_port = 0;
+  auto gateway = Gateway::Create(options);
+  ASSERT_FALSE(gateway.ok());
+  EXPECT_TRUE(absl::StrContains(gateway.status().message(), "identities"));
+}
+
+// Real clients no one here wrote: mosquitto_sub as the filter module,
+// mosquitto_pub as the sensor, through the gateway's routes.
+TEST_F(GatewayMqttTest, MosquittoClientsThroughTheRoutes) {
+  if (access("/usr/bin/mosquitto_sub", X_OK) != 0 ||
+      access("/usr/bin/mosquitto_pub", X_OK) != 0) {
+    GTEST_SKIP() << "mosquitto-clients is not installed";
+  }
+  StartMqtt();
+  const std::string sub = absl::StrCat(
+      "timeout 20 /usr/bin/mosquitto_sub -h 127.0.0.1 -p ", mqtt_port_,
+      " -V mqttv311 -i edge-1/filter"
+      " -u 'hub/edge-1/filter/?api-version=2021-04-12'"
+      " -t 'devices/edge-1/modules/filter/inputs/input1/#' -q 1 -C 1 -v");
+  FILE* subscriber = popen(sub.c_str(), "r");
+  ASSERT_NE(subscriber, nullptr);
+  // Wait until the subscription gave the endpoint its sink.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  bool has_sink = false;
+  while (!has_sink && absl::Now() < deadline) {
+    for (const EndpointMetrics& e :
+         gateway_->RouterMetricsSnapshot().endpoints) {
+      has_sink |= e.endpoint_id == "edge-1/filter/input1" && e.has_sink;
+    }
+    if (!has_sink) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(has_sink);
+  const std::string pub = absl::StrCat(
+      "timeout 20 /usr/bin/mosquitto_pub -h 127.0.0.1 -p ", mqtt_port_,
+      " -V mqttv311 -i edge-1/sensor"
+      " -u 'hub/edge-1/sensor/?api-version=2021-04-12'"
+      " -t 'devices/edge-1/modules/sensor/messages/events/"
+      "%24.on=temperature&%24.ct=application%2Fjson&level=high%20temp'"
+      " -q 1 -m '{\"temp\":104}'");
+  ASSERT_EQ(system(pub.c_str()), 0);
+  std::string out;
+  char line[4096];
+  while (fgets(line, sizeof(line), subscriber) != nullptr) out += line;
+  EXPECT_EQ(pclose(subscriber), 0);
+  EXPECT_EQ(out,
+            "devices/edge-1/modules/filter/inputs/input1/"
+            "%24.ct=application%2Fjson&%24.cdid=edge-1&%24.cmid=sensor&"
+            "level=high%20temp {\"temp\":104}\n");
+}
+
+// TLS with SAS tokens: mosquitto clients verify the gateway's certificate
+// (made here with the openssl command line) and sign in with tokens.
+TEST_F(GatewayMqttTest, TlsAndSasTokensWithMosquittoClients) {
+  if (access("/usr/bin/mosquitto_sub", X_OK) != 0 ||
+      access("/usr/bin/openssl", X_OK) != 0) {
+    GTEST_SKIP() << "mosquitto-clients or openssl is not installed";
+  }
+  const std::string dir = TempPath("mqtt-tls");
+  ASSERT_EQ(system(absl::StrCat("mkdir -p ", dir).c_str()), 0);
+  const std::string make_certs = absl::StrCat(
+      "cd ", dir,
+      " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key"
+      " -out ca.pem -days 1 -subj /CN=test-ca 2>/dev/null"
+      " && openssl req -newkey rsa:2048 -nodes -keyout server.key"
+      " -out server.csr -subj /CN=localhost 2>/dev/null"
+      " && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > ext.cnf"
+      " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key"
+      " -CAcreateserial -out server.pem -days 1 -extfile ext.cnf"
+      " 2>/dev/null");
+  ASSERT_EQ(system(make_certs.c_str()), 0);
+  const std::string key = auth::Base64Encode(std::string(32, 'k'));
+  const std::string identities = absl::StrCat(dir, "/identities.json");
+  WriteFile(identities,
+            absl::StrCat(R"({"hub": "h.example", "identities": [)",
+                         R"({"deviceId": "edge-1", "moduleId": "sensor", )",
+                         R"("primaryKey": ")", key, R"("},)",
+                         R"({"deviceId": "edge-1", "moduleId": "filter", )",
+                         R"("primaryKey": ")", key, R"("}]})"));
+  GatewayOptions options;
+  options.tls_cert_path = dir + "/server.pem";
+  options.tls_key_path = dir + "/server.key";
+  options.identities_path = identities;
+  StartMqtt(options);
+  auto token = [&key](absl::string_view module) {
+    return auth::MakeSasToken(
+        auth::SasResourceUri("h.example",
+                             Identity{"edge-1", std::string(module)}),
+        key, absl::Now() + absl::Hours(1));
+  };
+  auto client = [&](absl::string_view tool, absl::string_view module,
+                    const std::string& password) {
+    return absl::StrCat("timeout 20 /usr/bin/", tool, " -h 127.0.0.1 -p ",
+                        mqtt_port_, " --cafile ", dir,
+                        "/ca.pem -V mqttv311 -i edge-1/", module,
+                        " -u 'h.example/edge-1/", module,
+                        "/?api-version=2021-04-12' -P '", password, "' -q 1");
+  };
+  FILE* subscriber =
+      popen(absl::StrCat(client("mosquitto_sub", "filter", token("filter")),
+                         " -t 'devices/edge-1/modules/filter/inputs/#' -C 1 -v")
+                .c_str(),
+            "r");
+  ASSERT_NE(subscriber, nullptr);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  bool has_sink = false;
+  while (!has_sink && absl::Now() < deadline) {
+    for (const EndpointMetrics& e :
+         gateway_->RouterMetricsSnapshot().endpoints) {
+      has_sink |= e.endpoint_id == "edge-1/filter/input1" && e.has_sink;
+    }
+    if (!has_sink) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(has_sink);
+  // A wrong token is refused (mosquitto_pub exits non-zero).
+  EXPECT_NE(
+      system(absl::StrCat(client("mosquitto_pub", "sensor", token("filter")),
+                          " -t 'devices/edge-1/modules/sensor/messages/events/'"
+                          " -m x 2>/dev/null")
+                 .c_str()),
+      0);
+  ASSERT_EQ(
+      system(absl::StrCat(client("mosquitto_pub", "sensor", token("sensor")),
+                          " -t 'devices/edge-1/modules/sensor/messages/events/"
+                          "%24.on=temperature' -m secure")
+                 .c_str()),
+      0);
+  std::string out;
+  char line[4096];
+  while (fgets(line, sizeof(line), subscriber) != nullptr) out += line;
+  EXPECT_EQ(pclose(subscriber), 0);
+  EXPECT_EQ(out,
+            "devices/edge-1/modules/filter/inputs/input1/"
+            "%24.cdid=edge-1&%24.cmid=sensor secure\n");
+  EXPECT_TRUE(absl::StrContains(
+      gateway_->PrometheusText(),
+      "edgeroute_mqtt_connects_total{result=\"not_authorized\"} 1"));
+}
 
 TEST(RunGatewayTest, SighupReloadsAndSigtermStops) {
   // Signals stay pending for RunGateway's sigwait, whichever thread they hit.

@@ -62,6 +62,9 @@ Usage:
       oldest message age, bytes on disk. Opens it read-only.
 
   edgeroute run --manifest M.json [--store DIR] [--device ID]
+                [--mqtt HOST:PORT ...] [--tls-cert PEM --tls-key PEM]
+                [--tls-client-ca PEM] [--identities FILE]
+                [--max-message-bytes N]
                 [--listen unix:PATH|tcp:HOST:PORT ...] [--metrics HOST:PORT]
                 [--io epoll|uring] [--watch auto|poll|off]
       Run the gateway until SIGTERM/SIGINT. The manifest is reloaded on
@@ -70,12 +73,22 @@ Usage:
       polls every second where inotify is unavailable; poll always polls;
       off reloads on SIGHUP only. Changes apply 200 ms after the last one;
       a manifest with errors is refused with a log line and the old routes
-      stay. Modules and devices connect with the protocol of
-      gateway/PROTOCOL.md. Without --listen: tcp:127.0.0.1:7411. --store
+      stay. Modules and devices connect over MQTT 3.1.1 in the IoT Hub
+      dialect (--mqtt, repeatable; port 0 picks a free port; the bound
+      ports are printed as "mqtt listening on HOST:PORT") or with the
+      protocol of gateway/PROTOCOL.md (--listen; default
+      tcp:127.0.0.1:7411). With --tls-cert and --tls-key every MQTT
+      listener is TLS; --tls-client-ca asks clients for certificates
+      (X.509 identities). --identities names the devices and modules that
+      may connect and their keys or certificates (see edgeroute identity);
+      it is reloaded with the manifest. Without it MQTT accepts any
+      identity, which is allowed only on loopback addresses. --max-message-
+      bytes bounds an MQTT message's payload (default 262144). --store
       keeps messages in a RocksDB store-and-forward directory (default: in
-      memory). --metrics serves Prometheus text on http://HOST:PORT/metrics.
-      --device is the edge device id modules say in their hello (default
-      edge-gateway).
+      memory), twins' reported properties and MQTT sessions below it.
+      --metrics serves Prometheus text on http://HOST:PORT/metrics.
+      --device is the edge device id (default edge-gateway): modules are
+      {device}/{module}.
 
   edgeroute demo [--seconds S] [--messages N] [--store DIR]
       Run a gateway with a temporary store and simulated sensor, filter
@@ -155,6 +168,7 @@ int RunCommand(const CommandContext& ctx) {
   gateway::GatewayOptions options;
   bool tcp_listener = false;
   bool unix_listener = false;
+  bool max_message_given = false;
   for (size_t i = 0; i < ctx.args.size(); ++i) {
     const std::string& arg = ctx.args[i];
     std::string value;
@@ -184,6 +198,43 @@ int RunCommand(const CommandContext& ctx) {
                  << value << "')\n";
         return kExitUsage;
       }
+    } else if (IsFlag(arg, "--mqtt")) {
+      if (!FlagValue(ctx, "--mqtt", &i, &value)) return kExitUsage;
+      gateway::mqtt::MqttListener listener;
+      if (!SplitHostPort(value, &listener.host, &listener.port)) {
+        *ctx.err << "edgeroute: --mqtt wants HOST:PORT (got '" << value
+                 << "')\n";
+        return kExitUsage;
+      }
+      options.mqtt_listeners.push_back(listener);
+    } else if (IsFlag(arg, "--tls-cert")) {
+      if (!FlagValue(ctx, "--tls-cert", &i, &options.tls_cert_path)) {
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--tls-key")) {
+      if (!FlagValue(ctx, "--tls-key", &i, &options.tls_key_path)) {
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--tls-client-ca")) {
+      if (!FlagValue(ctx, "--tls-client-ca", &i, &options.tls_client_ca_path)) {
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--identities")) {
+      if (!FlagValue(ctx, "--identities", &i, &options.identities_path)) {
+        return kExitUsage;
+      }
+    } else if (IsFlag(arg, "--max-message-bytes")) {
+      if (!FlagValue(ctx, "--max-message-bytes", &i, &value)) {
+        return kExitUsage;
+      }
+      if (!absl::SimpleAtoi(value, &options.max_message_bytes) ||
+          options.max_message_bytes < 1 ||
+          options.max_message_bytes > (16u << 20)) {
+        *ctx.err << "edgeroute: --max-message-bytes wants 1..16777216 (got '"
+                 << value << "')\n";
+        return kExitUsage;
+      }
+      max_message_given = true;
     } else if (IsFlag(arg, "--metrics")) {
       if (!FlagValue(ctx, "--metrics", &i, &value)) return kExitUsage;
       if (!SplitHostPort(value, &options.metrics_host, &options.metrics_port)) {
@@ -226,6 +277,32 @@ int RunCommand(const CommandContext& ctx) {
     return kExitUsage;
   }
   if (unix_listener && !tcp_listener) options.tcp_port = -1;
+  if (options.tls_cert_path.empty() != options.tls_key_path.empty()) {
+    *ctx.err << "edgeroute: --tls-cert and --tls-key go together\n";
+    return kExitUsage;
+  }
+  if (!options.tls_client_ca_path.empty() && options.tls_cert_path.empty()) {
+    *ctx.err << "edgeroute: --tls-client-ca needs --tls-cert and --tls-key\n";
+    return kExitUsage;
+  }
+  if (options.mqtt_listeners.empty() &&
+      (!options.tls_cert_path.empty() || max_message_given)) {
+    *ctx.err << "edgeroute: --tls-cert and --max-message-bytes apply to "
+                "MQTT listeners: add --mqtt HOST:PORT\n";
+    return kExitUsage;
+  }
+  if (options.identities_path.empty()) {
+    for (const gateway::mqtt::MqttListener& l : options.mqtt_listeners) {
+      if (!gateway::mqtt::IsLoopbackHost(l.host)) {
+        *ctx.err << "edgeroute: run: --mqtt " << l.host << ":" << l.port
+                 << " is not a loopback address: without --identities any "
+                    "client could connect as any device or module. Give "
+                    "--identities FILE (see edgeroute identity add), or "
+                    "listen on 127.0.0.1.\n";
+        return kExitInvalid;
+      }
+    }
+  }
   const absl::Status status = gateway::RunGateway(options);
   if (!status.ok()) {
     *ctx.err << "edgeroute: run: " << status.ToString() << "\n";
