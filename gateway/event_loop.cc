@@ -838,7 +838,9 @@ class UringLoop final : public LoopBase {
   // (IOSQE_BUFFER_SELECT) when data arrives, so an idle connection with a
   // receive in flight holds no buffer. Buffers return to the ring as soon
   // as their bytes were handed out.
-  static constexpr unsigned kRingBuffers = 64;  // a power of two
+  // A power of two. Only the pages that data reached are resident: small
+  // messages touch one page per buffer, bulk transfers all of them.
+  static constexpr unsigned kRingBuffers = 128;
   static constexpr uint16_t kBufferGroup = 0;
 
   size_t BufRingBytes() const { return kRingBuffers * sizeof(io_uring_buf); }

@@ -97,10 +97,14 @@ struct PeerInfo {
   // The client presented a certificate and it verified against the
   // listener's client CA bundle.
   bool client_cert_verified = false;
-  // SHA-256 of the client certificate's DER, lower-case hex; empty without a
-  // (verified) client certificate.
+  // SHA-256 of the client certificate's DER, lower-case hex; empty when the
+  // client presented none. A presented certificate that fails verification
+  // fails the handshake, unless the listener admits unverified certificates
+  // (TlsServerOptions::admit_unverified_client_certs; then this is filled
+  // and client_cert_verified is false).
   std::string client_cert_sha256_hex;
-  // The client certificate subject's common name; empty without one.
+  // The client certificate subject's common name; empty without a
+  // certificate or without exactly one CN.
   std::string client_cert_subject_cn;
 };
 

@@ -337,6 +337,21 @@ TEST_F(TlsTest, GarbageFailsAndSaysWhy) {
   EXPECT_EQ((*context)->stats().handshakes_failed, 1u);
 }
 
+// A ClientHello that announces 16 MiB fails as soon as its header is read:
+// a connection that has not finished its handshake holds bounded memory.
+TEST_F(TlsTest, OversizedHandshakeMessageFailsAtOnce) {
+  auto context = TlsServerContext::Create(Options());
+  ASSERT_TRUE(context.ok());
+  Pair pair(*context, TLS1_3_VERSION);
+  // Record: handshake, TLS 1.0, 16384 bytes; message: ClientHello, 0xffffff.
+  std::string record("\x16\x03\x01\x40\x00\x01\xff\xff\xff", 9);
+  record.append(16384 - 4, '\0');
+  pair.FeedRaw(record);
+  EXPECT_EQ(pair.last(), TlsConnection::ReadResult::kFailed);
+  EXPECT_TRUE(absl::StrContains(pair.server().error(), "excessive"))
+      << pair.server().error();
+}
+
 TEST_F(TlsTest, CloseNotifyEndsTheStream) {
   auto context = TlsServerContext::Create(Options());
   ASSERT_TRUE(context.ok());
