@@ -1,11 +1,11 @@
-#include "tools/message_json.h"
+#include "message/message_json.h"
 
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace edgeroute::tools {
+namespace edgeroute {
 namespace {
 
 using ::testing::HasSubstr;
@@ -73,24 +73,39 @@ TEST(BuildMessageFromJson, BadInputIsAnErrorNamingTheKey) {
   }
 }
 
-TEST(SplitJsonObject, MembersKeepRawText) {
-  absl::StatusOr<std::vector<JsonMember>> m =
-      SplitJsonObject(R"( {"a\u0041": {"x": "}"} , "b":-1.5e3,"c":"s"} )");
+TEST(BuildMessageFromJson, StringsMustBeUtf8WithoutLoneSurrogates) {
+  MessageBuilder builder;
+  for (const char* bad : {"{\"props\":{\"k\":\"\xff\"}}",
+                          R"({"props":{"k":"\ud800"}})",
+                          R"({"body":"\udc00"})", "\xef\xbb\xbf{}"}) {
+    EXPECT_FALSE(BuildMessageFromJson(bad, &builder).ok()) << bad;
+  }
+  absl::StatusOr<MessageView> m = BuildMessageFromJson(
+      R"({"props":{"k":"\ud83d\ude00"}})", &builder);
   ASSERT_TRUE(m.ok()) << m.status();
-  ASSERT_EQ(m->size(), 3u);
-  EXPECT_EQ((*m)[0].key, "aA");
-  EXPECT_EQ((*m)[0].raw_value, R"({"x": "}"})");
-  EXPECT_EQ((*m)[1].raw_value, "-1.5e3");
-  EXPECT_EQ((*m)[2].raw_value, "\"s\"");
+  EXPECT_EQ(m->FindProperty("k").value, "\xf0\x9f\x98\x80");
 }
 
-TEST(JsonQuote, EscapesQuotesBackslashesAndControls) {
-  EXPECT_EQ(JsonQuote("a\"b\\c\nd\te\x01"), R"("a\"b\\c\nd\te\u0001")");
-  EXPECT_EQ(JsonQuote("\xc3\xa9"), "\"\xc3\xa9\"");
-  absl::StatusOr<std::string> back = DecodeJsonString(JsonQuote("x\"\n\x1f"));
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(*back, "x\"\n\x1f");
+TEST(BuildMessageFromJson, SourceOverrideAndNodeOfALargerText) {
+  MessageBuilder builder;
+  absl::StatusOr<MessageView> m = BuildMessageFromJson(
+      R"({"sys":{"connectionModuleId":"m1"}})", &builder, "/x/y");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->source(), "/x/y");
+  // A JSON line carrying a message: the body is a slice of the line.
+  const std::string line =
+      R"({"condition": "true", "message": {"body": {"a": [1, 2]}}})";
+  JsonNode root;
+  JsonReadError error;
+  ASSERT_TRUE(ReadJson(line, MessageJsonReaderOptions(), &root, &error));
+  const JsonNode* message = FindJsonMember(root, "message", false);
+  ASSERT_NE(message, nullptr);
+  m = BuildMessageFromJsonNode(*message, line, &builder);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->body(), R"({"a": [1, 2]})");
+  EXPECT_FALSE(
+      BuildMessageFromJsonNode(root.children[0], line, &builder).ok());
 }
 
 }  // namespace
-}  // namespace edgeroute::tools
+}  // namespace edgeroute

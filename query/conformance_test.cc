@@ -11,9 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "base/json_reader.h"
 #include "message/message.h"
+#include "message/message_json.h"
 #include "query/query.h"
-#include "query/test_message.h"
 
 namespace edgeroute::query {
 namespace {
@@ -45,7 +46,7 @@ void RunConditions(const std::string& file) {
       got = "compile-error";
       detail = std::string(compiled.status().message());
     } else {
-      ASSERT_TRUE(testing::BuildTestMessage(cols[1], &builder))
+      ASSERT_TRUE(BuildMessageFromJson(cols[1], &builder).ok())
           << file << ":" << i + 1;
       auto scratch = (*compiled)->NewScratch();
       got = TriName((*compiled)->Evaluate(builder.view(), scratch.get()));
@@ -112,8 +113,9 @@ TEST(ConformanceTest, RouteSetPlanAgreesWithConditions) {
   std::vector<uint8_t> matched;
   size_t true_count = 0, mismatches = 0;
   for (const std::string& json : messages) {
-    ASSERT_TRUE(testing::BuildTestMessage(json, &builder,
-                                          "/messages/modules/m/outputs/o"))
+    ASSERT_TRUE(
+        BuildMessageFromJson(json, &builder, "/messages/modules/m/outputs/o")
+            .ok())
         << json;
     (*set)->EvaluateAll(builder.view(), set_scratch.get(), &matched);
     ASSERT_EQ(matched.size(), routes.size());
@@ -135,6 +137,35 @@ TEST(ConformanceTest, RouteSetPlanAgreesWithConditions) {
   }
   EXPECT_EQ(mismatches, 0u);
   EXPECT_GT(true_count, 0u);
+}
+
+// A routes-generated.jsonl line: {"route": R, "expect": "error" |
+// {"source": S, "condition": C, "sink": E}} -> the route and the expected
+// first stage in FirstStage's form.
+bool ParseRouteCase(absl::string_view line, std::string* route,
+                    std::string* expected) {
+  JsonNode root;
+  JsonReadError error;
+  if (!ReadJson(line, MessageJsonReaderOptions(), &root, &error)) return false;
+  const JsonNode* r = FindJsonMember(root, "route", false);
+  const JsonNode* e = FindJsonMember(root, "expect", false);
+  if (r == nullptr || r->kind != JsonNode::Kind::kString || e == nullptr) {
+    return false;
+  }
+  *route = r->text;
+  if (e->kind == JsonNode::Kind::kString) {
+    *expected = e->text;
+    return true;
+  }
+  const JsonNode* source = FindJsonMember(*e, "source", false);
+  const JsonNode* condition = FindJsonMember(*e, "condition", false);
+  const JsonNode* sink = FindJsonMember(*e, "sink", false);
+  if (source == nullptr || condition == nullptr || sink == nullptr) {
+    return false;
+  }
+  *expected = absl::StrCat("source=", source->text, "|condition=",
+                           condition->text, "|sink=", sink->text);
+  return true;
 }
 
 std::string FirstStage(const std::string& route) {
@@ -162,7 +193,7 @@ TEST(ConformanceTest, GeneratedRoutes) {
   for (const std::string& line : ReadLines("routes-generated.jsonl")) {
     if (line.empty()) continue;
     std::string route, expected;
-    ASSERT_TRUE(testing::ParseRouteCase(line, &route, &expected)) << line;
+    ASSERT_TRUE(ParseRouteCase(line, &route, &expected)) << line;
     ++cases;
     EXPECT_EQ(FirstStage(route), expected) << line;
   }

@@ -19,10 +19,10 @@ FLAGS=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I. -I"$out/gen")
 ABSL_LIBS=$(pkg-config --libs absl_status absl_statusor absl_strings \
   absl_str_format absl_flat_hash_map absl_hash)
-srcs=(query/${target}_fuzzer.cc message/message.cc base/utf8.cc)
-for f in query/*.cc; do
+srcs=(query/${target}_fuzzer.cc message/message.cc)
+for f in base/*.cc query/*.cc; do
   case "$f" in
-    *_test.cc|*_fuzzer.cc|query/manifest*|query/test_message.cc) ;;
+    *_test.cc|*_fuzzer.cc|query/manifest*) ;;
     *) srcs+=("$f") ;;
   esac
 done

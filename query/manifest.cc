@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/json_reader.h"
 #include "base/json_string.h"
 #include "base/source_text.h"
 #include "message/message.h"
@@ -22,300 +23,19 @@
 namespace edgeroute::query {
 namespace {
 
-// ---------------------------------------------------------------------------
-// A small strict JSON reader that remembers where every value starts and
-// ends in the source, so that every manifest problem can be reported at its
-// line and column. Manifests are control-plane input: clarity over speed.
-
-constexpr int kMaxJsonDepth = 128;
-
-struct JsonNode {
-  enum class Kind : uint8_t { kNull, kBool, kNumber, kString, kArray, kObject };
-
-  Kind kind = Kind::kNull;
-  // Source byte range of the value: [begin, end).
-  size_t begin = 0;
-  size_t end = 0;
-  bool boolean = false;
-  // Decoded text for a string; the raw number text for a number.
-  std::string text;
-  // Array items, or object members in source order.
-  std::vector<JsonNode> children;
-  // For object members: the decoded key and where its opening quote is.
-  std::string key;
-  size_t key_begin = 0;
-};
-
-const char* KindName(JsonNode::Kind kind) {
-  switch (kind) {
-    case JsonNode::Kind::kNull:
-      return "null";
-    case JsonNode::Kind::kBool:
-      return "a boolean";
-    case JsonNode::Kind::kNumber:
-      return "a number";
-    case JsonNode::Kind::kString:
-      return "a string";
-    case JsonNode::Kind::kArray:
-      return "an array";
-    case JsonNode::Kind::kObject:
-      return "an object";
-  }
-  return "?";
-}
-
-// Manifest strings: a lone surrogate escape reads as U+FFFD (it cannot be
-// UTF-8); other bytes are kept as they are (route text is repaired when it
-// is compiled).
+// Manifests are read with the positioned JSON reader (base/json_reader.h):
+// strict JSON, a byte order mark tolerated; a lone surrogate escape reads as
+// U+FFFD (it cannot be UTF-8); other bytes are kept as they are (route text
+// is repaired when it is compiled).
 constexpr JsonStringOptions kManifestStrings = {LoneSurrogate::kReplace,
                                                 /*require_utf8=*/false};
 
-// Decodes the string at src[begin] (see DecodeJsonString).
-size_t DecodeString(absl::string_view src, size_t begin, std::string* out,
-                    std::vector<size_t>* offsets, size_t* error_at,
-                    std::string* error) {
-  JsonStringError e;
-  const size_t next =
-      DecodeJsonString(src, begin, kManifestStrings, out, offsets, &e);
-  if (next == 0) {
-    *error_at = e.at;
-    *error = std::move(e.message);
-  }
-  return next;
-}
-
-class JsonReader {
- public:
-  explicit JsonReader(absl::string_view src) : src_(src) {}
-
-  // Parses the whole text as one JSON value. On failure returns false with
-  // error_at() and error() set.
-  bool Parse(JsonNode* root) {
-    // A UTF-8 byte order mark is tolerated.
-    if (src_.size() >= 3 && src_.substr(0, 3) == "\xEF\xBB\xBF") pos_ = 3;
-    SkipSpace();
-    if (pos_ >= src_.size()) return Fail(pos_, "the file is empty");
-    if (!ParseValue(root, 0)) return false;
-    SkipSpace();
-    if (pos_ < src_.size()) {
-      return Fail(pos_, "unexpected text after the end of the JSON value");
-    }
-    return true;
-  }
-
-  size_t error_at() const { return error_at_; }
-  const std::string& error() const { return error_; }
-
- private:
-  bool Fail(size_t at, std::string message) {
-    error_at_ = at;
-    error_ = std::move(message);
-    return false;
-  }
-
-  void SkipSpace() {
-    while (pos_ < src_.size()) {
-      const char c = src_[pos_];
-      if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
-      ++pos_;
-    }
-  }
-
-  bool Literal(absl::string_view word) {
-    if (src_.substr(pos_, word.size()) != word) return false;
-    pos_ += word.size();
-    return true;
-  }
-
-  bool ParseValue(JsonNode* node, int depth) {
-    if (depth > kMaxJsonDepth) {
-      return Fail(pos_, absl::StrCat("JSON nested deeper than ", kMaxJsonDepth,
-                                     " levels"));
-    }
-    node->begin = pos_;
-    if (pos_ >= src_.size()) return Fail(pos_, "expected a value");
-    const char c = src_[pos_];
-    bool ok = true;
-    switch (c) {
-      case '{':
-        ok = ParseObject(node, depth);
-        break;
-      case '[':
-        ok = ParseArray(node, depth);
-        break;
-      case '"': {
-        node->kind = JsonNode::Kind::kString;
-        size_t at = 0;
-        std::string message;
-        const size_t next =
-            DecodeString(src_, pos_, &node->text, nullptr, &at, &message);
-        if (next == 0) return Fail(at, message);
-        pos_ = next;
-        break;
-      }
-      case 't':
-      case 'f':
-      case 'n':
-        if (Literal("true")) {
-          node->kind = JsonNode::Kind::kBool;
-          node->boolean = true;
-        } else if (Literal("false")) {
-          node->kind = JsonNode::Kind::kBool;
-        } else if (Literal("null")) {
-          node->kind = JsonNode::Kind::kNull;
-        } else {
-          return Fail(pos_,
-                      "expected a value (true, false and null are "
-                      "lowercase; strings need double quotes)");
-        }
-        break;
-      default:
-        if (c == '-' || (c >= '0' && c <= '9')) {
-          ok = ParseNumber(node);
-        } else if (c == '\'') {
-          return Fail(pos_, "strings need double quotes in JSON");
-        } else if (c == '}' || c == ']') {
-          return Fail(
-              pos_, absl::StrCat("expected a value before '", std::string(1, c),
-                                 "' (trailing commas are not JSON)"));
-        } else {
-          return Fail(pos_, "expected a value");
-        }
-    }
-    node->end = pos_;
-    return ok;
-  }
-
-  bool ParseNumber(JsonNode* node) {
-    node->kind = JsonNode::Kind::kNumber;
-    const size_t start = pos_;
-    auto digit = [&](size_t at) {
-      return at < src_.size() && src_[at] >= '0' && src_[at] <= '9';
-    };
-    if (src_[pos_] == '-') ++pos_;
-    if (!digit(pos_)) return Fail(pos_, "expected a digit");
-    if (src_[pos_] == '0' && digit(pos_ + 1)) {
-      return Fail(pos_, "numbers must not have leading zeros");
-    }
-    while (digit(pos_)) ++pos_;
-    if (pos_ < src_.size() && src_[pos_] == '.') {
-      ++pos_;
-      if (!digit(pos_)) return Fail(pos_, "expected a digit after '.'");
-      while (digit(pos_)) ++pos_;
-    }
-    if (pos_ < src_.size() && (src_[pos_] == 'e' || src_[pos_] == 'E')) {
-      ++pos_;
-      if (pos_ < src_.size() && (src_[pos_] == '+' || src_[pos_] == '-')) {
-        ++pos_;
-      }
-      if (!digit(pos_)) return Fail(pos_, "expected a digit in the exponent");
-      while (digit(pos_)) ++pos_;
-    }
-    node->text = std::string(src_.substr(start, pos_ - start));
-    return true;
-  }
-
-  bool ParseArray(JsonNode* node, int depth) {
-    node->kind = JsonNode::Kind::kArray;
-    ++pos_;  // [
-    SkipSpace();
-    if (pos_ < src_.size() && src_[pos_] == ']') {
-      ++pos_;
-      return true;
-    }
-    while (true) {
-      node->children.emplace_back();
-      SkipSpace();
-      if (!ParseValue(&node->children.back(), depth + 1)) return false;
-      SkipSpace();
-      if (pos_ < src_.size() && src_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < src_.size() && src_[pos_] == ']') {
-        ++pos_;
-        return true;
-      }
-      return Fail(pos_, "expected ',' or ']' in array");
-    }
-  }
-
-  bool ParseObject(JsonNode* node, int depth) {
-    node->kind = JsonNode::Kind::kObject;
-    const size_t open = pos_;
-    ++pos_;  // {
-    SkipSpace();
-    if (pos_ < src_.size() && src_[pos_] == '}') {
-      ++pos_;
-      return true;
-    }
-    while (true) {
-      SkipSpace();
-      if (pos_ >= src_.size()) {
-        return Fail(open, "unterminated object: no closing '}'");
-      }
-      if (src_[pos_] != '"') {
-        if (src_[pos_] == '}') {
-          return Fail(pos_,
-                      "expected a member name before '}' (trailing "
-                      "commas are not JSON)");
-        }
-        return Fail(pos_, "expected a member name in double quotes");
-      }
-      JsonNode member;
-      member.key_begin = pos_;
-      size_t at = 0;
-      std::string message;
-      const size_t next =
-          DecodeString(src_, pos_, &member.key, nullptr, &at, &message);
-      if (next == 0) return Fail(at, message);
-      pos_ = next;
-      SkipSpace();
-      if (pos_ >= src_.size() || src_[pos_] != ':') {
-        return Fail(pos_, "expected ':' after the member name");
-      }
-      ++pos_;
-      SkipSpace();
-      if (!ParseValue(&member, depth + 1)) return false;
-      node->children.push_back(std::move(member));
-      SkipSpace();
-      if (pos_ < src_.size() && src_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < src_.size() && src_[pos_] == '}') {
-        ++pos_;
-        return true;
-      }
-      if (pos_ >= src_.size()) {
-        return Fail(open, "unterminated object: no closing '}'");
-      }
-      return Fail(pos_, "expected ',' or '}' after an object member");
-    }
-  }
-
-  absl::string_view src_;
-  size_t pos_ = 0;
-  size_t error_at_ = 0;
-  std::string error_;
-};
-
-// Finds the member named `key`: an exact match first, else (when
-// `ignore_case`) the first ASCII-case-insensitive match, as Newtonsoft binds
-// names. Returns null when absent.
-const JsonNode* Member(const JsonNode& object, absl::string_view key,
-                       bool ignore_case) {
-  if (object.kind != JsonNode::Kind::kObject) return nullptr;
-  const JsonNode* found = nullptr;
-  // The last exact duplicate wins, as in Newtonsoft's JObject.
-  for (const JsonNode& m : object.children) {
-    if (m.key == key) found = &m;
-  }
-  if (found != nullptr || !ignore_case) return found;
-  for (const JsonNode& m : object.children) {
-    if (EqualsIgnoreAsciiCase(m.key, key)) found = &m;
-  }
-  return found;
+JsonReaderOptions ManifestReaderOptions() {
+  JsonReaderOptions options;
+  options.max_depth = 128;
+  options.allow_byte_order_mark = true;
+  options.strings = kManifestStrings;
+  return options;
 }
 
 // ---------------------------------------------------------------------------
@@ -527,19 +247,18 @@ class ManifestParser {
       : src_(src), r_(*reporter) {}
 
   void Run(ParseResult* out) {
-    JsonReader reader(src_);
     JsonNode root;
-    if (!reader.Parse(&root)) {
-      r_.Add(Diagnostic::Severity::kError, reader.error_at(),
-             reader.error_at() + 1,
-             absl::StrCat("invalid JSON: ", reader.error()));
+    JsonReadError error;
+    if (!ReadJson(src_, ManifestReaderOptions(), &root, &error)) {
+      r_.Add(Diagnostic::Severity::kError, error.at, error.at + 1,
+             absl::StrCat("invalid JSON: ", error.message));
       return;
     }
     if (root.kind != JsonNode::Kind::kObject) {
       r_.Error(root, absl::StrCat("expected a JSON object (a deployment "
                                   "manifest or $edgeHub desired properties), "
                                   "found ",
-                                  KindName(root.kind)));
+                                  JsonKindName(root.kind)));
       return;
     }
     const JsonNode* desired = FindDesired(root);
@@ -550,16 +269,16 @@ class ManifestParser {
  private:
   // Locates $edgeHub's desired properties in the accepted shapes.
   const JsonNode* FindDesired(const JsonNode& root) {
-    const JsonNode* modules = Member(root, "modulesContent", false);
+    const JsonNode* modules = FindJsonMember(root, "modulesContent", false);
     if (modules == nullptr) {
-      const JsonNode* content = Member(root, "content", false);
+      const JsonNode* content = FindJsonMember(root, "content", false);
       if (content != nullptr) {
-        modules = Member(*content, "modulesContent", false);
+        modules = FindJsonMember(*content, "modulesContent", false);
       }
     }
     const JsonNode* hub = nullptr;
     if (modules != nullptr) {
-      hub = Member(*modules, "$edgeHub", false);
+      hub = FindJsonMember(*modules, "$edgeHub", false);
       if (hub == nullptr) {
         r_.ErrorAtKey(*modules,
                       "the manifest's modulesContent has no \"$edgeHub\" "
@@ -571,10 +290,10 @@ class ManifestParser {
         return nullptr;
       }
     } else {
-      hub = Member(root, "$edgeHub", false);
+      hub = FindJsonMember(root, "$edgeHub", false);
     }
     if (hub == nullptr) return &root;  // bare desired properties
-    const JsonNode* desired = Member(*hub, "properties.desired", false);
+    const JsonNode* desired = FindJsonMember(*hub, "properties.desired", false);
     if (desired == nullptr) {
       r_.ErrorAtKey(*hub, "\"$edgeHub\" has no \"properties.desired\"");
       return nullptr;
@@ -583,7 +302,7 @@ class ManifestParser {
       r_.Error(*desired,
                absl::StrCat("\"properties.desired\" of $edgeHub must be an "
                             "object, found ",
-                            KindName(desired->kind)));
+                            JsonKindName(desired->kind)));
       return nullptr;
     }
     return desired;
@@ -591,7 +310,7 @@ class ManifestParser {
 
   void ParseDesired(const JsonNode& desired, ParseResult* out) {
     // edgeHub reads schemaVersion with an exact (case-sensitive) lookup.
-    const JsonNode* version = Member(desired, "schemaVersion", false);
+    const JsonNode* version = FindJsonMember(desired, "schemaVersion", false);
     if (version == nullptr) {
       r_.Add(Diagnostic::Severity::kError, desired.begin, desired.begin + 1,
              "missing \"schemaVersion\" in $edgeHub's desired properties",
@@ -608,7 +327,7 @@ class ManifestParser {
     } else {
       r_.Error(*version, absl::StrCat("schemaVersion must be a string such "
                                       "as \"1.1\", found ",
-                                      KindName(version->kind)));
+                                      JsonKindName(version->kind)));
       return;
     }
     int major = 0, minor = 0;
@@ -659,7 +378,7 @@ class ManifestParser {
   }
 
   void ParseRoutes10(const JsonNode& desired, ParseResult* out) {
-    const JsonNode* routes = Member(desired, "routes", true);
+    const JsonNode* routes = FindJsonMember(desired, "routes", true);
     out->routes_readable = true;
     if (routes == nullptr || routes->kind == JsonNode::Kind::kNull) return;
     if (routes->kind != JsonNode::Kind::kObject) {
@@ -667,7 +386,7 @@ class ManifestParser {
       r_.Error(*routes,
                absl::StrCat("\"routes\" must be an object mapping route names "
                             "to route strings, found ",
-                            KindName(routes->kind)));
+                            JsonKindName(routes->kind)));
       return;
     }
     for (const JsonNode* m : UniqueMembers(*routes)) {
@@ -701,7 +420,7 @@ class ManifestParser {
           r_.Error(*m, absl::StrCat(Quoted(name),
                                     "must be a route string, "
                                     "found ",
-                                    KindName(m->kind)));
+                                    JsonKindName(m->kind)));
       }
     }
   }
@@ -710,7 +429,7 @@ class ManifestParser {
   // still checked by CompileEdgeHubConfig.
   void AddExtraFromObject(const JsonNode& object, const std::string& name,
                           ParseResult* out) {
-    const JsonNode* text = Member(object, "route", true);
+    const JsonNode* text = FindJsonMember(object, "route", true);
     if (text != nullptr && text->kind == JsonNode::Kind::kString &&
         !IsBlank(text->text)) {
       out->extra_routes.push_back(
@@ -721,7 +440,7 @@ class ManifestParser {
 
   void ParseRoutes11(const JsonNode& desired, ParseResult* out) {
     const std::string version = out->config.schema_version;
-    const JsonNode* routes = Member(desired, "routes", true);
+    const JsonNode* routes = FindJsonMember(desired, "routes", true);
     if (routes == nullptr || routes->kind == JsonNode::Kind::kNull) {
       r_.Add(Diagnostic::Severity::kError, desired.begin, desired.begin + 1,
              absl::StrCat("schemaVersion ", version,
@@ -732,7 +451,7 @@ class ManifestParser {
     if (routes->kind != JsonNode::Kind::kObject) {
       r_.Error(*routes, absl::StrCat("\"routes\" must be an object mapping "
                                      "route names to routes, found ",
-                                     KindName(routes->kind)));
+                                     JsonKindName(routes->kind)));
       return;
     }
     out->routes_readable = true;
@@ -771,7 +490,7 @@ class ManifestParser {
                                 "route string or an object {\"route\": ..., "
                                 "\"priority\": 0-9, \"timeToLiveSecs\": ...}, "
                                 "found ",
-                                KindName(m->kind)));
+                                JsonKindName(m->kind)));
       }
     }
   }
@@ -780,7 +499,7 @@ class ManifestParser {
                         ParseResult* out) {
     bool ok = true;
     RouteSpec spec{name, "", kDefaultPriority, 0};
-    const JsonNode* text = Member(object, "route", true);
+    const JsonNode* text = FindJsonMember(object, "route", true);
     if (text == nullptr) {
       r_.Error(object, absl::StrCat(Quoted(name), "missing \"route\""),
                "add \"route\": \"FROM /messages/* INTO $upstream\"");
@@ -788,7 +507,7 @@ class ManifestParser {
     } else if (text->kind != JsonNode::Kind::kString) {
       r_.Error(*text,
                absl::StrCat(Quoted(name), "\"route\" must be a string, found ",
-                            KindName(text->kind)));
+                            JsonKindName(text->kind)));
       ok = false;
     } else if (IsBlank(text->text)) {
       r_.Error(*text, absl::StrCat(Quoted(name), "the route is empty"));
@@ -805,7 +524,7 @@ class ManifestParser {
                                         "route, priority and timeToLiveSecs)"));
       }
     }
-    const JsonNode* priority = Member(object, "priority", true);
+    const JsonNode* priority = FindJsonMember(object, "priority", true);
     if (priority != nullptr) {
       int64_t p = 0;
       const IntResult res =
@@ -819,7 +538,7 @@ class ManifestParser {
         std::string what;
         if (res == IntResult::kNotNumber) {
           what = absl::StrCat("priority must be a number from 0 to 9, found ",
-                              KindName(priority->kind));
+                              JsonKindName(priority->kind));
         } else if (res == IntResult::kNotInteger) {
           what = absl::StrCat("priority ", priority->text,
                               " is not a whole number");
@@ -831,7 +550,7 @@ class ManifestParser {
         r_.Error(*priority, absl::StrCat(Quoted(name), what));
       }
     }
-    const JsonNode* ttl = Member(object, "timeToLiveSecs", true);
+    const JsonNode* ttl = FindJsonMember(object, "timeToLiveSecs", true);
     if (ttl != nullptr) {
       int64_t t = 0;
       const IntResult res =
@@ -845,7 +564,7 @@ class ManifestParser {
           what = absl::StrCat(
               "timeToLiveSecs must be a number of seconds, "
               "found ",
-              KindName(ttl->kind));
+              JsonKindName(ttl->kind));
         } else if (res == IntResult::kNotInteger) {
           what = absl::StrCat("timeToLiveSecs ", ttl->text,
                               " is not a whole number of seconds");
@@ -870,7 +589,7 @@ class ManifestParser {
 
   void ParseStoreAndForward(const JsonNode& desired, int minor,
                             ParseResult* out) {
-    const JsonNode* saf = Member(desired, "storeAndForwardConfiguration", true);
+    const JsonNode* saf = FindJsonMember(desired, "storeAndForwardConfiguration", true);
     if (saf == nullptr || saf->kind == JsonNode::Kind::kNull) {
       if (minor >= 1) {
         r_.Add(Diagnostic::Severity::kError, desired.begin, desired.begin + 1,
@@ -884,10 +603,10 @@ class ManifestParser {
     if (saf->kind != JsonNode::Kind::kObject) {
       r_.Error(*saf, absl::StrCat("\"storeAndForwardConfiguration\" must be "
                                   "an object, found ",
-                                  KindName(saf->kind)));
+                                  JsonKindName(saf->kind)));
       return;
     }
-    const JsonNode* ttl = Member(*saf, "timeToLiveSecs", true);
+    const JsonNode* ttl = FindJsonMember(*saf, "timeToLiveSecs", true);
     if (ttl == nullptr) {
       r_.Error(*saf,
                "\"storeAndForwardConfiguration\" has no \"timeToLiveSecs\" "
@@ -904,7 +623,7 @@ class ManifestParser {
         r_.Error(*ttl, absl::StrCat("storeAndForwardConfiguration."
                                     "timeToLiveSecs must be a number of "
                                     "seconds, found ",
-                                    KindName(ttl->kind)));
+                                    JsonKindName(ttl->kind)));
       } else if (res == IntResult::kNotInteger) {
         r_.Error(*ttl,
                  absl::StrCat("storeAndForwardConfiguration."
@@ -918,14 +637,14 @@ class ManifestParser {
                                     "negative value for no expiry)"));
       }
     }
-    const JsonNode* limits = Member(*saf, "storeLimits", true);
+    const JsonNode* limits = FindJsonMember(*saf, "storeLimits", true);
     if (limits == nullptr || limits->kind == JsonNode::Kind::kNull) return;
     if (limits->kind != JsonNode::Kind::kObject) {
       r_.Error(*limits, absl::StrCat("storeLimits must be an object, found ",
-                                     KindName(limits->kind)));
+                                     JsonKindName(limits->kind)));
       return;
     }
-    const JsonNode* max = Member(*limits, "maxSizeBytes", true);
+    const JsonNode* max = FindJsonMember(*limits, "maxSizeBytes", true);
     if (max == nullptr) {
       r_.Error(*limits, "storeLimits has no \"maxSizeBytes\"");
       return;
@@ -939,7 +658,7 @@ class ManifestParser {
                                   "number of bytes >= 0, found ",
                                   max->kind == JsonNode::Kind::kNumber
                                       ? max->text
-                                      : std::string(KindName(max->kind))));
+                                      : std::string(JsonKindName(max->kind))));
     }
   }
 
@@ -965,10 +684,9 @@ void MapIntoManifest(absl::string_view src, const LineIndex& lines,
                      size_t string_begin, Diagnostic* d) {
   std::string decoded;
   std::vector<size_t> offsets;
-  size_t error_at = 0;
-  std::string error;
-  if (DecodeString(src, string_begin, &decoded, &offsets, &error_at, &error) ==
-      0) {
+  JsonStringError error;
+  if (DecodeJsonString(src, string_begin, kManifestStrings, &decoded, &offsets,
+                       &error) == 0) {
     return;  // cannot happen: the string was decoded before
   }
   const size_t begin_in_text = OffsetOfLineColumn(decoded, d->line, d->column);

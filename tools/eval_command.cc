@@ -11,7 +11,10 @@
 #include "message/message.h"
 #include "query/query.h"
 #include "tools/commands.h"
-#include "tools/message_json.h"
+#include "base/json_reader.h"
+#include "base/json_string.h"
+#include "message/message_json.h"
+#include "tools/json_lines.h"
 
 namespace edgeroute::tools {
 namespace {
@@ -93,12 +96,6 @@ std::string EvalTsvLine(absl::string_view line, CachedCondition* cache,
   return out;
 }
 
-std::string JsonList(const std::vector<std::string>& items) {
-  std::vector<std::string> quoted;
-  for (const std::string& s : items) quoted.push_back(JsonQuote(s));
-  return absl::StrCat("[", absl::StrJoin(quoted, ", "), "]");
-}
-
 std::string JsonError(absl::string_view result, absl::string_view message) {
   return absl::StrCat("{\"result\": ", JsonQuote(result),
                       ", \"error\": ", JsonQuote(message), "}");
@@ -107,24 +104,11 @@ std::string JsonError(absl::string_view result, absl::string_view message) {
 // {"condition": S, "message": M} -> {"result": ...}.
 std::string EvalJsonLine(absl::string_view line, CachedCondition* cache,
                          MessageBuilder* builder) {
-  absl::StatusOr<std::vector<JsonMember>> members = SplitJsonObject(line);
-  if (!members.ok()) return JsonError("error", members.status().message());
-  absl::string_view raw_condition, raw_message = "{}";
-  bool has_condition = false;
-  for (const JsonMember& m : *members) {
-    if (m.key == "condition") {
-      raw_condition = m.raw_value;
-      has_condition = true;
-    } else if (m.key == "message") {
-      raw_message = m.raw_value;
-    }
-  }
-  if (!has_condition) return JsonError("error", "missing \"condition\"");
-  absl::StatusOr<std::string> condition = DecodeJsonString(raw_condition);
-  if (!condition.ok()) {
-    return JsonError(
-        "error", absl::StrCat("\"condition\": ", condition.status().message()));
-  }
+  JsonNode root;
+  absl::Status read = ReadJsonLine(line, &root);
+  if (!read.ok()) return JsonError("error", read.message());
+  absl::StatusOr<std::string> condition = StringMember(root, "condition");
+  if (!condition.ok()) return JsonError("error", condition.status().message());
   cache->Compile(*condition);
   if (cache->compiled == nullptr) {
     std::vector<std::string> errors;
@@ -140,7 +124,10 @@ std::string EvalJsonLine(absl::string_view line, CachedCondition* cache,
                         ", \"column\": ", first != nullptr ? first->column : 1,
                         ", \"errors\": ", JsonList(errors), "}");
   }
-  absl::StatusOr<MessageView> view = BuildMessageFromJson(raw_message, builder);
+  const JsonNode* message = FindJsonMember(root, "message", false);
+  absl::StatusOr<MessageView> view =
+      message != nullptr ? BuildMessageFromJsonNode(*message, line, builder)
+                         : BuildMessageFromJson("{}", builder);
   if (!view.ok()) return JsonError("error", view.status().message());
   const Tri result = cache->Evaluate(*view);
   std::string out =

@@ -9,7 +9,9 @@
 #include "absl/strings/str_join.h"
 #include "query/query.h"
 #include "tools/commands.h"
-#include "tools/message_json.h"
+#include "base/json_reader.h"
+#include "base/json_string.h"
+#include "tools/json_lines.h"
 
 namespace edgeroute::tools {
 namespace {
@@ -39,12 +41,6 @@ std::vector<std::string> Messages(const std::vector<Diagnostic>& diags,
   return out;
 }
 
-std::string JsonList(const std::vector<std::string>& items) {
-  std::vector<std::string> quoted;
-  for (const std::string& s : items) quoted.push_back(JsonQuote(s));
-  return absl::StrCat("[", absl::StrJoin(quoted, ", "), "]");
-}
-
 std::string RouteTsvLine(absl::string_view line, const std::string& device) {
   const absl::string_view route = line.substr(0, line.find('\t'));
   RouteResult r = Parse(route, device);
@@ -64,16 +60,10 @@ std::string RouteTsvLine(absl::string_view line, const std::string& device) {
 }
 
 std::string RouteJsonLine(absl::string_view line, const std::string& device) {
-  absl::StatusOr<std::vector<JsonMember>> members = SplitJsonObject(line);
-  if (!members.ok()) {
-    return absl::StrCat("{\"error\": ", JsonQuote(members.status().message()),
-                        ", \"input_error\": true}");
-  }
+  JsonNode root;
+  absl::Status read = ReadJsonLine(line, &root);
   absl::StatusOr<std::string> route =
-      absl::InvalidArgumentError("missing \"route\"");
-  for (const JsonMember& m : *members) {
-    if (m.key == "route") route = DecodeJsonString(m.raw_value);
-  }
+      read.ok() ? StringMember(root, "route") : read;
   if (!route.ok()) {
     return absl::StrCat("{\"error\": ", JsonQuote(route.status().message()),
                         ", \"input_error\": true}");
