@@ -260,7 +260,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     auto owner = by_identity_.find(key);
     if (owner == by_identity_.end() || owner->second != id) return;
     by_identity_.erase(owner);
-    if (!session->clean_session()) saved_[key] = std::move(saved);
+    if (!session->clean_session()) Keep(key, std::move(saved));
     AnnounceInputs(session->identity(), {});
   }
 
@@ -330,7 +330,9 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
         Session* previous = old->second.get();
         SavedSession previous_state;
         previous->Close(SessionEnd::kTakenOver, &previous_state);
-        if (!previous->clean_session()) saved_[key] = std::move(previous_state);
+        if (!previous->clean_session()) {
+          Keep(key, std::move(previous_state));
+        }
         Bump(counters_.takeovers);
         Log(absl::StrCat(PeerName(previous), ": '", key,
                          "' closed: a newer connection (", PeerName(session),
@@ -498,6 +500,18 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     } else {
       active = std::move(wanted);
     }
+  }
+
+  // Keeps a disconnected CleanSession=0 session, up to kMaxSessions of
+  // them (without an identities file any client id may make one).
+  void Keep(const std::string& key, SavedSession state) {
+    if (saved_.size() >= SessionFiles::kMaxSessions && !saved_.contains(key)) {
+      LogLimited(absl::StrCat("sessions: more than ",
+                              SessionFiles::kMaxSessions, " saved; '", key,
+                              "' is not kept"));
+      return;
+    }
+    saved_[key] = std::move(state);
   }
 
   Session* FindSession(const std::string& key) {
