@@ -7,13 +7,17 @@
 //   $upstream
 //                                         \-readings (priority 5)---------/
 //
-// and three clients over real sockets: a simulated temperature sensor, the
-// filter module (splits readings into alerts and bulk readings) and a
-// simulated upstream. Timeline (S = options.seconds): normal for S/4; the
-// upstream disconnects for max(0.35 S, 3.5 s) while the backlog piles up in
-// the store and some alerts pass their TTL; it reconnects and the backlog
-// drains, alerts first. A progress line is printed twice a second, then a
-// report per route and endpoint and the checks (PASS/FAIL):
+// and three clients over real sockets: a simulated temperature sensor and
+// the filter module (splits readings into alerts and bulk readings), both
+// MQTT modules as IoT Edge runs them (MQTT 3.1.1 over TLS in the IoT Hub
+// dialect, signed in with SAS tokens from an identities file; libmosquitto
+// clients; the CA, certificates and keys are made at start and removed at
+// the end), and a simulated upstream on the native protocol. Timeline (S =
+// options.seconds): normal for S/4; the upstream disconnects for max(0.35
+// S, 3.5 s) while the backlog piles up in the store and some alerts pass their
+// TTL; it reconnects and the backlog drains, alerts first. A progress line is
+// printed twice a second, then a report per route and endpoint and the checks
+// (PASS/FAIL):
 //   * priority: after the reconnect, every backlog alert was delivered before
 //     all but at most two batches of the bulk backlog (one batch retried
 //     from before the disconnect, one in flight). The backlog is what was

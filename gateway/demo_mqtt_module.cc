@@ -47,9 +47,8 @@ void OnDisconnect(mosquitto*, void* obj, int rc) {
   absl::MutexLock lock(&s->mu);
   s->connected = false;
   if (rc != 0 && s->status.ok()) {
-    s->status = absl::UnavailableError(
-        absl::StrCat(s->client_id, ": connection lost (",
-                     mosquitto_strerror(rc), ")"));
+    s->status = absl::UnavailableError(absl::StrCat(
+        s->client_id, ": connection lost (", mosquitto_strerror(rc), ")"));
   }
 }
 
@@ -142,8 +141,7 @@ absl::StatusOr<std::unique_ptr<DemoMqttModule>> DemoMqttModule::Connect(
   if (s->connack != 0) {
     return absl::PermissionDeniedError(absl::StrCat(
         s->client_id, ": ",
-        s->connack < 0 ? "no CONNACK"
-                       : mosquitto_connack_string(s->connack)));
+        s->connack < 0 ? "no CONNACK" : mosquitto_connack_string(s->connack)));
   }
   return module;
 }

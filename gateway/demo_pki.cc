@@ -138,8 +138,8 @@ absl::StatusOr<PemPair> MakeSignedCertificate(
     const PemPair& ca, absl::string_view common_name,
     const std::vector<std::string>& dns_names,
     const std::vector<std::string>& ip_addresses, int days) {
-  Owned<BIO> ca_cert_bio(
-      BIO_new_mem_buf(ca.cert_pem.data(), static_cast<int>(ca.cert_pem.size())));
+  Owned<BIO> ca_cert_bio(BIO_new_mem_buf(ca.cert_pem.data(),
+                                         static_cast<int>(ca.cert_pem.size())));
   Owned<BIO> ca_key_bio(
       BIO_new_mem_buf(ca.key_pem.data(), static_cast<int>(ca.key_pem.size())));
   if (ca_cert_bio == nullptr || ca_key_bio == nullptr) {
