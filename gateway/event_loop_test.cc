@@ -1147,11 +1147,11 @@ TEST_P(TlsLoopTest, IdleTlsConnectionsCostLittleMemory) {
   ASSERT_GT(kConnections, 0);
   rlimit files{};
   getrlimit(RLIMIT_NOFILE, &files);
-  if (files.rlim_cur < 2 * kConnections + 100) {
-    files.rlim_cur = std::min<rlim_t>(files.rlim_max, 2 * kConnections + 100);
+  if (files.rlim_cur < kConnections + 100) {
+    files.rlim_cur = std::min<rlim_t>(files.rlim_max, kConnections + 100);
     setrlimit(RLIMIT_NOFILE, &files);
   }
-  ASSERT_GE(files.rlim_cur, 2 * kConnections + 100u);
+  ASSERT_GE(files.rlim_cur, kConnections + 100u);
   int to_child[2], to_parent[2];
   ASSERT_EQ(pipe(to_child), 0);
   ASSERT_EQ(pipe(to_parent), 0);
