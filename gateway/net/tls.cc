@@ -33,7 +33,7 @@ std::string TakeOpenSslErrors() {
   std::string text;
   int taken = 0;
   while (const unsigned long code = ERR_get_error()) {
-    if (taken++ == 3) continue;
+    if (taken++ >= 3) continue;  // still drain the queue
     const char* reason = ERR_reason_error_string(code);
     if (!text.empty()) text += "; ";
     if (reason != nullptr) {
