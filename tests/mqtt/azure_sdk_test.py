@@ -243,17 +243,13 @@ class SdkTest(SdkTestCase):
         timeout = NODE_TIMEOUT_MS / 1000
 
         def next_event(kind):
-            line = reader.wait_for(
-                lambda l: l not in seen and event_of(l) == kind, timeout,
-                "twin event " + kind)
-            seen.add(line)
-            return json.loads(line)
+            return json.loads(reader.next(lambda l: event_of(l) == kind,
+                                          timeout, "twin event " + kind))
 
         def command(text):
             twin.stdin.write(text + "\n")
             twin.stdin.flush()
 
-        seen = set()
         first = next_event("twin")["properties"]
         desired = first["desired"]
         self.assertEqual(desired["threshold"], 30)

@@ -352,6 +352,16 @@ def listening_tcp_ports(pid):
         return []
 
 
+def short_socket_path(directory, name):
+    """A Unix socket path in `directory`, or in a fresh directory under /tmp
+    when that would pass the 107 bytes a socket address holds (Bazel's
+    TEST_TMPDIR is long)."""
+    path = os.path.join(directory, name)
+    if len(path) <= 100:
+        return path
+    return os.path.join(tempfile.mkdtemp(prefix="er-", dir="/tmp"), name)
+
+
 class Gateway:
     """`edgeroute run` with TLS, an identities file and (optionally) a store,
     listening for MQTT on an ephemeral loopback port."""
@@ -371,6 +381,7 @@ class Gateway:
         self.process = None
         self.port = None
         self._log = None
+        self.native_socket = short_socket_path(workdir, "native.sock")
         self.write_manifest(routes, desired)
         self.write_identities(identities)
 
@@ -393,7 +404,7 @@ class Gateway:
                 "--identities", self.identities_path,
                 # The native protocol on a Unix socket only, so that tests
                 # running side by side do not compete for its TCP port.
-                "--listen", "unix:" + os.path.join(self.dir, "native.sock")]
+                "--listen", "unix:" + self.native_socket]
         if self.client_ca:
             args += ["--tls-client-ca", self.pki.ca_cert]
         if self.store_dir:
@@ -512,6 +523,10 @@ class GatewayTestCase(unittest.TestCase):
         if failed:
             for gw in self.gateways:
                 sys.stderr.write("---- %s\n%s\n" % (gw.log_path, gw.log()))
+        for gw in self.gateways:
+            socket_dir = os.path.dirname(gw.native_socket)
+            if not socket_dir.startswith(self.dir):
+                shutil.rmtree(socket_dir, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _failed(self):
@@ -592,6 +607,7 @@ class LineReader:
 
         threading.Thread(target=pump, daemon=True).start()
         self._eof = False
+        self._cursor = 0
 
     def wait_for(self, predicate, timeout, what):
         """Returns the first new line for which predicate(line) is true."""
@@ -615,6 +631,30 @@ class LineReader:
                 return line
         fail("timed out after %.0f s waiting for %s; the client printed:\n%s" %
              (timeout, what, "\n".join(self.lines)))
+
+    def next(self, predicate, timeout, what):
+        """Like wait_for, but only lines after the last one next() returned
+        count: repeated identical lines are told apart."""
+        start = self._cursor
+        deadline = time.monotonic() + timeout
+        while True:
+            for i in range(start, len(self.lines)):
+                if predicate(self.lines[i]):
+                    self._cursor = i + 1
+                    return self.lines[i]
+            start = len(self.lines)
+            if self._eof or time.monotonic() >= deadline:
+                fail("timed out after %.0f s waiting for %s; the client "
+                     "printed:\n%s" % (timeout, what, "\n".join(self.lines)))
+            try:
+                item = self._queue.get(
+                    timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                continue
+            if item is None:
+                self._eof = True
+            else:
+                self.lines.append(item)
 
     def finish(self, timeout, what):
         """Waits for the process to exit; returns (exit code, all lines,

@@ -125,7 +125,7 @@ class PahoTest(harness.GatewayTestCase):
         self.assertEqual(
             self.refused(gw, self.leaf1,
                          password=self.leaf1.password(
-                             expiry=int(time.time()) - 1)),
+                             expiry=int(time.time()) - 3600)),
             CONNACK_NOT_AUTHORIZED)
         unknown = harness.device("nobody")
         self.assertEqual(self.refused(gw, unknown), CONNACK_NOT_AUTHORIZED)
