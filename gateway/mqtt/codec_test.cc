@@ -88,7 +88,8 @@ TEST(CodecTest, ConnectRoundTrip) {
   c.will_qos = 1;
   c.will_retain = true;
   c.will_topic = "devices/edge-gw/modules/sensor/messages/events/";
-  c.will_message = std::string("gone\0!", 6);
+  const std::string will_message("gone\0!", 6);
+  c.will_message = will_message;
   EncodeConnect(c, &bytes);
   const Packet p = RoundTrip(bytes);
   ASSERT_EQ(p.type, PacketType::kConnect);
