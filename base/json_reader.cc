@@ -261,7 +261,6 @@ const JsonNode* FindJsonMember(const JsonNode& object, absl::string_view key,
   return found;
 }
 
-
 bool ReadJson(absl::string_view text, const JsonReaderOptions& options,
               JsonNode* root, JsonReadError* error) {
   JsonReader reader(text, options);

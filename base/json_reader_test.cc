@@ -53,7 +53,8 @@ TEST(ReadJsonTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(Read("01", &root), "ERROR@0: numbers must not have leading zeros");
   EXPECT_EQ(Read("{'a': 1}", &root),
             "ERROR@1: expected a member name in double quotes");
-  EXPECT_EQ(Read("[\"a\\x\"]", &root), "ERROR@3: invalid escape '\\x' in string");
+  EXPECT_EQ(Read("[\"a\\x\"]", &root),
+            "ERROR@3: invalid escape '\\x' in string");
   EXPECT_EQ(Read("True", &root).substr(0, 25), "ERROR@0: expected a value");
 }
 

@@ -213,9 +213,9 @@ size_t DecodeJsonString(absl::string_view text, size_t begin,
     } else {
       const int simple = SimpleEscape(e);
       if (simple < 0) {
-        return fail(start, absl::StrCat("invalid escape '\\",
-                                        absl::string_view(&e, 1),
-                                        "' in string"));
+        return fail(start,
+                    absl::StrCat("invalid escape '\\", absl::string_view(&e, 1),
+                                 "' in string"));
       }
       out->push_back(char(simple));
       i += 2;

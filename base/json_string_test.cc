@@ -64,8 +64,12 @@ TEST(DecodeJsonStringTest, LoneSurrogatesFollowThePolicy) {
                            R"("\ud800\ud800")"}) {
     EXPECT_EQ(Decode(lone, kStrict).substr(0, 7), "ERROR@1") << lone;
   }
-  EXPECT_EQ(Decode(R"("\ud800\u0041")", kReplace), "\xef\xbf\xbd" "A");
-  EXPECT_EQ(Decode(R"("\ud800\u0041")", kKeep), "\xed\xa0\x80" "A");
+  EXPECT_EQ(Decode(R"("\ud800\u0041")", kReplace),
+            "\xef\xbf\xbd"
+            "A");
+  EXPECT_EQ(Decode(R"("\ud800\u0041")", kKeep),
+            "\xed\xa0\x80"
+            "A");
   EXPECT_EQ(Decode(R"("\udc00")", kKeep), "\xed\xb0\x80");
 }
 
@@ -89,10 +93,11 @@ TEST(DecodeJsonStringTest, OffsetsMapEveryByteToItsSource) {
   std::string out;
   std::vector<size_t> offsets;
   JsonStringError error;
-  const size_t end =
-      DecodeJsonString(text, 2, kStrict, &out, &offsets, &error);
+  const size_t end = DecodeJsonString(text, 2, kStrict, &out, &offsets, &error);
   ASSERT_EQ(end, 14u);
-  EXPECT_EQ(out, "a\n\xc3\xa9" "b");
+  EXPECT_EQ(out,
+            "a\n\xc3\xa9"
+            "b");
   // a, \n, the two bytes of \u00e9, b, then the closing quote.
   EXPECT_EQ(offsets, (std::vector<size_t>{3, 4, 6, 6, 12, 13}));
 }
@@ -111,11 +116,26 @@ TEST(UnescapeValidJsonStringTest, AgreesWithTheStrictDecoder) {
 // Random strings of JSON-relevant pieces: the strict decoder accepts
 // exactly what simdjson accepts, with the same value.
 TEST(DecodeJsonStringTest, StrictModeAgreesWithSimdjson) {
-  const std::vector<std::string> pieces = {
-      "a",        " ",       "\\\"",     "\\\\",     "\\/",      "\\n",
-      "\\u0041",  "\\u00e9", "\\ud83d",  "\\ude00",  "\\ud800",  "\\q",
-      "\\u12",    "\x01",    "\xc3\xa9", "\xc3",     "\xed\xa0\x80",
-      "\xf0\x9f\x98\x80",    "\\",       "\xff"};
+  const std::vector<std::string> pieces = {"a",
+                                           " ",
+                                           "\\\"",
+                                           "\\\\",
+                                           "\\/",
+                                           "\\n",
+                                           "\\u0041",
+                                           "\\u00e9",
+                                           "\\ud83d",
+                                           "\\ude00",
+                                           "\\ud800",
+                                           "\\q",
+                                           "\\u12",
+                                           "\x01",
+                                           "\xc3\xa9",
+                                           "\xc3",
+                                           "\xed\xa0\x80",
+                                           "\xf0\x9f\x98\x80",
+                                           "\\",
+                                           "\xff"};
   std::mt19937 rng(11);
   simdjson::dom::parser parser;
   for (int round = 0; round < 20000; ++round) {

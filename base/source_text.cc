@@ -16,9 +16,8 @@ LineIndex::LineIndex(absl::string_view text) : text_(text) {
 
 TextPosition LineIndex::Position(size_t offset) const {
   if (offset > text_.size()) offset = text_.size();
-  const size_t line =
-      std::upper_bound(starts_.begin(), starts_.end(), offset) -
-      starts_.begin();  // 1-based
+  const size_t line = std::upper_bound(starts_.begin(), starts_.end(), offset) -
+                      starts_.begin();  // 1-based
   TextPosition p;
   p.line = static_cast<int>(line);
   p.line_begin = starts_[line - 1];

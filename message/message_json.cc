@@ -16,10 +16,9 @@ absl::Status AddProperties(const JsonNode& object, absl::string_view text,
                            AddNull add_null) {
   if (object.kind == JsonNode::Kind::kNull) return absl::OkStatus();
   if (object.kind != JsonNode::Kind::kObject) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", what,
-                     "\" must be an object of string or null values, found ",
-                     JsonKindName(object.kind)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", what, "\" must be an object of string or null values, found ",
+        JsonKindName(object.kind)));
   }
   for (const JsonNode& m : object.children) {
     switch (m.kind) {
@@ -63,14 +62,14 @@ absl::StatusOr<MessageView> BuildMessageFromJson(absl::string_view json,
   return BuildMessageFromJsonNode(message, json, builder, source);
 }
 
-absl::StatusOr<MessageView> BuildMessageFromJsonNode(
-    const JsonNode& message, absl::string_view text, MessageBuilder* builder,
-    absl::string_view source) {
+absl::StatusOr<MessageView> BuildMessageFromJsonNode(const JsonNode& message,
+                                                     absl::string_view text,
+                                                     MessageBuilder* builder,
+                                                     absl::string_view source) {
   builder->Clear();
   if (message.kind != JsonNode::Kind::kObject) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("message: expected a JSON object, found ",
-                     JsonKindName(message.kind)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "message: expected a JSON object, found ", JsonKindName(message.kind)));
   }
   for (const JsonNode& m : message.children) {
     if (m.key == "props") {
@@ -90,8 +89,9 @@ absl::StatusOr<MessageView> BuildMessageFromJsonNode(
           [&](absl::string_view k) { builder->AddNullSystemProperty(k); });
       if (!s.ok()) return s;
     } else if (m.key == "body") {
-      builder->SetBody(m.kind == JsonNode::Kind::kString ? absl::string_view(m.text)
-                                                       : m.source(text));
+      builder->SetBody(m.kind == JsonNode::Kind::kString
+                           ? absl::string_view(m.text)
+                           : m.source(text));
     }
   }
   if (!source.empty()) builder->SetSource(source);

@@ -1,7 +1,8 @@
 // The JSON parser as it was before it was tuned, kept to test the tuned one
 // against: json_test and json_fuzzer require both to give the same result
-// and the same tape for every input. Test-only; header-only so that the
-// library's glob and query/fuzz.sh never compile it into the product.
+// and the same tape for every input. Test-only (//query:json_reference is
+// testonly); header-only, so query/fuzz.sh never compiles it into the
+// product.
 
 #ifndef EDGEROUTE_QUERY_JSON_REFERENCE_H_
 #define EDGEROUTE_QUERY_JSON_REFERENCE_H_

@@ -7,17 +7,23 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/utf8.h"
+#include "query/compiler.h"
+#include "query/diagnostics.h"
+#include "query/evaluator.h"
 #include "query/lexer.h"
+#include "query/plan.h"
 #include "query/program.h"
+#include "query/scratch.h"
 #include "query/syntax.h"
 
 namespace edgeroute::query {
 
 using internal::Ast;
-using internal::MakeDiagnostic;
 using internal::ParseLimits;
 using internal::Program;
+using internal::PublishDiagnostics;
 using internal::RawDiag;
+using internal::RoutePlan;
 using internal::RouteSyntax;
 using internal::Scratch;
 
@@ -34,38 +40,7 @@ const char* TriName(Tri value) {
 
 EvalScratch::~EvalScratch() = default;
 
-std::string Diagnostic::ToString() const {
-  std::string out = absl::StrCat(
-      line, ":", column, ": ",
-      severity == Severity::kError ? "error" : "warning", ": ", message);
-  if (!excerpt.empty()) absl::StrAppend(&out, "\n", excerpt);
-  if (!suggestion.empty())
-    absl::StrAppend(&out, "\n  suggestion: ", suggestion);
-  return out;
-}
-
 namespace {
-
-// Converts raw diagnostics of `text`, appends them to `out` (if not null),
-// and returns the first error's "line:col: message" text.
-std::string Publish(absl::string_view text, const std::vector<RawDiag>& raw,
-                    absl::string_view prefix, std::vector<Diagnostic>* out,
-                    std::vector<std::string>* errors) {
-  std::string first;
-  if (raw.empty()) return first;
-  const LineIndex lines(text);
-  for (const RawDiag& r : raw) {
-    Diagnostic d = MakeDiagnostic(text, lines, r);
-    if (!prefix.empty()) d.message = absl::StrCat(prefix, d.message);
-    if (d.is_error()) {
-      std::string e = absl::StrCat(d.line, ":", d.column, ": ", d.message);
-      if (first.empty()) first = e;
-      if (errors != nullptr) errors->push_back(std::move(e));
-    }
-    if (out != nullptr) out->push_back(std::move(d));
-  }
-  return first;
-}
 
 // Route text is read as edgeHub reads it once decoded into a .NET string:
 // each maximal ill-formed UTF-8 subsequence is one U+FFFD. Returns `text`
@@ -88,7 +63,7 @@ absl::StatusOr<ParsedRoute> ParseRoute(absl::string_view route_bytes,
   std::vector<RawDiag> raw;
   ParseLimits limits;
   bool ok = internal::ParseRouteSyntax(route, device_id, limits, &syntax, &raw);
-  std::string first = Publish(route, raw, "", diagnostics, nullptr);
+  std::string first = PublishDiagnostics(route, raw, "", diagnostics, nullptr);
   if (!ok) return absl::InvalidArgumentError(first);
   ParsedRoute out;
   out.source = std::move(syntax.source);
@@ -133,11 +108,17 @@ struct RouteSet::Impl {
   std::vector<std::string> sources;
   std::vector<uint32_t> source_of;
   Program program;
+  std::unique_ptr<RoutePlan> plan;  // made by Finish()
 
   // After the last route is added.
   void Finish() {
     IndexSources();
-    program.BuildPlan(roots, source_of, sources.size());
+    plan =
+        std::make_unique<RoutePlan>(program, roots, source_of, sources.size());
+  }
+
+  std::unique_ptr<Scratch> NewScratch() const {
+    return std::make_unique<Scratch>(program, plan->sizes());
   }
 
   void IndexSources() {
@@ -173,17 +154,16 @@ absl::StatusOr<std::unique_ptr<RouteSet>> RouteSet::Compile(
                                          &syntax, &raw);
     if (ok) {
       if (syntax.has_where) {
-        root = impl->program.Compile(text, syntax.condition, &raw);
+        root = internal::CompileCondition(text, syntax.condition,
+                                          &impl->program, &raw);
       } else {
-        internal::Value t;
-        t.k = internal::VK::kBool;
-        t.b = true;
-        root = impl->program.AddConstant(internal::SType::kBool, t);
+        root = impl->program.AddConstant(internal::StaticType::kBool,
+                                         internal::MakeBool(true));
       }
     }
     std::vector<std::string> route_errors;
-    Publish(text, raw, absl::StrCat("route '", spec.name, "': "),
-            diagnostics, &route_errors);
+    PublishDiagnostics(text, raw, absl::StrCat("route '", spec.name, "': "),
+                       diagnostics, &route_errors);
     for (std::string& e : route_errors) errors.push_back(std::move(e));
     if (root < 0) {
       if (route_errors.empty()) {
@@ -196,8 +176,8 @@ absl::StatusOr<std::unique_ptr<RouteSet>> RouteSet::Compile(
     info.source = syntax.source;
     info.condition =
         syntax.has_where
-            ? std::string(text.substr(
-                  syntax.cond_begin, syntax.cond_end - syntax.cond_begin))
+            ? std::string(text.substr(syntax.cond_begin,
+                                      syntax.cond_end - syntax.cond_begin))
             : "true";
     info.sink = syntax.sink;
     info.priority = spec.priority;
@@ -219,14 +199,14 @@ const RouteSet::RouteInfo& RouteSet::route(size_t i) const {
 }
 
 std::unique_ptr<EvalScratch> RouteSet::NewScratch() const {
-  return impl_->program.NewScratch();
+  return impl_->NewScratch();
 }
 
 Tri RouteSet::EvaluateCondition(size_t i, const MessageView& message,
                                 EvalScratch* scratch) const {
   Scratch* s = static_cast<Scratch*>(scratch);
   s->Begin(message);
-  return impl_->program.EvaluatePlanned(i, message, s);
+  return impl_->plan->EvaluateRoute(i, message, s);
 }
 
 void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
@@ -241,7 +221,7 @@ void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
   for (size_t k = 0; k < impl_->sources.size(); ++k) {
     source_ok[k] = SourceMatches(impl_->sources[k], source);
   }
-  impl_->program.EvaluateAllPlanned(source_ok, message, s, matched->data());
+  impl_->plan->EvaluateAll(source_ok, message, s, matched->data());
 }
 
 void RouteSet::Reset(EvalScratch* scratch) {
@@ -268,7 +248,8 @@ absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
   std::vector<RawDiag> raw;
   if (toks.size() == 1) {
     // Empty condition (only whitespace or comments): undefined.
-    root = impl->program.AddConstant(internal::SType::kUndefined, {});
+    root = impl->program.AddConstant(internal::StaticType::kUndefined,
+                                     internal::MakeUndefined());
   } else {
     // An unterminated string would swallow the text the condition is
     // wrapped in; report it here, where it is.
@@ -287,7 +268,10 @@ absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
     bool ok =
         internal::ParseRouteSyntax(c->text_, "DEV", limits, &syntax, &raw);
     root = -1;
-    if (ok) root = impl->program.Compile(c->text_, syntax.condition, &raw);
+    if (ok) {
+      root = internal::CompileCondition(c->text_, syntax.condition,
+                                        &impl->program, &raw);
+    }
     // Map positions back into the condition text.
     for (RawDiag& r : raw) {
       auto map = [&](uint32_t x) {
@@ -300,7 +284,8 @@ absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
     }
   }
   std::vector<std::string> errors;
-  std::string first = Publish(condition, raw, "", diagnostics, &errors);
+  std::string first =
+      PublishDiagnostics(condition, raw, "", diagnostics, &errors);
   if (root < 0) {
     return absl::InvalidArgumentError(errors.empty()
                                           ? std::string("invalid condition")
@@ -322,7 +307,8 @@ Tri CompiledCondition::Evaluate(const MessageView& message,
                                 EvalScratch* scratch) const {
   Scratch* s = static_cast<Scratch*>(scratch);
   s->Reset();
-  return set_->impl_->program.Evaluate(set_->impl_->roots[0], message, s);
+  return internal::EvaluateRoot(set_->impl_->program, set_->impl_->roots[0],
+                                message, s);
 }
 
 std::unique_ptr<EvalScratch> CompiledCondition::NewScratch() const {
@@ -330,13 +316,13 @@ std::unique_ptr<EvalScratch> CompiledCondition::NewScratch() const {
 }
 
 std::string CompiledCondition::Explain(const MessageView& message) const {
-  auto scratch = set_->impl_->program.NewScratch();
-  Tri result = set_->impl_->program.Evaluate(set_->impl_->roots[0], message,
-                                             scratch.get());
+  const RouteSet::Impl& impl = *set_->impl_;
+  std::unique_ptr<Scratch> scratch = impl.NewScratch();
+  const Tri result = internal::EvaluateRoot(impl.program, impl.roots[0],
+                                            message, scratch.get());
   std::string out = absl::StrCat("result: ", TriName(result), "\n");
-  absl::StrAppend(
-      &out, set_->impl_->program.Explain(set_->impl_->roots[0], text_, message,
-                                         scratch.get()));
+  absl::StrAppend(&out, internal::ExplainRoot(impl.program, impl.roots[0],
+                                              text_, message, scratch.get()));
   return out;
 }
 

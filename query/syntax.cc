@@ -7,7 +7,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "base/source_text.h"
 
 namespace edgeroute::query::internal {
 namespace {
@@ -670,22 +669,6 @@ bool ParseRouteSyntax(absl::string_view text, absl::string_view device_id,
     diags->push_back(std::move(d));
   }
   return true;
-}
-
-Diagnostic MakeDiagnostic(absl::string_view text, const LineIndex& lines,
-                          const RawDiag& raw) {
-  Diagnostic d;
-  d.severity = raw.severity;
-  d.message = raw.message;
-  d.suggestion = raw.suggestion;
-  const size_t begin = std::min<size_t>(raw.begin, text.size());
-  const TextPosition p = lines.Position(begin);
-  d.line = p.line;
-  d.column = p.column;
-  d.end_column =
-      EndColumnOf(text, begin, std::max<size_t>(raw.end, begin + 1), p);
-  d.excerpt = CaretExcerpt(text, p.line_begin, d.column, d.end_column);
-  return d;
 }
 
 }  // namespace edgeroute::query::internal

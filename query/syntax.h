@@ -1,5 +1,6 @@
 // Route and condition syntax trees and their parsers (edgeHub's Route.g4 and
-// Condition.g4, precedence resolved by hand). Internal to //query.
+// Condition.g4, precedence resolved by hand), with FROM-path normalisation
+// and sink creation (edgeHub's first stage). Internal to //query.
 
 #ifndef EDGEROUTE_QUERY_SYNTAX_H_
 #define EDGEROUTE_QUERY_SYNTAX_H_
@@ -9,20 +10,11 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "base/source_text.h"
+#include "query/diagnostics.h"
 #include "query/lexer.h"
 #include "query/query.h"
 
 namespace edgeroute::query::internal {
-
-// A problem at a byte range of the parsed text.
-struct RawDiag {
-  Diagnostic::Severity severity = Diagnostic::Severity::kError;
-  std::string message;
-  uint32_t begin = 0;
-  uint32_t end = 0;
-  std::string suggestion;
-};
 
 enum class AstKind : uint8_t {
   kLiteral,     // tok = literal token kind
@@ -77,10 +69,6 @@ bool ParseRouteSyntax(absl::string_view text, absl::string_view device_id,
 // Normalises a FROM path as edgeHub's CustomMessageSource does.
 std::string NormaliseSource(absl::string_view raw);
 
-// Converts a byte range of `text` into a Diagnostic (line, columns, caret
-// excerpt). `lines` indexes `text`.
-Diagnostic MakeDiagnostic(absl::string_view text, const LineIndex& lines,
-                          const RawDiag& raw);
 
 }  // namespace edgeroute::query::internal
 
