@@ -9,10 +9,13 @@
 #include <openssl/x509v3.h>
 
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status.h"
 
 namespace edgeroute {
 namespace gateway {
@@ -95,43 +98,42 @@ absl::StatusOr<Owned<X509>> NewCertificate(EVP_PKEY* key,
   return cert;
 }
 
+using Extensions = std::vector<std::pair<int, std::string>>;
+
+// Adds `extensions` (issued by `issuer`) to `cert`, signs it with
+// `issuer_key` and returns it with `key` as PEM.
+absl::StatusOr<PemPair> SignAndExport(X509* cert, X509* issuer,
+                                      EVP_PKEY* issuer_key, EVP_PKEY* key,
+                                      const Extensions& extensions) {
+  for (const auto& [nid, value] : extensions) {
+    EDGEROUTE_RETURN_IF_ERROR(AddExtension(cert, issuer, nid, value));
+  }
+  if (X509_sign(cert, issuer_key, EVP_sha256()) == 0) {
+    return OpenSslError("X509_sign");
+  }
+  PemPair out;
+  EDGEROUTE_ASSIGN_OR_RETURN(out.cert_pem, ToPem(cert, nullptr));
+  EDGEROUTE_ASSIGN_OR_RETURN(out.key_pem, ToPem(nullptr, key));
+  return out;
+}
+
 absl::StatusOr<Owned<EVP_PKEY>> NewKey() {
   Owned<EVP_PKEY> key(EVP_EC_gen("P-256"));
   if (key == nullptr) return OpenSslError("EVP_EC_gen");
   return key;
 }
 
-absl::Status Sign(X509* cert, EVP_PKEY* key) {
-  if (X509_sign(cert, key, EVP_sha256()) == 0) return OpenSslError("X509_sign");
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<PemPair> MakeCertificateAuthority(absl::string_view common_name,
                                                  int days) {
-  auto key = NewKey();
-  if (!key.ok()) return key.status();
-  auto cert = NewCertificate(key->get(), common_name, nullptr, days);
-  if (!cert.ok()) return cert.status();
-  X509* c = cert->get();
-  for (const auto& [nid, value] :
-       {std::pair<int, std::string>{NID_basic_constraints, "critical,CA:TRUE"},
-        {NID_key_usage, "critical,keyCertSign,cRLSign"},
-        {NID_subject_key_identifier, "hash"}}) {
-    absl::Status s = AddExtension(c, c, nid, value);
-    if (!s.ok()) return s;
-  }
-  absl::Status s = Sign(c, key->get());
-  if (!s.ok()) return s;
-  PemPair out;
-  auto cert_pem = ToPem(c, nullptr);
-  auto key_pem = ToPem(nullptr, key->get());
-  if (!cert_pem.ok()) return cert_pem.status();
-  if (!key_pem.ok()) return key_pem.status();
-  out.cert_pem = *std::move(cert_pem);
-  out.key_pem = *std::move(key_pem);
-  return out;
+  EDGEROUTE_ASSIGN_OR_RETURN(Owned<EVP_PKEY> key, NewKey());
+  EDGEROUTE_ASSIGN_OR_RETURN(
+      Owned<X509> cert, NewCertificate(key.get(), common_name, nullptr, days));
+  return SignAndExport(cert.get(), cert.get(), key.get(), key.get(),
+                       {{NID_basic_constraints, "critical,CA:TRUE"},
+                        {NID_key_usage, "critical,keyCertSign,cRLSign"},
+                        {NID_subject_key_identifier, "hash"}});
 }
 
 absl::StatusOr<PemPair> MakeSignedCertificate(
@@ -152,15 +154,14 @@ absl::StatusOr<PemPair> MakeSignedCertificate(
   if (ca_cert == nullptr || ca_key == nullptr) {
     return OpenSslError("reading the CA certificate and key");
   }
-  auto key = NewKey();
-  if (!key.ok()) return key.status();
-  auto cert = NewCertificate(key->get(), common_name, ca_cert.get(), days);
-  if (!cert.ok()) return cert.status();
-  X509* c = cert->get();
+  EDGEROUTE_ASSIGN_OR_RETURN(Owned<EVP_PKEY> key, NewKey());
+  EDGEROUTE_ASSIGN_OR_RETURN(
+      Owned<X509> cert,
+      NewCertificate(key.get(), common_name, ca_cert.get(), days));
   std::vector<std::string> names;
   for (const std::string& d : dns_names) names.push_back("DNS:" + d);
   for (const std::string& ip : ip_addresses) names.push_back("IP:" + ip);
-  std::vector<std::pair<int, std::string>> extensions = {
+  Extensions extensions = {
       {NID_basic_constraints, "critical,CA:FALSE"},
       {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
       {NID_ext_key_usage, "serverAuth,clientAuth"},
@@ -168,20 +169,8 @@ absl::StatusOr<PemPair> MakeSignedCertificate(
   if (!names.empty()) {
     extensions.push_back({NID_subject_alt_name, absl::StrJoin(names, ",")});
   }
-  for (const auto& [nid, value] : extensions) {
-    absl::Status s = AddExtension(c, ca_cert.get(), nid, value);
-    if (!s.ok()) return s;
-  }
-  absl::Status s = Sign(c, ca_key.get());
-  if (!s.ok()) return s;
-  PemPair out;
-  auto cert_pem = ToPem(c, nullptr);
-  auto key_pem = ToPem(nullptr, key->get());
-  if (!cert_pem.ok()) return cert_pem.status();
-  if (!key_pem.ok()) return key_pem.status();
-  out.cert_pem = *std::move(cert_pem);
-  out.key_pem = *std::move(key_pem);
-  return out;
+  return SignAndExport(cert.get(), ca_cert.get(), ca_key.get(), key.get(),
+                       extensions);
 }
 
 }  // namespace gateway
