@@ -19,10 +19,11 @@
 // 256-byte JSON bodies, through `edgeroute run` (a separate process: one
 // route from a module output to a module input, SAS tokens; store:0/store:1)
 // and through a mosquitto broker process (publisher -> topic -> subscriber):
-// BM_MqttEdgeroute/store:{0,1} and BM_MqttMosquitto (items_per_second), the
-// same with one message in flight (…PingPong: p50_us/p99_us), and 10,000
-// idle TLS connections per server (…IdleConnections: rss_per_conn_KiB,
-// connects_per_s).
+// BM_MqttEdgeroute/store:{0,1} and BM_MqttMosquitto (items_per_second; the
+// clients as they come, Nagle's algorithm on), the same with TCP_NODELAY on
+// the clients (…NoDelay), with one message in flight (…PingPong:
+// p50_us/p99_us), and 10,000 idle TLS connections per server
+// (…IdleConnections: rss_per_conn_KiB, connects_per_s).
 //
 //   bazel run -c opt //bench:e2e_bench
 //   bazel run -c opt //bench:e2e_bench -- --benchmark_filter=Mqtt
@@ -736,6 +737,21 @@ class ServerProcess {
     waitpid(pid_, nullptr, 0);
   }
 
+  // The end of the server's output (for a failed run's report).
+  std::string LogTail(size_t bytes) const {
+    FILE* f = std::fopen(log_.c_str(), "r");
+    if (f == nullptr) return "";
+    std::string text;
+    char buffer[4096];
+    size_t n;
+    while ((n = std::fread(buffer, 1, sizeof(buffer), f)) > 0) {
+      text.append(buffer, n);
+      if (text.size() > 4 * bytes) text.erase(0, text.size() - bytes);
+    }
+    std::fclose(f);
+    return text.size() > bytes ? text.substr(text.size() - bytes) : text;
+  }
+
   // Resident set size (VmRSS) in bytes; -1 when unknown.
   int64_t RssBytes() const {
     FILE* f = std::fopen(absl::StrCat("/proc/", pid_, "/status").c_str(), "r");
@@ -1010,7 +1026,10 @@ class MqttClient {
   }
 
   // Returns nullptr once the CONNACK accepted the client, else the problem.
-  const char* Connect(int port, const MqttLogin& login, Latencies* latencies) {
+  // `no_delay` turns Nagle's algorithm off on the client's socket (most
+  // clients, libmosquitto's default included, leave it on).
+  const char* Connect(int port, const MqttLogin& login, Latencies* latencies,
+                      bool no_delay) {
     state_.latencies = latencies;
     mosq_ = mosquitto_new(login.client_id.c_str(), /*clean_session=*/true,
                           &state_);
@@ -1021,6 +1040,7 @@ class MqttClient {
     mosquitto_message_callback_set(mosq_, OnMqttMessage);
     mosquitto_publish_callback_set(mosq_, OnMqttPublish);
     mosquitto_max_inflight_messages_set(mosq_, kWindow);
+    if (no_delay) mosquitto_int_option(mosq_, MOSQ_OPT_TCP_NODELAY, 1);
     if (mosquitto_username_pw_set(mosq_, login.username.c_str(),
                                   login.password.c_str()) != MOSQ_ERR_SUCCESS ||
         mosquitto_tls_set(mosq_, BenchTls()->ca.c_str(), nullptr, nullptr,
@@ -1067,15 +1087,17 @@ class MqttClient {
 
 // Throughput: kBatch QoS 1 publishes per iteration with at most kWindow
 // unacknowledged, all delivered to the subscriber.
-void RunMqttThroughput(benchmark::State& state, const MqttTarget& target) {
+void RunMqttThroughput(benchmark::State& state, const MqttTarget& target,
+                       bool no_delay) {
   Latencies latencies;
   latencies.Reserve(static_cast<size_t>(kBatch) * 8);
   MqttClient consumer;
   MqttClient producer;
-  const char* error = consumer.Connect(target.port, target.consumer, &latencies);
+  const char* error =
+      consumer.Connect(target.port, target.consumer, &latencies, no_delay);
   if (error == nullptr) error = consumer.Subscribe(target.subscribe_filter);
   if (error == nullptr) {
-    error = producer.Connect(target.port, target.producer, nullptr);
+    error = producer.Connect(target.port, target.producer, nullptr, no_delay);
   }
   if (error != nullptr) {
     state.SkipWithError(error);
@@ -1120,10 +1142,11 @@ void RunMqttPingPong(benchmark::State& state, const MqttTarget& target) {
   Latencies latencies;
   MqttClient consumer;
   MqttClient producer;
-  const char* error = consumer.Connect(target.port, target.consumer, &latencies);
+  const char* error =
+      consumer.Connect(target.port, target.consumer, &latencies, false);
   if (error == nullptr) error = consumer.Subscribe(target.subscribe_filter);
   if (error == nullptr) {
-    error = producer.Connect(target.port, target.producer, nullptr);
+    error = producer.Connect(target.port, target.producer, nullptr, false);
   }
   if (error != nullptr) {
     state.SkipWithError(error);
@@ -1158,14 +1181,33 @@ void RunMqttPingPong(benchmark::State& state, const MqttTarget& target) {
   latencies.Report(state);
 }
 
-void BM_MqttEdgeroute(benchmark::State& state) {
+void MqttEdgerouteThroughput(benchmark::State& state, bool no_delay) {
   EdgerouteServer server;
   std::string error;
   if (const char* e = server.Start(state.range(0) == 1, 0, &error)) {
     state.SkipWithError(e);
     return;
   }
-  RunMqttThroughput(state, server.target);
+  RunMqttThroughput(state, server.target, no_delay);
+  if (state.error_occurred()) {
+    std::fprintf(stderr, "edgeroute's output ends:\n%s\n",
+                 server.process->LogTail(2000).c_str());
+  }
+}
+
+void MqttMosquittoThroughput(benchmark::State& state, bool no_delay) {
+  MosquittoServer server;
+  std::string error;
+  if (const char* e = server.Start(0, &error)) {
+    state.SkipWithError(e);
+    return;
+  }
+  RunMqttThroughput(state, server.target, no_delay);
+}
+
+// The clients as they come (Nagle's algorithm on).
+void BM_MqttEdgeroute(benchmark::State& state) {
+  MqttEdgerouteThroughput(state, false);
 }
 BENCHMARK(BM_MqttEdgeroute)
     ->ArgName("store")
@@ -1175,15 +1217,27 @@ BENCHMARK(BM_MqttEdgeroute)
     ->Unit(benchmark::kMillisecond);
 
 void BM_MqttMosquitto(benchmark::State& state) {
-  MosquittoServer server;
-  std::string error;
-  if (const char* e = server.Start(0, &error)) {
-    state.SkipWithError(e);
-    return;
-  }
-  RunMqttThroughput(state, server.target);
+  MqttMosquittoThroughput(state, false);
 }
 BENCHMARK(BM_MqttMosquitto)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The same with TCP_NODELAY on the clients' sockets: how much of the above
+// is Nagle's algorithm on the subscriber's PUBACKs meeting a server that
+// waits for a whole delivery batch (and delays its TCP ACKs).
+void BM_MqttEdgerouteNoDelay(benchmark::State& state) {
+  MqttEdgerouteThroughput(state, true);
+}
+BENCHMARK(BM_MqttEdgerouteNoDelay)
+    ->ArgName("store")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_MqttMosquittoNoDelay(benchmark::State& state) {
+  MqttMosquittoThroughput(state, true);
+}
+BENCHMARK(BM_MqttMosquittoNoDelay)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_MqttEdgeroutePingPong(benchmark::State& state) {
   EdgerouteServer server;
