@@ -28,6 +28,8 @@
 // Compilation (the control plane) allocates and reports every problem as a
 // Diagnostic with line, column and a caret excerpt. Evaluation (the data
 // plane) neither allocates after warm-up nor throws nor locks.
+//
+// query/README.md says which file holds which part of the language.
 
 #ifndef EDGEROUTE_QUERY_QUERY_H_
 #define EDGEROUTE_QUERY_QUERY_H_
