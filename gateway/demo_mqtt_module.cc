@@ -2,13 +2,14 @@
 
 #include <mosquitto.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/auth/sas_token.h"
 
@@ -21,14 +22,23 @@ struct DemoMqttModule::State {
   std::string inputs_prefix;  // devices/{d}/modules/{m}/inputs/
   mosquitto* mosq = nullptr;
 
-  mutable absl::Mutex mu;
-  bool connected ABSL_GUARDED_BY(mu) = false;
-  int connack ABSL_GUARDED_BY(mu) = -1;
-  absl::Status status ABSL_GUARDED_BY(mu);
-  uint64_t acks ABSL_GUARDED_BY(mu) = 0;
-  int subscribe_mid ABSL_GUARDED_BY(mu) = -1;
-  int granted_qos ABSL_GUARDED_BY(mu) = -1;
-  std::deque<DemoInput> inputs ABSL_GUARDED_BY(mu);
+  // std::mutex rather than absl::Mutex: Debian's Abseil carries no
+  // ThreadSanitizer annotations, and libmosquitto's thread takes this lock.
+  mutable std::mutex mu;
+  std::condition_variable changed;  // any field below changed
+  // Guarded by mu:
+  int connack = -1;
+  absl::Status status;
+  uint64_t acks = 0;
+  int subscribe_mid = -1;
+  int granted_qos = -1;
+  std::deque<DemoInput> inputs;
+
+  // Waits until `ready()` holds or `timeout_ms` passed; returns ready().
+  template <typename Pred>
+  bool Await(std::unique_lock<std::mutex>& lock, int timeout_ms, Pred ready) {
+    return changed.wait_for(lock, std::chrono::milliseconds(timeout_ms), ready);
+  }
 };
 
 namespace {
@@ -37,32 +47,34 @@ using State = DemoMqttModule::State;
 
 void OnConnect(mosquitto*, void* obj, int rc) {
   State* s = static_cast<State*>(obj);
-  absl::MutexLock lock(&s->mu);
+  std::lock_guard<std::mutex> lock(s->mu);
   s->connack = rc;
-  s->connected = rc == 0;
+  s->changed.notify_all();
 }
 
 void OnDisconnect(mosquitto*, void* obj, int rc) {
   State* s = static_cast<State*>(obj);
-  absl::MutexLock lock(&s->mu);
-  s->connected = false;
+  std::lock_guard<std::mutex> lock(s->mu);
   if (rc != 0 && s->status.ok()) {
     s->status = absl::UnavailableError(absl::StrCat(
         s->client_id, ": connection lost (", mosquitto_strerror(rc), ")"));
   }
+  s->changed.notify_all();
 }
 
 void OnPublish(mosquitto*, void* obj, int /*mid*/) {
   State* s = static_cast<State*>(obj);
-  absl::MutexLock lock(&s->mu);
+  std::lock_guard<std::mutex> lock(s->mu);
   ++s->acks;
+  s->changed.notify_all();
 }
 
 void OnSubscribe(mosquitto*, void* obj, int mid, int count,
                  const int* granted) {
   State* s = static_cast<State*>(obj);
-  absl::MutexLock lock(&s->mu);
+  std::lock_guard<std::mutex> lock(s->mu);
   if (mid == s->subscribe_mid && count > 0) s->granted_qos = granted[0];
+  s->changed.notify_all();
 }
 
 void OnMessage(mosquitto*, void* obj, const mosquitto_message* m) {
@@ -84,8 +96,9 @@ void OnMessage(mosquitto*, void* obj, const mosquitto_message* m) {
   }
   in.body.assign(static_cast<const char*>(m->payload),
                  static_cast<size_t>(m->payloadlen));
-  absl::MutexLock lock(&s->mu);
+  std::lock_guard<std::mutex> lock(s->mu);
   s->inputs.push_back(std::move(in));
+  s->changed.notify_all();
 }
 
 std::once_flag lib_once;
@@ -132,12 +145,9 @@ absl::StatusOr<std::unique_ptr<DemoMqttModule>> DemoMqttModule::Connect(
         s->client_id, ": cannot connect to ", options.host, ":", options.port,
         ": ", rc == MOSQ_ERR_ERRNO ? "system error" : mosquitto_strerror(rc)));
   }
-  absl::MutexLock lock(&s->mu);
-  auto answered = [s]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-    return s->connack >= 0 || !s->status.ok();
-  };
-  s->mu.AwaitWithTimeout(absl::Condition(&answered),
-                         absl::Milliseconds(options.connect_timeout_ms));
+  std::unique_lock<std::mutex> lock(s->mu);
+  s->Await(lock, options.connect_timeout_ms,
+           [s] { return s->connack >= 0 || !s->status.ok(); });
   if (s->connack != 0) {
     return absl::PermissionDeniedError(absl::StrCat(
         s->client_id, ": ",
@@ -173,7 +183,7 @@ absl::Status DemoMqttModule::Send(absl::string_view output,
                                    static_cast<int>(body.size()), body.data(),
                                    /*qos=*/1, /*retain=*/false);
   if (rc != MOSQ_ERR_SUCCESS) {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard<std::mutex> lock(state_->mu);
     if (!state_->status.ok()) return state_->status;
     return absl::UnavailableError(
         absl::StrCat(state_->client_id, ": ", mosquitto_strerror(rc)));
@@ -182,18 +192,15 @@ absl::Status DemoMqttModule::Send(absl::string_view output,
 }
 
 uint64_t DemoMqttModule::acks() const {
-  absl::MutexLock lock(&state_->mu);
+  std::lock_guard<std::mutex> lock(state_->mu);
   return state_->acks;
 }
 
 absl::Status DemoMqttModule::WaitForAcks(uint64_t n, int timeout_ms) {
   State* s = state_.get();
-  absl::MutexLock lock(&s->mu);
-  auto done = [s, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-    return s->acks >= n || !s->status.ok();
-  };
-  if (!s->mu.AwaitWithTimeout(absl::Condition(&done),
-                              absl::Milliseconds(timeout_ms))) {
+  std::unique_lock<std::mutex> lock(s->mu);
+  if (!s->Await(lock, timeout_ms,
+                [s, n] { return s->acks >= n || !s->status.ok(); })) {
     return absl::DeadlineExceededError(
         absl::StrCat(s->client_id, ": ", s->acks, " of ", n, " acknowledged"));
   }
@@ -206,7 +213,7 @@ absl::Status DemoMqttModule::SubscribeInputs(int timeout_ms) {
   int mid = 0;
   {
     // Hold the lock so that the SUBACK cannot be seen before the mid is set.
-    absl::MutexLock lock(&s->mu);
+    std::unique_lock<std::mutex> lock(s->mu);
     const int rc =
         mosquitto_subscribe(s->mosq, &mid, filter.c_str(), /*qos=*/1);
     if (rc != MOSQ_ERR_SUCCESS) {
@@ -214,11 +221,8 @@ absl::Status DemoMqttModule::SubscribeInputs(int timeout_ms) {
           absl::StrCat(s->client_id, ": ", mosquitto_strerror(rc)));
     }
     s->subscribe_mid = mid;
-    auto answered = [s]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-      return s->granted_qos >= 0 || !s->status.ok();
-    };
-    s->mu.AwaitWithTimeout(absl::Condition(&answered),
-                           absl::Milliseconds(timeout_ms));
+    s->Await(lock, timeout_ms,
+             [s] { return s->granted_qos >= 0 || !s->status.ok(); });
     if (!s->status.ok()) return s->status;
     if (s->granted_qos < 0 || s->granted_qos > 2) {
       return absl::PermissionDeniedError(
@@ -231,12 +235,9 @@ absl::Status DemoMqttModule::SubscribeInputs(int timeout_ms) {
 
 absl::StatusOr<DemoInput> DemoMqttModule::Receive(int timeout_ms) {
   State* s = state_.get();
-  absl::MutexLock lock(&s->mu);
-  auto ready = [s]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-    return !s->inputs.empty() || !s->status.ok();
-  };
-  s->mu.AwaitWithTimeout(absl::Condition(&ready),
-                         absl::Milliseconds(timeout_ms));
+  std::unique_lock<std::mutex> lock(s->mu);
+  s->Await(lock, timeout_ms,
+           [s] { return !s->inputs.empty() || !s->status.ok(); });
   if (!s->inputs.empty()) {
     DemoInput in = std::move(s->inputs.front());
     s->inputs.pop_front();
@@ -247,7 +248,7 @@ absl::StatusOr<DemoInput> DemoMqttModule::Receive(int timeout_ms) {
 }
 
 absl::Status DemoMqttModule::status() const {
-  absl::MutexLock lock(&state_->mu);
+  std::lock_guard<std::mutex> lock(state_->mu);
   return state_->status;
 }
 
