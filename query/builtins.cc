@@ -27,6 +27,11 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// A number that is not the undefined number (NaN).
+bool IsDefinedNumber(const Value& v) {
+  return v.kind == ValueKind::kNumber && !std::isnan(v.number);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -257,9 +262,11 @@ __attribute__((noinline)) Value Evaluator::Call(const Node& n) {
       }
     }
     case Builtin::kPower: {
-      Value b = Eval(n.args[1]);
-      if (a.kind != ValueKind::kNumber || b.kind != ValueKind::kNumber)
-        return MakeNumber(kNaN);
+      const Value b = Eval(n.args[1]);
+      // Both arguments are wrapped as QueryValues, and an undefined number
+      // (NaN) wraps to Undefined: any undefined argument gives undefined,
+      // not Math.Pow(NaN, 0) = 1 or Math.Pow(1, NaN) = 1.
+      if (!IsDefinedNumber(a) || !IsDefinedNumber(b)) return MakeNumber(kNaN);
       return MakeNumber(std::pow(a.number, b.number));
     }
     case Builtin::kAsNumber: {

@@ -45,6 +45,38 @@ TEST_F(QueryTest, MathBuiltins) {
   EXPECT_EQ(Eval("abs($body.s) = 1", Body("{\"s\":\"x\"}")), "undefined");
 }
 
+// power wraps both arguments as QueryValues, and an undefined number wraps
+// to Undefined: any undefined argument gives undefined, never
+// Math.Pow(NaN, 0) = 1 or Math.Pow(1, NaN) = 1.
+TEST_F(QueryTest, PowerOfAnUndefinedArgumentIsUndefined) {
+  EXPECT_EQ(Eval("power(as_number($contentType), 0) = 1"), "undefined");
+  EXPECT_EQ(Eval("is_defined(power(as_number($contentType), 0))"), "false");
+  EXPECT_EQ(Eval("is_defined(power(as_number(k), 0))", Props()), "false");
+  EXPECT_EQ(Eval("power(1, as_number(k)) = 1", Props()), "undefined");
+  EXPECT_EQ(Eval("is_defined(power(0 / 0, 0))"), "false");  // folded
+  EXPECT_EQ(Eval("is_defined(power(1, 0 / 0))"), "false");
+  EXPECT_EQ(Eval("power($body.o, 0) = 1", Body("{\"o\":{}}")), "undefined");
+  // Defined arguments still give Math.Pow, infinities included.
+  EXPECT_EQ(Eval("power(as_number(n), 0) = 1", Props()), "true");
+  EXPECT_EQ(Eval("power(0, -1) = 1 / 0"), "true");
+  // The other math built-ins already give undefined for undefined input.
+  for (const char* f : {"abs", "ceiling", "floor", "exp", "sign", "sqrt",
+                        "square"}) {
+    EXPECT_EQ(Eval(absl::StrCat("is_defined(", f, "(as_number(k)))"), Props()),
+              "false")
+        << f;
+  }
+}
+
+// Arithmetic on body values wraps the other side the same way.
+TEST_F(QueryTest, BodyArithmeticWithAnUndefinedNumberIsUndefined) {
+  const Msg body = Body("{\"x\":2}");
+  EXPECT_EQ(Eval("is_defined(as_number('a') + $body.x)", body), "false");
+  EXPECT_EQ(Eval("is_defined($body.x * as_number('a'))", body), "false");
+  EXPECT_EQ(Eval("(as_number('a') + $body.x) ?? 7 = 7", body), "true");
+  EXPECT_EQ(Eval("$body.x + 1 = 3", body), "true");
+}
+
 TEST_F(QueryTest, AsNumberFollowsDotNetParsing) {
   EXPECT_EQ(Eval("as_number(' 12 ') = 12"), "true");
   EXPECT_EQ(Eval("as_number('1,000') = 1000"), "true");

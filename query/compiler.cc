@@ -62,7 +62,13 @@ std::string Unescape(absl::string_view raw) {
 int CompileCondition(absl::string_view text, const Ast& ast, Program* program,
                      std::vector<RawDiag>* diags) {
   if (ast.root < 0) {
-    return program->AddConstant(StaticType::kUndefined, Value());
+    // The parsers never give an empty WHERE clause a tree; say so anyway.
+    RawDiag d;
+    d.message = "Syntax error: a WHERE clause needs a condition";
+    d.begin = 0;
+    d.end = 1;
+    diags->push_back(std::move(d));
+    return -1;
   }
   return Compiler(program, text, ast, diags).Run();
 }

@@ -226,7 +226,10 @@ __attribute__((noinline)) Value Evaluator::EvalSlow(int i) {
     case Op::kArithmeticQueryValue: {
       const Value l = Eval(n.left);
       const Value r = Eval(n.right);
-      if (l.kind != ValueKind::kNumber || r.kind != ValueKind::kNumber) {
+      // A number only from two numbers; an undefined number (NaN) wraps as
+      // an undefined body value, so it gives undefined too.
+      if (l.kind != ValueKind::kNumber || r.kind != ValueKind::kNumber ||
+          std::isnan(l.number) || std::isnan(r.number)) {
         return MakeUndefined();
       }
       return MakeNumber(Compute(n.arithmetic, l.number, r.number));

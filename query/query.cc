@@ -1,5 +1,6 @@
 #include "query/query.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -230,6 +231,8 @@ void RouteSet::Reset(EvalScratch* scratch) {
 
 namespace {
 constexpr absl::string_view kPrefix = "FROM /messages WHERE ";
+constexpr char kEmptyCondition[] =
+    "Syntax error: the condition is empty (a WHERE clause needs a condition)";
 constexpr absl::string_view kSuffix = " INTO $upstream";
 }  // namespace
 
@@ -247,9 +250,14 @@ absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
   int root;
   std::vector<RawDiag> raw;
   if (toks.size() == 1) {
-    // Empty condition (only whitespace or comments): undefined.
-    root = impl->program.AddConstant(internal::StaticType::kUndefined,
-                                     internal::MakeUndefined());
+    // Only whitespace or comments: a WHERE clause needs a condition, as in
+    // edgeHub's route grammar ("WHERE INTO" is a syntax error).
+    RawDiag d;
+    d.message = kEmptyCondition;
+    d.begin = 0;
+    d.end = std::max<uint32_t>(1, uint32_t(condition.size()));
+    raw.push_back(std::move(d));
+    root = -1;
   } else {
     // An unterminated string would swallow the text the condition is
     // wrapped in; report it here, where it is.

@@ -214,9 +214,9 @@ class RouteSet {
 
 // A standalone condition, compiled as the WHERE clause of
 // "FROM /messages WHERE <condition> INTO $upstream" (so trailing junk is a
-// syntax error, as in edgeHub). An empty (or all-whitespace/comment)
-// condition compiles and evaluates to kUndefined. Diagnostic positions are
-// in the condition text.
+// syntax error, as in edgeHub). An empty condition (nothing but white
+// space and comments) is a compile error, as an empty WHERE clause is.
+// Diagnostic positions are in the condition text.
 // Thread-safety: as RouteSet.
 class CompiledCondition {
  public:

@@ -350,9 +350,21 @@ TEST_F(QueryTest, Warnings) {
   EXPECT_EQ(Eval("is_null($body.x)", Body("{\"x\":1}")), "true");
 }
 
-TEST_F(QueryTest, EmptyConditionIsUndefined) {
-  EXPECT_EQ(Eval(""), "undefined");
-  EXPECT_EQ(Eval("  /* only a comment */ "), "undefined");
+// A condition is a WHERE clause, and a WHERE clause needs a condition.
+TEST_F(QueryTest, EmptyConditionIsACompileError) {
+  for (const char* empty : {"", "   ", "\t\r\n", "  /* only a comment */ "}) {
+    EXPECT_EQ(Eval(empty), "compile-error") << "'" << empty << "'";
+    const std::vector<Diagnostic> d = Diags(empty);
+    ASSERT_EQ(d.size(), 1u);
+    EXPECT_TRUE(d[0].is_error());
+    EXPECT_THAT(d[0].message, HasSubstr("condition is empty"));
+    EXPECT_EQ(d[0].line, 1);
+    EXPECT_EQ(d[0].column, 1);
+  }
+  // The same as the WHERE clause of a route.
+  std::vector<Diagnostic> diags;
+  EXPECT_FALSE(
+      ParseRoute("FROM /messages WHERE   INTO $upstream", "DEV", &diags).ok());
 }
 
 TEST_F(QueryTest, LimitsGiveErrorsNotCrashes) {
