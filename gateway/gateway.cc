@@ -494,6 +494,9 @@ class GatewayImpl final : public ServerHooks {
     mqtt_options.loop.max_send_queue_bytes = options_.max_send_queue_bytes;
     mqtt_options.listeners = options_.mqtt_listeners;
     mqtt_options.session.max_message_bytes = options_.max_message_bytes;
+    // As for the native head: only a store makes admission wait.
+    mqtt_options.admission_queue_bytes =
+        store_ != nullptr ? options_.admission_queue_bytes : 0;
     mqtt_options.identities = identities_;
     mqtt_options.twins = twins_.get();
     mqtt_options.device_id = options_.device_id;

@@ -484,6 +484,38 @@ TEST_F(GatewayMqttTest, TelemetryIsRoutedToAModuleInput) {
                                 "edgeroute_mqtt_deliveries_acked_total 2"));
 }
 
+TEST_F(GatewayMqttTest, WithAStoreMessagesAreAcknowledgedOnceStored) {
+  GatewayOptions options;
+  options.store_dir = TempPath("mqtt-store");
+  StartMqtt(options);
+  auto sensor = MqttClient();
+  ASSERT_EQ(*sensor->Connect("edge-1/sensor"), mqtt::ConnectCode::kAccepted);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(sensor
+                    ->Publish("devices/edge-1/modules/sensor/messages/events/"
+                              "%24.on=temperature",
+                              absl::StrCat(i), 1, static_cast<uint16_t>(i + 1))
+                    .ok());
+  }
+  // Acknowledged means stored: they wait there for the filter.
+  absl::StatusOr<store::Store::Stats> stats = gateway_->StoreStats();
+  ASSERT_TRUE(stats.ok());
+  uint64_t depth = 0;
+  for (const auto& q : stats->queues) depth += q.depth;
+  EXPECT_EQ(depth, 20u);
+  auto filter = MqttClient();
+  ASSERT_EQ(*filter->Connect("edge-1/filter"), mqtt::ConnectCode::kAccepted);
+  ASSERT_EQ(
+      *filter->Subscribe("devices/edge-1/modules/filter/inputs/input1/#", 1),
+      1);
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<mqtt::Packet> p = filter->Read();
+    ASSERT_TRUE(p.ok()) << i << ": " << p.status();
+    EXPECT_EQ(p->publish.payload, absl::StrCat(i));
+    ASSERT_TRUE(filter->Puback(p->packet_id).ok());
+  }
+}
+
 TEST_F(GatewayMqttTest, NativeAndMqttModulesShareTheRoutes) {
   StartMqtt();
   // The filter on the native protocol, the sensor over MQTT.

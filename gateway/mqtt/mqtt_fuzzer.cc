@@ -138,11 +138,13 @@ class FuzzHost final : public SessionHost {
     return true;
   }
   void SubscriptionsChanged(Session*) override {}
-  bool Telemetry(Session*, absl::string_view,
-                 const MessageView& message) override {
+  Admission Telemetry(Session*, absl::string_view,
+                      const MessageView& message) override {
     // The stamped message must verify like any message from outside.
     Check(MessageView::Verify(message.bytes()).ok(), "stamped message");
-    return message.body().size() != 13;
+    if (message.body().size() == 13) return Admission::kRefused;
+    return message.body().size() % 2 == 0 ? Admission::kAdmitted
+                                          : Admission::kQueued;
   }
   std::string TwinGet(Session*) override { return "{}"; }
   absl::StatusOr<int64_t> TwinPatchReported(Session*,
@@ -229,6 +231,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           break;
         case 3:
           session.SendDesiredPatch(next() % 5, R"({"a":1})");
+          break;
+        case 4:
+        case 5:
+          // The host's verdicts on queued messages, in order.
+          while (open && session.admissions_pending() > 0 && next() % 4 != 0) {
+            open = session.Admitted(next() % 8 != 0);
+          }
           break;
         default:
           break;

@@ -1,6 +1,7 @@
 #include "gateway/mqtt/mqtt_server.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -124,6 +125,9 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     if (thread_.joinable()) {
       return absl::FailedPreconditionError("server already started");
     }
+    if (options_.admission_queue_bytes > 0) {
+      admission_thread_ = std::thread([this] { RunAdmission(); });
+    }
     thread_ = std::thread([this] {
       current_loop_owner = this;
       loop_->Run();
@@ -134,6 +138,18 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
 
   void Stop() {
     if (!thread_.joinable()) return;
+    // The admission thread first: it finishes what is queued (posting the
+    // verdicts to the loop, which runs them before it returns) and from then
+    // on the loop refuses telemetry itself instead of waiting for room.
+    if (admission_thread_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(admission_mu_);
+        admission_stop_ = true;
+      }
+      admission_cv_.notify_all();
+      room_cv_.notify_all();
+      admission_thread_.join();
+    }
     loop_->Stop();
     thread_.join();
   }
@@ -371,14 +387,21 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
                             "' may not subscribe to '", filter, "' (0x80)"));
   }
 
-  bool Telemetry(Session* session, absl::string_view output,
-                 const MessageView& message) override {
+  Admission Telemetry(Session* session, absl::string_view output,
+                      const MessageView& message) override {
     Bump(counters_.telemetry_received);
+    if (options_.admission_queue_bytes > 0) {
+      if (QueueAdmission(session->tag, session->identity(), output, message)) {
+        return Admission::kQueued;
+      }
+      Bump(counters_.telemetry_refused);  // stopping
+      return Admission::kRefused;
+    }
     const fb::ErrorCode code =
         hooks_->OnTelemetry(session->identity(), output, message);
-    if (code == fb::ErrorCode::kUnknown) return true;
+    if (code == fb::ErrorCode::kUnknown) return Admission::kAdmitted;
     Bump(counters_.telemetry_refused);
-    return false;
+    return Admission::kRefused;
   }
 
   void DeliverySent(Session*) override { Bump(counters_.deliveries_sent); }
@@ -429,6 +452,93 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     }
     if (!valid.ok()) return absl::UnauthenticatedError(valid.message());
     return identity;
+  }
+
+  // A message waiting for the admission thread. Entries are reused, so
+  // their strings keep their capacity: no allocation once warmed up.
+  struct QueuedMessage {
+    ConnectionId id = 0;
+    Identity identity;
+    std::string output;
+    std::string bytes;
+  };
+
+  // Loop thread: copies the stamped message into the admission queue,
+  // waiting while it is full. False once the server is stopping.
+  bool QueueAdmission(ConnectionId id, const Identity& identity,
+                      absl::string_view output, const MessageView& message) {
+    const size_t size = message.bytes().size();
+    std::unique_lock<std::mutex> lock(admission_mu_);
+    // One message larger than the whole queue still goes through, alone.
+    room_cv_.wait(lock, [&] {
+      return admission_stop_ || queued_bytes_ == 0 ||
+             queued_bytes_ + size <= options_.admission_queue_bytes;
+    });
+    if (admission_stop_) return false;
+    if (queued_count_ == queued_.size()) queued_.emplace_back();
+    QueuedMessage& q = queued_[queued_count_++];
+    q.id = id;
+    q.identity.device_id.assign(identity.device_id);
+    q.identity.module_id.assign(identity.module_id);
+    q.output.assign(output.data(), output.size());
+    q.bytes.assign(reinterpret_cast<const char*>(message.bytes().data()), size);
+    queued_bytes_ += size;
+    lock.unlock();
+    admission_cv_.notify_one();
+    return true;
+  }
+
+  // The admission thread: takes everything queued at once, hands each
+  // message to the hook in order, and posts the verdicts of the batch to
+  // the loop in one function.
+  void RunAdmission() {
+    std::vector<QueuedMessage> batch;
+    for (;;) {
+      size_t n = 0;
+      {
+        std::unique_lock<std::mutex> lock(admission_mu_);
+        admission_cv_.wait(
+            lock, [&] { return admission_stop_ || queued_count_ > 0; });
+        if (queued_count_ == 0) return;  // stopping, and nothing left
+        batch.swap(queued_);
+        n = queued_count_;
+        queued_count_ = 0;
+        queued_bytes_ = 0;
+      }
+      room_cv_.notify_all();
+      auto verdicts =
+          std::make_shared<std::vector<std::pair<ConnectionId, bool>>>();
+      verdicts->reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        const QueuedMessage& q = batch[i];
+        // std::string storage from the allocator is 8-byte aligned, as
+        // FlatBuffers wants; the bytes were built on the loop thread.
+        const MessageView view =
+            MessageView::FromTrustedBytes(absl::MakeConstSpan(
+                reinterpret_cast<const uint8_t*>(q.bytes.data()),
+                q.bytes.size()));
+        const bool admitted = hooks_->OnTelemetry(q.identity, q.output, view) ==
+                              fb::ErrorCode::kUnknown;
+        if (!admitted) Bump(counters_.telemetry_refused);
+        verdicts->emplace_back(q.id, admitted);
+      }
+      loop_->Post([this, verdicts] {
+        for (const auto& [id, admitted] : *verdicts) Decided(id, admitted);
+      });
+      // `batch` keeps its entries: the next swap hands them (and their
+      // strings' capacity) back to the loop thread.
+    }
+  }
+
+  // Loop thread: the verdict on a connection's oldest queued message.
+  void Decided(ConnectionId id, bool admitted) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;  // gone meanwhile
+    Session* s = it->second.get();
+    const bool was_open = !s->closed() && s->end() == SessionEnd::kOpen;
+    if (s->Admitted(admitted) || !was_open) return;
+    Ended(s);
+    loop_->Close(id, /*flush=*/true);
   }
 
   // Counts and logs why a session ended (the server's own decisions).
@@ -564,6 +674,17 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
   Counters counters_;
   std::mutex identities_mu_;
   std::shared_ptr<const auth::IdentityRegistry> identities_;  // guarded
+
+  // Admission thread (admission_queue_bytes > 0). std::mutex rather than
+  // absl::Mutex: the system Abseil has no ThreadSanitizer annotations.
+  std::thread admission_thread_;
+  std::mutex admission_mu_;
+  std::condition_variable admission_cv_;  // something queued, or stopping
+  std::condition_variable room_cv_;       // room in the queue, or stopping
+  std::vector<QueuedMessage> queued_;     // guarded by admission_mu_
+  size_t queued_count_ = 0;               // guarded by admission_mu_
+  size_t queued_bytes_ = 0;               // guarded by admission_mu_
+  bool admission_stop_ = false;           // guarded by admission_mu_
 
   // Loop-thread state.
   SessionScratch scratch_;

@@ -82,6 +82,13 @@ struct MqttServerOptions {
   std::string device_id = "edge-gateway";
   // Where CleanSession=0 subscriptions are kept ("" = memory only).
   std::string session_dir;
+  // 0: ServerHooks::OnTelemetry runs on the loop thread, and the loop waits
+  // for it. Otherwise on an admission thread of the server's, in arrival
+  // order, and each PUBACK follows when it returns (PUBACKs stay in order
+  // per connection): a store append no longer stalls the sockets. Up to
+  // this many message bytes wait for that thread; when they are full the
+  // loop thread waits for room (back-pressure on every connection).
+  size_t admission_queue_bytes = 0;
   // Time for keep-alive and CONNECT deadlines (default: SystemClock()).
   const Clock* clock = nullptr;
   // One line per notable event: refused sign-ins (who, from where, which

@@ -43,7 +43,8 @@ class RecordingHooks final : public ServerHooks {
  public:
   fb::ErrorCode OnTelemetry(const Identity& from, absl::string_view output,
                             const MessageView& message) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    released_.wait(lock, [this] { return !hold_; });
     froms_.push_back(from.device_id + "/" + from.module_id);
     outputs_.emplace_back(output);
     messages_.emplace_back(
@@ -83,9 +84,19 @@ class RecordingHooks final : public ServerHooks {
     std::lock_guard<std::mutex> lock(mu_);
     admit_ = admit;
   }
+  // While held, OnTelemetry waits (a slow store append).
+  void set_hold(bool hold) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hold_ = hold;
+    }
+    released_.notify_all();
+  }
 
  private:
   std::mutex mu_;
+  std::condition_variable released_;
+  bool hold_ = false;
   bool admit_ = true;
   std::vector<std::string> froms_, outputs_, messages_, subscriptions_;
 };
@@ -214,6 +225,42 @@ TEST_F(MqttServerTest, RefusedTelemetryClosesWithoutPuback) {
                  return b;
                }())
                   .ok());
+  EXPECT_TRUE(c->ReadsEof());
+  EXPECT_EQ(server_->stats().telemetry_refused, 1u);
+}
+
+TEST_F(MqttServerTest, AdmissionThreadAcknowledgesAfterAdmission) {
+  options_.admission_queue_bytes = 1 << 20;
+  StartServer();
+  auto c = Client();
+  ASSERT_EQ(*c->Connect("edge-gw/sensor"), ConnectCode::kAccepted);
+  hooks_.set_hold(true);
+  const std::string topic = "devices/edge-gw/modules/sensor/messages/events/";
+  for (uint16_t id = 1; id <= 3; ++id) {
+    std::string bytes;
+    Publish p;
+    p.topic = topic;
+    p.qos = 1;
+    p.packet_id = id;
+    p.payload = "x";
+    EncodePublish(p, &bytes);
+    ASSERT_TRUE(c->Write(bytes).ok());
+  }
+  // Another connection is served meanwhile: the loop does not wait.
+  auto other = Client();
+  ASSERT_EQ(*other->Connect("leaf-1"), ConnectCode::kAccepted);
+  EXPECT_EQ(hooks_.message_count(), 0u);
+  hooks_.set_hold(false);
+  for (uint16_t id = 1; id <= 3; ++id) {
+    absl::StatusOr<Packet> p = c->Read();
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->type, PacketType::kPuback);
+    EXPECT_EQ(p->packet_id, id);  // in order
+  }
+  EXPECT_EQ(hooks_.message_count(), 3u);
+  // A refusal closes the connection without PUBACK.
+  hooks_.set_admit(false);
+  ASSERT_TRUE(c->Publish(topic, "y", 0).ok());
   EXPECT_TRUE(c->ReadsEof());
   EXPECT_EQ(server_->stats().telemetry_refused, 1u);
 }

@@ -229,9 +229,21 @@ bool Session::OnPublish(const Publish& publish) {
       const MessageView stamped =
           StampIdentity(identity_, scratch_->output, scratch_->builder.view(),
                         &scratch_->stamp_builder, &scratch_->stamp);
-      if (!host_->Telemetry(this, scratch_->output, stamped)) {
-        return Fail(SessionEnd::kNotAdmitted,
-                    "the router did not admit the message");
+      switch (host_->Telemetry(this, scratch_->output, stamped)) {
+        case Admission::kAdmitted:
+          break;
+        case Admission::kRefused:
+          return Fail(SessionEnd::kNotAdmitted,
+                      "the router did not admit the message");
+        case Admission::kQueued:
+          if (pending_acks_ == nullptr) {
+            pending_acks_ = std::make_unique<std::deque<PendingAck>>();
+          }
+          pending_acks_->push_back(
+              PendingAck{publish.qos == 1 ? publish.packet_id : uint16_t{0},
+                         /*queued=*/true, /*ready=*/false});
+          ++queued_admissions_;
+          return true;
       }
       break;
     }
@@ -256,8 +268,42 @@ bool Session::OnPublish(const Publish& publish) {
       return Fail(SessionEnd::kRefusedPublish,
                   "PUBLISH to a topic this identity may not use");
   }
-  if (publish.qos == 1)
-    return SendSimple(PacketType::kPuback, publish.packet_id);
+  if (publish.qos == 1) return Acknowledge(publish.packet_id);
+  return true;
+}
+
+bool Session::Acknowledge(uint16_t packet_id) {
+  if (pending_acks_ == nullptr || pending_acks_->empty()) {
+    return SendSimple(PacketType::kPuback, packet_id);
+  }
+  pending_acks_->push_back(
+      PendingAck{packet_id, /*queued=*/false, /*ready=*/true});
+  return true;
+}
+
+bool Session::Admitted(bool admitted) {
+  if (queued_admissions_ == 0 || pending_acks_ == nullptr) return false;
+  --queued_admissions_;
+  if (state_ == State::kClosed || end_ != SessionEnd::kOpen) return false;
+  if (!admitted) {
+    return Fail(SessionEnd::kNotAdmitted,
+                "the router did not admit the message");
+  }
+  for (PendingAck& p : *pending_acks_) {
+    if (p.queued && !p.ready) {
+      p.ready = true;
+      break;
+    }
+  }
+  return FlushAcks();
+}
+
+bool Session::FlushAcks() {
+  while (!pending_acks_->empty() && pending_acks_->front().ready) {
+    const uint16_t id = pending_acks_->front().packet_id;
+    pending_acks_->pop_front();
+    if (id != 0 && !SendSimple(PacketType::kPuback, id)) return false;
+  }
   return true;
 }
 

@@ -93,6 +93,13 @@ struct SavedSession {
 // The hash that identifies a delivered message across reconnects.
 uint64_t MessageHash(const MessageView& message);
 
+// What the host did with a telemetry message.
+enum class Admission : uint8_t {
+  kAdmitted,  // the router has it: PUBACK (QoS 1) may follow
+  kQueued,    // decided later, in order: the host calls Session::Admitted
+  kRefused,   // not admitted: the session closes without PUBACK
+};
+
 // Why a session ended (for counters and logs).
 enum class SessionEnd : uint8_t {
   kOpen,            // not ended
@@ -145,11 +152,13 @@ class SessionHost {
   // A module input delivery was published, and one was acknowledged.
   virtual void DeliverySent(Session* session) { (void)session; }
   virtual void DeliveryAcked(Session* session) { (void)session; }
-  // A telemetry message of the session's identity, stamped. True when
-  // admitted; false refuses it (the session closes without PUBACK so that
-  // the client sends it again).
-  virtual bool Telemetry(Session* session, absl::string_view output,
-                         const MessageView& message) = 0;
+  // A telemetry message of the session's identity, stamped (the bytes are
+  // valid only during the call). kRefused closes the session without
+  // PUBACK so that the client sends the message again. kQueued: the host
+  // decides later and calls Session::Admitted once per queued message, in
+  // the order they were queued; PUBACKs keep the order of the PUBLISHes.
+  virtual Admission Telemetry(Session* session, absl::string_view output,
+                              const MessageView& message) = 0;
   // Twin requests of the session's identity.
   virtual std::string TwinGet(Session* session) = 0;
   virtual absl::StatusOr<int64_t> TwinPatchReported(
@@ -178,6 +187,13 @@ class Session {
   bool OnBytes(absl::Span<const uint8_t> bytes, size_t* consumed);
   // Checks the connect deadline and keep-alive; false to close.
   bool OnTick();
+  // The verdict on the oldest telemetry message the host queued
+  // (Admission::kQueued). Sends the PUBACKs that were waiting for it.
+  // Returns false when the session must close (refused, or the output
+  // overflowed); end() then says why.
+  bool Admitted(bool admitted);
+  // Telemetry messages queued with the host and not decided yet.
+  size_t admissions_pending() const { return queued_admissions_; }
 
   // Sends message `index` of `batch` to the input subscription(s) for
   // `input`; the batch is completed for it (kAcked on PUBACK, or at once
@@ -237,6 +253,10 @@ class Session {
   bool OnPuback(uint16_t packet_id);
   bool SendConnack(bool session_present, ConnectCode code);
   bool SendSimple(PacketType type, uint16_t packet_id);
+  // A PUBACK for `packet_id`, after those still waiting for admissions.
+  bool Acknowledge(uint16_t packet_id);
+  // Sends the PUBACKs at the front of pending_acks_ that are ready.
+  bool FlushAcks();
   // Publishes on the topic in scratch_->topic. With qos 1 the packet is in
   // flight (batch may be null). False if the connection is closing.
   bool SendPublish(uint8_t qos, bool dup, absl::string_view payload,
@@ -268,6 +288,16 @@ class Session {
   // Allocated on first use: an empty std::deque costs ~600 bytes, and most
   // connections (idle devices) never wait for the window.
   std::unique_ptr<std::deque<Waiting>> waiting_;
+  // PUBLISHes answered in order: a queued admission (not ready until
+  // Admitted), or a PUBACK that waits behind one. packet_id 0: nothing to
+  // send (QoS 0). Allocated on first use.
+  struct PendingAck {
+    uint16_t packet_id;
+    bool queued;  // waits for Admitted
+    bool ready;
+  };
+  std::unique_ptr<std::deque<PendingAck>> pending_acks_;
+  size_t queued_admissions_ = 0;
   uint16_t next_packet_id_ = 1;
   absl::flat_hash_set<uint64_t> redeliveries_;
 };

@@ -53,12 +53,13 @@ class FakeHost final : public SessionHost {
     return true;
   }
   void SubscriptionsChanged(Session*) override { ++subscription_changes; }
-  bool Telemetry(Session*, absl::string_view output,
-                 const MessageView& message) override {
+  Admission Telemetry(Session*, absl::string_view output,
+                      const MessageView& message) override {
     outputs.emplace_back(output);
     messages.emplace_back(reinterpret_cast<const char*>(message.bytes().data()),
                           message.bytes().size());
-    return admit;
+    if (queue) return Admission::kQueued;
+    return admit ? Admission::kAdmitted : Admission::kRefused;
   }
   std::string TwinGet(Session*) override { return twin_document; }
   absl::StatusOr<int64_t> TwinPatchReported(Session*,
@@ -98,6 +99,7 @@ class FakeHost final : public SessionHost {
   int subscription_changes = 0;
   std::map<std::string, SavedSession> saved_sessions;
   bool admit = true;
+  bool queue = false;
   std::vector<std::string> outputs;
   std::vector<std::string> messages;
   std::string twin_document =
@@ -406,6 +408,54 @@ TEST_F(SessionTest, NotAdmittedClosesWithoutPuback) {
       PublishBytes("devices/edge-gw/modules/sensor/messages/events/", "x", 1)));
   EXPECT_EQ(session_->end(), SessionEnd::kNotAdmitted);
   EXPECT_TRUE(host_.TakePackets().empty());
+}
+
+TEST_F(SessionTest, QueuedAdmissionsAcknowledgeInOrder) {
+  Connect("edge-gw/sensor");
+  Subscribe({{"$iothub/twin/res/#", 0}});
+  host_.queue = true;
+  const std::string topic = "devices/edge-gw/modules/sensor/messages/events/";
+  ASSERT_TRUE(Feed(PublishBytes(topic, "a", 1, 1)));
+  ASSERT_TRUE(Feed(PublishBytes(topic, "b", 0)));
+  ASSERT_TRUE(Feed(PublishBytes(topic, "c", 1, 3)));
+  // A twin request's PUBACK waits behind the telemetry before it; its
+  // response does not.
+  ASSERT_TRUE(Feed(PublishBytes("$iothub/twin/GET/?$rid=1", "", /*qos=*/1, 4)));
+  std::vector<Packet> p = host_.TakePackets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].type, PacketType::kPublish);  // the twin response
+  EXPECT_EQ(session_->admissions_pending(), 3u);
+  ASSERT_TRUE(session_->Admitted(true));
+  p = host_.TakePackets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].type, PacketType::kPuback);
+  EXPECT_EQ(p[0].packet_id, 1);
+  ASSERT_TRUE(session_->Admitted(true));  // QoS 0: nothing to send
+  EXPECT_TRUE(host_.TakePackets().empty());
+  ASSERT_TRUE(session_->Admitted(true));
+  p = host_.TakePackets();
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].packet_id, 3);
+  EXPECT_EQ(p[1].packet_id, 4);
+  EXPECT_EQ(session_->admissions_pending(), 0u);
+  // With nothing queued, a PUBACK goes out at once again.
+  host_.queue = false;
+  ASSERT_TRUE(Feed(PublishBytes(topic, "d", 1, 5)));
+  p = host_.TakePackets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].packet_id, 5);
+}
+
+TEST_F(SessionTest, QueuedAdmissionRefusedCloses) {
+  Connect("edge-gw/sensor");
+  host_.queue = true;
+  ASSERT_TRUE(Feed(PublishBytes(
+      "devices/edge-gw/modules/sensor/messages/events/", "a", 1, 1)));
+  EXPECT_FALSE(session_->Admitted(false));
+  EXPECT_EQ(session_->end(), SessionEnd::kNotAdmitted);
+  EXPECT_TRUE(host_.TakePackets().empty());
+  // Nothing more is pending.
+  EXPECT_FALSE(session_->Admitted(true));
 }
 
 TEST_F(SessionTest, PublishToAnotherIdentityCloses) {
