@@ -110,7 +110,7 @@ static void TestDestroyNull(void) {
 static void TestCheckRoute(void) {
   char* err = NULL;
   edgeroute_diagnostics_t* diags = edgeroute_diagnostics_create();
-  edgeroute_diagnostic_t d;
+  edgeroute_diagnostic_t d = {sizeof(edgeroute_diagnostic_t)};
   StartPhase("check_route");
   CheckCondition(diags != NULL);
   CheckCondition(edgeroute_diagnostics_count(diags) == 0);
@@ -375,7 +375,7 @@ static void TestCondition(void) {
   edgeroute_condition_t* cond = NULL;
   edgeroute_diagnostics_t* diags = edgeroute_diagnostics_create();
   edgeroute_message_t* msg = edgeroute_message_create();
-  edgeroute_diagnostic_t d;
+  edgeroute_diagnostic_t d = {sizeof(edgeroute_diagnostic_t)};
   StartPhase("condition");
 
   CheckOk(edgeroute_condition_compile(
@@ -436,6 +436,12 @@ static void TestCondition(void) {
              EDGEROUTE_INVALID_ARGUMENT, err);
   CheckFails(edgeroute_condition_compile(S("true"), diags, NULL, &err),
              EDGEROUTE_INVALID_ARGUMENT, err);
+  /* A condition is a WHERE clause: an empty one does not compile. */
+  CheckFails(edgeroute_condition_compile(S("  /* none */ "), diags, &cond,
+                                         &err),
+             EDGEROUTE_INVALID_ARGUMENT, err);
+  CheckCondition(cond == NULL);
+  CheckCondition(edgeroute_diagnostics_error_count(diags) == 1);
   CheckOk(edgeroute_condition_compile(S("true"), NULL, &cond, &err), err);
   CheckFails(edgeroute_condition_evaluate(NULL, msg, &result, &err),
              EDGEROUTE_INVALID_ARGUMENT, err);
@@ -626,7 +632,7 @@ static void Send(edgeroute_router_t* router, const char* body,
 static int HasError(const edgeroute_diagnostics_t* diags, const char* text,
                     const char* route_name) {
   size_t i;
-  edgeroute_diagnostic_t d;
+  edgeroute_diagnostic_t d = {sizeof(edgeroute_diagnostic_t)};
   for (i = 0; i < edgeroute_diagnostics_count(diags); ++i) {
     CheckCondition(edgeroute_diagnostics_get(diags, i, &d, NULL) ==
                    EDGEROUTE_OK);
@@ -728,8 +734,8 @@ static void TestRouting(void) {
   edgeroute_message_t* msg = edgeroute_message_create();
   edgeroute_message_t* proto = edgeroute_message_create();
   edgeroute_message_t* batch[3];
-  edgeroute_metrics_t m;
-  edgeroute_endpoint_metrics_t em;
+  edgeroute_metrics_t m = {sizeof(edgeroute_metrics_t)};
+  edgeroute_endpoint_metrics_t em = {sizeof(edgeroute_endpoint_metrics_t)};
   const char* bodies[3] = {"b1", "b2", "b3"};
   size_t lengths[3] = {2, 2, 2};
   size_t accepted = 99;
@@ -950,7 +956,7 @@ static void TestAcknowledgements(void) {
   SinkState s;
   edgeroute_router_t* router;
   edgeroute_options_t* options = edgeroute_options_create();
-  edgeroute_metrics_t m;
+  edgeroute_metrics_t m = {sizeof(edgeroute_metrics_t)};
   edgeroute_batch_t* b;
   size_t len;
   StartPhase("acknowledgements");
@@ -1091,6 +1097,106 @@ static void TestStore(void) {
   SinkStateFree(&s);
 }
 
+/* Caller-allocated structs grow at the end only, and the library writes at
+ * most struct_size bytes: a struct from an older, smaller header gets its
+ * fields and nothing past them; a struct from a newer, larger header keeps
+ * what the library does not know; struct_size 0 is refused. */
+typedef struct {
+  size_t struct_size;
+  uint64_t received;
+  uint64_t orphaned;
+} OlderMetrics;
+
+typedef struct {
+  size_t struct_size;
+  int severity;
+  const char* message;
+} OlderDiagnostic;
+
+typedef struct {
+  size_t struct_size;
+  uint64_t enqueued;
+} OlderEndpointMetrics;
+
+typedef struct {
+  edgeroute_metrics_t current;
+  uint64_t added_later; /* a field a newer header might have */
+} NewerMetrics;
+
+static void TestStructGrowth(void) {
+  char* err = NULL;
+  edgeroute_router_t* router = NewRouter(NULL, kManifest);
+  edgeroute_diagnostics_t* diags = edgeroute_diagnostics_create();
+  edgeroute_condition_t* cond = NULL;
+  struct {
+    OlderMetrics m;
+    uint64_t canary;
+  } older;
+  struct {
+    OlderDiagnostic d;
+    uint64_t canary;
+  } older_diag;
+  struct {
+    OlderEndpointMetrics em;
+    uint64_t canary;
+  } older_endpoint;
+  NewerMetrics newer;
+  edgeroute_metrics_t zero;
+  StartPhase("struct growth");
+  Send(router, "x", "info", NULL); /* orphaned */
+  Send(router, "y", "info", NULL);
+  CheckOk(edgeroute_router_wait_idle(router, 10000000, &err), err);
+
+  memset(&older, 0xAB, sizeof(older));
+  older.m.struct_size = sizeof(OlderMetrics);
+  CheckOk(edgeroute_router_get_metrics(router, (edgeroute_metrics_t*)&older.m,
+                                       &err),
+          err);
+  CheckCondition(older.m.struct_size == sizeof(OlderMetrics));
+  CheckCondition(older.m.received == 2);
+  CheckCondition(older.m.orphaned == 2);
+  CheckCondition(older.canary == 0xABABABABABABABABull);
+
+  memset(&newer, 0, sizeof(newer));
+  newer.current.struct_size = sizeof(newer);
+  newer.added_later = 42;
+  CheckOk(edgeroute_router_get_metrics(router, &newer.current, &err), err);
+  CheckCondition(newer.current.received == 2);
+  CheckCondition(newer.current.routes == 2);
+  CheckCondition(newer.added_later == 42);
+
+  memset(&older_endpoint, 0xCD, sizeof(older_endpoint));
+  older_endpoint.em.struct_size = sizeof(OlderEndpointMetrics);
+  CheckOk(edgeroute_router_endpoint_metrics(
+              router, S("iothub"),
+              (edgeroute_endpoint_metrics_t*)&older_endpoint.em, &err),
+          err);
+  CheckCondition(older_endpoint.em.enqueued == 0);
+  CheckCondition(older_endpoint.canary == 0xCDCDCDCDCDCDCDCDull);
+
+  memset(&zero, 0, sizeof(zero));
+  CheckFails(edgeroute_router_get_metrics(router, &zero, &err),
+             EDGEROUTE_INVALID_ARGUMENT, err);
+  zero.struct_size = sizeof(size_t); /* no room for a field */
+  CheckFails(edgeroute_router_get_metrics(router, &zero, &err),
+             EDGEROUTE_INVALID_ARGUMENT, err);
+
+  CheckFails(edgeroute_condition_compile(S("k = 1"), diags, &cond, &err),
+             EDGEROUTE_INVALID_ARGUMENT, err);
+  memset(&older_diag, 0xEF, sizeof(older_diag));
+  older_diag.d.struct_size = sizeof(OlderDiagnostic);
+  CheckOk(edgeroute_diagnostics_get(
+              diags, 0, (edgeroute_diagnostic_t*)&older_diag.d, &err),
+          err);
+  CheckCondition(older_diag.d.severity == EDGEROUTE_SEVERITY_ERROR);
+  CheckCondition(strstr(older_diag.d.message, "Invalid operands") != NULL);
+  CheckCondition(older_diag.canary == 0xEFEFEFEFEFEFEFEFull);
+
+  CheckOk(edgeroute_router_close(router, &err), err);
+  edgeroute_router_destroy(router);
+  edgeroute_diagnostics_destroy(diags);
+}
+
 int main(void) {
   TestVersion();
   TestStatusNames();
@@ -1103,6 +1209,7 @@ int main(void) {
   TestRouting();
   TestAcknowledgements();
   TestStore();
+  TestStructGrowth();
   fprintf(stderr, "PASS\n");
   return 0;
 }

@@ -23,6 +23,7 @@
 using edgeroute::MessageView;
 using edgeroute::PropertyValue;
 using edgeroute::c_api::Bytes;
+using edgeroute::c_api::CopyToCallerStruct;
 using edgeroute::c_api::Guard;
 using edgeroute::c_api::NullArgument;
 using edgeroute::c_api::ValidBytes;
@@ -203,15 +204,19 @@ int edgeroute_diagnostics_get(const edgeroute_diagnostics_t* diags,
           "diagnostic index ", index, " >= count ", diags->entries.size()));
     }
     const auto& e = diags->entries[index];
-    out->severity = e.severity;
-    out->message = e.message.c_str();
-    out->route_name = e.route_name.c_str();
-    out->line = e.line;
-    out->column = e.column;
-    out->end_column = e.end_column;
-    out->excerpt = e.excerpt.c_str();
-    out->suggestion = e.suggestion.c_str();
-    return absl::OkStatus();
+    edgeroute_diagnostic_t d;
+    d.struct_size = sizeof(d);
+    d.severity = e.severity;
+    d.message = e.message.c_str();
+    d.route_name = e.route_name.c_str();
+    d.line = e.line;
+    d.column = e.column;
+    d.end_column = e.end_column;
+    d.excerpt = e.excerpt.c_str();
+    d.suggestion = e.suggestion.c_str();
+    return CopyToCallerStruct(
+        d, offsetof(edgeroute_diagnostic_t, severity) + sizeof(d.severity),
+        "edgeroute_diagnostic_t", out);
   });
 }
 

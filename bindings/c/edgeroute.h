@@ -27,6 +27,18 @@
  *    "not thread-safe" means the caller serialises calls on that object
  *    (different objects are always independent).
  *  - A new capability is a new function; existing signatures never change.
+ *  - Structs the caller allocates and the library fills
+ *    (edgeroute_diagnostic_t, edgeroute_metrics_t,
+ *    edgeroute_endpoint_metrics_t) begin with `size_t struct_size`, which
+ *    the caller sets to the struct's size as its header defines it:
+ *      edgeroute_metrics_t m = {sizeof(m)};
+ *    Fields are only ever added at the end, and the library writes at most
+ *    struct_size bytes, so a program built against an older header (a
+ *    smaller struct) works with a newer library, and a newer program on an
+ *    older library gets the fields that library knows while the rest keep
+ *    what the caller put there (zero above). A struct_size too small for
+ *    the first field after it (0: forgotten) gives INVALID_ARGUMENT. The
+ *    rules are in bindings/README.md ("Growing the ABI").
  *
  * Typical use:
  *
@@ -65,12 +77,15 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /* The version of this header. Compare with edgeroute_version_number() to
- * detect a header/library mismatch: the library is compatible with every
- * header of the same MAJOR version and a MINOR version not above its own. */
+ * detect a header/library mismatch. From 1.0 on, the library is compatible
+ * with every header of the same MAJOR version and a MINOR version not above
+ * its own. Before 1.0 a MINOR version may change the ABI: the library is
+ * compatible with headers of its own 0.MINOR only (0.2 added struct_size to
+ * the caller-allocated structs). */
 #define EDGEROUTE_VERSION_MAJOR 0
-#define EDGEROUTE_VERSION_MINOR 1
+#define EDGEROUTE_VERSION_MINOR 2
 #define EDGEROUTE_VERSION_PATCH 0
-#define EDGEROUTE_VERSION_STRING "0.1.0"
+#define EDGEROUTE_VERSION_STRING "0.2.0"
 /* MAJOR * 1000000 + MINOR * 1000 + PATCH (like SQLITE_VERSION_NUMBER). */
 #define EDGEROUTE_VERSION_NUMBER                                        \
   (EDGEROUTE_VERSION_MAJOR * 1000000 + EDGEROUTE_VERSION_MINOR * 1000 + \
@@ -146,6 +161,7 @@ edgeroute_diagnostics_error_count(const edgeroute_diagnostics_t* diags);
  * borrowed from the list (see above) and NUL-terminated; absent ones are
  * empty strings, never NULL. Positions are 1-based; 0 when unknown. */
 typedef struct edgeroute_diagnostic_t {
+  size_t struct_size;     /* set by the caller: sizeof(edgeroute_diagnostic_t) */
   int severity;           /* EDGEROUTE_SEVERITY_* */
   const char* message;    /* e.g. "Syntax error: unterminated string" */
   const char* route_name; /* the manifest's route name; "" for one route */
@@ -159,8 +175,9 @@ typedef struct edgeroute_diagnostic_t {
   const char* suggestion; /* a suggested rewrite for warnings, or "" */
 } edgeroute_diagnostic_t;
 
-/* Fills *out with diagnostic `index` (< count). INVALID_ARGUMENT for NULL
- * arguments, OUT_OF_RANGE for a bad index. */
+/* Fills *out with diagnostic `index` (< count); set out->struct_size first.
+ * INVALID_ARGUMENT for NULL arguments or a struct_size too small,
+ * OUT_OF_RANGE for a bad index. */
 EDGEROUTE_EXPORT int edgeroute_diagnostics_get(
     const edgeroute_diagnostics_t* diags, size_t index,
     edgeroute_diagnostic_t* out, char** errptr);
@@ -543,8 +560,9 @@ EDGEROUTE_EXPORT int edgeroute_batch_ack_all(edgeroute_batch_t* batch,
 /* --- metrics --- */
 
 /* Router-wide counters since creation (never decrease, except the gauges
- * marked "now"). Filled into a caller-owned struct. */
+ * marked "now"). Filled into a caller-owned struct (set struct_size). */
 typedef struct edgeroute_metrics_t {
+  size_t struct_size;        /* set by the caller: sizeof(edgeroute_metrics_t) */
   uint64_t received;         /* messages accepted by the send calls */
   uint64_t orphaned;         /* of those, matched no route */
   uint64_t rejected_full;    /* sends refused: router full */
@@ -562,8 +580,9 @@ typedef struct edgeroute_metrics_t {
   uint64_t routes;      /* route names loaded since creation */
 } edgeroute_metrics_t;
 
-/* One endpoint's counters since creation. */
+/* One endpoint's counters since creation (set struct_size). */
 typedef struct edgeroute_endpoint_metrics_t {
+  size_t struct_size;   /* set by the caller: sizeof(the struct) */
   uint64_t enqueued;    /* messages queued for it (once per message) */
   uint64_t delivered;   /* acknowledged DELIVERED */
   uint64_t retried;     /* handed to the sink again after RETRY */
@@ -578,12 +597,13 @@ typedef struct edgeroute_endpoint_metrics_t {
   uint8_t dead;     /* now: dropping batches until revived */
 } edgeroute_endpoint_metrics_t;
 
-/* Fills *out. Works after close (final values). Thread-safe. */
+/* Fills *out (set out->struct_size first). Works after close (final
+ * values). Thread-safe. */
 EDGEROUTE_EXPORT int edgeroute_router_get_metrics(edgeroute_router_t* router,
                                                   edgeroute_metrics_t* out,
                                                   char** errptr);
-/* Fills *out for one endpoint id; NOT_FOUND if the router has never seen it.
- * Works after close. Thread-safe. */
+/* Fills *out for one endpoint id (set out->struct_size first); NOT_FOUND if
+ * the router has never seen it. Works after close. Thread-safe. */
 EDGEROUTE_EXPORT int edgeroute_router_endpoint_metrics(
     edgeroute_router_t* router, const char* endpoint_id, size_t len,
     edgeroute_endpoint_metrics_t* out, char** errptr);

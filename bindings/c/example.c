@@ -28,7 +28,7 @@ int main(void) {
       edgeroute_message_add_property(m, "hot", 3, "yes", 3, NULL);
     edgeroute_router_send(router, m, NULL);
   }
-  edgeroute_metrics_t stats;
+  edgeroute_metrics_t stats = {sizeof(stats)};
   edgeroute_router_close(router, NULL); /* delivers what is queued */
   edgeroute_router_get_metrics(router, &stats, NULL);
   printf("received %d, delivered %d, callback saw %d\n", (int)stats.received,

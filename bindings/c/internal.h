@@ -5,13 +5,17 @@
 #ifndef EDGEROUTE_BINDINGS_C_INTERNAL_H_
 #define EDGEROUTE_BINDINGS_C_INTERNAL_H_
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "bindings/c/edgeroute.h"
 #include "message/message.h"
@@ -78,6 +82,29 @@ int Guard(char** errptr, Body&& body) {
   } catch (...) {
     return SaveError(errptr, absl::InternalError("unknown exception"));
   }
+}
+
+// Copies `filled` into the caller's struct *out as far as out->struct_size
+// reaches (edgeroute.h: a struct from an older header is a prefix of this
+// one), never writing past struct_size and keeping struct_size itself.
+// `min_size` is the size of struct_size and the first field;
+// InvalidArgument below it (0 means the caller forgot to set it).
+template <typename T>
+absl::Status CopyToCallerStruct(const T& filled, size_t min_size,
+                                const char* type_name, T* out) {
+  static_assert(offsetof(T, struct_size) == 0,
+                "struct_size is the first member");
+  const size_t size = out->struct_size;
+  if (size < min_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(type_name, ".struct_size is ", size, ": set it to sizeof(",
+                     type_name, ")"));
+  }
+  const size_t n = std::min(size, sizeof(T));
+  std::memcpy(reinterpret_cast<char*>(out) + sizeof(size_t),
+              reinterpret_cast<const char*>(&filled) + sizeof(size_t),
+              n - sizeof(size_t));
+  return absl::OkStatus();
 }
 
 inline absl::Status NullArgument(const char* name) {

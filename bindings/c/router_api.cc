@@ -30,6 +30,7 @@ using edgeroute::MessageView;
 using edgeroute::Router;
 using edgeroute::RouterOptions;
 using edgeroute::c_api::Bytes;
+using edgeroute::c_api::CopyToCallerStruct;
 using edgeroute::c_api::Guard;
 using edgeroute::c_api::NullArgument;
 using edgeroute::c_api::ValidBytes;
@@ -619,8 +620,10 @@ int edgeroute_router_get_metrics(edgeroute_router_t* router,
     }
     r.endpoints = m.endpoints.size();
     r.routes = m.routes.size();
-    *out = r;
-    return absl::OkStatus();
+    r.struct_size = sizeof(r);
+    return CopyToCallerStruct(
+        r, offsetof(edgeroute_metrics_t, received) + sizeof(r.received),
+        "edgeroute_metrics_t", out);
   });
 }
 
@@ -651,8 +654,11 @@ int edgeroute_router_endpoint_metrics(edgeroute_router_t* router,
       r.latency_p99_us = e.latency.QuantileMicros(0.99);
       r.has_sink = e.has_sink ? 1 : 0;
       r.dead = e.dead ? 1 : 0;
-      *out = r;
-      return absl::OkStatus();
+      r.struct_size = sizeof(r);
+      return CopyToCallerStruct(
+          r,
+          offsetof(edgeroute_endpoint_metrics_t, enqueued) + sizeof(r.enqueued),
+          "edgeroute_endpoint_metrics_t", out);
     }
     return absl::NotFoundError(
         absl::StrCat("no endpoint '", id, "' in this router"));

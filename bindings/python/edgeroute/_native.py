@@ -13,7 +13,7 @@ from typing import Optional
 
 # The header version this package was written against.
 _MAJOR = 0
-_MINOR = 1
+_MINOR = 2
 
 # Status codes (absl::StatusCode numbering).
 OK = 0
@@ -24,8 +24,20 @@ PROPERTY_NULL = 1
 PROPERTY_STRING = 2
 
 
-class Diagnostic_(Structure):
+class SizedStructure(Structure):
+    """A caller-allocated struct of edgeroute.h: its first member,
+    struct_size, is set to the size ctypes gives it (see "Growing the ABI" in
+    bindings/README.md), so the library fills only what this package knows.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.struct_size = ctypes.sizeof(self)
+
+
+class Diagnostic_(SizedStructure):
     _fields_ = [
+        ("struct_size", c_size_t),
         ("severity", c_int),
         ("message", c_char_p),
         ("route_name", c_char_p),
@@ -37,15 +49,16 @@ class Diagnostic_(Structure):
     ]
 
 
-class Metrics_(Structure):
-    _fields_ = [(name, c_uint64) for name in (
+class Metrics_(SizedStructure):
+    _fields_ = [("struct_size", c_size_t)] + [(name, c_uint64) for name in (
         "received", "orphaned", "rejected_full", "rejected_invalid",
         "route_updates", "enqueued", "delivered", "retried", "expired",
         "rejected", "dropped", "queue_depth", "endpoints", "routes")]
 
 
-class EndpointMetrics_(Structure):
+class EndpointMetrics_(SizedStructure):
     _fields_ = [
+        ("struct_size", c_size_t),
         ("enqueued", c_uint64),
         ("delivered", c_uint64),
         ("retried", c_uint64),
@@ -190,12 +203,25 @@ for _name, (_restype, _argtypes) in _SIGNATURES.items():
     _fn.restype = _restype
     _fn.argtypes = _argtypes
 
+
+def compatible(number: int) -> bool:
+    """Whether a library of version `number` (edgeroute_version_number)
+    runs this package: the same major version and a minor version not
+    below ours, or before 1.0 exactly our 0.MINOR (0.x minors may change
+    the ABI)."""
+    major, minor = number // 1000000, (number // 1000) % 1000
+    if major != _MAJOR:
+        return False
+    return minor == _MINOR if _MAJOR == 0 else minor >= _MINOR
+
+
 _number = lib.edgeroute_version_number()
-if _number // 1000000 != _MAJOR or (_number // 1000) % 1000 < _MINOR:
+if not compatible(_number):
     raise ImportError(
         "libedgeroute.so version %s is not compatible with this package "
-        "(needs %d.%d or a later %d.x)" %
-        (lib.edgeroute_version().decode(), _MAJOR, _MINOR, _MAJOR))
+        "(needs %d.%d%s)" %
+        (lib.edgeroute_version().decode(), _MAJOR, _MINOR,
+         "" if _MAJOR == 0 else " or a later %d.x" % _MAJOR))
 
 
 def string_at(ptr: Optional[int], size: int) -> bytes:

@@ -6,11 +6,11 @@ import ctypes
 import json
 import threading
 from ctypes import byref, c_char_p, c_int, c_size_t, c_void_p
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from edgeroute import _native
 from edgeroute._native import lib
+from edgeroute.diagnostic import Diagnostic
 from edgeroute.errors import RouteError, error_for
 
 Text = Union[str, bytes]
@@ -53,35 +53,6 @@ def version() -> str:
 
 
 # ---------------------------------------------------------------- diagnostics
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """One compile error or warning. Positions are 1-based (0 = unknown)."""
-
-    severity: str  # "error" or "warning"
-    message: str
-    route_name: str
-    line: int
-    column: int
-    end_column: int
-    excerpt: str
-    suggestion: str
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity == "error"
-
-    def __str__(self) -> str:
-        where = "%s:%d:%d" % (self.route_name or "<route>", self.line,
-                              self.column)
-        text = "%s: %s: %s" % (where, self.severity, self.message)
-        if self.excerpt:
-            text += "\n" + self.excerpt
-        if self.suggestion:
-            text += "\nsuggestion: " + self.suggestion
-        return text
-
 
 class Diagnostics:
     """Owns an edgeroute_diagnostics_t (internal)."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional, Type
+from typing import Dict, List, Optional, Type
 
-if TYPE_CHECKING:
-    from edgeroute.core import Diagnostic
+from edgeroute.diagnostic import Diagnostic
 
 
 class EdgerouteError(Exception):
@@ -41,8 +40,7 @@ class RouteError(InvalidArgument):
     `route_name` are those of the first error.
     """
 
-    def __init__(self, message: str,
-                 diagnostics: "List[Diagnostic]") -> None:
+    def __init__(self, message: str, diagnostics: List[Diagnostic]) -> None:
         super().__init__(message)
         self.diagnostics = diagnostics
         errors = [d for d in diagnostics if d.is_error]

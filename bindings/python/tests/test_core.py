@@ -114,3 +114,66 @@ def test_error_mapping():
     assert isinstance(error_for(14, "x"), edgeroute.Unavailable)
     e = error_for(99, "odd")
     assert isinstance(e, edgeroute.Unknown) and e.code == 99
+
+
+def test_empty_condition_is_a_route_error():
+    # A condition is a WHERE clause, and a WHERE clause needs a condition.
+    for empty in ("", "   ", "/* nothing */"):
+        with pytest.raises(edgeroute.RouteError) as info:
+            Condition(empty)
+        assert "empty" in str(info.value)
+
+
+def test_caller_allocated_structs_carry_their_size():
+    import ctypes
+
+    from edgeroute import _native
+    for cls in (_native.Diagnostic_, _native.Metrics_,
+                _native.EndpointMetrics_):
+        s = cls()
+        assert cls._fields_[0][0] == "struct_size"
+        assert s.struct_size == ctypes.sizeof(cls)
+
+
+def test_version_compatibility_rule():
+    from edgeroute import _native
+    number = lambda major, minor: major * 1000000 + minor * 1000
+    assert _native.compatible(number(_native._MAJOR, _native._MINOR))
+    # Before 1.0 another minor version may have another ABI.
+    assert not _native.compatible(number(0, _native._MINOR + 1))
+    assert not _native.compatible(number(0, _native._MINOR - 1))
+    assert not _native.compatible(number(1, 0))
+
+
+def test_modules_do_not_import_each_other_in_a_cycle():
+    import ast
+    import os
+
+    package = os.path.dirname(edgeroute.__file__)
+    graph = {}
+    for name in os.listdir(package):
+        if not name.endswith(".py"):
+            continue
+        tree = ast.parse(open(os.path.join(package, name)).read())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module == "edgeroute":
+                    deps.update(a.name for a in node.names)
+                elif node.module.startswith("edgeroute."):
+                    deps.add(node.module.split(".", 1)[1])
+        graph[name[:-3]] = deps
+
+    def reaches(start, target, seen):
+        for dep in graph.get(start, ()):
+            if dep == target:
+                return True
+            if dep not in seen:
+                seen.add(dep)
+                if reaches(dep, target, seen):
+                    return True
+        return False
+
+    for module in graph:
+        if module != "__init__":
+            assert not reaches(module, module, set()), module
