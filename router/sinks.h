@@ -1,4 +1,4 @@
-// Built-in sinks for tests, benchmarks and examples.
+// Sinks for tests and benchmarks (//router:sinks is testonly).
 //
 //   NullSink       -- accepts everything at once; counts.
 //   CollectingSink -- accepts everything and keeps a copy of each message.

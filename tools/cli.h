@@ -6,6 +6,11 @@
 //   edgeroute route --tsv|--jsonl [--device NAME]    batch route parsing
 //   edgeroute route 'ROUTE' [--device NAME]          one route, explained
 //   edgeroute check MANIFEST.json [--device NAME]    validate a manifest
+//   edgeroute store inspect DIR                      report a store directory
+//   edgeroute run --manifest M.json [...]            run the gateway
+//   edgeroute demo [...]                             the gateway demo
+//   edgeroute identity add|token|connection-string|list|remove [...]
+//                                                    the identities file
 //   edgeroute help | --help
 //
 // `edgeroute help` prints the details. Exit codes: 0 success, 1 the input

@@ -1,6 +1,7 @@
 // Tests of the lock-free ring, the event count and the backoff arithmetic.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -97,23 +98,66 @@ TEST(MpscRingTest, MultiProducerChecksum) {
   EXPECT_FALSE(ring.TryPop(&v));
 }
 
+// The waiter is asleep in Wait (no timeout) when the flag is set: only
+// Notify can end that sleep, and the waiter must then see the flag.
 TEST(EventCountTest, NotifyWakesWaiter) {
   EventCount ec;
   std::atomic<bool> flag{false};
+  std::atomic<bool> waiting{false};
+  std::atomic<int> sleeps{0};
+  std::atomic<bool> saw_flag{false};
   std::thread waiter([&] {
     while (true) {
       const uint32_t key = ec.PrepareWait();
       if (flag.load()) {
         ec.CancelWait();
+        saw_flag.store(true);
         return;
       }
+      sleeps.fetch_add(1);
+      waiting.store(true);
       ec.Wait(key, -1);  // no timeout: only Notify ends this
     }
   });
+  while (!waiting.load()) std::this_thread::yield();
   flag.store(true);
   ec.Notify();
   waiter.join();
-  SUCCEED();
+  EXPECT_TRUE(saw_flag.load());
+  EXPECT_GE(sleeps.load(), 1);  // it did go to sleep before the flag was set
+}
+
+// Two threads hand a turn back and forth 2,000 times through one event
+// count, each waiting with a 10 s timeout: a single lost wake-up would cost
+// 10 s, so the whole exchange finishing quickly shows every Notify arrived.
+TEST(EventCountTest, NoLostWakeUpsInAPingPong) {
+  constexpr uint64_t kTurns = 2000;
+  EventCount ec;
+  std::atomic<uint64_t> turn{0};
+  auto player = [&](uint64_t parity) {
+    for (;;) {
+      uint64_t t = turn.load();
+      while (t < kTurns && t % 2 != parity) {
+        const uint32_t key = ec.PrepareWait();
+        t = turn.load();
+        if (t >= kTurns || t % 2 == parity) {
+          ec.CancelWait();
+          break;
+        }
+        ec.Wait(key, 10'000'000);
+        t = turn.load();
+      }
+      if (t >= kTurns) return;
+      turn.store(t + 1);
+      ec.Notify();
+    }
+  };
+  const auto start = std::chrono::steady_clock::now();
+  std::thread even(player, 0), odd(player, 1);
+  even.join();
+  odd.join();
+  EXPECT_EQ(turn.load(), kTurns);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(9));
 }
 
 TEST(BackoffTest, DoublesFromInitialUpToMax) {
