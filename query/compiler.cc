@@ -63,11 +63,8 @@ int CompileCondition(absl::string_view text, const Ast& ast, Program* program,
                      std::vector<RawDiag>* diags) {
   if (ast.root < 0) {
     // The parsers never give an empty WHERE clause a tree; say so anyway.
-    RawDiag d;
-    d.message = "Syntax error: a WHERE clause needs a condition";
-    d.begin = 0;
-    d.end = 1;
-    diags->push_back(std::move(d));
+    diags->push_back(
+        RawDiag::Error(0, 1, "Syntax error: a WHERE clause needs a condition"));
     return -1;
   }
   return Compiler(program, text, ast, diags).Run();
@@ -85,23 +82,14 @@ absl::string_view Compiler::Text(uint32_t b, uint32_t e) const {
 void Compiler::Error(uint32_t b, uint32_t e, std::string msg,
                      std::string suggestion) {
   ++errors_;
-  RawDiag d;
-  d.message = std::move(msg);
-  d.begin = b;
-  d.end = e > b ? e : b + 1;
-  d.suggestion = std::move(suggestion);
-  diags_->push_back(std::move(d));
+  diags_->push_back(
+      RawDiag::Error(b, e, std::move(msg), std::move(suggestion)));
 }
 
 void Compiler::Warn(uint32_t b, uint32_t e, std::string msg,
                     std::string suggestion) {
-  RawDiag d;
-  d.severity = Diagnostic::Severity::kWarning;
-  d.message = std::move(msg);
-  d.begin = b;
-  d.end = e > b ? e : b + 1;
-  d.suggestion = std::move(suggestion);
-  diags_->push_back(std::move(d));
+  diags_->push_back(
+      RawDiag::Warning(b, e, std::move(msg), std::move(suggestion)));
 }
 
 int Compiler::Add(Node n) { return p_->AddNode(std::move(n)); }

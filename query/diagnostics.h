@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -23,6 +24,31 @@ struct RawDiag {
   uint32_t begin = 0;
   uint32_t end = 0;
   std::string suggestion;
+
+  // An error or warning over [begin, end), widened to one byte when empty.
+  static RawDiag Error(uint32_t begin, uint32_t end, std::string message,
+                       std::string suggestion = "") {
+    return Make(Diagnostic::Severity::kError, begin, end, std::move(message),
+                std::move(suggestion));
+  }
+  static RawDiag Warning(uint32_t begin, uint32_t end, std::string message,
+                         std::string suggestion = "") {
+    return Make(Diagnostic::Severity::kWarning, begin, end, std::move(message),
+                std::move(suggestion));
+  }
+
+ private:
+  static RawDiag Make(Diagnostic::Severity severity, uint32_t begin,
+                      uint32_t end, std::string message,
+                      std::string suggestion) {
+    RawDiag d;
+    d.severity = severity;
+    d.message = std::move(message);
+    d.begin = begin;
+    d.end = end > begin ? end : begin + 1;
+    d.suggestion = std::move(suggestion);
+    return d;
+  }
 };
 
 // Converts a byte range of `text` into a Diagnostic (line, columns, caret

@@ -40,24 +40,29 @@ absl::string_view Program::InternString(std::string s) {
   return strings_.back();
 }
 
-int Program::AppSlot(absl::string_view name) {
+namespace {
+
+// The slot of `name` among `names`, matched ignoring ASCII case; a new one
+// when there is none.
+int InternName(absl::string_view name, std::vector<std::string>* names,
+               absl::flat_hash_map<std::string, int>* index) {
   std::string key = absl::AsciiStrToLower(name);
-  auto it = app_index_.find(key);
-  if (it != app_index_.end()) return it->second;
-  int slot = int(app_names_.size());
-  app_names_.emplace_back(name);
-  app_index_.emplace(std::move(key), slot);
+  auto it = index->find(key);
+  if (it != index->end()) return it->second;
+  const int slot = int(names->size());
+  names->emplace_back(name);
+  index->emplace(std::move(key), slot);
   return slot;
 }
 
+}  // namespace
+
+int Program::AppSlot(absl::string_view name) {
+  return InternName(name, &app_names_, &app_index_);
+}
+
 int Program::SysSlot(absl::string_view name) {
-  std::string key = absl::AsciiStrToLower(name);
-  auto it = sys_index_.find(key);
-  if (it != sys_index_.end()) return it->second;
-  int slot = int(sys_names_.size());
-  sys_names_.emplace_back(name);
-  sys_index_.emplace(std::move(key), slot);
-  return slot;
+  return InternName(name, &sys_names_, &sys_index_);
 }
 
 int Program::BodySlot(absl::string_view path, BodyPath parsed) {

@@ -1,6 +1,5 @@
 #include "query/query.h"
 
-#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -252,22 +251,17 @@ absl::StatusOr<std::unique_ptr<CompiledCondition>> CompiledCondition::Compile(
   if (toks.size() == 1) {
     // Only whitespace or comments: a WHERE clause needs a condition, as in
     // edgeHub's route grammar ("WHERE INTO" is a syntax error).
-    RawDiag d;
-    d.message = kEmptyCondition;
-    d.begin = 0;
-    d.end = std::max<uint32_t>(1, uint32_t(condition.size()));
-    raw.push_back(std::move(d));
+    raw.push_back(
+        RawDiag::Error(0, uint32_t(condition.size()), kEmptyCondition));
     root = -1;
   } else {
     // An unterminated string would swallow the text the condition is
     // wrapped in; report it here, where it is.
     for (const internal::Token& t : toks) {
       if (t.kind == internal::Tok::kUntermString) {
-        RawDiag d;
-        d.message = "Syntax error: unterminated string";
-        d.begin = t.begin + uint32_t(kPrefix.size());
-        d.end = d.begin + 1;
-        raw.push_back(std::move(d));
+        const uint32_t at = t.begin + uint32_t(kPrefix.size());
+        raw.push_back(
+            RawDiag::Error(at, at + 1, "Syntax error: unterminated string"));
         break;
       }
     }

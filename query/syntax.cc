@@ -91,21 +91,12 @@ class Parser {
   void Error(const Token& at, std::string message) {
     if (failed_) return;
     failed_ = true;
-    RawDiag d;
-    d.message = std::move(message);
-    d.begin = at.begin;
-    d.end = at.end > at.begin ? at.end : at.begin + 1;
-    diags_->push_back(std::move(d));
+    diags_->push_back(RawDiag::Error(at.begin, at.end, std::move(message)));
   }
   void Warn(uint32_t begin, uint32_t end, std::string message,
             std::string suggestion) {
-    RawDiag d;
-    d.severity = Diagnostic::Severity::kWarning;
-    d.message = std::move(message);
-    d.begin = begin;
-    d.end = end > begin ? end : begin + 1;
-    d.suggestion = std::move(suggestion);
-    diags_->push_back(std::move(d));
+    diags_->push_back(RawDiag::Warning(begin, end, std::move(message),
+                                       std::move(suggestion)));
   }
 
   // Reports the token `t` as unexpected, with the most useful wording.
