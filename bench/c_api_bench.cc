@@ -51,10 +51,10 @@ void Die(const char* what, const char* err) {
 
 // ------------------------------------------------------------------ C++ API
 
-class AckSink final : public edgeroute::Sink {
+class AckSink final : public edgeroute::router::Sink {
  public:
-  void Deliver(edgeroute::DeliveryBatch* batch) override {
-    batch->CompleteAll(edgeroute::DeliveryOutcome::kDelivered);
+  void Deliver(edgeroute::router::DeliveryBatch* batch) override {
+    batch->CompleteAll(edgeroute::router::DeliveryOutcome::kDelivered);
   }
 };
 
@@ -68,11 +68,11 @@ void BuildCpp(edgeroute::MessageBuilder* b) {
   b->Finish();
 }
 
-std::unique_ptr<edgeroute::Router> NewCppRouter() {
-  edgeroute::RouterOptions options;
+std::unique_ptr<edgeroute::router::Router> NewCppRouter() {
+  edgeroute::router::RouterOptions options;
   options.dispatch_workers = 1;
   options.admission_timeout = absl::Seconds(10);
-  auto router = edgeroute::Router::Create(options, kManifest);
+  auto router = edgeroute::router::Router::Create(options, kManifest);
   if (!router.ok()) Die("Router::Create", router.status().ToString().c_str());
   auto sink = std::make_shared<AckSink>();
   (void)(*router)->SetSink("iothub", sink);

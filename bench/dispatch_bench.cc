@@ -36,7 +36,7 @@
 #include "router/router.h"
 #include "router/sinks.h"
 
-namespace edgeroute {
+namespace edgeroute::router {
 namespace {
 
 constexpr int kEndpoints = 4;
@@ -591,7 +591,7 @@ BENCHMARK(BM_Baseline_MutexQueue)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
-}  // namespace edgeroute
+}  // namespace edgeroute::router
 
 // glibc's malloc gives memory back to the kernel whenever the top of the
 // heap is free, and the router's producer-allocates / executor-frees

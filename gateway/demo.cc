@@ -36,6 +36,10 @@
 namespace edgeroute {
 namespace gateway {
 
+using router::EndpointMetrics;
+using router::RouteMetrics;
+using router::RouterMetrics;
+
 // examples/demo-manifest.json, generated into demo_manifest.cc.
 extern const char kDemoManifestText[];
 

@@ -35,6 +35,15 @@
 
 namespace edgeroute {
 namespace gateway {
+
+using router::DeliveryBatch;
+using router::DeliveryOutcome;
+using router::EndpointMetrics;
+using router::Router;
+using router::RouterMetrics;
+using router::RouterOptions;
+using router::Sink;
+
 namespace {
 
 constexpr absl::string_view kUpstreamEndpoint = "iothub";

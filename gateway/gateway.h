@@ -157,7 +157,7 @@ class Gateway {
   // Router and gateway metrics in Prometheus text format.
   std::string PrometheusText() const;
   // The embedded router's counters (Router::GetMetrics).
-  RouterMetrics RouterMetricsSnapshot() const;
+  router::RouterMetrics RouterMetricsSnapshot() const;
   // The store's counters (Store::GetStats); FailedPrecondition without a
   // store. Messages the store skips as expired when the router reads them
   // are counted here (Stats::expired), not in EndpointMetrics::expired.

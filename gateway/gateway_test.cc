@@ -27,6 +27,10 @@
 
 namespace edgeroute {
 namespace gateway {
+
+using router::EndpointMetrics;
+using router::RouterMetrics;
+
 namespace {
 
 constexpr char kDevice[] = "edge-1";

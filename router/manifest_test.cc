@@ -11,7 +11,7 @@
 #include "router/router.h"
 #include "router/sinks.h"
 
-namespace edgeroute {
+namespace edgeroute::router {
 namespace {
 
 constexpr absl::Duration kWait = absl::Seconds(20);
@@ -146,4 +146,4 @@ TEST(ManifestTest, DesiredPropertiesExampleAndInvalidUpdate) {
 }
 
 }  // namespace
-}  // namespace edgeroute
+}  // namespace edgeroute::router

@@ -23,20 +23,20 @@
 #include "router/internal/route_table.h"
 #include "store/store.h"
 
-namespace edgeroute {
+namespace edgeroute::router {
 
-using router_internal::Bump;
-using router_internal::Endpoint;
-using router_internal::EndpointConfig;
-using router_internal::EventCount;
-using router_internal::FutexWait;
-using router_internal::FutexWake;
-using router_internal::kCacheLine;
-using router_internal::MessageNode;
-using router_internal::MpscRing;
-using router_internal::QueuedRef;
-using router_internal::RouteCounters;
-using router_internal::RouteTable;
+using internal::Bump;
+using internal::Endpoint;
+using internal::EndpointConfig;
+using internal::EventCount;
+using internal::FutexWait;
+using internal::FutexWake;
+using internal::kCacheLine;
+using internal::MessageNode;
+using internal::MpscRing;
+using internal::QueuedRef;
+using internal::RouteCounters;
+using internal::RouteTable;
 
 Sink::~Sink() = default;
 
@@ -70,7 +70,7 @@ int64_t LatencyHistogram::QuantileMicros(double q) const {
   return INT64_MAX;
 }
 
-namespace router_internal {
+namespace internal {
 
 // The rendezvous of a store-mode Send with its dispatch worker.
 struct SendWaiter {
@@ -79,9 +79,9 @@ struct SendWaiter {
   absl::Status status;
 };
 
-}  // namespace router_internal
+}  // namespace internal
 
-using router_internal::SendWaiter;
+using internal::SendWaiter;
 
 namespace {
 
@@ -381,7 +381,7 @@ absl::Status RouterImpl::SetSink(absl::string_view endpoint_id,
 
 absl::Status RouterImpl::SendView(const MessageView& view) {
   MessageNode* node = MessageNode::New(view.bytes());
-  const uint64_t hash = router_internal::HashSourceIgnoreCase(view.source());
+  const uint64_t hash = internal::HashSourceIgnoreCase(view.source());
   node->source_hash = hash;
   SendWaiter waiter;
   if (options_.store != nullptr) node->waiter = &waiter;
@@ -441,7 +441,7 @@ void RouterImpl::WorkerLoop(Worker* w) {
       // Spin briefly before sleeping: under load the next message is
       // microseconds away, and a producer that finds the worker awake skips
       // the futex wake-up system call.
-      router_internal::CpuRelax();
+      internal::CpuRelax();
       if (w->ring.SizeGuess() != 0) n = w->ring.PopBatch(nodes, kDispatchBatch);
     }
     if (n == 0) {
@@ -950,4 +950,4 @@ std::string Router::PrometheusText() const { return impl_->PrometheusText(); }
 
 absl::Status Router::Close() { return impl_->Close(); }
 
-}  // namespace edgeroute
+}  // namespace edgeroute::router

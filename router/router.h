@@ -59,15 +59,15 @@
 #include "message/message.h"
 #include "query/query.h"
 
-namespace edgeroute {
-
-namespace store {
+namespace edgeroute::store {
 class Store;
-}  // namespace store
+}  // namespace edgeroute::store
 
-namespace router_internal {
+namespace edgeroute::router {
+
+namespace internal {
 class Endpoint;
-}  // namespace router_internal
+}  // namespace internal
 
 // What happened to one message of a delivery batch.
 enum class DeliveryOutcome : uint8_t {
@@ -109,7 +109,7 @@ class DeliveryBatch {
   void CompleteAll(DeliveryOutcome outcome);
 
  private:
-  friend class router_internal::Endpoint;
+  friend class internal::Endpoint;
   DeliveryBatch() = default;
 
   std::string endpoint_id_;
@@ -343,6 +343,6 @@ class Router {
   std::unique_ptr<RouterImpl> impl_;
 };
 
-}  // namespace edgeroute
+}  // namespace edgeroute::router
 
 #endif  // EDGEROUTE_ROUTER_ROUTER_H_

@@ -20,7 +20,7 @@
 #include "message/message.h"
 #include "router/sinks.h"
 
-namespace edgeroute {
+namespace edgeroute::router {
 namespace {
 
 constexpr absl::Duration kWait = absl::Seconds(20);
@@ -646,4 +646,4 @@ TEST_F(RouterTest, QueueDepthAndOldestAgeWhileWaitingForASink) {
 }
 
 }  // namespace
-}  // namespace edgeroute
+}  // namespace edgeroute::router

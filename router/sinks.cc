@@ -3,7 +3,7 @@
 #include <mutex>
 #include <utility>
 
-namespace edgeroute {
+namespace edgeroute::router {
 
 void NullSink::Deliver(DeliveryBatch* batch) {
   const size_t n = batch->size();
@@ -137,4 +137,4 @@ void StallingSink::Release(bool stay_open) {
   for (DeliveryBatch* b : batches) b->CompleteAll(DeliveryOutcome::kDelivered);
 }
 
-}  // namespace edgeroute
+}  // namespace edgeroute::router

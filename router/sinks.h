@@ -24,7 +24,7 @@
 #include "absl/time/time.h"
 #include "router/router.h"
 
-namespace edgeroute {
+namespace edgeroute::router {
 
 class NullSink : public Sink {
  public:
@@ -115,6 +115,6 @@ class StallingSink : public Sink {
   uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-}  // namespace edgeroute
+}  // namespace edgeroute::router
 
 #endif  // EDGEROUTE_ROUTER_SINKS_H_

@@ -19,7 +19,7 @@
 #include "router/sinks.h"
 #include "store/store.h"
 
-namespace edgeroute {
+namespace edgeroute::router {
 namespace {
 
 constexpr absl::Duration kWait = absl::Seconds(20);
@@ -269,4 +269,4 @@ TEST(StoreModeTest, FullAdmissionMakesSendFailWithResourceExhausted) {
 }
 
 }  // namespace
-}  // namespace edgeroute
+}  // namespace edgeroute::router

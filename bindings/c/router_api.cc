@@ -23,12 +23,12 @@
 #include "router/router.h"
 #include "store/store.h"
 
-using edgeroute::DeliveryBatch;
-using edgeroute::DeliveryOutcome;
+using edgeroute::router::DeliveryBatch;
+using edgeroute::router::DeliveryOutcome;
 using edgeroute::MessageBuilder;
 using edgeroute::MessageView;
-using edgeroute::Router;
-using edgeroute::RouterOptions;
+using edgeroute::router::Router;
+using edgeroute::router::RouterOptions;
 using edgeroute::c_api::Bytes;
 using edgeroute::c_api::CopyToCallerStruct;
 using edgeroute::c_api::Guard;
@@ -68,7 +68,7 @@ struct edgeroute_batch_t {
 namespace {
 
 // Adapts a C callback to the router's Sink interface.
-class CSink final : public edgeroute::Sink {
+class CSink final : public edgeroute::router::Sink {
  public:
   CSink(absl::string_view endpoint_id, void* state, edgeroute_sink_fn deliver)
       : state_(state), deliver_(deliver) {
@@ -465,7 +465,7 @@ int edgeroute_router_set_sink(edgeroute_router_t* router,
     if (len == 0) return absl::InvalidArgumentError("endpoint id is empty");
     EDGEROUTE_RETURN_IF_ERROR(router->CheckOpen());
     absl::string_view id = Bytes(endpoint_id, len);
-    std::shared_ptr<edgeroute::Sink> sink;
+    std::shared_ptr<edgeroute::router::Sink> sink;
     if (deliver != nullptr) {
       // Constructed without the destructor so that a failure below leaves
       // `state` with the caller, as documented.
@@ -600,7 +600,7 @@ int edgeroute_router_get_metrics(edgeroute_router_t* router,
   return Guard(errptr, [&]() -> absl::Status {
     if (router == nullptr) return NullArgument("router");
     if (out == nullptr) return NullArgument("out");
-    edgeroute::RouterMetrics m = router->router->GetMetrics();
+    edgeroute::router::RouterMetrics m = router->router->GetMetrics();
     edgeroute_metrics_t r;
     std::memset(&r, 0, sizeof(r));
     r.received = m.received;
@@ -608,7 +608,7 @@ int edgeroute_router_get_metrics(edgeroute_router_t* router,
     r.rejected_full = m.rejected_full;
     r.rejected_invalid = m.rejected_invalid;
     r.route_updates = m.route_updates;
-    for (const edgeroute::EndpointMetrics& e : m.endpoints) {
+    for (const edgeroute::router::EndpointMetrics& e : m.endpoints) {
       r.enqueued += e.enqueued;
       r.delivered += e.delivered;
       r.retried += e.retried;
@@ -636,8 +636,8 @@ int edgeroute_router_endpoint_metrics(edgeroute_router_t* router,
     if (!ValidBytes(endpoint_id, len)) return NullArgument("endpoint_id");
     if (out == nullptr) return NullArgument("out");
     absl::string_view id = Bytes(endpoint_id, len);
-    edgeroute::RouterMetrics m = router->router->GetMetrics();
-    for (const edgeroute::EndpointMetrics& e : m.endpoints) {
+    edgeroute::router::RouterMetrics m = router->router->GetMetrics();
+    for (const edgeroute::router::EndpointMetrics& e : m.endpoints) {
       if (e.endpoint_id != id) continue;
       edgeroute_endpoint_metrics_t r;
       std::memset(&r, 0, sizeof(r));

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 
 // The delay before retry `retry` (1-based) in microseconds:
 // min(initial + (2^(retry-1) - 1) * factor * initial, max), where `factor`
@@ -30,6 +30,6 @@ inline int LatencyBucket(int64_t micros, int buckets) {
   return bits < buckets - 1 ? bits : buckets - 1;
 }
 
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal
 
 #endif  // EDGEROUTE_ROUTER_INTERNAL_BACKOFF_H_

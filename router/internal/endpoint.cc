@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "router/internal/backoff.h"
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 namespace {
 
 // Longest sleep of an idle executor (real time). Every event that matters
@@ -631,4 +631,4 @@ int64_t Endpoint::NextRetryMonoMicros() const {
   return next_retry_mono_us_.load(std::memory_order_relaxed);
 }
 
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal

@@ -60,7 +60,7 @@
 #include "router/router.h"
 #include "store/store.h"
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 
 inline constexpr int kPriorityBuckets = 11;
 inline constexpr int kDefaultBucket = 10;
@@ -270,6 +270,6 @@ class Endpoint {
   alignas(kCacheLine) std::atomic<uint64_t> dropped_queue_full_{0};
 };
 
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal
 
 #endif  // EDGEROUTE_ROUTER_INTERNAL_ENDPOINT_H_

@@ -19,7 +19,7 @@
 #include "router/internal/message_node.h"
 #include "router/sinks.h"
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 namespace {
 
 constexpr absl::Duration kWait = absl::Seconds(20);
@@ -261,4 +261,4 @@ TEST_F(EndpointTest, CloseWithoutDrainDropsWhatIsQueued) {
 }
 
 }  // namespace
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal

@@ -33,7 +33,7 @@
 #include <climits>
 #include <cstdint>
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 
 inline void FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
                       int64_t timeout_micros);
@@ -138,6 +138,6 @@ inline void FutexWake(std::atomic<uint32_t>* word) {
           INT_MAX, nullptr, nullptr, 0);
 }
 
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal
 
 #endif  // EDGEROUTE_ROUTER_INTERNAL_EVENT_COUNT_H_

@@ -23,7 +23,7 @@
 #include "absl/types/span.h"
 #include "message/message.h"
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 
 struct SendWaiter;
 
@@ -92,6 +92,6 @@ inline uint64_t HashSourceIgnoreCase(absl::string_view s) {
   return h;
 }
 
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal
 
 #endif  // EDGEROUTE_ROUTER_INTERNAL_MESSAGE_NODE_H_

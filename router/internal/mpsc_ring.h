@@ -44,7 +44,7 @@
 #include <memory>
 #include <type_traits>
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 
 inline constexpr size_t kCacheLine = 64;
 
@@ -178,6 +178,6 @@ class MpscRing {
   char pad_[kCacheLine - sizeof(std::atomic<uint64_t>)];
 };
 
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal
 
 #endif  // EDGEROUTE_ROUTER_INTERNAL_MPSC_RING_H_

@@ -11,7 +11,7 @@
 #include "router/internal/event_count.h"
 #include "router/internal/mpsc_ring.h"
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 namespace {
 
 using Ring = MpscRing<uint64_t>;
@@ -185,4 +185,4 @@ TEST(BackoffTest, LatencyBuckets) {
 }
 
 }  // namespace
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal

@@ -6,7 +6,7 @@
 
 #include "absl/strings/ascii.h"
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 
 uint64_t RouteCounters::Evaluated() const {
   uint64_t total = 0;
@@ -74,4 +74,4 @@ void RouteTable::Candidates(absl::string_view message_source,
   std::sort(out->begin() + first, out->end());
 }
 
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal

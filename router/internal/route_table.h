@@ -32,7 +32,7 @@
 #include "query/query.h"
 #include "router/internal/endpoint.h"
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 
 // Counters of one route name, one cache line per dispatch worker.
 struct RouteCounters {
@@ -103,6 +103,6 @@ class RouteTable {
   absl::flat_hash_map<std::string, std::vector<uint32_t>> by_source_;
 };
 
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal
 
 #endif  // EDGEROUTE_ROUTER_INTERNAL_ROUTE_TABLE_H_

@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "query/query.h"
 
-namespace edgeroute::router_internal {
+namespace edgeroute::router::internal {
 namespace {
 
 TEST(RouteTableTest, SourceIndexAgreesWithSourceMatches) {
@@ -109,4 +109,4 @@ TEST(RouteTableTest, TtlAndPriorityResolution) {
 }
 
 }  // namespace
-}  // namespace edgeroute::router_internal
+}  // namespace edgeroute::router::internal

@@ -27,7 +27,7 @@
 #include "message/message.h"
 #include "router/router.h"
 
-namespace edgeroute {
+namespace edgeroute::router {
 namespace {
 
 constexpr int kEndpoints = 4;
@@ -217,4 +217,4 @@ TEST(RouterStressTest, EveryMessageToExactlyTheRightEndpointsInOrder) {
 }
 
 }  // namespace
-}  // namespace edgeroute
+}  // namespace edgeroute::router
