@@ -52,17 +52,9 @@ absl::Status SendMsg(Router& router, const Msg& m) {
   return router.Send(b.Finish());
 }
 
-uint64_t SeqOf(const CollectedMessage& m) {
-  return MessageView::FromTrustedBytes(
-             absl::MakeConstSpan(
-                 reinterpret_cast<const uint8_t*>(m.bytes.data()),
-                 m.bytes.size()))
-      .sequence_number();
-}
-
 std::vector<uint64_t> Seqs(const std::vector<CollectedMessage>& ms) {
   std::vector<uint64_t> out;
-  for (const auto& m : ms) out.push_back(SeqOf(m));
+  for (const auto& m : ms) out.push_back(m.sequence_number());
   return out;
 }
 
@@ -178,7 +170,7 @@ TEST_F(RouterTest, EachEndpointGetsAMessageOnceAtTheBestPriorityWithItsTtl) {
   ASSERT_TRUE(router->WaitIdle(kWait).ok());
   std::vector<CollectedMessage> got = a->messages();
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(SeqOf(got[0]), 2u);
+  EXPECT_EQ(got[0].sequence_number(), 2u);
   EXPECT_EQ(got[0].priority, 5);
   RouterMetrics m = router->GetMetrics();
   EXPECT_EQ(FindEndpoint(m, kEpA)->enqueued, 2u);

@@ -5,6 +5,13 @@
 
 namespace edgeroute::router {
 
+uint64_t CollectedMessage::sequence_number() const {
+  return MessageView::FromTrustedBytes(
+             absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                 bytes.size()))
+      .sequence_number();
+}
+
 void NullSink::Deliver(DeliveryBatch* batch) {
   const size_t n = batch->size();
   delivered_.fetch_add(n, std::memory_order_relaxed);

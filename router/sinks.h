@@ -44,6 +44,9 @@ struct CollectedMessage {
   std::string bytes;  // the message buffer, copied
   int priority = 0;
   int attempt = 1;
+
+  // The message's sequence number (MessageView::sequence_number).
+  uint64_t sequence_number() const;
 };
 
 class CollectingSink : public Sink {

@@ -50,14 +50,6 @@ QueuedRef Ref(MessageNode* node, int64_t expires_wall_us = INT64_MAX) {
   return QueuedRef{node, expires_wall_us};
 }
 
-uint64_t SeqOf(const CollectedMessage& m) {
-  return MessageView::FromTrustedBytes(
-             absl::MakeConstSpan(
-                 reinterpret_cast<const uint8_t*>(m.bytes.data()),
-                 m.bytes.size()))
-      .sequence_number();
-}
-
 // The (sequence number, attempt) of every message a ScriptedSink saw.
 std::vector<std::pair<uint64_t, int>> Attempts(const ScriptedSink& sink) {
   std::vector<std::pair<uint64_t, int>> out;
@@ -114,7 +106,7 @@ TEST_F(EndpointTest, DrainsTheHighestPriorityFirstInBatchesInQueueOrder) {
   const uint64_t seqs[] = {10, 11, 1, 2, 3};
   const int priorities[] = {0, 0, 5, 5, 5};
   for (size_t i = 0; i < got.size(); ++i) {
-    EXPECT_EQ(SeqOf(got[i]), seqs[i]) << i;
+    EXPECT_EQ(got[i].sequence_number(), seqs[i]) << i;
     EXPECT_EQ(got[i].priority, priorities[i]) << i;
     EXPECT_EQ(got[i].attempt, 1) << i;
   }
@@ -175,7 +167,7 @@ TEST_F(EndpointTest, MessagesPastTheirTtlAreNeverDelivered) {
   EXPECT_EQ(ep.Metrics().expired, 1u);
   const std::vector<CollectedMessage> got = sink->messages();
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(SeqOf(got[0]), 2u);
+  EXPECT_EQ(got[0].sequence_number(), 2u);
 }
 
 TEST_F(EndpointTest, ExhaustedRetriesKillTheEndpointUntilTheRevivePeriod) {
