@@ -265,8 +265,14 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     Bump(counters_.connections_open, -1);
     if (reason == CloseReason::kSlowConsumer) {
       Bump(counters_.slow_consumer_disconnects);
+      LogLimited(absl::StrCat(PeerName(session.get()),
+                              ": closed: its output queue overflowed (the "
+                              "client does not read fast enough)"));
     } else if (reason == CloseReason::kBadFrame) {
       Bump(counters_.too_large);
+      LogLimited(absl::StrCat(PeerName(session.get()),
+                              ": closed: more unread bytes than a packet "
+                              "may have"));
     }
     const bool was_connected = session->connected();
     const std::string key = ClientId(session->identity());
@@ -565,8 +571,10 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
       case SessionEnd::kSlowConsumer:
         Bump(counters_.slow_consumer_disconnects);
         break;
+      case SessionEnd::kNotAdmitted:
+        break;  // counted as telemetry_refused
       default:
-        return;  // DISCONNECT, refused sign-in (logged), not admitted
+        return;  // DISCONNECT, refused sign-in (logged)
     }
     const std::string who =
         s->connected() ? absl::StrCat(" '", ClientId(s->identity()), "'") : "";
