@@ -16,7 +16,6 @@
 #include "query/dotnet_text.h"
 #include "query/evaluator.h"
 #include "query/lexer.h"
-#include "simdjson.h"
 
 namespace edgeroute::query::internal {
 
@@ -188,11 +187,8 @@ absl::string_view Evaluator::JsonString(const JsonTape& tape,
     char* out = s_->AllocForMessage(raw.size());
     raw = absl::string_view(out, UnescapeValidJsonString(raw, out));
   }
-  if ((e.flags & JsonTape::kHighBit) &&
-      !simdjson::validate_utf8(raw.data(), raw.size())) {
-    char* out = s_->AllocForMessage(raw.size() * kUtf8RepairGrowth);
-    raw = absl::string_view(out, ReplaceInvalidUtf8(raw, out));
-  }
+  // Only strings with a byte >= 0x80 can be ill-formed.
+  if (e.flags & JsonTape::kHighBit) raw = RepairedText(raw);
   return raw;
 }
 
