@@ -226,6 +226,10 @@ class LoopBase : public EventLoop {
       BeginClose(c, CloseReason::kSlowConsumer, /*flush=*/false);
       return false;
     }
+    if (c->tls != nullptr && c->out.size() > c->out_taken &&
+        (c->record_ends.empty() || c->record_ends.back() < c->out.size())) {
+      c->record_ends.push_back(c->out.size());
+    }
     MarkDirty(c);
     return true;
   }
@@ -271,6 +275,14 @@ class LoopBase : public EventLoop {
     // kernel; with TLS, the first `out_taken` bytes are already encrypted.
     std::string out;
     size_t out_taken = 0;
+    // With TLS: where in `out` each of the handler's writes (BeginSend ..
+    // EndSend, one protocol packet) ends, ascending; the ones before
+    // `next_record_end` are encrypted already. Each write becomes its own
+    // TLS record(s), as a broker that writes packet by packet produces:
+    // clients that poll the socket once per packet (libmosquitto does) stall
+    // when the next packet hides in the tail of a record already read.
+    std::vector<size_t> record_ends;
+    size_t next_record_end = 0;
     // Handed to the kernel; `sent` bytes of it are done.
     std::string sending;
     size_t sent = 0;
@@ -290,6 +302,8 @@ class LoopBase : public EventLoop {
     bool send_armed = false;
     // epoll: EPOLLOUT is registered.
     bool want_write = false;
+    // A TCP socket (not Unix-domain): acknowledged at once on every read.
+    bool tcp = false;
     PeerInfo peer;
 
     uint8_t* bytes() { return reinterpret_cast<uint8_t*>(pending.get()); }
@@ -377,6 +391,7 @@ class LoopBase : public EventLoop {
     c->id = next_id_++;
     c->fd = fd;
     DescribePeer(fd, listeners_[listener].unix_path, &c->peer);
+    c->tcp = listeners_[listener].unix_path.empty();
     connections_.emplace(c->id, std::move(owned));
     ++open_count_;
     TuneAccepted(fd);
@@ -397,6 +412,17 @@ class LoopBase : public EventLoop {
   // aligned + kRecvBase, valid during the call).
   void OnWireInput(Connection* c, const uint8_t* data, size_t n) {
     if (!c->open) return;
+    // Acknowledge what arrived now rather than after the kernel's delayed-ACK
+    // timer (up to 40 ms): a client with Nagle's algorithm on (most MQTT
+    // clients) holds its next small packet -- typically the PUBACKs that
+    // complete a delivery batch -- until its previous segment is
+    // acknowledged, and a server that has nothing to send until those
+    // PUBACKs arrive would otherwise wait out the timer on every batch.
+    // Linux clears quick-ack mode by itself, so it is renewed per read.
+    if (c->tcp) {
+      const int one = 1;
+      setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    }
     if (c->tls != nullptr) {
       OnCiphertext(c, data, n);
     } else {
@@ -612,22 +638,26 @@ class LoopBase : public EventLoop {
     if (c->tls == nullptr) {
       c->sending.swap(c->out);
     } else {
-      if (c->tls->handshake_done() && c->out_taken < c->out.size()) {
-        const size_t piece =
-            std::min(kTlsWriteBytes, c->out.size() - c->out_taken);
-        if (!c->tls->Write(
-                absl::string_view(c->out).substr(c->out_taken, piece))) {
-          c->out.clear();
-          c->out_taken = 0;
-          FailTls(c);
-        } else {
-          c->out_taken += piece;
-          if (c->out_taken == c->out.size()) {
-            c->out.clear();
-            c->out_taken = 0;
-          }
+      // Encrypt write by write until about kTlsWriteBytes wait for the
+      // kernel: one send carries many records.
+      while (c->tls->handshake_done() && c->out_taken < c->out.size() &&
+             c->tls->PendingCiphertext() < kTlsWriteBytes) {
+        while (c->next_record_end < c->record_ends.size() &&
+               c->record_ends[c->next_record_end] <= c->out_taken) {
+          ++c->next_record_end;
         }
+        const size_t end = c->next_record_end < c->record_ends.size()
+                               ? c->record_ends[c->next_record_end]
+                               : c->out.size();
+        if (!c->tls->Write(absl::string_view(c->out).substr(
+                c->out_taken, end - c->out_taken))) {
+          ClearOutput(c);
+          FailTls(c);
+          break;
+        }
+        c->out_taken = end;
       }
+      if (c->out_taken == c->out.size()) ClearOutput(c);
       c->tls->TakeCiphertext(&c->sending);
     }
     if (!c->sending.empty()) return true;
@@ -635,8 +665,17 @@ class LoopBase : public EventLoop {
       std::string().swap(c->sending);
     if (c->out.empty() && c->out.capacity() > kKeepOutputBytes) {
       std::string().swap(c->out);
+      std::vector<size_t>().swap(c->record_ends);
     }
     return false;
+  }
+
+  // Forgets the handler's output (all of it encrypted, or unsendable).
+  static void ClearOutput(Connection* c) {
+    c->out.clear();
+    c->out_taken = 0;
+    c->record_ends.clear();
+    c->next_record_end = 0;
   }
 
   void MarkDirty(Connection* c) {
@@ -663,8 +702,7 @@ class LoopBase : public EventLoop {
           c->tls->Shutdown();
         }
       }
-      c->out.clear();
-      c->out_taken = 0;
+      ClearOutput(c);
     }
     c->flush_then_close = flush && Queued(*c) > 0;
     if (c->flush_then_close) MarkDirty(c);

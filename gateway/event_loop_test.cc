@@ -694,6 +694,18 @@ class TlsClient {
     return absl::OkStatus();
   }
 
+  // One SSL_read: the plaintext of (part of) one TLS record.
+  absl::StatusOr<std::string> ReadOnce(size_t max) {
+    std::string out(max, '\0');
+    while (true) {
+      const int r = SSL_read(ssl_, out.data(), static_cast<int>(max));
+      if (r <= 0 && Interrupted(r)) continue;
+      if (r <= 0) return Error("SSL_read");
+      out.resize(static_cast<size_t>(r));
+      return out;
+    }
+  }
+
   absl::StatusOr<std::string> Read(size_t n) {
     std::string out(n, '\0');
     size_t got = 0;
@@ -756,6 +768,8 @@ class TlsEchoHandler : public LoopHandler {
  public:
   void set_loop(EventLoop* loop) { loop_ = loop; }
   void set_connect_deadline(std::chrono::milliseconds d) { deadline_ = d; }
+  // Echo each line with a write (BeginSend .. EndSend) of its own.
+  void set_write_per_line(bool on) { write_per_line_ = on; }
 
   void OnOpen(ConnectionId id) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -779,10 +793,13 @@ class TlsEchoHandler : public LoopHandler {
       stream_bytes_ += text.size();
       if (text.size() < bytes.size()) ++partial_calls_;
     }
-    std::string* out = loop_->BeginSend(id);
-    if (out != nullptr && !text.empty()) {
-      out->append(text.data(), text.size());
+    for (absl::string_view rest = text; !rest.empty();) {
+      const size_t end = write_per_line_ ? rest.find('\n') + 1 : rest.size();
+      std::string* out = loop_->BeginSend(id);
+      if (out == nullptr) break;
+      out->append(rest.data(), end);
       loop_->EndSend(id);
+      rest.remove_prefix(end);
     }
     *consumed = text.size();
     return !absl::EndsWith(text, "quit\n");
@@ -850,6 +867,7 @@ class TlsEchoHandler : public LoopHandler {
  private:
   EventLoop* loop_ = nullptr;
   std::chrono::milliseconds deadline_{0};
+  bool write_per_line_ = false;
   std::map<ConnectionId, std::chrono::steady_clock::time_point> opened_at_;
   std::set<ConnectionId> streamed_;
 };
@@ -1062,6 +1080,37 @@ TEST_P(TlsLoopTest, OneMebibyteEachWayCrossesIntact) {
   // Lines straddle TLS records and reads: the handler left bytes for later.
   std::lock_guard<std::mutex> lock(handler_.mu_);
   EXPECT_GT(handler_.partial_calls_, 0);
+}
+
+// Every write of the handler (one protocol packet) travels in a TLS record
+// of its own, as from a broker that writes packet by packet: clients that
+// poll the socket once per packet never find the next one hidden in a
+// record they already read. SSL_read returns one record's plaintext at most.
+TEST_P(TlsLoopTest, EachWriteIsARecordOfItsOwn) {
+  handler_.set_write_per_line(true);
+  Start();
+  TlsClient client;
+  ASSERT_TRUE(client.Connect(port_, WithClientCert(TLS1_3_VERSION)).ok());
+  const std::string big_line = std::string(40000, 'x') + "\n";
+  ASSERT_TRUE(client.Write("one\ntwo\n" + big_line + "three\n").ok());
+  std::vector<std::string> records;
+  size_t got = 0;
+  const size_t total = 8 + big_line.size() + 6;
+  while (got < total) {
+    auto record = client.ReadOnce(64 << 10);
+    ASSERT_TRUE(record.ok()) << record.status();
+    got += record->size();
+    records.push_back(*std::move(record));
+  }
+  ASSERT_GE(records.size(), 5u);
+  EXPECT_EQ(records[0], "one\n");
+  EXPECT_EQ(records[1], "two\n");
+  // A write larger than a record spans several, and the next write starts
+  // a record of its own.
+  std::string big_echo;
+  for (size_t i = 2; i + 1 < records.size(); ++i) big_echo += records[i];
+  EXPECT_EQ(big_echo, big_line);
+  EXPECT_EQ(records.back(), "three\n");
 }
 
 TEST_P(TlsLoopTest, LengthPrefixedFramesOverTls) {
