@@ -61,6 +61,18 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return text.str();
 }
 
+// The answer to a producer for the router's verdict on its message.
+fb::ErrorCode AdmissionCode(const absl::Status& status) {
+  if (status.ok()) return fb::ErrorCode::kUnknown;
+  if (status.code() == absl::StatusCode::kResourceExhausted) {
+    return fb::ErrorCode::kOverloaded;
+  }
+  if (status.code() == absl::StatusCode::kFailedPrecondition) {
+    return fb::ErrorCode::kShuttingDown;
+  }
+  return fb::ErrorCode::kBadFrame;
+}
+
 // Presents one router DeliveryBatch at a time to the server, and completes
 // it once every message has an answer. Order is kept on failure: after the
 // first message that was not acknowledged, every later one is retried (as
@@ -462,15 +474,26 @@ class GatewayImpl final : public ServerHooks {
     if (closing_.load(std::memory_order_relaxed)) {
       return fb::ErrorCode::kShuttingDown;
     }
-    const absl::Status s = router_->SendView(message);
-    if (s.ok()) return fb::ErrorCode::kUnknown;
-    if (s.code() == absl::StatusCode::kResourceExhausted) {
-      return fb::ErrorCode::kOverloaded;
+    return AdmissionCode(router_->SendView(message));
+  }
+
+  // ServerHooks (both heads): the admission thread.
+  void OnTelemetryBatch(absl::Span<const TelemetryItem> items,
+                        absl::Span<fb::ErrorCode> verdicts) override {
+    if (closing_.load(std::memory_order_relaxed)) {
+      std::fill(verdicts.begin(), verdicts.end(), fb::ErrorCode::kShuttingDown);
+      return;
     }
-    if (s.code() == absl::StatusCode::kFailedPrecondition) {
-      return fb::ErrorCode::kShuttingDown;
+    // Each head has an admission thread of its own: the buffers are the
+    // call's (one allocation per batch, not per message).
+    std::vector<MessageView> views;
+    views.reserve(items.size());
+    for (const TelemetryItem& item : items) views.push_back(item.message);
+    std::vector<absl::Status> results(items.size());
+    router_->SendViews(views, absl::MakeSpan(results));
+    for (size_t i = 0; i < items.size(); ++i) {
+      verdicts[i] = AdmissionCode(results[i]);
     }
-    return fb::ErrorCode::kBadFrame;
   }
 
   // ServerHooks of the native server: its loop thread.
@@ -487,6 +510,10 @@ class GatewayImpl final : public ServerHooks {
     fb::ErrorCode OnTelemetry(const Identity& from, absl::string_view output,
                               const MessageView& message) override {
       return hub_->OnTelemetry(from, output, message);
+    }
+    void OnTelemetryBatch(absl::Span<const TelemetryItem> items,
+                          absl::Span<fb::ErrorCode> verdicts) override {
+      hub_->OnTelemetryBatch(items, verdicts);
     }
     void OnSubscription(const Identity& identity, absl::string_view input,
                         bool active) override {

@@ -517,6 +517,8 @@ class ServerImpl final : public LoopHandler {
   // loop in one function.
   void RunAdmission() {
     std::vector<Admission> batch;
+    std::vector<TelemetryItem> items;
+    std::vector<fb::ErrorCode> verdicts;
     for (;;) {
       size_t n = 0;
       {
@@ -532,16 +534,22 @@ class ServerImpl final : public LoopHandler {
       room_cv_.notify_all();
       auto acks = std::make_shared<std::vector<AdmissionAck>>();
       acks->reserve(n);
+      items.clear();
       for (size_t i = 0; i < n; ++i) {
         const Admission& a = batch[i];
         // std::string storage from the allocator is 8-byte aligned, as
         // FlatBuffers wants; the bytes were verified on the loop thread.
-        const MessageView view =
-            MessageView::FromTrustedBytes(absl::MakeConstSpan(
-                reinterpret_cast<const uint8_t*>(a.bytes.data()),
-                a.bytes.size()));
-        const fb::ErrorCode code =
-            hooks_->OnTelemetry(a.identity, a.output, view);
+        items.push_back(
+            TelemetryItem{&a.identity, a.output,
+                          MessageView::FromTrustedBytes(absl::MakeConstSpan(
+                              reinterpret_cast<const uint8_t*>(a.bytes.data()),
+                              a.bytes.size()))});
+      }
+      verdicts.resize(n);
+      hooks_->OnTelemetryBatch(items, absl::MakeSpan(verdicts));
+      for (size_t i = 0; i < n; ++i) {
+        const Admission& a = batch[i];
+        const fb::ErrorCode code = verdicts[i];
         if (code != fb::ErrorCode::kUnknown) Bump(counters_.telemetry_refused);
         if (a.sequence != 0) acks->push_back({a.id, a.sequence, code});
       }

@@ -56,6 +56,13 @@ class OutboundBatch {
   virtual void Complete(size_t i, DeliveryResult result) = 0;
 };
 
+// One admitted-or-refused message of ServerHooks::OnTelemetryBatch.
+struct TelemetryItem {
+  const Identity* from;  // already stamped into `message`
+  absl::string_view output;
+  MessageView message;
+};
+
 // The server's view of routing. OnSubscription comes from the loop thread
 // and must not block for long. OnTelemetry comes from the loop thread too,
 // or, with ServerOptions::admission_queue_bytes, from the server's admission
@@ -71,6 +78,18 @@ class ServerHooks {
   virtual fb::ErrorCode OnTelemetry(const Identity& from,
                                     absl::string_view output,
                                     const MessageView& message) = 0;
+  // As OnTelemetry for each item, in order, verdicts[i] for items[i]; the
+  // admission thread hands over everything it took at once, so that a hook
+  // with a store can append the batch together. The default calls
+  // OnTelemetry item by item.
+  // REQUIRES: verdicts.size() == items.size().
+  virtual void OnTelemetryBatch(absl::Span<const TelemetryItem> items,
+                                absl::Span<fb::ErrorCode> verdicts) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      verdicts[i] =
+          OnTelemetry(*items[i].from, items[i].output, items[i].message);
+    }
+  }
   // `identity` gained its first (active) or lost its last (!active)
   // connection subscribed to `input`. For "$upstream" the identity is empty
   // and the change is about the set of all upstream subscribers.

@@ -142,7 +142,15 @@ class RouterImpl {
 
   absl::Status SetSink(absl::string_view endpoint_id,
                        std::shared_ptr<Sink> sink);
+  // Pushes the message to its worker's ring (waiting for room up to the
+  // admission timeout) and wakes the worker; with a store, `waiter` is told
+  // when the message is appended. On error the message is not admitted.
+  absl::Status Enqueue(const MessageView& view, SendWaiter* waiter);
+  // Waits until the worker has settled `waiter`; returns its status.
+  absl::Status Await(SendWaiter* waiter);
   absl::Status SendView(const MessageView& view);
+  void SendViews(absl::Span<const MessageView> views,
+                 absl::Span<absl::Status> results);
   absl::Status WaitIdle(absl::Duration timeout);
   void WakeExecutors();
   RouterMetrics GetMetrics() const;
@@ -380,11 +388,37 @@ absl::Status RouterImpl::SetSink(absl::string_view endpoint_id,
 }
 
 absl::Status RouterImpl::SendView(const MessageView& view) {
+  SendWaiter waiter;
+  EDGEROUTE_RETURN_IF_ERROR(Enqueue(view, &waiter));
+  if (options_.store == nullptr) return absl::OkStatus();
+  return Await(&waiter);
+}
+
+void RouterImpl::SendViews(absl::Span<const MessageView> views,
+                           absl::Span<absl::Status> results) {
+  if (options_.store == nullptr) {
+    for (size_t i = 0; i < views.size(); ++i) {
+      results[i] = Enqueue(views[i], nullptr);
+    }
+    return;
+  }
+  // Everything is in the rings before the first wait, so that the workers
+  // append the whole batch in one store write group instead of one message
+  // per round trip.
+  std::unique_ptr<SendWaiter[]> waiters(new SendWaiter[views.size()]);
+  for (size_t i = 0; i < views.size(); ++i) {
+    results[i] = Enqueue(views[i], &waiters[i]);
+  }
+  for (size_t i = 0; i < views.size(); ++i) {
+    if (results[i].ok()) results[i] = Await(&waiters[i]);
+  }
+}
+
+absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
   MessageNode* node = MessageNode::New(view.bytes());
   const uint64_t hash = internal::HashSourceIgnoreCase(view.source());
   node->source_hash = hash;
-  SendWaiter waiter;
-  if (options_.store != nullptr) node->waiter = &waiter;
+  if (options_.store != nullptr) node->waiter = waiter;
   Worker* w = workers_[hash % workers_.size()].get();
   using Push = MpscRing<MessageNode*>::PushResult;
   Push r = w->ring.TryPush(node);
@@ -422,14 +456,16 @@ absl::Status RouterImpl::SendView(const MessageView& view) {
                      absl::FormatDuration(options_.admission_timeout)));
   }
   w->not_empty.Notify();
-  if (options_.store == nullptr) return absl::OkStatus();
-  // Store mode: wait until the worker has appended the message.
+  return absl::OkStatus();
+}
+
+absl::Status RouterImpl::Await(SendWaiter* waiter) {
   for (;;) {
     // Acquire: pairs with the worker's release store; status is visible.
-    if (waiter.done.load(std::memory_order_acquire) != 0) break;
-    FutexWait(&waiter.done, 0, 1'000'000);
+    if (waiter->done.load(std::memory_order_acquire) != 0) break;
+    FutexWait(&waiter->done, 0, 1'000'000);
   }
-  return waiter.status;
+  return std::move(waiter->status);
 }
 
 void RouterImpl::WorkerLoop(Worker* w) {
@@ -651,6 +687,7 @@ RouterMetrics RouterImpl::GetMetrics() const {
   for (const auto& w : workers_) {
     m.received += w->received.load(std::memory_order_relaxed);
     m.orphaned += w->orphaned.load(std::memory_order_relaxed);
+    m.admission_queued += w->ring.SizeGuess();
   }
   m.rejected_full = rejected_full_.load(std::memory_order_relaxed);
   m.rejected_invalid = rejected_invalid_.load(std::memory_order_relaxed);
@@ -699,6 +736,10 @@ std::string RouterImpl::PrometheusText() const {
   header("edgeroute_messages_received_total", "counter",
          "Messages admitted by Send.");
   absl::StrAppend(&out, "edgeroute_messages_received_total ", m.received, "\n");
+  header("edgeroute_admission_queued", "gauge",
+         "Messages admitted and waiting for a dispatch worker.");
+  absl::StrAppend(&out, "edgeroute_admission_queued ", m.admission_queued,
+                  "\n");
   header("edgeroute_messages_orphaned_total", "counter",
          "Messages that matched no route.");
   absl::StrAppend(&out, "edgeroute_messages_orphaned_total ", m.orphaned, "\n");
@@ -915,6 +956,11 @@ absl::Status Router::Send(absl::Span<const uint8_t> message) {
 
 absl::Status Router::SendView(const MessageView& message) {
   return impl_->SendView(message);
+}
+
+void Router::SendViews(absl::Span<const MessageView> messages,
+                       absl::Span<absl::Status> results) {
+  impl_->SendViews(messages, results);
 }
 
 absl::Status Router::SendBatch(

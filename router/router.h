@@ -256,6 +256,9 @@ struct RouterMetrics {
   uint64_t rejected_full = 0;     // Sends refused: admission ring full
   uint64_t rejected_invalid = 0;  // Sends refused: buffer failed Verify
   uint64_t route_updates = 0;     // successful UpdateRoutes calls
+  // Messages in the admission rings, not yet taken by a dispatch worker (a
+  // snapshot; with a store, Sends waiting for their append are among them).
+  uint64_t admission_queued = 0;
   std::vector<RouteMetrics> routes;
   std::vector<EndpointMetrics> endpoints;
 };
@@ -304,6 +307,14 @@ class Router {
   // As Send, for a view that is already trusted (from MessageBuilder::view()
   // or MessageView::Verify): no verification.
   absl::Status SendView(const MessageView& message);
+  // As SendView for each message, in order, with results[i] its outcome.
+  // With a store the messages are appended together (one write group) and
+  // the call returns once all of them are settled: a producer with many
+  // messages at hand pays one append round trip, not one per message.
+  // Unlike SendBatch, an error does not stop the later messages.
+  // REQUIRES: results.size() == messages.size().
+  void SendViews(absl::Span<const MessageView> messages,
+                 absl::Span<absl::Status> results);
   // Sends each message in order; stops at the first error and returns it
   // (earlier messages stay admitted).
   absl::Status SendBatch(absl::Span<const absl::Span<const uint8_t>> messages);

@@ -192,9 +192,10 @@ class BlockingStore : public store::Store {
     return 0;
   }
   std::vector<store::QueueId> ListQueues() const override { return {}; }
-  absl::Status Append(absl::Span<const store::AppendItem>) override {
+  absl::Status Append(absl::Span<const store::AppendItem> batch) override {
     std::unique_lock<std::mutex> lock(mu_);
     ++appends_;
+    append_sizes_.push_back(batch.size());
     cv_.notify_all();
     cv_.wait(lock, [this] { return released_; });
     return absl::OkStatus();
@@ -225,11 +226,17 @@ class BlockingStore : public store::Store {
     released_ = true;
     cv_.notify_all();
   }
+  // The number of items of each Append so far.
+  std::vector<size_t> append_sizes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return append_sizes_;
+  }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   int appends_ = 0;
+  std::vector<size_t> append_sizes_;
   bool released_ = false;
 };
 
@@ -266,6 +273,58 @@ TEST(StoreModeTest, FullAdmissionMakesSendFailWithResourceExhausted) {
   for (auto& t : senders) t.join();
   EXPECT_EQ(ok.load(), 3);
   ASSERT_TRUE((*router)->Close().ok());
+}
+
+// SendViews puts a whole batch into the rings before it waits, so the worker
+// appends it in one store write (one message per append round trip is what
+// a Send per message gives), and answers each message.
+TEST(StoreModeTest, SendViewsAppendsTheBatchTogether) {
+  BlockingStore store;
+  RouterOptions o;
+  o.store = &store;
+  o.dispatch_workers = 1;
+  auto router = Router::Create(o, Routes(), -1);
+  ASSERT_TRUE(router.ok()) << router.status();
+  // Hold the worker in the append of a first message.
+  std::thread first([&] { EXPECT_TRUE(Send(**router, 1, false).ok()); });
+  store.WaitForAppend();
+  constexpr int kBatch = 10;
+  std::vector<std::string> bytes;
+  for (int i = 0; i < kBatch; ++i) {
+    MessageBuilder b;
+    b.SetBody("{\"v\":1}");
+    b.SetSequenceNumber(static_cast<uint64_t>(2 + i));
+    const auto finished = b.Finish();
+    bytes.emplace_back(reinterpret_cast<const char*>(finished.data()),
+                       finished.size());
+  }
+  std::vector<MessageView> views;
+  for (const std::string& m : bytes) {
+    views.push_back(MessageView::FromTrustedBytes(absl::MakeConstSpan(
+        reinterpret_cast<const uint8_t*>(m.data()), m.size())));
+  }
+  std::vector<absl::Status> results(kBatch, absl::UnknownError("unset"));
+  std::thread batch(
+      [&] { (*router)->SendViews(views, absl::MakeSpan(results)); });
+  // All of the batch waits in the ring while the worker is held (one Send
+  // per message would have only its first one there, waiting for it).
+  const absl::Time deadline = absl::Now() + kWait;
+  while ((*router)->GetMetrics().admission_queued < kBatch &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ((*router)->GetMetrics().admission_queued, uint64_t{kBatch});
+  store.Release();
+  first.join();
+  batch.join();
+  for (const absl::Status& r : results) EXPECT_TRUE(r.ok()) << r;
+  EXPECT_EQ(store.append_sizes(), (std::vector<size_t>{1, kBatch}));
+  ASSERT_TRUE((*router)->Close().ok());
+  // After Close every message of a batch gets the router's answer.
+  (*router)->SendViews(views, absl::MakeSpan(results));
+  for (const absl::Status& r : results) {
+    EXPECT_EQ(r.code(), absl::StatusCode::kFailedPrecondition) << r;
+  }
 }
 
 }  // namespace

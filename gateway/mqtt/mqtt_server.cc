@@ -499,6 +499,8 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
   // the loop in one function.
   void RunAdmission() {
     std::vector<QueuedMessage> batch;
+    std::vector<TelemetryItem> items;
+    std::vector<fb::ErrorCode> codes;
     for (;;) {
       size_t n = 0;
       {
@@ -515,18 +517,23 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
       auto verdicts =
           std::make_shared<std::vector<std::pair<ConnectionId, bool>>>();
       verdicts->reserve(n);
+      items.clear();
       for (size_t i = 0; i < n; ++i) {
         const QueuedMessage& q = batch[i];
         // std::string storage from the allocator is 8-byte aligned, as
         // FlatBuffers wants; the bytes were built on the loop thread.
-        const MessageView view =
-            MessageView::FromTrustedBytes(absl::MakeConstSpan(
-                reinterpret_cast<const uint8_t*>(q.bytes.data()),
-                q.bytes.size()));
-        const bool admitted = hooks_->OnTelemetry(q.identity, q.output, view) ==
-                              fb::ErrorCode::kUnknown;
+        items.push_back(
+            TelemetryItem{&q.identity, q.output,
+                          MessageView::FromTrustedBytes(absl::MakeConstSpan(
+                              reinterpret_cast<const uint8_t*>(q.bytes.data()),
+                              q.bytes.size()))});
+      }
+      codes.resize(n);
+      hooks_->OnTelemetryBatch(items, absl::MakeSpan(codes));
+      for (size_t i = 0; i < n; ++i) {
+        const bool admitted = codes[i] == fb::ErrorCode::kUnknown;
         if (!admitted) Bump(counters_.telemetry_refused);
-        verdicts->emplace_back(q.id, admitted);
+        verdicts->emplace_back(batch[i].id, admitted);
       }
       loop_->Post([this, verdicts] {
         for (const auto& [id, admitted] : *verdicts) Decided(id, admitted);
