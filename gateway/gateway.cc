@@ -308,7 +308,15 @@ class GatewayImpl final : public ServerHooks {
                        patches.status().ToString()));
     }
 
+    EDGEROUTE_RETURN_IF_ERROR(CreateTls());
     ServerOptions server_options;
+    if (options_.native_tls) {
+      if (tls_ == nullptr) {
+        return absl::InvalidArgumentError(
+            "a TLS native listener needs a server certificate and key");
+      }
+      server_options.tls = tls_;
+    }
     server_options.loop.backend = options_.backend;
     server_options.loop.max_frame_bytes = options_.max_frame_bytes;
     server_options.loop.max_send_queue_bytes = options_.max_send_queue_bytes;
@@ -420,7 +428,9 @@ class GatewayImpl final : public ServerHooks {
     if (closed.wait_for(std::chrono::seconds(6)) != std::future_status::ready) {
       Log("router drain timed out; closing connections");
     }
-    server_->Stop();
+    // Init may have failed before the heads were made (e.g. a listener
+    // that could not bind).
+    if (server_ != nullptr) server_->Stop();
     if (mqtt_ != nullptr) mqtt_->Stop();
     absl::Status status = closed.get();
     std::lock_guard<std::mutex> lock(sinks_mu_);
@@ -524,6 +534,25 @@ class GatewayImpl final : public ServerHooks {
     GatewayImpl* const hub_;
   };
 
+  // The TLS context of every TLS listener (MQTT, and native with
+  // native_tls), when a certificate is given.
+  absl::Status CreateTls() {
+    if (!options_.tls_cert_path.empty() || !options_.tls_key_path.empty()) {
+      TlsServerOptions tls;
+      tls.cert_chain_pem_path = options_.tls_cert_path;
+      tls.private_key_pem_path = options_.tls_key_path;
+      tls.client_ca_pem_path = options_.tls_client_ca_path;
+      // Self-signed device certificates are named by their thumbprint in
+      // the identities file: the registry, not the TLS layer, decides.
+      tls.admit_unverified_client_certs = identities_ != nullptr;
+      EDGEROUTE_ASSIGN_OR_RETURN(tls_, TlsServerContext::Create(tls));
+    } else if (!options_.tls_client_ca_path.empty()) {
+      return absl::InvalidArgumentError(
+          "a client CA bundle needs a server certificate and key (TLS)");
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status CreateMqtt() {
     mqtt::MqttServerOptions mqtt_options;
     mqtt_options.loop.backend = options_.backend;
@@ -539,20 +568,7 @@ class GatewayImpl final : public ServerHooks {
     if (!options_.store_dir.empty()) {
       mqtt_options.session_dir = options_.store_dir + "/mqtt-sessions";
     }
-    if (!options_.tls_cert_path.empty() || !options_.tls_key_path.empty()) {
-      TlsServerOptions tls;
-      tls.cert_chain_pem_path = options_.tls_cert_path;
-      tls.private_key_pem_path = options_.tls_key_path;
-      tls.client_ca_pem_path = options_.tls_client_ca_path;
-      // Self-signed device certificates are named by their thumbprint in
-      // the identities file: the registry, not the TLS layer, decides.
-      tls.admit_unverified_client_certs = identities_ != nullptr;
-      EDGEROUTE_ASSIGN_OR_RETURN(mqtt_options.tls,
-                                 TlsServerContext::Create(tls));
-    } else if (!options_.tls_client_ca_path.empty()) {
-      return absl::InvalidArgumentError(
-          "a client CA bundle needs a server certificate and key (TLS)");
-    }
+    mqtt_options.tls = tls_;
     EDGEROUTE_ASSIGN_OR_RETURN(
         mqtt_, mqtt::MqttServer::Create(mqtt_options, &mqtt_hooks_));
     return absl::OkStatus();
@@ -778,6 +794,7 @@ class GatewayImpl final : public ServerHooks {
   std::mutex identities_mu_;
   std::shared_ptr<const auth::IdentityRegistry> identities_;  // guarded
   std::string last_identities_text_;                          // guarded
+  std::shared_ptr<TlsServerContext> tls_;
   std::unique_ptr<ManifestWatcher> watcher_;
   std::unique_ptr<ManifestWatcher> identities_watcher_;
   bool started_ = false;
@@ -840,7 +857,8 @@ absl::Status RunGateway(const GatewayOptions& options) {
   Log(absl::StrCat(
       "listening: tcp ",
       (*gateway)->tcp_port() >= 0
-          ? absl::StrCat(options.tcp_host, ":", (*gateway)->tcp_port())
+          ? absl::StrCat(options.tcp_host, ":", (*gateway)->tcp_port(),
+                         options.native_tls ? " (tls)" : "")
           : std::string("off"),
       ", unix ", options.unix_path.empty() ? "off" : options.unix_path,
       ", metrics ",

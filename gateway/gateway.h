@@ -87,6 +87,9 @@ struct GatewayOptions {
   std::string tls_cert_path;
   std::string tls_key_path;
   std::string tls_client_ca_path;
+  // The native protocol's TCP listener speaks TLS too, with the same
+  // certificate and client CA. REQUIRES tls_cert_path and tls_key_path.
+  bool native_tls = false;
   // The identities file (auth/identities.h): who may connect, with which
   // SAS keys or certificates, over MQTT and (when given) the native
   // protocol. Reloaded with the manifest (SIGHUP, Reload(), file changes);

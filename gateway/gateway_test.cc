@@ -104,6 +104,34 @@ class GatewayTest : public ::testing::Test {
   std::unique_ptr<Gateway> gateway_;
 };
 
+// A listener that cannot be opened fails Create with the reason, and the
+// half-made gateway is torn down cleanly (it once crashed here).
+TEST(GatewayCreateTest, UnopenableListenerFailsCreateCleanly) {
+  GatewayOptions options;
+  options.manifest_json = kManifest;
+  options.tcp_port = -1;
+  options.unix_path = TempPath(std::string(120, 'u'));
+  auto gateway = Gateway::Create(options);
+  ASSERT_FALSE(gateway.ok());
+  EXPECT_EQ(gateway.status().code(), absl::StatusCode::kInvalidArgument)
+      << gateway.status();
+  EXPECT_TRUE(absl::StrContains(gateway.status().message(), "Unix socket path"))
+      << gateway.status();
+
+  // The same for a TCP port that is taken.
+  GatewayOptions first;
+  first.manifest_json = kManifest;
+  first.tcp_port = 0;
+  auto running = Gateway::Create(first);
+  ASSERT_TRUE(running.ok()) << running.status();
+  GatewayOptions second;
+  second.manifest_json = kManifest;
+  second.tcp_port = (*running)->tcp_port();
+  auto clash = Gateway::Create(second);
+  ASSERT_FALSE(clash.ok());
+  EXPECT_TRUE((*running)->Shutdown().ok());
+}
+
 TEST_F(GatewayTest, RoutesFromModuleToModuleToUpstream) {
   Start();
   auto filter = Connect("filter");

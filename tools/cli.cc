@@ -65,7 +65,8 @@ Usage:
                 [--mqtt HOST:PORT ...] [--tls-cert PEM --tls-key PEM]
                 [--tls-client-ca PEM] [--identities FILE]
                 [--max-message-bytes N]
-                [--listen unix:PATH|tcp:HOST:PORT ...] [--metrics HOST:PORT]
+                [--listen unix:PATH|tcp:HOST:PORT|tls:HOST:PORT ...]
+                [--metrics HOST:PORT]
                 [--io epoll|uring] [--watch auto|poll|off]
       Run the gateway until SIGTERM/SIGINT. The manifest is reloaded on
       SIGHUP and when the file changes: --watch auto (default) watches its
@@ -77,9 +78,9 @@ Usage:
       dialect (--mqtt, repeatable; port 0 picks a free port; the bound
       ports are printed as "mqtt listening on HOST:PORT") or with the
       protocol of gateway/PROTOCOL.md (--listen; default
-      tcp:127.0.0.1:7411). With --tls-cert and --tls-key every MQTT
-      listener is TLS; --tls-client-ca asks clients for certificates
-      (X.509 identities). --identities names the devices and modules that
+      tcp:127.0.0.1:7411; tls:HOST:PORT is the same over TLS). With
+      --tls-cert and --tls-key every MQTT listener is TLS;
+      --tls-client-ca asks clients for certificates (X.509 identities). --identities names the devices and modules that
       may connect and their keys or certificates (see edgeroute identity);
       it is reloaded with the manifest. Without it MQTT accepts any
       identity, which is allowed only on loopback addresses. --max-message-
@@ -188,13 +189,17 @@ int RunCommand(const CommandContext& ctx) {
           !unix_listener) {
         options.unix_path = value.substr(5);
         unix_listener = true;
-      } else if (absl::StartsWith(value, "tcp:") && !tcp_listener &&
+      } else if ((absl::StartsWith(value, "tcp:") ||
+                  absl::StartsWith(value, "tls:")) &&
+                 !tcp_listener &&
                  SplitHostPort(absl::string_view(value).substr(4),
                                &options.tcp_host, &options.tcp_port)) {
         tcp_listener = true;
+        options.native_tls = absl::StartsWith(value, "tls:");
       } else {
-        *ctx.err << "edgeroute: --listen wants unix:PATH or tcp:HOST:PORT, "
-                    "at most one of each (got '"
+        *ctx.err << "edgeroute: --listen wants unix:PATH, tcp:HOST:PORT or "
+                    "tls:HOST:PORT, at most one TCP and one Unix listener "
+                    "(got '"
                  << value << "')\n";
         return kExitUsage;
       }
@@ -285,10 +290,20 @@ int RunCommand(const CommandContext& ctx) {
     *ctx.err << "edgeroute: --tls-client-ca needs --tls-cert and --tls-key\n";
     return kExitUsage;
   }
-  if (options.mqtt_listeners.empty() &&
-      (!options.tls_cert_path.empty() || max_message_given)) {
-    *ctx.err << "edgeroute: --tls-cert and --max-message-bytes apply to "
-                "MQTT listeners: add --mqtt HOST:PORT\n";
+  if (options.native_tls && options.tls_cert_path.empty()) {
+    *ctx.err << "edgeroute: --listen tls:HOST:PORT needs --tls-cert and "
+                "--tls-key\n";
+    return kExitUsage;
+  }
+  if (options.mqtt_listeners.empty() && !options.native_tls &&
+      !options.tls_cert_path.empty()) {
+    *ctx.err << "edgeroute: --tls-cert applies to MQTT listeners and "
+                "--listen tls:HOST:PORT: add one of them\n";
+    return kExitUsage;
+  }
+  if (options.mqtt_listeners.empty() && max_message_given) {
+    *ctx.err << "edgeroute: --max-message-bytes applies to MQTT listeners: "
+                "add --mqtt HOST:PORT\n";
     return kExitUsage;
   }
   if (options.identities_path.empty()) {

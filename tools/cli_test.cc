@@ -84,6 +84,15 @@ TEST(Cli, RunAndDemoUsageErrors) {
                 .code,
             2);
   EXPECT_EQ(Edgeroute({"run", "--manifest=m.json", "--listen=unix:"}).code, 2);
+  // A native TLS listener needs the certificate; one TCP listener at most.
+  const CliRun tls_alone =
+      Edgeroute({"run", "--manifest=m.json", "--listen=tls:127.0.0.1:1"});
+  EXPECT_EQ(tls_alone.code, 2);
+  EXPECT_THAT(tls_alone.err, HasSubstr("needs --tls-cert"));
+  EXPECT_EQ(Edgeroute({"run", "--manifest=m.json", "--listen=tls:h:1",
+                       "--listen=tcp:h:2"})
+                .code,
+            2);
   EXPECT_EQ(
       Edgeroute({"run", "--manifest=m.json", "--metrics", "127.0.0.1:99999"})
           .code,

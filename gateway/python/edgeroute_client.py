@@ -327,7 +327,10 @@ class Delivery:
 class Client:
     """One gateway connection. Not thread-safe."""
 
-    def __init__(self, address, timeout=10.0, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
+    def __init__(self, address, timeout=10.0, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES,
+                 ssl_context=None):
+        """address: unix:PATH, tcp:HOST:PORT or tls:HOST:PORT (the latter
+        with an ssl.SSLContext that trusts the gateway's certificate)."""
         self.timeout = timeout
         self.max_frame_bytes = max_frame_bytes
         self.acks_received = 0
@@ -340,11 +343,17 @@ class Client:
             self.sock.settimeout(timeout)
             self.sock.connect(address[len("unix:"):])
         else:
-            if address.startswith("tcp:"):
+            tls = address.startswith("tls:")
+            if tls and ssl_context is None:
+                raise ValueError("a tls: address needs an ssl_context")
+            if address.startswith("tcp:") or tls:
                 address = address[len("tcp:"):]
             host, _, port = address.rpartition(":")
             self.sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                self.sock = ssl_context.wrap_socket(
+                    self.sock, server_hostname=host or "127.0.0.1")
 
     def close(self):
         self.sock.close()
@@ -373,9 +382,13 @@ class Client:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([self.sock], [], [], left)
-            if not ready:
-                return None
+            # TLS: decrypted bytes may wait inside the SSL object, where
+            # select cannot see them.
+            pending = getattr(self.sock, "pending", None)
+            if pending is None or pending() == 0:
+                ready, _, _ = select.select([self.sock], [], [], left)
+                if not ready:
+                    return None
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise GatewayError(8, "gateway closed the connection")
