@@ -100,7 +100,8 @@ Usage:
 
   edgeroute identity add --identities FILE --device D [--module M]
                          [--hub HOST] [--x509-thumbprint HEX | --x509-ca]
-                         [--gateway-host HOST]
+                         [--gateway-host HOST] [--gateway]
+                         [--parent GATEWAY_ID [--scope-only]]
   edgeroute identity token --identities FILE --device D [--module M]
                            [--ttl SECS] [--secondary]
   edgeroute identity connection-string --identities FILE --device D
@@ -111,7 +112,10 @@ Usage:
       native sign-ins against. add creates the file when --hub is given,
       makes a random 32-byte primary and secondary key (or records an X.509
       thumbprint, or a CA-signed certificate with CN = device id) and prints
-      the identity's connection string. token prints a SAS token (default
+      the identity's connection string. Nested gateways: --gateway marks a
+      device that forwards for its children, --parent names the gateway a
+      device is connected under (--scope-only: no credential, it only
+      connects through that gateway). token prints a SAS token (default
       TTL 3600 s) for clients that take a password, e.g. mosquitto_pub -P.
 
   edgeroute help | --help

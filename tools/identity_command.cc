@@ -45,6 +45,11 @@ struct IdentityOptions {
   std::string hub;
   std::string x509_thumbprint;
   bool x509_ca = false;
+  // Nested gateways: the device is a gateway (--gateway), sits under a
+  // child gateway (--parent ID), and may have no credential (--scope-only).
+  bool gateway = false;
+  std::string parent;
+  bool scope_only = false;
   std::string gateway_host;
   int64_t ttl_seconds = 3600;
   bool secondary = false;
@@ -71,7 +76,8 @@ bool ParseIdentityOptions(const CommandContext& ctx, IdentityOptions* options) {
     if (flag == "--identities") return true;
     if (sub == "list") return false;
     if (flag == "--device" || flag == "--module") return true;
-    if (flag == "--hub" || flag == "--x509-thumbprint" || flag == "--x509-ca") {
+    if (flag == "--hub" || flag == "--x509-thumbprint" || flag == "--x509-ca" ||
+        flag == "--gateway" || flag == "--parent" || flag == "--scope-only") {
       return sub == "add";
     }
     if (flag == "--gateway-host") {
@@ -93,12 +99,17 @@ bool ParseIdentityOptions(const CommandContext& ctx, IdentityOptions* options) {
                << " (see edgeroute help)\n";
       return false;
     }
-    if (flag == "--x509-ca" || flag == "--secondary") {
+    if (flag == "--x509-ca" || flag == "--secondary" || flag == "--gateway" ||
+        flag == "--scope-only") {
       if (eq != std::string::npos) {
         *ctx.err << "edgeroute: " << flag << " takes no value\n";
         return false;
       }
-      (flag == "--x509-ca" ? options->x509_ca : options->secondary) = true;
+      bool* target = flag == "--x509-ca"     ? &options->x509_ca
+                     : flag == "--secondary" ? &options->secondary
+                     : flag == "--gateway"   ? &options->gateway
+                                             : &options->scope_only;
+      *target = true;
       continue;
     }
     std::string value;
@@ -116,6 +127,7 @@ bool ParseIdentityOptions(const CommandContext& ctx, IdentityOptions* options) {
     if (flag == "--hub") options->hub = value;
     if (flag == "--x509-thumbprint") options->x509_thumbprint = value;
     if (flag == "--gateway-host") options->gateway_host = value;
+    if (flag == "--parent") options->parent = value;
     if (flag == "--ttl") ttl = value;
   }
   if (options->identities_path.empty()) {
@@ -125,6 +137,14 @@ bool ParseIdentityOptions(const CommandContext& ctx, IdentityOptions* options) {
   }
   if (sub != "list" && options->device.empty()) {
     *ctx.err << "edgeroute: identity " << sub << ": --device ID is required\n";
+    return false;
+  }
+  if (options->scope_only &&
+      (options->x509_ca || !options->x509_thumbprint.empty() ||
+       options->parent.empty())) {
+    *ctx.err << "edgeroute: identity add: --scope-only records where a "
+             << "device sits (--parent ID) without a credential; it takes "
+             << "no --x509 option\n";
     return false;
   }
   if (options->x509_ca && !options->x509_thumbprint.empty()) {
@@ -253,7 +273,11 @@ int Add(const CommandContext& ctx, const IdentityOptions& options,
   }
   IdentityEntry entry;
   entry.identity = identity;
-  if (!options.x509_thumbprint.empty()) {
+  entry.gateway = options.gateway;
+  entry.parent = options.parent;
+  if (options.scope_only) {
+    // No credential: the device connects through its parent gateway.
+  } else if (!options.x509_thumbprint.empty()) {
     entry.x509_thumbprint = options.x509_thumbprint;
   } else if (options.x509_ca) {
     entry.x509_ca = true;
@@ -274,6 +298,11 @@ int Add(const CommandContext& ctx, const IdentityOptions& options,
       WriteFileAtomically(options.identities_path, (*updated)->ToJson());
   if (!written.ok()) return Fail(ctx, "add", written);
   const IdentityEntry* added = (*updated)->Find(identity);
+  if (added->kind() == IdentityEntry::Kind::kScopeOnly) {
+    *ctx.out << "added " << Name(identity) << " under gateway " << added->parent
+             << " (no credential: it connects through it)\n";
+    return kExitOk;
+  }
   *ctx.out << ConnectionStringFor(**updated, *added, options).ToString()
            << "\n";
   return kExitOk;
@@ -303,6 +332,8 @@ const char* KindName(IdentityEntry::Kind kind) {
       return "x509-thumbprint";
     case IdentityEntry::Kind::kX509Ca:
       return "x509-ca";
+    case IdentityEntry::Kind::kScopeOnly:
+      return "scope-only";
   }
   return "?";
 }

@@ -30,7 +30,8 @@ constexpr size_t kMaxKeyBytes = 64;
 constexpr size_t kThumbprintHexDigits = 64;
 constexpr size_t kMaxHostBytes = 255;
 constexpr absl::string_view kFieldList =
-    "deviceId, moduleId, primaryKey, secondaryKey, x509Thumbprint, x509";
+    "deviceId, moduleId, primaryKey, secondaryKey, x509Thumbprint, x509, "
+    "parent, gateway";
 
 std::string Key(const Identity& identity) {
   return identity.module_id.empty()
@@ -130,12 +131,25 @@ absl::Status ValidateCredentialKinds(const IdentityEntry& entry) {
   const bool keys = !entry.primary_key.empty() || !entry.secondary_key.empty();
   const int kinds =
       int{keys} + int{!entry.x509_thumbprint.empty()} + int{entry.x509_ca};
+  if (!entry.identity.module_id.empty() &&
+      (!entry.parent.empty() || entry.gateway)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "identity ", Key(entry.identity),
+        ": parent and gateway describe devices; a module belongs to its "
+        "device's place in the hierarchy"));
+  }
+  if (entry.parent == entry.identity.device_id && !entry.parent.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "identity ", Key(entry.identity), " names itself as its parent"));
+  }
+  // A scope entry: where a device sits, with no way to sign in.
+  if (kinds == 0 && !entry.parent.empty()) return absl::OkStatus();
   if (kinds != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "identity ", Key(entry.identity),
         kinds == 0 ? " has no credential" : " has more than one credential",
         ": give primaryKey (and optionally secondaryKey), x509Thumbprint, or "
-        "\"x509\": \"ca\""));
+        "\"x509\": \"ca\" (only an entry with a \"parent\" may have none)"));
   }
   if (keys && entry.primary_key.empty()) {
     return absl::InvalidArgumentError(
@@ -190,6 +204,15 @@ absl::StatusOr<IdentityEntry> ParseEntry(const PositionedJson& doc,
       target = &entry.secondary_key;
     } else if (name == "x509Thumbprint") {
       target = &entry.x509_thumbprint;
+    } else if (name == "parent") {
+      target = &entry.parent;
+    } else if (name == "gateway") {
+      if (!field.is_boolean()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            doc.WhereValue(field_pointer), ": gateway must be true or false"));
+      }
+      entry.gateway = field.get<bool>();
+      continue;
     } else if (name != "x509") {
       return absl::InvalidArgumentError(
           absl::StrCat(doc.WhereName(field_pointer), ": unknown field ",
@@ -201,7 +224,7 @@ absl::StatusOr<IdentityEntry> ParseEntry(const PositionedJson& doc,
     }
     const std::string& text = field.get_ref<const std::string&>();
     absl::Status valid;
-    if (name == "deviceId" || name == "moduleId") {
+    if (name == "deviceId" || name == "moduleId" || name == "parent") {
       valid = ValidateId(name, text);
     } else if (name == "primaryKey" || name == "secondaryKey") {
       valid = ValidateKey(name, text);
@@ -436,6 +459,9 @@ IdentityRegistry::Create(std::string hub, std::vector<IdentityEntry> entries) {
     if (valid.ok() && !entry.x509_thumbprint.empty()) {
       valid = ValidateThumbprint(entry.x509_thumbprint);
     }
+    if (valid.ok() && !entry.parent.empty()) {
+      valid = ValidateId("parent", entry.parent);
+    }
     if (valid.ok()) valid = ValidateCredentialKinds(entry);
     if (!valid.ok()) return fail(valid);
     entry.x509_thumbprint = absl::AsciiStrToLower(entry.x509_thumbprint);
@@ -453,6 +479,24 @@ IdentityRegistry::Create(std::string hub, std::vector<IdentityEntry> entries) {
 const IdentityEntry* IdentityRegistry::Find(const Identity& identity) const {
   auto it = index_.find(Key(identity));
   return it == index_.end() ? nullptr : &entries_[it->second];
+}
+
+bool IdentityRegistry::MayActFor(const Identity& gateway,
+                                 const Identity& origin) const {
+  if (!gateway.module_id.empty()) return false;
+  const IdentityEntry* self = Find(gateway);
+  if (self == nullptr || !self->gateway) return false;
+  // Walk up from the origin's device: it is in scope when the walk meets
+  // the gateway, passing only through gateways on the way.
+  std::string device = origin.device_id;
+  for (int depth = 0; depth <= kMaxGatewayDepth; ++depth) {
+    if (device == gateway.device_id) return true;
+    const IdentityEntry* entry = Find(Identity{device, ""});
+    if (entry == nullptr || entry->parent.empty()) return false;
+    if (depth > 0 && !entry->gateway) return false;
+    device = entry->parent;
+  }
+  return false;
 }
 
 absl::StatusOr<Identity> IdentityRegistry::Authenticate(
@@ -479,6 +523,11 @@ absl::Status IdentityRegistry::Verify(
   switch (entry->kind()) {
     case IdentityEntry::Kind::kSymmetricKey:
       break;
+    case IdentityEntry::Kind::kScopeOnly:
+      return absl::PermissionDeniedError(absl::StrCat(
+          "identity ", name,
+          " has no credential in the identities file (its entry only names "
+          "its parent gateway): it connects through that gateway"));
     case IdentityEntry::Kind::kX509Thumbprint:
     case IdentityEntry::Kind::kX509Ca: {
       if (has_token) {
@@ -584,7 +633,11 @@ std::string IdentityRegistry::ToJson() const {
       case IdentityEntry::Kind::kX509Ca:
         field("x509", "ca");
         break;
+      case IdentityEntry::Kind::kScopeOnly:
+        break;
     }
+    if (!entry.parent.empty()) field("parent", entry.parent);
+    if (entry.gateway) fields.push_back("\"gateway\": true");
     lines.push_back(absl::StrCat("    {", absl::StrJoin(fields, ", "), "}"));
   }
   return absl::StrCat("{\n  \"hub\": ", Json(hub_).dump(),

@@ -11,9 +11,16 @@
 //       "primaryKey": "<base64>", "secondaryKey": "<base64>"},
 //      {"deviceId": "leaf-1", "primaryKey": "<base64>"},
 //      {"deviceId": "leaf-2", "x509Thumbprint": "<sha256 hex>"},
-//      {"deviceId": "leaf-3", "x509": "ca"}]}
+//      {"deviceId": "leaf-3", "x509": "ca"},
+//      {"deviceId": "child-gw", "primaryKey": "<base64>", "gateway": true},
+//      {"deviceId": "leaf-4", "parent": "child-gw"}]}
 //
-// `hub` is the host name that SAS tokens name in their resource. Every entry
+// `hub` is the host name that SAS tokens name in their resource. Nested
+// gateways: "gateway": true marks a device that forwards its children's
+// messages (it may publish under their identities, see MayActFor), and
+// "parent" names the gateway a device is connected under; an entry with a
+// parent may have no credential at all (it only describes scope and cannot
+// sign in). Every other entry
 // has exactly one kind of credential: keys (primaryKey, optionally
 // secondaryKey: base64 of 16 to 64 bytes), an x509Thumbprint (64 hex digits,
 // SHA-256 of the certificate's DER), or "x509": "ca" (devices only: a
@@ -47,22 +54,33 @@ namespace auth {
 
 // Longest device or module id (IoT Hub's limit).
 inline constexpr size_t kMaxIdBytes = 128;
+// Most "parent" links followed from a device up to a gateway (edgeHub's
+// hierarchies have at most 5 layers).
+inline constexpr int kMaxGatewayDepth = 8;
 // Largest identities file LoadFile reads.
 inline constexpr size_t kMaxIdentitiesFileBytes = 16u << 20;
 
 // One entry of the identities file.
 struct IdentityEntry {
-  enum class Kind { kSymmetricKey, kX509Thumbprint, kX509Ca };
+  // kScopeOnly: no credential; the entry only says where a device sits in a
+  // gateway hierarchy ("parent"), and cannot sign in.
+  enum class Kind { kSymmetricKey, kX509Thumbprint, kX509Ca, kScopeOnly };
 
   Identity identity;
   std::string primary_key;      // base64; empty unless kSymmetricKey
   std::string secondary_key;    // base64; may be empty
   std::string x509_thumbprint;  // 64 lower-case hex digits; or empty
   bool x509_ca = false;
+  // Nested gateways (devices only): the device id of the child gateway this
+  // device or gateway is connected under ("parent"), and whether this
+  // device is itself a gateway that forwards for others ("gateway").
+  std::string parent;
+  bool gateway = false;
 
   Kind kind() const {
     if (!x509_thumbprint.empty()) return Kind::kX509Thumbprint;
-    return x509_ca ? Kind::kX509Ca : Kind::kSymmetricKey;
+    if (x509_ca) return Kind::kX509Ca;
+    return primary_key.empty() ? Kind::kScopeOnly : Kind::kSymmetricKey;
   }
 };
 
@@ -149,6 +167,16 @@ class IdentityRegistry {
   const std::vector<IdentityEntry>& entries() const { return entries_; }
   // The entry for `identity`, or null.
   const IdentityEntry* Find(const Identity& identity) const;
+
+  // Nested gateways: whether `gateway` (a signed-in device whose entry says
+  // "gateway": true) may publish telemetry on behalf of `origin`. Its scope
+  // is its own device and modules, and every device whose entry names it as
+  // "parent" -- transitively, through devices that are gateways themselves,
+  // so a leaf under a grandchild gateway is in scope -- with their modules.
+  // False for a module, a device that is not a gateway, or an identity
+  // outside the scope (the walk up "parent" links stops after
+  // kMaxGatewayDepth steps, so a cycle in the file cannot loop).
+  bool MayActFor(const Identity& gateway, const Identity& origin) const;
 
   // The identities file for this registry (one identity per line), which
   // Parse reads back to an equal registry.

@@ -184,7 +184,7 @@ TEST(IdentitiesFileTest, EveryErrorHasLineAndColumn) {
        absl::StrCat("3:", 23 + pk.size(),
                     ": unknown field 'primarykey' (an identity has deviceId, "
                     "moduleId, primaryKey, secondaryKey, x509Thumbprint, "
-                    "x509)")},
+                    "x509, parent, gateway)")},
       {file(entry(absl::StrCat("\"deviceId\": 5, ", pk))),
        "3:16: deviceId must be a string"},
       {file(entry(absl::StrCat("\"deviceId\": \"\", ", pk))),
@@ -591,6 +591,106 @@ TEST_F(IdentitiesTest, VerifyForTheNativeProtocol) {
   ExpectDenied(
       registry_->Verify({"edge-gw", "sensor"}, std::nullopt, nullptr, kNow),
       "none was given");
+}
+
+}  // namespace
+}  // namespace auth
+}  // namespace gateway
+}  // namespace edgeroute
+
+namespace edgeroute {
+namespace gateway {
+namespace auth {
+namespace {
+
+// Nested gateways: A (this gateway's file) knows child gateway "child",
+// grandchild gateway "grand" under it, a leaf under each, and a plain
+// device "plain" whose entry names "child" but is no gateway.
+constexpr char kHierarchy[] = R"({"hub": "h.example", "identities": [
+  {"deviceId": "child", "primaryKey": "KEY", "gateway": true},
+  {"deviceId": "grand", "gateway": true, "parent": "child"},
+  {"deviceId": "leaf-c", "parent": "child"},
+  {"deviceId": "leaf-g", "parent": "grand"},
+  {"deviceId": "plain", "primaryKey": "KEY", "parent": "child"},
+  {"deviceId": "leaf-p", "parent": "plain"},
+  {"deviceId": "other", "primaryKey": "KEY"},
+  {"deviceId": "loop-a", "gateway": true, "parent": "loop-b"},
+  {"deviceId": "loop-b", "gateway": true, "parent": "loop-a"}]})";
+
+std::shared_ptr<const IdentityRegistry> Hierarchy() {
+  const std::string key = Base64Encode(std::string(32, 'k'));
+  auto registry =
+      IdentityRegistry::Parse(absl::StrReplaceAll(kHierarchy, {{"KEY", key}}));
+  EXPECT_TRUE(registry.ok()) << registry.status();
+  return registry.ok() ? *registry : nullptr;
+}
+
+TEST(NestedGatewaysTest, ScopeIsTheGatewayItsModulesAndItsDescendants) {
+  auto registry = Hierarchy();
+  ASSERT_NE(registry, nullptr);
+  const Identity child{"child", ""};
+  EXPECT_TRUE(registry->MayActFor(child, {"child", ""}));
+  EXPECT_TRUE(registry->MayActFor(child, {"child", "sensor"}));
+  EXPECT_TRUE(registry->MayActFor(child, {"leaf-c", ""}));
+  EXPECT_TRUE(registry->MayActFor(child, {"grand", ""}));
+  EXPECT_TRUE(registry->MayActFor(child, {"grand", "filter"}));
+  // Transitively: a leaf under the grandchild gateway.
+  EXPECT_TRUE(registry->MayActFor(child, {"leaf-g", ""}));
+  // A device that is not a gateway does not extend the scope.
+  EXPECT_TRUE(registry->MayActFor(child, {"plain", ""}));
+  EXPECT_FALSE(registry->MayActFor(child, {"leaf-p", ""}));
+  // Outside the scope, unknown, or not a gateway at all.
+  EXPECT_FALSE(registry->MayActFor(child, {"other", ""}));
+  EXPECT_FALSE(registry->MayActFor(child, {"stranger", ""}));
+  EXPECT_FALSE(registry->MayActFor({"other", ""}, {"other", "m"}));
+  EXPECT_FALSE(registry->MayActFor({"plain", ""}, {"leaf-p", ""}));
+  EXPECT_FALSE(registry->MayActFor({"child", "sensor"}, {"leaf-c", ""}));
+  // The grandchild's scope does not reach up.
+  EXPECT_TRUE(registry->MayActFor({"grand", ""}, {"leaf-g", ""}));
+  EXPECT_FALSE(registry->MayActFor({"grand", ""}, {"leaf-c", ""}));
+  // A cycle of parents ends: neither is in a third gateway's scope.
+  EXPECT_FALSE(registry->MayActFor(child, {"loop-a", ""}));
+}
+
+TEST(NestedGatewaysTest, ScopeEntriesCannotSignIn) {
+  auto registry = Hierarchy();
+  ASSERT_NE(registry, nullptr);
+  EXPECT_EQ(registry->Find({"leaf-c", ""})->kind(),
+            IdentityEntry::Kind::kScopeOnly);
+  const absl::Status s = registry->Verify({"leaf-c", ""}, "", nullptr, kNow);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "no credential")) << s;
+  // The fields survive a round trip through ToJson.
+  auto again = IdentityRegistry::Parse(registry->ToJson());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE((*again)->Find({"grand", ""})->gateway);
+  EXPECT_EQ((*again)->Find({"grand", ""})->parent, "child");
+  EXPECT_TRUE((*again)->MayActFor({"child", ""}, {"leaf-g", ""}));
+}
+
+TEST(NestedGatewaysTest, BadHierarchyFieldsHavePositions) {
+  auto parse = [](const std::string& entry) {
+    return IdentityRegistry::Parse(absl::StrCat(
+        "{\"hub\": \"h.example\",\n \"identities\": [\n  ", entry, "]}"));
+  };
+  auto gateway_string = parse(R"({"deviceId": "d", "gateway": "yes"})");
+  EXPECT_EQ(std::string(gateway_string.status().message()),
+            "3:32: gateway must be true or false");
+  auto bad_parent = parse(R"({"deviceId": "d", "parent": "a b"})");
+  EXPECT_TRUE(absl::StartsWith(bad_parent.status().message(), "3:31: parent"))
+      << bad_parent.status();
+  auto own_parent = parse(R"({"deviceId": "d", "parent": "d"})");
+  EXPECT_TRUE(absl::StrContains(own_parent.status().message(), "itself"))
+      << own_parent.status();
+  auto module_parent =
+      parse(R"({"deviceId": "d", "moduleId": "m", "parent": "p"})");
+  EXPECT_TRUE(
+      absl::StrContains(module_parent.status().message(), "describe devices"))
+      << module_parent.status();
+  // Without a parent an entry still needs a credential.
+  auto bare = parse(R"({"deviceId": "d", "gateway": true})");
+  EXPECT_TRUE(absl::StrContains(bare.status().message(), "no credential"))
+      << bare.status();
 }
 
 }  // namespace

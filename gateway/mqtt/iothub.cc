@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/utf8.h"
@@ -226,7 +227,7 @@ void UrlEncode(absl::string_view text, std::string* out) {
 
 bool BuildTelemetry(IdentityRef identity, absl::string_view bag,
                     absl::string_view payload, MessageBuilder* builder,
-                    std::string* output, std::string* scratch) {
+                    std::string* output, std::string* scratch, bool keep_hops) {
   output->clear();
   if (!bag.empty() &&
       static_cast<size_t>(std::count(bag.begin(), bag.end(), '&')) + 1 >
@@ -253,6 +254,14 @@ bool BuildTelemetry(IdentityRef identity, absl::string_view bag,
     if (absl::StartsWith(key, "$.")) {
       if (key == kOutputNameKey) {
         output->assign(value.data(), value.size());
+        continue;
+      }
+      if (key == kHopsBagKey) {
+        int hops = 0;
+        if (keep_hops && has_value && absl::SimpleAtoi(value, &hops) &&
+            hops >= 1 && hops <= kMaxHops) {
+          builder->AddSystemProperty(kHopsProperty, absl::StrCat(hops));
+        }
         continue;
       }
       bool handled = false;

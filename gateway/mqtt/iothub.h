@@ -97,9 +97,22 @@ inline constexpr size_t kMaxBagProperties = 4096;
 // outputName are set from `identity` and $.on. *output receives the output
 // name ("" without $.on). Returns false, building nothing, when the bag
 // holds more than kMaxBagProperties properties.
+//
+// Nested gateways: `$.hops` (how many gateways forwarded the message to
+// here) becomes the system property `hops` when `keep_hops` (the publisher
+// is a gateway) and is a decimal number 1..kMaxHops; otherwise it is
+// dropped like $.cdid.
 bool BuildTelemetry(IdentityRef identity, absl::string_view bag,
                     absl::string_view payload, MessageBuilder* builder,
-                    std::string* output, std::string* scratch);
+                    std::string* output, std::string* scratch,
+                    bool keep_hops = false);
+
+// The system property that counts the gateways a message was forwarded
+// through, and its bag key.
+inline constexpr absl::string_view kHopsProperty = "hops";
+inline constexpr absl::string_view kHopsBagKey = "$.hops";
+// Largest hop count accepted from a child gateway.
+inline constexpr int kMaxHops = 255;
 
 // Appends devices/{d}/modules/{m}/inputs/{input}/{bag} for `message`: the
 // bag holds the system properties messageId, cid, userId, contentType,

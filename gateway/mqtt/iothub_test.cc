@@ -184,6 +184,26 @@ TEST(IotHubTest, BuildTelemetrySources) {
   EXPECT_EQ(output, "");
 }
 
+// $.hops is a hop count only from a gateway, and only when it is one.
+TEST(IotHubTest, BuildTelemetryKeepsHopsFromGatewaysOnly) {
+  MessageBuilder builder;
+  std::string output, scratch;
+  auto hops = [&](absl::string_view bag, bool keep) {
+    EXPECT_TRUE(
+        BuildTelemetry(kDevice, bag, "x", &builder, &output, &scratch, keep));
+    const PropertyValue v = builder.view().FindSystemProperty("hops");
+    EXPECT_EQ(builder.view().property_count(), 0u) << bag;
+    return v.has_string() ? std::string(v.value) : std::string("-");
+  };
+  EXPECT_EQ(hops("%24.hops=3", true), "3");
+  EXPECT_EQ(hops("%24.hops=003", true), "3");
+  EXPECT_EQ(hops("%24.hops=3", false), "-");
+  EXPECT_EQ(hops("%24.hops=0", true), "-");
+  EXPECT_EQ(hops("%24.hops=256", true), "-");
+  EXPECT_EQ(hops("%24.hops=x", true), "-");
+  EXPECT_EQ(hops("%24.hops", true), "-");
+}
+
 TEST(IotHubTest, BuildTelemetryRefusesTooManyProperties) {
   std::string bag;
   for (size_t i = 0; i < kMaxBagProperties + 1; ++i) {

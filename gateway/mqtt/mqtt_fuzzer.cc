@@ -138,7 +138,7 @@ class FuzzHost final : public SessionHost {
     return true;
   }
   void SubscriptionsChanged(Session*) override {}
-  Admission Telemetry(Session*, absl::string_view,
+  Admission Telemetry(Session*, const Identity&, absl::string_view,
                       const MessageView& message) override {
     // The stamped message must verify like any message from outside.
     Check(MessageView::Verify(message.bytes()).ok(), "stamped message");

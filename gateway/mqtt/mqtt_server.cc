@@ -262,6 +262,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     if (it == conns_.end()) return;
     std::unique_ptr<Session> session = std::move(it->second);
     conns_.erase(it);
+    forwarders_.erase(id);
     Bump(counters_.connections_open, -1);
     if (reason == CloseReason::kSlowConsumer) {
       Bump(counters_.slow_consumer_disconnects);
@@ -294,6 +295,16 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     return loop_->EndSend(session->tag);
   }
 
+  bool IsGateway(Session* session) override {
+    return forwarders_.contains(session->tag);
+  }
+  bool MayActFor(Session* session, const Identity& origin) override {
+    auto it = forwarders_.find(session->tag);
+    if (it == forwarders_.end()) return false;
+    // A refusal closes the connection and is counted as a refused publish.
+    return it->second->MayActFor(session->identity(), origin);
+  }
+
   ConnectCode Authenticate(Session* session, const Connect& connect,
                            Identity* identity) override {
     const PeerInfo* peer = loop_->Peer(session->tag);
@@ -318,6 +329,15 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     if (proven.ok()) {
       *identity = *std::move(proven);
       Bump(counters_.connects_accepted);
+      // A gateway keeps the registry it signed in with for the scope
+      // checks of what it forwards (reloads apply to later CONNECTs).
+      const auth::IdentityEntry* entry =
+          registry != nullptr ? registry->Find(*identity) : nullptr;
+      if (entry != nullptr && entry->gateway) {
+        forwarders_[session->tag] = registry;
+      } else {
+        forwarders_.erase(session->tag);
+      }
       return ConnectCode::kAccepted;
     }
     ConnectCode code = ConnectCode::kServerUnavailable;
@@ -393,18 +413,18 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
                             "' may not subscribe to '", filter, "' (0x80)"));
   }
 
-  Admission Telemetry(Session* session, absl::string_view output,
+  Admission Telemetry(Session* session, const Identity& from,
+                      absl::string_view output,
                       const MessageView& message) override {
     Bump(counters_.telemetry_received);
     if (options_.admission_queue_bytes > 0) {
-      if (QueueAdmission(session->tag, session->identity(), output, message)) {
+      if (QueueAdmission(session->tag, from, output, message)) {
         return Admission::kQueued;
       }
       Bump(counters_.telemetry_refused);  // stopping
       return Admission::kRefused;
     }
-    const fb::ErrorCode code =
-        hooks_->OnTelemetry(session->identity(), output, message);
+    const fb::ErrorCode code = hooks_->OnTelemetry(from, output, message);
     if (code == fb::ErrorCode::kUnknown) return Admission::kAdmitted;
     Bump(counters_.telemetry_refused);
     return Admission::kRefused;
@@ -689,6 +709,11 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
   Counters counters_;
   std::mutex identities_mu_;
   std::shared_ptr<const auth::IdentityRegistry> identities_;  // guarded
+  // Loop thread: the connections signed in as gateways ("gateway": true),
+  // with the registry they signed in with.
+  absl::flat_hash_map<ConnectionId,
+                      std::shared_ptr<const auth::IdentityRegistry>>
+      forwarders_;
 
   // Admission thread (admission_queue_bytes > 0). std::mutex rather than
   // absl::Mutex: the system Abseil has no ThreadSanitizer annotations.

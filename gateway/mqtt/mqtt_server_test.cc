@@ -513,6 +513,95 @@ TEST_F(MqttServerTest, SasTokensAreChecked) {
             std::string::npos);
 }
 
+// Nested gateways: a child gateway publishes what it forwards under the
+// original identities' topics; those in its scope are admitted with the
+// original identity and the hop count, anything else closes the connection.
+TEST_F(MqttServerTest, ChildGatewayForwardsForItsScopeOnly) {
+  const std::string key = auth::Base64Encode(std::string(32, 'k'));
+  auto registry = auth::IdentityRegistry::Parse(absl::StrCat(
+      R"({"hub": "h.example", "identities": [)",
+      R"({"deviceId": "child", "gateway": true, "primaryKey": ")", key,
+      R"("}, {"deviceId": "leaf", "parent": "child"},)",
+      R"({"deviceId": "plain", "primaryKey": ")", key,
+      R"("}, {"deviceId": "stranger", "primaryKey": ")", key, R"("}]})"));
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  options_.identities = *registry;
+  StartServer();
+  auto connect = [&](const std::string& device) {
+    const std::string username = "h.example/" + device + "/?api-version=1";
+    const std::string token =
+        auth::MakeSasToken(auth::SasResourceUri("h.example", {device, ""}), key,
+                           absl::Now() + absl::Hours(1));
+    auto c = Client();
+    EXPECT_EQ(*c->Connect(device, true, 60, &username, &token),
+              ConnectCode::kAccepted);
+    return c;
+  };
+  auto child = connect("child");
+  ASSERT_TRUE(child
+                  ->Publish("devices/leaf/messages/events/"
+                            "%24.hops=2&k=v",
+                            "a", 1, 1)
+                  .ok());
+  ASSERT_TRUE(child
+                  ->Publish("devices/child/modules/filter/messages/events/"
+                            "%24.on=alerts&%24.hops=1",
+                            "b", 1, 2)
+                  .ok());
+  ASSERT_EQ(hooks_.message_count(), 2u);
+  EXPECT_EQ(hooks_.from(0), "leaf/");
+  EXPECT_EQ(hooks_.from(1), "child/filter");
+  EXPECT_EQ(hooks_.output(1), "alerts");
+  auto view = [&](size_t i) {
+    static std::string bytes;
+    bytes = hooks_.message(i);
+    return MessageView::FromTrustedBytes(absl::MakeConstSpan(
+        reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  };
+  EXPECT_EQ(view(0).FindSystemProperty("connectionDeviceId").value, "leaf");
+  EXPECT_EQ(view(0).FindSystemProperty("hops").value, "2");
+  EXPECT_EQ(view(0).FindProperty("k").value, "v");
+  EXPECT_EQ(view(1).source(), "/messages/modules/filter/outputs/alerts");
+  EXPECT_EQ(view(1).FindSystemProperty("hops").value, "1");
+  // Outside the child's scope: the connection closes.
+  ASSERT_TRUE(child
+                  ->Write([] {
+                    std::string b;
+                    Publish p;
+                    p.topic = "devices/stranger/messages/events/";
+                    p.qos = 1;
+                    p.packet_id = 3;
+                    p.payload = "x";
+                    EncodePublish(p, &b);
+                    return b;
+                  }())
+                  .ok());
+  EXPECT_TRUE(child->ReadsEof());
+  // A device that is no gateway forwards nothing, and its $.hops is
+  // ignored on its own telemetry.
+  auto plain = connect("plain");
+  ASSERT_TRUE(
+      plain->Publish("devices/plain/messages/events/%24.hops=3", "c", 1, 4)
+          .ok());
+  ASSERT_EQ(hooks_.message_count(), 3u);
+  EXPECT_FALSE(view(2).FindSystemProperty("hops").has_string());
+  ASSERT_TRUE(plain
+                  ->Write([] {
+                    std::string b;
+                    Publish p;
+                    p.topic = "devices/leaf/messages/events/";
+                    p.qos = 1;
+                    p.packet_id = 5;
+                    p.payload = "x";
+                    EncodePublish(p, &b);
+                    return b;
+                  }())
+                  .ok());
+  EXPECT_TRUE(plain->ReadsEof());
+  EXPECT_EQ(hooks_.message_count(), 3u);
+  EXPECT_EQ(server_->stats().refused_publishes, 2u);
+}
+
 TEST_F(MqttServerTest, TwinWithoutStore) {
   StartServer();
   auto c = Client();

@@ -191,6 +191,7 @@ bool Session::OnConnect(const Connect& connect) {
     return Fail(SessionEnd::kAuthFailed, "authentication failed");
   }
   identity_ = std::move(identity);
+  is_gateway_ = host_->IsGateway(this);
   clean_session_ = connect.clean_session;
   keep_alive_secs_ = connect.keep_alive_secs;
   state_ = State::kConnected;
@@ -213,23 +214,34 @@ bool Session::OnPublish(const Publish& publish) {
   const PublishTopic topic = ClassifyPublishTopic(publish.topic);
   switch (topic.kind) {
     case TopicKind::kTelemetry: {
-      if (topic.device_id != identity_.device_id ||
-          topic.module_id != identity_.module_id) {
-        return Fail(SessionEnd::kRefusedPublish,
-                    "telemetry topic of another identity");
+      // A gateway forwards for the identities in its scope under their own
+      // topics, so that routes here see the original identity.
+      Identity origin;
+      const bool own = topic.device_id == identity_.device_id &&
+                       topic.module_id == identity_.module_id;
+      if (!own) {
+        origin.device_id.assign(topic.device_id.data(), topic.device_id.size());
+        origin.module_id.assign(topic.module_id.data(), topic.module_id.size());
+        if (!is_gateway_ || !host_->MayActFor(this, origin)) {
+          return Fail(SessionEnd::kRefusedPublish,
+                      is_gateway_ ? "telemetry topic of an identity outside "
+                                    "this gateway's scope"
+                                  : "telemetry topic of another identity");
+        }
       }
-      if (!BuildTelemetry(Ref(identity_), topic.bag, publish.payload,
-                          &scratch_->builder, &scratch_->output,
-                          &scratch_->bag)) {
+      const Identity& from = own ? identity_ : origin;
+      if (!BuildTelemetry(Ref(from), topic.bag, publish.payload,
+                          &scratch_->builder, &scratch_->output, &scratch_->bag,
+                          /*keep_hops=*/is_gateway_)) {
         return Fail(SessionEnd::kPacketTooLarge,
                     "property bag with too many properties");
       }
       // BuildTelemetry stamped the identity already; StampIdentity checks
       // it (no copy when it agrees) so that both heads share one rule.
       const MessageView stamped =
-          StampIdentity(identity_, scratch_->output, scratch_->builder.view(),
+          StampIdentity(from, scratch_->output, scratch_->builder.view(),
                         &scratch_->stamp_builder, &scratch_->stamp);
-      switch (host_->Telemetry(this, scratch_->output, stamped)) {
+      switch (host_->Telemetry(this, from, scratch_->output, stamped)) {
         case Admission::kAdmitted:
           break;
         case Admission::kRefused:

@@ -152,13 +152,27 @@ class SessionHost {
   // A module input delivery was published, and one was acknowledged.
   virtual void DeliverySent(Session* session) { (void)session; }
   virtual void DeliveryAcked(Session* session) { (void)session; }
-  // A telemetry message of the session's identity, stamped (the bytes are
-  // valid only during the call). kRefused closes the session without
+  // A telemetry message from `from` -- the session's identity, or one a
+  // gateway session forwards for -- stamped with it (the bytes are valid
+  // only during the call). kRefused closes the session without
   // PUBACK so that the client sends the message again. kQueued: the host
   // decides later and calls Session::Admitted once per queued message, in
   // the order they were queued; PUBACKs keep the order of the PUBLISHes.
-  virtual Admission Telemetry(Session* session, absl::string_view output,
+  virtual Admission Telemetry(Session* session, const Identity& from,
+                              absl::string_view output,
                               const MessageView& message) = 0;
+  // Nested gateways: whether the session's (just authenticated) identity is
+  // a gateway that forwards telemetry for others, and whether it may
+  // publish for `origin` (auth::IdentityRegistry::MayActFor).
+  virtual bool IsGateway(Session* session) {
+    (void)session;
+    return false;
+  }
+  virtual bool MayActFor(Session* session, const Identity& origin) {
+    (void)session;
+    (void)origin;
+    return false;
+  }
   // Twin requests of the session's identity.
   virtual std::string TwinGet(Session* session) = 0;
   virtual absl::StatusOr<int64_t> TwinPatchReported(
@@ -280,6 +294,9 @@ class Session {
   int64_t opened_micros_;
   int64_t last_packet_micros_;
   Identity identity_;
+  // A gateway identity: may publish for identities in its scope, and its
+  // messages' hop counts ($.hops) are kept.
+  bool is_gateway_ = false;
   bool clean_session_ = true;
   uint16_t keep_alive_secs_ = 0;
   std::vector<Subscription> subscriptions_;

@@ -53,7 +53,7 @@ class FakeHost final : public SessionHost {
     return true;
   }
   void SubscriptionsChanged(Session*) override { ++subscription_changes; }
-  Admission Telemetry(Session*, absl::string_view output,
+  Admission Telemetry(Session*, const Identity&, absl::string_view output,
                       const MessageView& message) override {
     outputs.emplace_back(output);
     messages.emplace_back(reinterpret_cast<const char*>(message.bytes().data()),
