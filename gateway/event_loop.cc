@@ -5,6 +5,7 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -114,6 +115,15 @@ absl::StatusOr<int> OpenUnixListener(absl::string_view path,
     close(fd);
     return ErrnoToStatus(e, absl::StrCat("bind '", path, "'"));
   }
+  // Owner only: any local process that can connect could claim a module
+  // (without an identities file). Set before listen(), so that no one can
+  // connect in between.
+  if (chmod(addr.sun_path, 0600) != 0) {
+    const int e = errno;
+    close(fd);
+    unlink(addr.sun_path);
+    return ErrnoToStatus(e, absl::StrCat("chmod '", path, "'"));
+  }
   if (listen(fd, SOMAXCONN) != 0) {
     const int e = errno;
     close(fd);
@@ -171,6 +181,7 @@ class LoopBase : public EventLoop {
       : options_(options), handler_(handler) {}
 
   ~LoopBase() override {
+    if (spare_fd_ >= 0) close(spare_fd_);
     for (auto& entry : connections_) close(entry.second->fd);
     for (int fd : listen_fds_) close(fd);
     for (const Listener& l : listeners_) {
@@ -245,6 +256,11 @@ class LoopBase : public EventLoop {
   }
 
   size_t ConnectionCount() const override { return open_count_; }
+
+  uint64_t RefusedConnections() const override {
+    // Relaxed: a statistic.
+    return refused_.load(std::memory_order_relaxed);
+  }
 
   const PeerInfo* Peer(ConnectionId id) const override {
     const Connection* c = Find(id);
@@ -335,6 +351,7 @@ class LoopBase : public EventLoop {
   absl::Status CreateWakeFd(bool non_blocking) {
     wake_fd_ = eventfd(0, EFD_CLOEXEC | (non_blocking ? EFD_NONBLOCK : 0));
     if (wake_fd_ < 0) return ErrnoToStatus(errno, "eventfd");
+    OpenSpare();
     return absl::OkStatus();
   }
 
@@ -375,8 +392,13 @@ class LoopBase : public EventLoop {
   }
 
   // A socket accepted on listen_fds_[listener]; null (and the socket
-  // closed) when its TLS state cannot be allocated.
+  // closed) when the loop is full or its TLS state cannot be allocated.
   Connection* AddConnection(int fd, size_t listener) {
+    if (options_.max_connections > 0 &&
+        open_count_ >= options_.max_connections) {
+      Refuse(fd, listener, "connection limit reached");
+      return nullptr;
+    }
     auto owned = std::make_unique<Connection>();
     Connection* c = owned.get();
     if (listeners_[listener].tls != nullptr) {
@@ -397,6 +419,53 @@ class LoopBase : public EventLoop {
     TuneAccepted(fd);
     handler_->OnOpen(c->id);
     return c;
+  }
+
+  // Answers a connection the loop has no room for and closes it.
+  void Refuse(int fd, size_t listener, absl::string_view why) {
+    if (listeners_[listener].tls == nullptr) {
+      const std::string bytes = handler_->RefusalBytes();
+      // Best effort: a fresh socket's send buffer takes a few bytes at once.
+      if (!bytes.empty()) {
+        ssize_t ignored =
+            send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)ignored;
+      }
+    }
+    close(fd);
+    const uint64_t n = refused_.fetch_add(1, std::memory_order_relaxed) + 1;
+    // The first refusal, then one in a thousand: a flood must not flood the
+    // log.
+    if (n == 1 || n % 1000 == 0) {
+      std::fprintf(stderr,
+                   "edgeroute gateway: refused a connection (%.*s; %llu "
+                   "refused so far)\n",
+                   static_cast<int>(why.size()), why.data(),
+                   static_cast<unsigned long long>(n));
+    }
+  }
+
+  // accept() failed with EMFILE/ENFILE: the pending connection would keep
+  // the listener readable forever. Frees the spare descriptor to accept it,
+  // refuses it, and takes the spare back. Returns false when nothing was
+  // pending.
+  bool ShedOnePending(size_t listener) {
+    pollfd p{listen_fds_[listener], POLLIN, 0};
+    if (poll(&p, 1, 0) != 1) return false;
+    if (spare_fd_ >= 0) {
+      close(spare_fd_);
+      spare_fd_ = -1;
+    }
+    const int fd = accept4(listen_fds_[listener], nullptr, nullptr,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) Refuse(fd, listener, "no file descriptor left");
+    OpenSpare();
+    return fd >= 0;
+  }
+
+  // Keeps one descriptor in reserve for ShedOnePending.
+  void OpenSpare() {
+    if (spare_fd_ < 0) spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
 
   Connection* Find(ConnectionId id) const {
@@ -786,6 +855,10 @@ class LoopBase : public EventLoop {
   std::vector<Listener> listeners_;  // parallel to listen_fds_
   int wake_fd_ = -1;
   int tick_fd_ = -1;
+  // A descriptor held in reserve for refusing connections when the process
+  // runs out (ShedOnePending).
+  int spare_fd_ = -1;
+  std::atomic<uint64_t> refused_{0};
   // Decrypted bytes land here first (TLS connections).
   std::unique_ptr<uint64_t[]> tls_plaintext_;
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
@@ -1068,6 +1141,8 @@ class UringLoop final : public LoopBase {
     } else if (res == -EINVAL && a->multishot) {
       // Kernel without multishot accept: re-arm single accepts from now on.
       a->multishot = false;
+    } else if ((res == -EMFILE || res == -ENFILE) && !draining_) {
+      ShedOnePending(static_cast<size_t>(a - accepts_.data()));
     } else if (res != -ECANCELED && !draining_) {
       std::fprintf(stderr, "edgeroute gateway: accept: %s\n",
                    std::strerror(-res));
@@ -1243,6 +1318,10 @@ class EpollLoop final : public LoopBase {
       const int fd = accept4(listen_fds_[listener], nullptr, nullptr,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE) {
+          if (ShedOnePending(listener)) continue;
+          return;
+        }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
           std::fprintf(stderr, "edgeroute gateway: accept: %s\n",
                        std::strerror(errno));

@@ -108,6 +108,9 @@ struct PeerInfo {
   std::string client_cert_subject_cn;
 };
 
+// Default LoopOptions::max_connections.
+inline constexpr size_t kDefaultMaxConnections = 10000;
+
 struct LoopOptions {
   IoBackend backend = IoBackend::kAuto;
   Framing framing = Framing::kLengthPrefixed;
@@ -125,6 +128,10 @@ struct LoopOptions {
   unsigned ring_entries = 512;
   // LoopHandler::OnTick is called about this often; 0 = never.
   uint32_t tick_interval_ms = 0;
+  // Open connections at most (0 = no limit). A connection accepted beyond
+  // it is refused: it gets LoopHandler::RefusalBytes (plain listeners) and
+  // is closed at once.
+  size_t max_connections = kDefaultMaxConnections;
 };
 
 // Receives a loop's events. All calls come from the loop thread. A handler
@@ -169,6 +176,10 @@ class LoopHandler {
   // Called about every LoopOptions::tick_interval_ms (keep-alive, connect
   // deadlines). Not called when the interval is 0.
   virtual void OnTick() {}
+  // What a connection refused for lack of room (max_connections, or no file
+  // descriptor left) is sent before it is closed, on plain listeners: the
+  // protocol's "server busy" answer. Empty: closed without a word.
+  virtual std::string RefusalBytes() { return std::string(); }
   // The connection is gone (called once per OnOpen). BeginSend returns null
   // for it from now on; Peer still answers during this call.
   virtual void OnClose(ConnectionId id, CloseReason reason) = 0;
@@ -222,6 +233,11 @@ class EventLoop {
   virtual size_t QueuedBytes(ConnectionId id) const = 0;
   // Open connections.
   virtual size_t ConnectionCount() const = 0;
+  // Connections refused since Create: over max_connections, or accepted
+  // while the process had no file descriptor left (EMFILE/ENFILE: the loop
+  // frees a spare descriptor to accept and close them, so a full table
+  // never makes it spin). Thread-safe.
+  virtual uint64_t RefusedConnections() const = 0;
   // The peer of `id`, or null for an unknown id. Valid until the connection
   // is gone (it still answers during OnClose); the TLS fields are filled
   // before the first OnFrame/OnStream.

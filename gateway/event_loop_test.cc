@@ -1,6 +1,7 @@
 #include "gateway/event_loop.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -10,6 +11,7 @@
 #include <openssl/x509.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,6 +100,7 @@ class EchoHandler : public LoopHandler {
     reasons_.push_back(reason);
     cv_.notify_all();
   }
+  std::string RefusalBytes() override { return Frame("busy"); }
 
   // Waits (bounded) until some connection closed with `reason`.
   bool WaitForClose(CloseReason reason) {
@@ -183,6 +186,82 @@ TEST_P(EventLoopTest, EchoesFramesOverTcpAndUnix) {
   ASSERT_TRUE(big.ok()) << big.status();
   EXPECT_EQ(*big, std::string(200000, 's'));
   EXPECT_EQ(handler_.opened(), 2);
+}
+
+// Beyond max_connections a connection gets the handler's refusal and is
+// closed; once one closes, there is room again.
+TEST_P(EventLoopTest, ConnectionsBeyondTheLimitAreRefused) {
+  LoopOptions options;
+  options.max_connections = 2;
+  Start(options);
+  auto a = TestSocket::ConnectTcp(port_);
+  auto b = TestSocket::ConnectUnix(unix_path_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(a->Write(Frame("a")).ok());
+  ASSERT_TRUE(b->Write(Frame("b")).ok());
+  EXPECT_EQ(*a->ReadFrame(), "a");
+  EXPECT_EQ(*b->ReadFrame(), "b");
+  auto c = TestSocket::ConnectTcp(port_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c->ReadFrame(), "busy");
+  EXPECT_TRUE(c->ReadsEof());
+  EXPECT_EQ(loop_->RefusedConnections(), 1u);
+  EXPECT_EQ(handler_.opened(), 2);
+  a = absl::CancelledError("closed by the test");
+  ASSERT_TRUE(handler_.WaitForClose(CloseReason::kPeerClosed));
+  auto d = TestSocket::ConnectTcp(port_);
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(d->Write(Frame("d")).ok());
+  EXPECT_EQ(*d->ReadFrame(), "d");
+  EXPECT_EQ(loop_->RefusedConnections(), 1u);
+}
+
+// With no file descriptor left, pending connections are refused (the loop
+// frees a spare descriptor to accept each one) instead of keeping the
+// listener readable -- a level-triggered loop would spin and the clients
+// would hang in the backlog.
+TEST_P(EventLoopTest, OutOfDescriptorsRefusesPendingConnections) {
+  Start();
+  constexpr int kClients = 4;
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  // The lowest limit that leaves exactly kClients free descriptors.
+  rlim_t limit = 0;
+  for (int free_found = 0; free_found < kClients; ++limit) {
+    if (fcntl(static_cast<int>(limit), F_GETFD) == -1) ++free_found;
+  }
+  rlimit lowered = old;
+  lowered.rlim_cur = limit;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  std::vector<TestSocket> clients;
+  for (int i = 0; i < kClients; ++i) {
+    auto c = TestSocket::ConnectTcp(port_);
+    if (!c.ok()) break;
+    clients.push_back(std::move(*c));
+  }
+  const size_t connected = clients.size();
+  for (TestSocket& c : clients) {
+    auto answer = c.ReadFrame();
+    EXPECT_TRUE(answer.ok() && *answer == "busy") << answer.status();
+    EXPECT_TRUE(c.ReadsEof());
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  ASSERT_GT(connected, 0u);
+  EXPECT_EQ(loop_->RefusedConnections(), connected);
+  EXPECT_EQ(handler_.opened(), 0);
+  clients.clear();
+  // With descriptors back, connections are served again.
+  auto ok = TestSocket::ConnectTcp(port_);
+  ASSERT_TRUE(ok.ok());
+  ASSERT_TRUE(ok->Write(Frame("back")).ok());
+  EXPECT_EQ(*ok->ReadFrame(), "back");
+}
+
+TEST_P(EventLoopTest, UnixSocketIsOwnerOnly) {
+  Start();
+  struct stat st {};
+  ASSERT_EQ(stat(unix_path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 TEST_P(EventLoopTest, OversizedPrefixGetsAnswerThenClose) {

@@ -109,6 +109,10 @@ struct GatewayOptions {
   size_t max_frame_bytes = kDefaultMaxFrameBytes;
   size_t max_send_queue_bytes = 4u << 20;
   size_t max_unacked_deliveries = 1000;
+  // Open connections per protocol head (native, MQTT) at most; beyond it a
+  // connection gets the head's "busy" answer (Error{kOverloaded}, CONNACK 3)
+  // and is closed.
+  size_t max_connections = kDefaultMaxConnections;
   int dispatch_workers = 2;
   // With a store, telemetry is admitted to the router on a thread of its
   // own, so that a store append never stalls the sockets; up to this many

@@ -1,5 +1,6 @@
 #include "gateway/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -59,6 +60,7 @@ struct Counters {
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<uint64_t> slow_consumer_disconnects{0};
   std::atomic<uint64_t> hellos_not_authorized{0};
+  std::atomic<uint64_t> hello_timeouts{0};
 };
 
 void Bump(std::atomic<uint64_t>& counter, int64_t delta = 1) {
@@ -124,6 +126,12 @@ class ServerImpl final : public LoopHandler {
   ~ServerImpl() override { Stop(); }
 
   absl::Status Init() {
+    if (options_.hello_timeout > absl::ZeroDuration() &&
+        options_.loop.tick_interval_ms == 0) {
+      options_.loop.tick_interval_ms =
+          static_cast<uint32_t>(std::clamp<int64_t>(
+              absl::ToInt64Milliseconds(options_.hello_timeout) / 4, 1, 1000));
+    }
     EDGEROUTE_ASSIGN_OR_RETURN(loop_, EventLoop::Create(options_.loop, this));
     if (options_.tcp_port >= 0) {
       EDGEROUTE_ASSIGN_OR_RETURN(
@@ -198,6 +206,8 @@ class ServerImpl final : public LoopHandler {
     s.protocol_errors = get(counters_.protocol_errors);
     s.slow_consumer_disconnects = get(counters_.slow_consumer_disconnects);
     s.hellos_not_authorized = get(counters_.hellos_not_authorized);
+    s.hello_timeouts = get(counters_.hello_timeouts);
+    s.connections_refused = loop_ != nullptr ? loop_->RefusedConnections() : 0;
     return s;
   }
 
@@ -209,8 +219,39 @@ class ServerImpl final : public LoopHandler {
   // LoopHandler.
   void OnOpen(ConnectionId id) override {
     sessions_.try_emplace(id);
+    if (options_.hello_timeout > absl::ZeroDuration()) {
+      awaiting_hello_.emplace_back(id, absl::Now() + options_.hello_timeout);
+    }
     Bump(counters_.connections_accepted);
     Bump(counters_.connections_open);
+  }
+
+  // Closes the connections whose Hello deadline passed. awaiting_hello_ is
+  // in deadline order (one timeout for all), so only its front is looked at.
+  void OnTick() override {
+    const absl::Time now = absl::Now();
+    while (!awaiting_hello_.empty() && awaiting_hello_.front().second <= now) {
+      const ConnectionId id = awaiting_hello_.front().first;
+      awaiting_hello_.pop_front();
+      auto it = sessions_.find(id);
+      if (it == sessions_.end() || it->second.hello) continue;
+      Bump(counters_.hello_timeouts);
+      if (options_.log) {
+        const PeerInfo* peer = loop_->Peer(id);
+        options_.log(absl::StrCat(
+            "no Hello within ", absl::FormatDuration(options_.hello_timeout),
+            " from ", peer != nullptr ? peer->address : "?", "; closed"));
+      }
+      loop_->Close(id, /*flush=*/false);
+    }
+  }
+
+  // Sent to a connection the loop has no room for.
+  std::string RefusalBytes() override {
+    std::string out;
+    encoder_.Error(fb::ErrorCode::kOverloaded,
+                   "the gateway has too many connections; retry later", &out);
+    return out;
   }
 
   bool OnFrame(ConnectionId id, absl::Span<const uint8_t> payload) override {
@@ -298,6 +339,9 @@ class ServerImpl final : public LoopHandler {
     size_t index;
     const std::string* input;  // points into Session::inputs
   };
+  // Connections without a Hello yet, with their deadlines (ascending).
+  std::deque<std::pair<ConnectionId, absl::Time>> awaiting_hello_;
+
   struct Session {
     bool hello = false;
     Identity identity;
@@ -661,7 +705,7 @@ class ServerImpl final : public LoopHandler {
     }
   }
 
-  const ServerOptions options_;
+  ServerOptions options_;  // set in the constructor and Init only
   ServerHooks* const hooks_;
   std::unique_ptr<EventLoop> loop_;
   std::thread thread_;
@@ -753,6 +797,11 @@ std::string Server::PrometheusText() const {
   counter("hellos_not_authorized_total",
           "Hellos refused because they did not prove their identity.",
           s.hellos_not_authorized);
+  counter("hello_timeouts_total", "Connections closed without a Hello in time.",
+          s.hello_timeouts);
+  counter("connections_refused_total",
+          "Connections refused: connection limit, or no file descriptor.",
+          s.connections_refused);
   return out;
 }
 

@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "gateway/auth/identities.h"
 #include "gateway/auth/identity.h"
 #include "gateway/event_loop.h"
@@ -129,6 +130,11 @@ struct ServerOptions {
   // waits for room: back-pressure on every connection, as without the
   // thread, but only under sustained overload.
   size_t admission_queue_bytes = 0;
+  // A connection that has not completed its Hello within this time (the TLS
+  // handshake included) is closed, so that sockets that connect and say
+  // nothing cannot pile up. Checked every tick (LoopOptions::
+  // tick_interval_ms, set to a quarter of this, at most 1 s, when 0).
+  absl::Duration hello_timeout = absl::Seconds(10);
 };
 
 // Counters since Start. Read with relaxed atomics: each value is exact, the
@@ -145,6 +151,8 @@ struct ServerStats {
   uint64_t slow_consumer_disconnects = 0;
   // Hellos refused with kNotAuthorized.
   uint64_t hellos_not_authorized = 0;
+  uint64_t hello_timeouts = 0;       // closed without a Hello in time
+  uint64_t connections_refused = 0;  // over max_connections / no fds
 };
 
 class ServerImpl;

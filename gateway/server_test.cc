@@ -191,6 +191,33 @@ class ServerTest : public ::testing::TestWithParam<IoBackend> {
   std::string tcp_, unix_;
 };
 
+// A connection that says nothing is closed after the Hello deadline; one
+// that said Hello stays. Beyond max_connections a client gets an Error
+// frame (kOverloaded) instead of a silent close.
+TEST_P(ServerTest, HelloDeadlineAndConnectionLimit) {
+  ServerOptions options;
+  options.hello_timeout = absl::Milliseconds(300);
+  options.loop.max_connections = 2;
+  Start(options);
+  auto silent = TestSocket::ConnectTcp(server_->tcp_port());
+  ASSERT_TRUE(silent.ok());
+  auto talker = Connect("dev", "mod");
+  ASSERT_NE(talker, nullptr);
+  // Over the limit while both are open.
+  auto third = TestSocket::ConnectTcp(server_->tcp_port());
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(ReadError(*third), fb::ErrorCode::kOverloaded);
+  EXPECT_TRUE(third->ReadsEof());
+  // The silent one is closed by the deadline (bounded by ReadsEof's wait).
+  EXPECT_TRUE(silent->ReadsEof());
+  EXPECT_EQ(server_->stats().hello_timeouts, 1u);
+  EXPECT_EQ(server_->stats().connections_refused, 1u);
+  // The one that said Hello is still served.
+  EXPECT_TRUE(talker->Subscribe({"in"}).ok());
+  EXPECT_TRUE(
+      absl::StrContains(server_->PrometheusText(), "hello_timeouts_total 1"));
+}
+
 TEST_P(ServerTest, TelemetryBeforeHelloIsAProtocolViolation) {
   Start();
   auto socket = TestSocket::ConnectTcp(server_->tcp_port());

@@ -66,7 +66,7 @@ Usage:
                 [--tls-client-ca PEM] [--identities FILE]
                 [--max-message-bytes N]
                 [--listen unix:PATH|tcp:HOST:PORT|tls:HOST:PORT ...]
-                [--metrics HOST:PORT]
+                [--max-connections N] [--metrics HOST:PORT]
                 [--io epoll|uring] [--watch auto|poll|off]
       Run the gateway until SIGTERM/SIGINT. The manifest is reloaded on
       SIGHUP and when the file changes: --watch auto (default) watches its
@@ -87,6 +87,10 @@ Usage:
       bytes bounds an MQTT message's payload (default 262144). --store
       keeps messages in a RocksDB store-and-forward directory (default: in
       memory), twins' reported properties and MQTT sessions below it.
+      --max-connections bounds the open connections of each protocol head
+      (default 10000); beyond it a client gets a "busy" answer (CONNACK 3,
+      or Error Overloaded) and is closed. A connection must complete its
+      CONNECT or Hello within 10 s.
       --metrics serves Prometheus text on http://HOST:PORT/metrics.
       --device is the edge device id (default edge-gateway): modules are
       {device}/{module}.
@@ -244,6 +248,14 @@ int RunCommand(const CommandContext& ctx) {
         return kExitUsage;
       }
       max_message_given = true;
+    } else if (IsFlag(arg, "--max-connections")) {
+      if (!FlagValue(ctx, "--max-connections", &i, &value)) return kExitUsage;
+      if (!absl::SimpleAtoi(value, &options.max_connections) ||
+          options.max_connections < 1 || options.max_connections > 1000000) {
+        *ctx.err << "edgeroute: --max-connections wants 1..1000000 (got '"
+                 << value << "')\n";
+        return kExitUsage;
+      }
     } else if (IsFlag(arg, "--metrics")) {
       if (!FlagValue(ctx, "--metrics", &i, &value)) return kExitUsage;
       if (!SplitHostPort(value, &options.metrics_host, &options.metrics_port)) {

@@ -211,6 +211,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     s.subscriptions_refused = Get(counters_.subscriptions_refused);
     s.twin_requests = Get(counters_.twin_requests);
     s.takeovers = Get(counters_.takeovers);
+    s.connections_refused = loop_ != nullptr ? loop_->RefusedConnections() : 0;
     s.protocol_errors = Get(counters_.protocol_errors);
     s.too_large = Get(counters_.too_large);
     s.refused_publishes = Get(counters_.refused_publishes);
@@ -240,6 +241,14 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     if (s->OnBytes(bytes, consumed)) return true;
     Ended(s);
     return false;
+  }
+
+  // A connection the loop has no room for gets CONNACK 3 (server
+  // unavailable) before it is closed: MQTT clients report that and retry.
+  std::string RefusalBytes() override {
+    std::string out;
+    EncodeConnack(false, ConnectCode::kServerUnavailable, &out);
+    return out;
   }
 
   void OnTick() override {
@@ -790,6 +799,9 @@ std::string MqttServer::PrometheusText() const {
   };
   counter("connections_accepted_total", "TCP connections accepted.",
           s.connections_accepted);
+  counter("connections_refused_total",
+          "Connections refused: connection limit, or no file descriptor.",
+          s.connections_refused);
   metric("connections_open", "Connections open now.", "gauge");
   value("connections_open", "", s.connections_open);
   metric("connects_total", "CONNECTs answered, by result.", "counter");

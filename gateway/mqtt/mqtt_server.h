@@ -113,6 +113,8 @@ struct MqttServerStats {
   uint64_t subscriptions_refused = 0;  // SUBACK 0x80
   uint64_t twin_requests = 0;
   uint64_t takeovers = 0;  // connections closed by a newer one
+  // Refused at accept: over the connection limit, or no file descriptor.
+  uint64_t connections_refused = 0;
   // Connections closed by the server, by reason.
   uint64_t protocol_errors = 0;  // malformed or unexpected packets
   uint64_t too_large = 0;
