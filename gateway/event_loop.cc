@@ -432,8 +432,10 @@ class LoopBase : public EventLoop {
         (void)ignored;
       }
     }
-    close(fd);
+    // Counted before the close, so that a peer that saw its connection end
+    // finds it counted.
     const uint64_t n = refused_.fetch_add(1, std::memory_order_relaxed) + 1;
+    close(fd);
     // The first refusal, then one in a thousand: a flood must not flood the
     // log.
     if (n == 1 || n % 1000 == 0) {
@@ -835,6 +837,8 @@ class LoopBase : public EventLoop {
   void Erase(Connection* c) {
     close(c->fd);
     connections_.erase(c->id);
+    // A descriptor just freed: take the spare back if it was lost.
+    OpenSpare();
   }
 
   // Closes every connection for shutdown.
@@ -937,6 +941,7 @@ class UringLoop final : public LoopBase {
     kWake = 4,
     kCancel = 5,
     kTick = 6,
+    kAcceptRetry = 7,  // the pause after accept ran out of descriptors
   };
 
   static uint64_t Tag(const void* p, Kind kind) {
@@ -1024,18 +1029,28 @@ class UringLoop final : public LoopBase {
   // Aligned so that its address can carry a 3-bit tag.
   struct alignas(8) Accept {
     int fd = -1;
-    bool multishot = true;
+    // io_uring's accept fails with EMFILE at once, pending connection or
+    // not: re-arming it straight away would spin. After a failure that
+    // refused nothing, accepting resumes after this pause.
+    __kernel_timespec retry_after{0, 100'000'000};
   };
+
+  void ArmAcceptRetry(size_t index) {
+    Accept& a = accepts_[index];
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_timeout(sqe, &a.retry_after, 0, 0);
+    io_uring_sqe_set_data64(sqe, Tag(&a, kAcceptRetry));
+    ++inflight_;
+  }
 
   void ArmAccept(size_t index) {
     Accept& a = accepts_[index];
     a.fd = listen_fds_[index];
     io_uring_sqe* sqe = Sqe();
-    if (a.multishot) {
-      io_uring_prep_multishot_accept(sqe, a.fd, nullptr, nullptr, SOCK_CLOEXEC);
-    } else {
-      io_uring_prep_accept(sqe, a.fd, nullptr, nullptr, SOCK_CLOEXEC);
-    }
+    // One accept at a time, re-armed per connection: a multishot accept on
+    // a process out of descriptors was seen to stop completing at all
+    // (pending connections hung), and a Unix listener refused it.
+    io_uring_prep_accept(sqe, a.fd, nullptr, nullptr, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, Tag(&a, kAccept));
     ++inflight_;
   }
@@ -1108,6 +1123,12 @@ class UringLoop final : public LoopBase {
       case kAccept:
         OnAccept(static_cast<Accept*>(p), res, flags);
         break;
+      case kAcceptRetry:
+        if (!draining_) {
+          ArmAccept(
+              static_cast<size_t>(static_cast<Accept*>(p) - accepts_.data()));
+        }
+        break;
       case kWake:
         RunPosted();
         if (!draining_) ArmWake();
@@ -1138,11 +1159,14 @@ class UringLoop final : public LoopBase {
             AddConnection(res, static_cast<size_t>(a - accepts_.data()));
         if (c != nullptr) ArmRecv(c);
       }
-    } else if (res == -EINVAL && a->multishot) {
-      // Kernel without multishot accept: re-arm single accepts from now on.
-      a->multishot = false;
     } else if ((res == -EMFILE || res == -ENFILE) && !draining_) {
-      ShedOnePending(static_cast<size_t>(a - accepts_.data()));
+      const size_t index = static_cast<size_t>(a - accepts_.data());
+      // Progress (a pending connection refused): accept again at once;
+      // otherwise wait, since the failure would repeat immediately.
+      if (!ShedOnePending(index) && !(flags & IORING_CQE_F_MORE)) {
+        ArmAcceptRetry(index);
+        return;
+      }
     } else if (res != -ECANCELED && !draining_) {
       std::fprintf(stderr, "edgeroute gateway: accept: %s\n",
                    std::strerror(-res));
@@ -1214,8 +1238,7 @@ class UringLoop final : public LoopBase {
   std::unique_ptr<uint64_t[]> buffers_;
   // Connections whose receive found no buffer, to re-arm after this pass.
   std::vector<ConnectionId> starved_;
-  // Operations submitted and not yet completed (multishot accepts count
-  // once).
+  // Operations submitted and not yet completed.
   int64_t inflight_ = 0;
 };
 

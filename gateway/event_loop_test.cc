@@ -9,6 +9,7 @@
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -221,11 +222,17 @@ TEST_P(EventLoopTest, ConnectionsBeyondTheLimitAreRefused) {
 // listener readable -- a level-triggered loop would spin and the clients
 // would hang in the backlog.
 TEST_P(EventLoopTest, OutOfDescriptorsRefusesPendingConnections) {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer's runtime opens and closes descriptors of its own at
+  // any moment, so "exactly N free descriptors" cannot be arranged.
+  GTEST_SKIP() << "descriptor accounting is not exact under TSan";
+#endif
   Start();
   constexpr int kClients = 4;
   rlimit old{};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
-  // The lowest limit that leaves exactly kClients free descriptors.
+  // The lowest limit that leaves exactly kClients free descriptors; the
+  // clients' sockets take them before any connects, so the loop finds none.
   rlim_t limit = 0;
   for (int free_found = 0; free_found < kClients; ++limit) {
     if (fcntl(static_cast<int>(limit), F_GETFD) == -1) ++free_found;
@@ -233,23 +240,49 @@ TEST_P(EventLoopTest, OutOfDescriptorsRefusesPendingConnections) {
   rlimit lowered = old;
   lowered.rlim_cur = limit;
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
-  std::vector<TestSocket> clients;
+  std::vector<int> clients;
   for (int i = 0; i < kClients; ++i) {
-    auto c = TestSocket::ConnectTcp(port_);
-    if (!c.ok()) break;
-    clients.push_back(std::move(*c));
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) clients.push_back(fd);
   }
-  const size_t connected = clients.size();
-  for (TestSocket& c : clients) {
-    auto answer = c.ReadFrame();
-    EXPECT_TRUE(answer.ok() && *answer == "busy") << answer.status();
-    EXPECT_TRUE(c.ReadsEof());
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int fd : clients) {
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   }
+  // Every pending connection is answered: refused with the handler's
+  // "busy" (no descriptor for it), or -- when a descriptor frees up at that
+  // moment, as the loop's own spare does while it sheds one -- accepted.
+  const auto deadline = std::chrono::steady_clock::now() + kWait;
+  while (loop_->RefusedConnections() + handler_.opened() < clients.size() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const uint64_t refused = loop_->RefusedConnections();
+  EXPECT_EQ(refused + handler_.opened(), clients.size());
+  EXPECT_GE(refused, 1u);
+  // The refused ones read "busy" and end of stream.
+  const std::string busy = Frame("busy");
+  size_t answered_busy = 0;
+  for (int fd : clients) {
+    std::string got;
+    char buffer[64];
+    for (;;) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 2000) != 1) break;  // an accepted one: no answer
+      const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+      if (n <= 0) break;
+      got.append(buffer, static_cast<size_t>(n));
+    }
+    if (got == busy) ++answered_busy;
+  }
+  EXPECT_EQ(answered_busy, refused);
+  // Closed only now: a descriptor freed earlier would let the loop accept.
+  for (int fd : clients) close(fd);
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
-  ASSERT_GT(connected, 0u);
-  EXPECT_EQ(loop_->RefusedConnections(), connected);
-  EXPECT_EQ(handler_.opened(), 0);
-  clients.clear();
+  EXPECT_EQ(clients.size(), static_cast<size_t>(kClients));
   // With descriptors back, connections are served again.
   auto ok = TestSocket::ConnectTcp(port_);
   ASSERT_TRUE(ok.ok());
