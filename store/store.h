@@ -120,9 +120,13 @@ class Store {
 
   // Replaces *out with up to `max` unexpired messages that follow the
   // queue's checkpoint, in offset order. Expired references are skipped and
-  // counted (Stats::expired), never returned. Errors: InvalidArgument
-  // (unknown queue), DataLoss (a reference or payload is corrupt or missing;
-  // the message names queue, offset and payload).
+  // counted (Stats::expired), never returned. A corrupt record (a reference
+  // that does not decode, a payload that is missing, fails its checksum or
+  // does not verify as a message) is quarantined: logged on stderr with
+  // queue and offset, counted once (Stats::quarantined) and skipped, so the
+  // queue moves on; cleanup removes it once the checkpoint passes it.
+  // Errors: InvalidArgument (unknown queue), Unavailable/DataLoss (the
+  // database could not be read; counted in Stats::read_errors).
   virtual absl::Status Read(uint32_t queue, size_t max,
                             std::vector<StoredMessage>* out) = 0;
 
@@ -166,6 +170,16 @@ class Store {
     uint64_t expired = 0;
     uint64_t dropped_full = 0;
     uint64_t rejected_full = 0;
+    // Corrupt records skipped (references, payloads, reference counts and
+    // checkpoints; each counted once per Open).
+    uint64_t quarantined = 0;
+    // Failed operations since Open, by kind: appends that failed for a
+    // reason other than the size limit (a full disk, an I/O error), reads,
+    // checkpoint writes, and cleanup runs (including drop-oldest).
+    uint64_t append_errors = 0;
+    uint64_t read_errors = 0;
+    uint64_t checkpoint_errors = 0;
+    uint64_t cleanup_errors = 0;
     // Bytes RocksDB wrote to files since Open (write-ahead log, flushes,
     // compactions): the numerator of write amplification.
     uint64_t bytes_written_to_disk = 0;
@@ -187,6 +201,13 @@ class Store {
  protected:
   Store() = default;
 };
+
+// True when `status` is an error that Store::Append returned (callers such
+// as the router pass it on unchanged): ResourceExhausted = the store is full
+// (its size limit or the disk), anything else = the store failed. Lets a
+// gateway answer "store full" / "store unavailable" instead of its own
+// errors.
+bool IsStoreError(const absl::Status& status);
 
 // A human-readable report of the store in `directory` (queues, depths,
 // checkpoints, oldest message age, bytes on disk), for
