@@ -156,6 +156,24 @@ rocksdb::IOStatus FaultFileSystem::ReuseWritableFile(
   return s;
 }
 
+rocksdb::IOStatus FaultFileSystem::DeleteFile(const std::string& fname,
+                                              const rocksdb::IOOptions& options,
+                                              rocksdb::IODebugContext* dbg) {
+  uint64_t size = 0;
+  const bool sized = target()->GetFileSize(fname, options, &size, dbg).ok();
+  rocksdb::IOStatus s = target()->DeleteFile(fname, options, dbg);
+  if (s.ok() && sized && deletes_free_space_.load(std::memory_order_relaxed)) {
+    // Relaxed: see Charge.
+    int64_t budget = budget_.load(std::memory_order_relaxed);
+    while (budget >= 0 &&
+           !budget_.compare_exchange_weak(budget,
+                                          budget + static_cast<int64_t>(size),
+                                          std::memory_order_relaxed)) {
+    }
+  }
+  return s;
+}
+
 void FaultFileSystem::RecordCreate(const std::string& fname) {
   std::lock_guard<std::mutex> lock(mu_);
   written_[fname] = 0;

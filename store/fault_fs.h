@@ -34,6 +34,12 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     // Relaxed: a plain counter; no other data is published through it.
     budget_.store(bytes, std::memory_order_relaxed);
   }
+  // Models a disk: a deleted file gives its bytes back to the budget (when
+  // a budget is set). Default: off (the budget only shrinks).
+  void SetDeletesFreeSpace(bool on) {
+    deletes_free_space_.store(on, std::memory_order_relaxed);
+  }
+  int64_t budget() const { return budget_.load(std::memory_order_relaxed); }
   // Appends that failed for lack of space.
   int64_t failures() const { return failures_.load(std::memory_order_relaxed); }
 
@@ -66,9 +72,13 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
       const rocksdb::FileOptions& options,
       std::unique_ptr<rocksdb::FSWritableFile>* result,
       rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus DeleteFile(const std::string& fname,
+                               const rocksdb::IOOptions& options,
+                               rocksdb::IODebugContext* dbg) override;
 
  private:
   std::atomic<int64_t> budget_{-1};
+  std::atomic<bool> deletes_free_space_{false};
   std::atomic<int64_t> failures_{0};
   mutable std::mutex mu_;
   std::map<std::string, uint64_t> written_;  // Guarded by mu_.

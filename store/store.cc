@@ -46,6 +46,7 @@
 #include "rocksdb/env.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
+#include "store/disk_reserve.h"
 #include "store/format.h"
 #include "store/rocksdb_options.h"
 #include "store/rocksdb_status.h"
@@ -162,10 +163,19 @@ class StoreImpl final : public Store {
   // ThreadSanitizer cannot see (the system library is not instrumented).
   // The cost is that a checkpoint or cleanup write may wait for an append's
   // fsync.
+  // A write that finds the disk full gives the reserve back (DiskReserve);
+  // checkpoints and cleanup (`may_use_reserve`) then try once more, appends
+  // do not (Append refuses them until the reserve is taken again).
   rocksdb::Status Write(const rocksdb::WriteOptions& wo,
-                        rocksdb::WriteBatch* batch) {
+                        rocksdb::WriteBatch* batch,
+                        bool may_use_reserve = true) {
     std::lock_guard<std::mutex> lock(write_mu_);
-    return WriteLocked(wo, batch);
+    rocksdb::Status s = WriteLocked(wo, batch);
+    if (s.IsNoSpace() && reserve_ != nullptr && reserve_->Release() &&
+        may_use_reserve) {
+      s = WriteLocked(wo, batch);
+    }
+    return s;
   }
   rocksdb::Status Put(const rocksdb::WriteOptions& wo,
                       rocksdb::ColumnFamilyHandle* cf,
@@ -220,6 +230,8 @@ class StoreImpl final : public Store {
 
   const StoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::shared_ptr<rocksdb::FileSystem> fs_;
+  std::unique_ptr<internal::DiskReserve> reserve_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* payloads_cf_ = nullptr;
@@ -344,6 +356,14 @@ absl::Status StoreImpl::Init() {
         " has an unknown format (expected \"edgeroute-store\" version ",
         f::kFormatVersion, ")"));
   }
+
+  fs_ = (options_.env != nullptr ? options_.env : rocksdb::Env::Default())
+            ->GetFileSystem();
+  reserve_ = std::make_unique<internal::DiskReserve>(
+      fs_.get(), options_.directory, options_.reserve_bytes);
+  // Without room for the reserve the store opens anyway; appends wait for
+  // it (Append).
+  reserve_->Acquire().IgnoreError();
 
   std::lock_guard<std::mutex> lock(mu_);
   // Checkpoint and removal records of the wrong size: (queue, tag).
@@ -512,6 +532,18 @@ std::vector<QueueId> StoreImpl::ListQueues() const {
 }
 
 absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
+  if (!reserve_->held()) {
+    // The disk filled up: appends wait until the reserve is back, so that
+    // the space it holds stays free for what frees space.
+    absl::Status reserved = reserve_->Acquire();
+    if (!reserved.ok()) {
+      CountError(kAppendOp);
+      return MarkStoreError(absl::ResourceExhaustedError(
+          absl::StrCat("disk full: no space left on device for the store's ",
+                       options_.reserve_bytes, " byte reserve (",
+                       reserved.message(), ")")));
+    }
+  }
   Writer w(batch);
   std::unique_lock<std::mutex> lock(mu_);
   if (closed_) return absl::FailedPreconditionError("store is closed");
@@ -647,7 +679,8 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
   absl::Status status;
   if (wb.Count() > 0) {
     lock.unlock();
-    rocksdb::Status s = Write(AppendWriteOptions(), &wb);
+    rocksdb::Status s =
+        Write(AppendWriteOptions(), &wb, /*may_use_reserve=*/false);
     lock.lock();
     if (!s.ok()) {
       status = RocksDbToStatus(s, "appending to the store");
@@ -1144,6 +1177,11 @@ absl::Status StoreImpl::CompactLocked() {
   rocksdb::FlushOptions fo;
   rocksdb::Status s = ResumeIfNeeded();
   if (s.ok()) s = db_->Flush(fo, cfs_);
+  if (s.IsNoSpace() && reserve_->Release()) {
+    NoteFailedBackgroundWrite();
+    s = ResumeIfNeeded();
+    if (s.ok()) s = db_->Flush(fo, cfs_);
+  }
   if (!s.ok()) {
     NoteFailedBackgroundWrite();
     return RocksDbToStatus(s, "flushing before compaction");

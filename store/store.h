@@ -158,7 +158,8 @@ class Store {
   };
   struct Stats {
     std::vector<QueueStats> queues;
-    // Size of every file in the directory.
+    // Size of every file in the directory except the disk reserve
+    // (StoreOptions::reserve_bytes).
     uint64_t bytes_on_disk = 0;
     // Bytes counted against max_bytes.
     uint64_t stored_bytes = 0;

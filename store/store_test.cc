@@ -255,6 +255,7 @@ TEST_F(StoreTest, CleanupRemovesExpiredBehindLiveHead) {
 }
 
 TEST_F(StoreTest, DirectorySizeFallsAfterExpiryAndCleanup) {
+  options_.reserve_bytes = 0;  // Only what the data takes.
   auto store = OpenStore();
   uint32_t a = Queue(store.get(), "a"), b = Queue(store.get(), "b", 1);
   std::vector<std::string> messages;
