@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -14,6 +15,7 @@
 #include "gateway/gateway.h"
 #include "gtest/gtest.h"
 #include "message/message.h"
+#include "rocksdb/db.h"
 
 namespace edgeroute {
 namespace gateway {
@@ -184,6 +186,64 @@ TEST_F(GatewayStoreTest, FlagLimitAppliesWithoutManifestLimit) {
   for (int n = 0; n < 40 && SendOne(sensor.get(), n); ++n) ++accepted;
   EXPECT_LT(accepted, 40);
   EXPECT_EQ(sensor->last_refusal(), fb::ErrorCode::kStoreFull);
+}
+
+// A stored message whose bytes were damaged on disk is quarantined; the
+// module still gets every other message, in order, and Prometheus counts it.
+TEST_F(GatewayStoreTest, CorruptStoredMessageIsSkippedAndLaterOnesDeliver) {
+  GatewayOptions options;
+  options.manifest_json = Manifest("");
+  options.store_dir = TempDir("corrupt");
+  Start(options);
+  {
+    auto sensor = Connect("sensor");
+    ASSERT_NE(sensor, nullptr);
+    for (int n = 0; n < 6; ++n) ASSERT_TRUE(SendOne(sensor.get(), n));
+  }
+  ASSERT_TRUE(gateway_->Shutdown().ok());
+  gateway_.reset();
+  {
+    // Payload 3 (message 2; store/FORMAT.md: key = BE64 sequence): flip
+    // the file identifier.
+    rocksdb::Options db_options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* name : {"default", "payloads", "payload_refs", "refs"}) {
+      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(db_options, options.store_dir, cfs,
+                                  &handles, &db)
+                    .ok());
+    const std::string key("\0\0\0\0\0\0\0\x03", 8);
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), handles[1], key, &value).ok());
+    value[5] = static_cast<char>(value[5] ^ 0x5A);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[1], key, value).ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    delete db;
+  }
+  Start(options);
+  auto filter = Connect("filter");
+  ASSERT_NE(filter, nullptr);
+  ASSERT_TRUE(filter->Subscribe({"input1"}).ok());
+  for (int n : {0, 1, 3, 4, 5}) {
+    auto d = filter->Receive(10000);
+    ASSERT_TRUE(d.ok()) << n << ": " << d.status();
+    EXPECT_EQ(d->message.FindProperty("n").value, absl::StrCat(n));
+    ASSERT_TRUE(filter->Ack(d->delivery_id).ok());
+  }
+  ASSERT_TRUE(filter->Flush().ok());
+  // And the queue goes on with new messages.
+  auto sensor = Connect("sensor");
+  ASSERT_NE(sensor, nullptr);
+  ASSERT_TRUE(SendOne(sensor.get(), 6));
+  auto d = filter->Receive(10000);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->message.FindProperty("n").value, "6");
+  EXPECT_NE(gateway_->PrometheusText().find(
+                "edgeroute_store_quarantined_total 1\n"),
+            std::string::npos);
 }
 
 }  // namespace
