@@ -48,6 +48,7 @@
 #include "rocksdb/write_batch.h"
 #include "store/disk_reserve.h"
 #include "store/format.h"
+#include "store/marker.h"
 #include "store/rocksdb_options.h"
 #include "store/rocksdb_status.h"
 #include "store/store_internal.h"
@@ -319,6 +320,9 @@ absl::Status StoreImpl::Init() {
   if (options_.clock == nullptr) {
     return absl::InvalidArgumentError("StoreOptions.clock is null");
   }
+  // Never adopt a directory that is not ours (nor let RocksDB create files
+  // in one).
+  EDGEROUTE_RETURN_IF_ERROR(internal::ClaimStoreDirectory(options_.directory));
   rocksdb::Options db_options = MakeRocksDbOptions(options_);
   statistics_ = db_options.statistics;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -331,8 +335,14 @@ absl::Status StoreImpl::Init() {
       rocksdb::DB::Open(rocksdb::DBOptions(db_options), options_.directory,
                         descriptors, &cfs_, &raw);
   if (!s.ok()) {
-    return RocksDbToStatus(
+    absl::Status status = RocksDbToStatus(
         s, absl::StrCat("opening store in ", options_.directory));
+    if (status.code() == absl::StatusCode::kDataLoss) {
+      return absl::DataLossError(absl::StrCat(
+          status.message(), " -- the store is damaged; `edgeroute store "
+          "repair ", options_.directory, "` recovers what is readable"));
+    }
+    return status;
   }
   db_.reset(raw);
   meta_cf_ = cfs_[0];

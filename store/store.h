@@ -85,16 +85,24 @@ struct StoredMessage {
 
 // The store. Thread-safety: every method may be called concurrently from any
 // thread, except Close() and destruction, which must not race other calls.
+// Full disk: a failed write (ENOSPC, an I/O error) does not need a restart;
+// every write path resumes the database first, and a disk reserve
+// (StoreOptions::reserve_bytes) lets checkpoints and cleanup free space on
+// a disk the store filled itself.
 // Ordering: the offsets of one queue are assigned in commit order; a
 // message is visible to Read only after its Append returned (or is about to
 // return) OK.
 class Store {
  public:
   // Opens or creates the store in options.directory and recovers every
-  // queue (head, tail, checkpoint). Errors: InvalidArgument (bad options),
-  // DataLoss (corrupt files, with the RocksDB message naming them),
-  // FailedPrecondition (an unknown format version), Unavailable (locked by
-  // another process, I/O errors).
+  // queue (head, tail, checkpoint). A directory that exists, is not empty
+  // and has no EDGEROUTE-STORE marker is refused unless it holds a store of
+  // an earlier edgeroute (FORMAT.md, "Directory"). Corrupt records are
+  // quarantined (see Read), not errors. Errors: InvalidArgument (bad
+  // options), DataLoss (RocksDB cannot open the database; the message names
+  // the damage and `edgeroute store repair`), FailedPrecondition (not an
+  // edgeroute store, or an unknown format version), PermissionDenied,
+  // Unavailable (locked by another process, I/O errors).
   static absl::StatusOr<std::unique_ptr<Store>> Open(
       const StoreOptions& options);
 
@@ -216,6 +224,20 @@ bool IsStoreError(const absl::Status& status);
 // another process has it open. `clock` gives "now" for message ages.
 absl::StatusOr<std::string> InspectStore(const std::string& directory,
                                          Clock* clock = SystemClock());
+
+// Repairs the store in `directory` for `edgeroute store repair DIR`. No
+// process may have it open. Where RocksDB cannot open or read the database
+// (a damaged table file, MANIFEST or CURRENT) RocksDB's RepairDB rebuilds it
+// from what is readable first. Then every record is checked as Open and
+// Read check them: references that do not decode, point at a missing or
+// invalid payload or at an unknown queue are removed, payloads nobody
+// references are removed, reference counts are recounted, and corrupt
+// checkpoints are reset (re-delivering, never losing). Returns a report
+// (counts, and the first removed records with queue and offset).
+// Errors: FailedPrecondition (not an edgeroute store), Unavailable (locked
+// by another process, I/O errors), DataLoss (unreadable even after
+// RepairDB).
+absl::StatusOr<std::string> RepairStore(const std::string& directory);
 
 }  // namespace edgeroute::store
 

@@ -61,6 +61,14 @@ Usage:
       Report a store-and-forward directory: queues, depths, checkpoints,
       oldest message age, bytes on disk. Opens it read-only.
 
+  edgeroute store repair DIR
+      Repair a store that does not open or holds corrupt records (the
+      gateway must be stopped): where RocksDB cannot read the database it
+      is rebuilt from the readable files; references to missing or invalid
+      messages are removed, reference counts recounted, corrupt checkpoints
+      reset (messages are delivered again, never lost). Prints what it
+      removed, with queue and offset.
+
   edgeroute run --manifest M.json [--store DIR] [--device ID]
                 [--store-max-bytes N] [--store-full reject|drop_oldest]
                 [--durability process|power]

@@ -337,6 +337,14 @@ TEST(Cli, StoreInspect) {
   r = Edgeroute({"store", "inspect", dir + "/does-not-exist"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("edgeroute store inspect: "));
+  // repair: a healthy store has nothing to repair.
+  r = Edgeroute({"store", "repair", dir});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("0 references and 0 payloads removed"));
+  r = Edgeroute({"store", "repair", std::string(tmp)});  // Not a store.
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("is not an edgeroute store"));
+  EXPECT_EQ(Edgeroute({"store", "mend", dir}).code, 2);
 }
 
 }  // namespace
