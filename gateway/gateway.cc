@@ -493,6 +493,7 @@ class GatewayImpl final : public ServerHooks {
     store_options.max_bytes = limit.max_bytes;
     store_options.full_policy = options_.store_full_policy;
     store_options.durability = options_.store_durability;
+    store_options.env = options_.store_env;
     EDGEROUTE_ASSIGN_OR_RETURN(store_, store::Store::Open(store_options));
     Log(absl::StrCat(
         "store ", options_.store_dir, ": limit ",

@@ -111,6 +111,9 @@ struct GatewayOptions {
   std::optional<uint64_t> store_max_bytes;
   store::FullPolicy store_full_policy = store::FullPolicy::kReject;
   store::Durability store_durability = store::Durability::kProcess;
+  // For fault-injection tests only: the store's RocksDB environment
+  // (StoreOptions::env, e.g. store/fault_fs.h's full disk). Not owned.
+  rocksdb::Env* store_env = nullptr;
 
   IoBackend backend = IoBackend::kAuto;
   size_t max_frame_bytes = kDefaultMaxFrameBytes;

@@ -16,6 +16,8 @@
 #include "gtest/gtest.h"
 #include "message/message.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "store/fault_fs.h"
 
 namespace edgeroute {
 namespace gateway {
@@ -186,6 +188,66 @@ TEST_F(GatewayStoreTest, FlagLimitAppliesWithoutManifestLimit) {
   for (int n = 0; n < 40 && SendOne(sensor.get(), n); ++n) ++accepted;
   EXPECT_LT(accepted, 40);
   EXPECT_EQ(sensor->last_refusal(), fb::ErrorCode::kStoreFull);
+}
+
+// The disk fills up under the store (a fault-injecting file system whose
+// deleted files give their space back): producers get kStoreFull, the
+// module still drains what was stored, and its acknowledgements
+// (checkpoints) and the cleanup they allow free space so that appends go
+// on -- no restart.
+TEST_F(GatewayStoreTest, FullDiskGivesStoreFullAndRecoversAfterDrain) {
+  auto fs = std::make_shared<store::FaultFileSystem>();
+  fs->SetDeletesFreeSpace(true);
+  std::unique_ptr<rocksdb::Env> env = store::NewFaultEnv(fs);
+  GatewayOptions options;
+  options.manifest_json = Manifest("");
+  options.store_dir = TempDir("full-disk");
+  options.store_env = env.get();
+  Start(options);
+  auto sensor = Connect("sensor");
+  ASSERT_NE(sensor, nullptr);
+  // What is left on the disk: enough that what the module drains frees
+  // more than a quarter of the store's 4 MiB reserve (the margin it wants
+  // before it takes the reserve back).
+  fs->SetBudget(2 << 20);
+  int accepted = 0;
+  for (int n = 0; n < 40000 && SendOne(sensor.get(), n); ++n) ++accepted;
+  ASSERT_GT(accepted, 0);
+  ASSERT_LT(accepted, 40000) << "the disk never filled";
+  EXPECT_EQ(sensor->last_refusal(), fb::ErrorCode::kStoreFull);
+  absl::StatusOr<store::Store::Stats> stats = gateway_->StoreStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_GE(stats->append_errors, 1u);
+  EXPECT_EQ(gateway_->PrometheusText().find(
+                "edgeroute_store_errors_total{op=\"append\"} 0\n"),
+            std::string::npos);
+
+  auto filter = Connect("filter");
+  ASSERT_NE(filter, nullptr);
+  ASSERT_TRUE(filter->Subscribe({"input1"}).ok());
+  for (int n = 0; n < accepted; ++n) {
+    auto d = filter->Receive(10000);
+    ASSERT_TRUE(d.ok()) << n << ": " << d.status();
+    ASSERT_EQ(d->message.FindProperty("n").value, absl::StrCat(n));
+    ASSERT_TRUE(filter->Ack(d->delivery_id).ok());
+  }
+  ASSERT_TRUE(filter->Flush().ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  bool resumed = false;
+  const int next = 100000;
+  while (!resumed && absl::Now() < deadline) {
+    resumed = SendOne(sensor.get(), next);
+    if (!resumed) absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(resumed) << "appends did not resume after the module drained"
+                       << " (budget " << fs->budget() << ")";
+  auto d = filter->Receive(10000);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->message.FindProperty("n").value, absl::StrCat(next));
+  ASSERT_TRUE(filter->Ack(d->delivery_id).ok());
+  ASSERT_TRUE(filter->Flush().ok());
+  ASSERT_TRUE(gateway_->Shutdown().ok());
+  gateway_.reset();  // Before the environment goes.
 }
 
 // A stored message whose bytes were damaged on disk is quarantined; the

@@ -11,7 +11,10 @@ namespace edgeroute::store::internal {
 
 DiskReserve::DiskReserve(rocksdb::FileSystem* fs, const std::string& directory,
                          uint64_t bytes)
-    : fs_(fs), path_(absl::StrCat(directory, "/", kFileName)), bytes_(bytes) {}
+    : fs_(fs),
+      directory_(directory),
+      path_(absl::StrCat(directory, "/", kFileName)),
+      bytes_(bytes) {}
 
 absl::Status DiskReserve::Acquire() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -25,6 +28,16 @@ absl::Status DiskReserve::Acquire() {
   if (fs_->GetFileSize(path_, io, &size, nullptr).ok() && size == bytes_) {
     held_.store(true, std::memory_order_release);
     return absl::OkStatus();
+  }
+  // Only with room to spare: writing the reserve into the last free bytes
+  // would fail, or succeed and let the next append fail again -- a loop
+  // that rewrites megabytes of flash per refused append.
+  uint64_t free_bytes = 0;
+  const uint64_t needed = bytes_ + bytes_ / 4;
+  if (fs_->GetFreeSpace(directory_, io, &free_bytes, nullptr).ok() &&
+      free_bytes < needed) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        free_bytes, " bytes free on the disk, the reserve needs ", needed));
   }
   std::unique_ptr<rocksdb::FSWritableFile> file;
   rocksdb::IOStatus s =

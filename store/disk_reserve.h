@@ -27,8 +27,10 @@ class DiskReserve {
               uint64_t bytes);
 
   // Writes (and syncs) the file unless it is already there. OK at once when
-  // held or when the reserve size is 0. ResourceExhausted when the disk has
-  // no room for it (the partial file is removed again).
+  // held or when the reserve size is 0. ResourceExhausted, without writing,
+  // when the disk has less than 1.25 times the reserve free
+  // (FileSystem::GetFreeSpace), or when writing runs out of space (the
+  // partial file is removed again).
   absl::Status Acquire();
   // Deletes the file, giving its space back. True if it was held.
   bool Release();
@@ -37,6 +39,7 @@ class DiskReserve {
 
  private:
   rocksdb::FileSystem* const fs_;
+  const std::string directory_;
   const std::string path_;
   const uint64_t bytes_;
   std::mutex mu_;

@@ -174,6 +174,17 @@ rocksdb::IOStatus FaultFileSystem::DeleteFile(const std::string& fname,
   return s;
 }
 
+rocksdb::IOStatus FaultFileSystem::GetFreeSpace(
+    const std::string& path, const rocksdb::IOOptions& options,
+    uint64_t* free_bytes, rocksdb::IODebugContext* dbg) {
+  const int64_t budget = budget_.load(std::memory_order_relaxed);
+  if (budget >= 0) {
+    *free_bytes = static_cast<uint64_t>(budget);
+    return rocksdb::IOStatus::OK();
+  }
+  return target()->GetFreeSpace(path, options, free_bytes, dbg);
+}
+
 void FaultFileSystem::RecordCreate(const std::string& fname) {
   std::lock_guard<std::mutex> lock(mu_);
   written_[fname] = 0;

@@ -75,6 +75,11 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus DeleteFile(const std::string& fname,
                                const rocksdb::IOOptions& options,
                                rocksdb::IODebugContext* dbg) override;
+  // The budget while one is set (the disk's free space in this model).
+  rocksdb::IOStatus GetFreeSpace(const std::string& path,
+                                 const rocksdb::IOOptions& options,
+                                 uint64_t* free_bytes,
+                                 rocksdb::IODebugContext* dbg) override;
 
  private:
   std::atomic<int64_t> budget_{-1};

@@ -217,6 +217,12 @@ class StoreImpl final : public Store {
   // REQUIRES: mu_ held.
   bool QuarantineLocked(uint32_t queue, uint64_t offset, absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True if a checkpoint moved since the last cleanup or a reference may
+  // have expired: a cleanup could free something.
+  bool MayFreeSpace() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return checkpoint_moved_ || min_expiry_hint_ <= options_.clock->NowMicros();
+  }
   // Counts failed operations (Stats::*_errors).
   enum Op { kAppendOp, kReadOp, kCheckpointOp, kCleanupOp, kOpCount };
   void CountError(Op op) {
@@ -546,6 +552,16 @@ absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
     // The disk filled up: appends wait until the reserve is back, so that
     // the space it holds stays free for what frees space.
     absl::Status reserved = reserve_->Acquire();
+    if (!reserved.ok() && MayFreeSpace()) {
+      // Delivered or expired messages: cleanup and the compaction of what
+      // it deleted give their space back now rather than at the next
+      // background cleanup.
+      std::lock_guard<std::mutex> cleanup_lock(cleanup_mu_);
+      if (!CleanupLocked(/*force_compaction=*/true).ok()) {
+        CountError(kCleanupOp);
+      }
+      reserved = reserve_->Acquire();
+    }
     if (!reserved.ok()) {
       CountError(kAppendOp);
       return MarkStoreError(absl::ResourceExhaustedError(
