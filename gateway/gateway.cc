@@ -453,11 +453,9 @@ class GatewayImpl final : public ServerHooks {
         "# TYPE edgeroute_store_errors_total counter\n"
         "edgeroute_store_errors_total{op=\"append\"} ",
         stats.append_errors, "\nedgeroute_store_errors_total{op=\"read\"} ",
-        stats.read_errors,
-        "\nedgeroute_store_errors_total{op=\"checkpoint\"} ",
+        stats.read_errors, "\nedgeroute_store_errors_total{op=\"checkpoint\"} ",
         stats.checkpoint_errors,
-        "\nedgeroute_store_errors_total{op=\"cleanup\"} ",
-        stats.cleanup_errors,
+        "\nedgeroute_store_errors_total{op=\"cleanup\"} ", stats.cleanup_errors,
         "\n# HELP edgeroute_store_quarantined_total Corrupt store records "
         "skipped (logged with queue and offset).\n"
         "# TYPE edgeroute_store_quarantined_total counter\n"
@@ -485,9 +483,9 @@ class GatewayImpl final : public ServerHooks {
   absl::Status OpenStore(const std::string& manifest) {
     absl::StatusOr<query::EdgeHubConfig> config =
         query::ParseEdgeHubConfig(manifest, nullptr);
-    const StoreLimit limit = ChooseStoreLimit(
-        options_.store_max_bytes,
-        config.ok() ? config->max_size_bytes : std::nullopt);
+    const StoreLimit limit =
+        ChooseStoreLimit(options_.store_max_bytes,
+                         config.ok() ? config->max_size_bytes : std::nullopt);
     store::StoreOptions store_options;
     store_options.directory = options_.store_dir;
     store_options.max_bytes = limit.max_bytes;

@@ -44,9 +44,9 @@ int main(int argc, char** argv) {
       options.store_max_bytes = bytes;
     } else if (key == "--store_full") {
       ok = value == "reject" || value == "drop_oldest";
-      options.store_full_policy = value == "drop_oldest"
-                                      ? edgeroute::store::FullPolicy::kDropOldest
-                                      : edgeroute::store::FullPolicy::kReject;
+      options.store_full_policy =
+          value == "drop_oldest" ? edgeroute::store::FullPolicy::kDropOldest
+                                 : edgeroute::store::FullPolicy::kReject;
     } else if (key == "--durability") {
       ok = value == "process" || value == "power";
       options.store_durability = value == "power"

@@ -40,8 +40,8 @@ std::string Manifest(absl::string_view limit) {
 
 std::string Message(int n) {
   MessageBuilder builder;
-  builder.SetBody(absl::StrCat("{\"n\":", n, ",\"pad\":\"",
-                               std::string(200, 'x'), "\"}"));
+  builder.SetBody(
+      absl::StrCat("{\"n\":", n, ",\"pad\":\"", std::string(200, 'x'), "\"}"));
   builder.AddProperty("n", absl::StrCat(n));
   absl::Span<const uint8_t> b = builder.Finish();
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
@@ -274,9 +274,9 @@ TEST_F(GatewayStoreTest, CorruptStoredMessageIsSkippedAndLaterOnesDeliver) {
     }
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(db_options, options.store_dir, cfs,
-                                  &handles, &db)
-                    .ok());
+    ASSERT_TRUE(
+        rocksdb::DB::Open(db_options, options.store_dir, cfs, &handles, &db)
+            .ok());
     const std::string key("\0\0\0\0\0\0\0\x03", 8);
     std::string value;
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), handles[1], key, &value).ok());
@@ -303,9 +303,9 @@ TEST_F(GatewayStoreTest, CorruptStoredMessageIsSkippedAndLaterOnesDeliver) {
   auto d = filter->Receive(10000);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->message.FindProperty("n").value, "6");
-  EXPECT_NE(gateway_->PrometheusText().find(
-                "edgeroute_store_quarantined_total 1\n"),
-            std::string::npos);
+  EXPECT_NE(
+      gateway_->PrometheusText().find("edgeroute_store_quarantined_total 1\n"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -241,10 +241,9 @@ rocksdb::IOStatus FaultFileSystem::DeleteFile(const std::string& fname,
   if (s.ok() && sized && deletes_free_space_.load(std::memory_order_relaxed)) {
     // Relaxed: see Charge.
     int64_t budget = budget_.load(std::memory_order_relaxed);
-    while (budget >= 0 &&
-           !budget_.compare_exchange_weak(budget,
-                                          budget + static_cast<int64_t>(size),
-                                          std::memory_order_relaxed)) {
+    while (budget >= 0 && !budget_.compare_exchange_weak(
+                              budget, budget + static_cast<int64_t>(size),
+                              std::memory_order_relaxed)) {
     }
   }
   return s;

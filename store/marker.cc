@@ -46,8 +46,8 @@ absl::Status ListForeignEntries(const std::string& directory, bool* exists,
       *exists = false;
       return absl::OkStatus();
     }
-    return ErrnoStatus(errno, absl::StrCat("cannot read store directory ",
-                                           directory));
+    return ErrnoStatus(errno,
+                       absl::StrCat("cannot read store directory ", directory));
   }
   *exists = true;
   const std::string marker_tmp = absl::StrCat(kMarkerFileName, ".tmp");
@@ -101,13 +101,13 @@ bool IsEarlierStore(const std::string& directory) {
 absl::Status WriteMarker(const std::string& directory) {
   const std::string path = absl::StrCat(directory, "/", kMarkerFileName);
   const std::string tmp = absl::StrCat(path, ".tmp");
-  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                      0644);
+  const int fd =
+      open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("creating ", tmp));
   const size_t size = std::strlen(kMarkerText);
-  const bool written = write(fd, kMarkerText, size) ==
-                           static_cast<ssize_t>(size) &&
-                       fsync(fd) == 0;
+  const bool written =
+      write(fd, kMarkerText, size) == static_cast<ssize_t>(size) &&
+      fsync(fd) == 0;
   const int error = errno;
   close(fd);
   if (!written) {
@@ -132,10 +132,10 @@ absl::Status NotAStore(const std::string& directory,
     absl::StrAppend(&some, i == 0 ? "" : ", ", entries[i]);
   }
   if (entries.size() > 3) absl::StrAppend(&some, ", ...");
-  return absl::FailedPreconditionError(absl::StrCat(
-      directory, " is not an edgeroute store: it has no ", kMarkerFileName,
-      " file and is not empty (", some,
-      "). Refusing to use it; give an empty or new directory"));
+  return absl::FailedPreconditionError(
+      absl::StrCat(directory, " is not an edgeroute store: it has no ",
+                   kMarkerFileName, " file and is not empty (", some,
+                   "). Refusing to use it; give an empty or new directory"));
 }
 
 absl::Status Check(const std::string& directory, bool claim) {

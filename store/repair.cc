@@ -36,7 +36,8 @@ constexpr int kListedRecords = 20;
 
 struct Repair {
   rocksdb::DB* db = nullptr;
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs;  // meta, payloads, refs cnt, refs
+  std::vector<rocksdb::ColumnFamilyHandle*>
+      cfs;  // meta, payloads, refs cnt, refs
   rocksdb::WriteBatch batch;
   std::string report;
   int listed = 0;
@@ -249,8 +250,8 @@ bool FixCurrent(const std::string& directory, std::string* note) {
     close(fd);
   }
   if (rename(tmp.c_str(), current.c_str()) != 0) return false;
-  *note = absl::StrCat("CURRENT was damaged; it names ", newest_name,
-                       " again; ");
+  *note =
+      absl::StrCat("CURRENT was damaged; it names ", newest_name, " again; ");
   return true;
 }
 
@@ -283,9 +284,8 @@ absl::StatusOr<std::string> RepairStore(const std::string& directory) {
   bool current_fixed = false;
   std::string current_note;
   for (;;) {
-    rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(options),
-                                          directory, descriptors, &r.cfs,
-                                          &r.db);
+    rocksdb::Status s = rocksdb::DB::Open(
+        rocksdb::DBOptions(options), directory, descriptors, &r.cfs, &r.db);
     if (s.ok()) {
       s = Scan(&r);
       if (s.ok()) break;
@@ -312,7 +312,8 @@ absl::StatusOr<std::string> RepairStore(const std::string& directory) {
     // The database itself is damaged (a table, the MANIFEST, CURRENT):
     // RocksDB rebuilds it from the table files and logs that are readable.
     r = Repair();
-    rocksdb::Status repaired = rocksdb::RepairDB(directory, options, descriptors);
+    rocksdb::Status repaired =
+        rocksdb::RepairDB(directory, options, descriptors);
     if (!repaired.ok()) {
       return RocksDbToStatus(repaired,
                              absl::StrCat("RepairDB of store ", directory));
@@ -326,8 +327,7 @@ absl::StatusOr<std::string> RepairStore(const std::string& directory) {
   if (!s.ok()) {
     return RocksDbToStatus(s, absl::StrCat("writing repairs to ", directory));
   }
-  std::string report =
-      absl::StrCat("repaired ", directory, ": ", current_note);
+  std::string report = absl::StrCat("repaired ", directory, ": ", current_note);
   if (rebuilt) {
     absl::StrAppend(&report,
                     "database rebuilt by RocksDB's RepairDB from its table "
@@ -335,9 +335,9 @@ absl::StatusOr<std::string> RepairStore(const std::string& directory) {
                     "in the write-ahead log is lost); ");
   }
   absl::StrAppend(&report, r.refs_removed, " references and ",
-                  r.payloads_removed, " payloads removed, ",
-                  r.counts_rewritten, " reference counts rewritten, ",
-                  r.markers_fixed, " checkpoint records fixed\n", r.report);
+                  r.payloads_removed, " payloads removed, ", r.counts_rewritten,
+                  " reference counts rewritten, ", r.markers_fixed,
+                  " checkpoint records fixed\n", r.report);
   if (r.listed > kListedRecords) {
     absl::StrAppend(&report, "  ... and ", r.listed - kListedRecords,
                     " more\n");

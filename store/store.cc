@@ -19,10 +19,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <limits>
@@ -344,9 +344,11 @@ absl::Status StoreImpl::Init() {
     absl::Status status = RocksDbToStatus(
         s, absl::StrCat("opening store in ", options_.directory));
     if (status.code() == absl::StatusCode::kDataLoss) {
-      return absl::DataLossError(absl::StrCat(
-          status.message(), " -- the store is damaged; `edgeroute store "
-          "repair ", options_.directory, "` recovers what is readable"));
+      return absl::DataLossError(
+          absl::StrCat(status.message(),
+                       " -- the store is damaged; `edgeroute store "
+                       "repair ",
+                       options_.directory, "` recovers what is readable"));
     }
     return status;
   }
@@ -466,13 +468,12 @@ absl::Status StoreImpl::Init() {
     // stored reference or, once cleanup removed it, the removal marker
     // (FORMAT.md). One that does is corrupt: deliver again from the marker.
     if (state.checkpoint > std::max(state.tail, state.removed_through)) {
-      QuarantineLocked(
-          qi, 0,
-          absl::StrCat("checkpoint ", state.checkpoint,
-                       " is beyond the last offset appended (",
-                       std::max(state.tail, state.removed_through),
-                       "), corrupt; delivering again from offset ",
-                       state.removed_through + 1));
+      QuarantineLocked(qi, 0,
+                       absl::StrCat("checkpoint ", state.checkpoint,
+                                    " is beyond the last offset appended (",
+                                    std::max(state.tail, state.removed_through),
+                                    "), corrupt; delivering again from offset ",
+                                    state.removed_through + 1));
       state.checkpoint = state.removed_through;
     }
     state.tail =
@@ -564,10 +565,9 @@ absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
     }
     if (!reserved.ok()) {
       CountError(kAppendOp);
-      return MarkStoreError(absl::ResourceExhaustedError(
-          absl::StrCat("disk full: no space left on device for the store's ",
-                       options_.reserve_bytes, " byte reserve (",
-                       reserved.message(), ")")));
+      return MarkStoreError(absl::ResourceExhaustedError(absl::StrCat(
+          "disk full: no space left on device for the store's ",
+          options_.reserve_bytes, " byte reserve (", reserved.message(), ")")));
     }
   }
   Writer w(batch);
@@ -876,19 +876,18 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
       std::vector<rocksdb::PinnableSlice> values(seqs.size());
       std::vector<rocksdb::Status> statuses(seqs.size());
       ro.iterate_upper_bound = nullptr;
-      db_->MultiGet(ro, payloads_cf_, seqs.size(), slices.data(),
-                    values.data(), statuses.data(), /*sorted_input=*/false);
+      db_->MultiGet(ro, payloads_cf_, seqs.size(), slices.data(), values.data(),
+                    statuses.data(), /*sorted_input=*/false);
       keep.assign(seqs.size(), true);
       for (size_t i = 0; i < seqs.size() && status.ok(); ++i) {
         StoredMessage& m = (*out)[first_new + i];
         if (statuses[i].IsNotFound()) {
-          corrupt.emplace_back(m.offset,
-                               absl::StrCat("payload ", seqs[i], " is missing"));
+          corrupt.emplace_back(
+              m.offset, absl::StrCat("payload ", seqs[i], " is missing"));
           keep[i] = false;
         } else if (statuses[i].IsCorruption()) {
-          corrupt.emplace_back(m.offset,
-                               absl::StrCat("payload ", seqs[i], ": ",
-                                            statuses[i].ToString()));
+          corrupt.emplace_back(m.offset, absl::StrCat("payload ", seqs[i], ": ",
+                                                      statuses[i].ToString()));
           keep[i] = false;
         } else if (!statuses[i].ok()) {
           status = RocksDbToStatus(
@@ -901,9 +900,9 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
                m.bytes.size()});
           if (!view.ok()) {
             corrupt.emplace_back(
-                m.offset, absl::StrCat("payload ", seqs[i],
-                                       " is not a valid message: ",
-                                       view.status().message()));
+                m.offset,
+                absl::StrCat("payload ", seqs[i], " is not a valid message: ",
+                             view.status().message()));
             keep[i] = false;
           }
         }
@@ -912,7 +911,8 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
         size_t kept = first_new;
         for (size_t i = 0; i < seqs.size(); ++i) {
           if (!keep[i]) continue;
-          if (kept != first_new + i) (*out)[kept] = std::move((*out)[first_new + i]);
+          if (kept != first_new + i)
+            (*out)[kept] = std::move((*out)[first_new + i]);
           ++kept;
         }
         out->resize(kept);
@@ -1107,7 +1107,8 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
         continue;
       }
       if (!delivered && !corrupt &&
-          offset > std::max(q.expired_skip_through, q.expired_counted_through)) {
+          offset >
+              std::max(q.expired_skip_through, q.expired_counted_through)) {
         ++newly_expired;
       }
       refs.emplace_back(offset, ref.payload_seq);

@@ -89,9 +89,9 @@ class StoreCorruptionTest : public ::testing::Test {
 
   // Changes the records with raw RocksDB: `edit` gets the database and the
   // four column families (Cf order).
-  void Damage(const std::function<void(
-                  rocksdb::DB*, std::vector<rocksdb::ColumnFamilyHandle*>&)>&
-                  edit) {
+  void Damage(
+      const std::function<void(
+          rocksdb::DB*, std::vector<rocksdb::ColumnFamilyHandle*>&)>& edit) {
     rocksdb::Options options;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
     for (const char* name : {"default", "payloads", "payload_refs", "refs"}) {
@@ -139,7 +139,7 @@ TEST_F(StoreCorruptionTest, CorruptPayloadsAreQuarantinedAndTheQueueMovesOn) {
   Fill(8);
   Damage([](rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>& cf) {
     Flip(db, cf[kPayloads], SeqKey(3), 5);  // message 2: file identifier
-    ASSERT_TRUE(  // message 5: gone
+    ASSERT_TRUE(                            // message 5: gone
         db->Delete(rocksdb::WriteOptions(), cf[kPayloads], SeqKey(6)).ok());
   });
   std::unique_ptr<Store> store = Reopen();
@@ -201,7 +201,8 @@ TEST_F(StoreCorruptionTest, CorruptReferencesAreQuarantined) {
   EXPECT_EQ(ReadNumbers(store.get()), (std::vector<int>{8}));
 }
 
-TEST_F(StoreCorruptionTest, CorruptReferenceCountIsQuarantinedAndCleanupGoesOn) {
+TEST_F(StoreCorruptionTest,
+       CorruptReferenceCountIsQuarantinedAndCleanupGoesOn) {
   Fill(4);
   Damage([](rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>& cf) {
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cf[kPayloadRefs], SeqKey(2),
@@ -268,11 +269,11 @@ TEST_F(StoreCorruptionTest, RepairRemovesDamagedRecordsAndRecounts) {
   }
   Damage([](rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>& cf) {
     Flip(db, cf[kPayloads], SeqKey(3), 5);  // message 2
-    ASSERT_TRUE(  // message 4's reference: truncated
+    ASSERT_TRUE(                            // message 4's reference: truncated
         db->Put(rocksdb::WriteOptions(), cf[kRefs], RefKey(0, 5), "xx").ok());
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cf[kPayloadRefs], SeqKey(2),
-                        "\x01")
-                    .ok());
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cf[kPayloadRefs], SeqKey(2), "\x01")
+            .ok());
     Flip(db, cf[kMeta], MetaKey('C', 0), 0);
   });
   absl::StatusOr<std::string> report = RepairStore(options_.directory);
@@ -299,11 +300,11 @@ TEST_F(StoreCorruptionTest, RepairRemovesDamagedRecordsAndRecounts) {
   EXPECT_EQ(store->GetStats().stored_bytes, 0u);
 }
 
-TEST_F(StoreCorruptionTest, UnreadableStoreGivesAClearErrorAndRepairRebuildsIt) {
+TEST_F(StoreCorruptionTest,
+       UnreadableStoreGivesAClearErrorAndRepairRebuildsIt) {
   Fill(5);
   {
-    FILE* current =
-        std::fopen((options_.directory + "/CURRENT").c_str(), "wb");
+    FILE* current = std::fopen((options_.directory + "/CURRENT").c_str(), "wb");
     ASSERT_NE(current, nullptr);
     std::fputs("garbage", current);
     std::fclose(current);
@@ -317,8 +318,7 @@ TEST_F(StoreCorruptionTest, UnreadableStoreGivesAClearErrorAndRepairRebuildsIt) 
       << broken.status();
   absl::StatusOr<std::string> report = RepairStore(options_.directory);
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_NE(report->find("CURRENT was damaged"), std::string::npos)
-      << *report;
+  EXPECT_NE(report->find("CURRENT was damaged"), std::string::npos) << *report;
   std::unique_ptr<Store> store = Reopen();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(ReadNumbers(store.get()), (std::vector<int>{0, 1, 2, 3, 4}));
@@ -391,10 +391,10 @@ TEST_F(StoreCorruptionTest, RepairRebuildsDamagedTableFiles) {
 
 TEST_F(StoreCorruptionTest, RepairRefusesWhatIsNotAStore) {
   const std::string dir = TestDir("not-a-store");
-  ASSERT_EQ(std::system(("mkdir -p '" + dir + "' && touch '" + dir +
-                         "/notes.txt'")
-                            .c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(
+          ("mkdir -p '" + dir + "' && touch '" + dir + "/notes.txt'").c_str()),
+      0);
   EXPECT_EQ(RepairStore(dir).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }

@@ -430,10 +430,11 @@ bool Exists(const std::string& path) {
 }
 
 TEST_F(StoreTest, ADirectoryThatIsNotAStoreIsRefused) {
-  ASSERT_EQ(std::system(("mkdir -p '" + options_.directory + "' && echo hi > '" +
-                         options_.directory + "/notes.txt'")
-                            .c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(("mkdir -p '" + options_.directory + "' && echo hi > '" +
+                   options_.directory + "/notes.txt'")
+                      .c_str()),
+      0);
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options_);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
       << store.status();

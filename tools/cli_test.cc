@@ -103,8 +103,8 @@ TEST(Cli, RunAndDemoUsageErrors) {
 }
 
 TEST(Cli, RunStoreFlagsAreChecked) {
-  CliRun r = Edgeroute({"run", "--manifest=m.json", "--store=d",
-                        "--store-full", "drop_newest"});
+  CliRun r = Edgeroute(
+      {"run", "--manifest=m.json", "--store=d", "--store-full", "drop_newest"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("reject or drop_oldest"));
   r = Edgeroute(

@@ -21,8 +21,8 @@ int StoreCommand(const CommandContext& ctx) {
                                            ? store::InspectStore(ctx.args[1])
                                            : store::RepairStore(ctx.args[1]);
   if (!report.ok()) {
-    *ctx.err << "edgeroute store " << verb << ": "
-             << report.status().message() << "\n";
+    *ctx.err << "edgeroute store " << verb << ": " << report.status().message()
+             << "\n";
     return kExitInvalid;
   }
   *ctx.out << *report;

@@ -72,7 +72,8 @@ int Main(int argc, char** argv) {
     raw_fs->PowerCut();
     _exit(0);
   });
-  std::mt19937 random(static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10)));
+  std::mt19937 random(
+      static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10)));
   const uint64_t ops = std::strtoull(argv[4], nullptr, 10);
   uint64_t next_id = std::strtoull(argv[5], nullptr, 10);
 

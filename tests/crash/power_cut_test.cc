@@ -5,9 +5,10 @@
 // compaction, a cleanup, a MANIFEST or CURRENT update. At the cut
 // everything not synced is dropped (file data beyond the last fsync, and
 // file creations, renames and deletes their directory was not fsynced
-// after) and the child exits on the spot, as the machine would stop. Then the store must open cleanly, with
-// nothing quarantined, and with Durability::kPower every acknowledged
-// message not yet consumed must still be there, in order.
+// after) and the child exits on the spot, as the machine would stop. Then the
+// store must open cleanly, with nothing quarantined, and with
+// Durability::kPower every acknowledged message not yet consumed must still be
+// there, in order.
 //
 // Default: 200 cuts with kPower and 30 with kProcess (whose losses are
 // counted and printed, not failed). More: EDGEROUTE_POWER_CUTS=N (both
@@ -18,9 +19,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <set>
@@ -130,9 +131,8 @@ bool RunChild(const std::string& dir, Durability durability, uint32_t seed,
 Totals RunCuts(Durability durability, int cuts, uint32_t seed) {
   std::mt19937 random(seed);
   StoreOptions options;
-  options.directory = TestDir(
-      absl::StrCat("power_cut_", durability == Durability::kPower ? "power"
-                                                                   : "process"));
+  options.directory = TestDir(absl::StrCat(
+      "power_cut_", durability == Durability::kPower ? "power" : "process"));
   options.cleanup_interval_ms = 0;
   options.reserve_bytes = 64 << 10;
   const bool verbose = std::getenv("EDGEROUTE_POWER_VERBOSE") != nullptr;
@@ -214,8 +214,8 @@ void Report(const char* name, const Totals& t) {
 
 TEST(PowerCutTest, PowerDurabilityLosesNothingAcknowledged) {
   const int cuts = EnvInt("EDGEROUTE_POWER_CUTS", 200);
-  const Totals t = RunCuts(Durability::kPower, cuts,
-                           EnvInt("EDGEROUTE_POWER_SEED", 1));
+  const Totals t =
+      RunCuts(Durability::kPower, cuts, EnvInt("EDGEROUTE_POWER_SEED", 1));
   Report("power durability", t);
   EXPECT_EQ(t.cuts, cuts);
   EXPECT_EQ(t.lost, 0u);
