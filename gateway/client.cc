@@ -223,6 +223,7 @@ absl::StatusOr<bool> Client::NextDeliver(Delivery* out) {
         ++acks_received_;
         if (frame.telemetry_ack()->code() != fb::ErrorCode::kUnknown) {
           ++acks_refused_;
+          last_refusal_ = frame.telemetry_ack()->code();
         }
         break;
       case fb::Body::Error:

@@ -100,6 +100,8 @@ class Client {
   // TelemetryAcks received, and how many of them refused the message.
   uint64_t acks_received() const { return acks_received_; }
   uint64_t acks_refused() const { return acks_refused_; }
+  // The code of the last refusing TelemetryAck (kUnknown before any).
+  fb::ErrorCode last_refusal() const { return last_refusal_; }
   // Bytes queued and not yet written.
   size_t buffered_bytes() const { return out_.size(); }
 
@@ -127,6 +129,7 @@ class Client {
   uint64_t next_sequence_ = 1;
   uint64_t acks_received_ = 0;
   uint64_t acks_refused_ = 0;
+  fb::ErrorCode last_refusal_ = fb::ErrorCode::kUnknown;
   bool hello_acked_ = false;
   uint32_t server_max_frame_ = 0;
 };

@@ -30,6 +30,7 @@
 #include "gateway/client.h"
 #include "gateway/net/tls.h"
 #include "gateway/twins/twin_store.h"
+#include "query/manifest.h"
 #include "router/router.h"
 #include "store/store.h"
 
@@ -64,6 +65,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 // The answer to a producer for the router's verdict on its message.
 fb::ErrorCode AdmissionCode(const absl::Status& status) {
   if (status.ok()) return fb::ErrorCode::kUnknown;
+  if (store::IsStoreError(status)) {
+    return status.code() == absl::StatusCode::kResourceExhausted
+               ? fb::ErrorCode::kStoreFull
+               : fb::ErrorCode::kStoreUnavailable;
+  }
   if (status.code() == absl::StatusCode::kResourceExhausted) {
     return fb::ErrorCode::kOverloaded;
   }
@@ -276,9 +282,7 @@ class GatewayImpl final : public ServerHooks {
       EDGEROUTE_RETURN_IF_ERROR(ApplyIdentities(/*only_if_changed=*/false));
     }
     if (!options_.store_dir.empty()) {
-      store::StoreOptions store_options;
-      store_options.directory = options_.store_dir;
-      EDGEROUTE_ASSIGN_OR_RETURN(store_, store::Store::Open(store_options));
+      EDGEROUTE_RETURN_IF_ERROR(OpenStore(manifest));
     }
     RouterOptions router_options;
     router_options.device_id = options_.device_id;
@@ -454,6 +458,7 @@ class GatewayImpl final : public ServerHooks {
     return absl::StrCat(
         router_->PrometheusText(), server_->PrometheusText(),
         mqtt_ != nullptr ? mqtt_->PrometheusText() : std::string(),
+        StorePrometheusText(),
         "# HELP edgeroute_gateway_manifest_reloads_total Manifest reloads "
         "(SIGHUP, file changes) by result.\n"
         "# TYPE edgeroute_gateway_manifest_reloads_total counter\n"
@@ -465,6 +470,71 @@ class GatewayImpl final : public ServerHooks {
   }
 
   RouterMetrics RouterMetricsSnapshot() const { return router_->GetMetrics(); }
+
+  // The store's counters (empty without a store).
+  std::string StorePrometheusText() const {
+    if (store_ == nullptr) return "";
+    const store::Store::Stats stats = store_->GetStats();
+    return absl::StrCat(
+        "# HELP edgeroute_store_errors_total Failed store operations "
+        "(full disk, I/O errors) by operation.\n"
+        "# TYPE edgeroute_store_errors_total counter\n"
+        "edgeroute_store_errors_total{op=\"append\"} ",
+        stats.append_errors, "\nedgeroute_store_errors_total{op=\"read\"} ",
+        stats.read_errors, "\nedgeroute_store_errors_total{op=\"checkpoint\"} ",
+        stats.checkpoint_errors,
+        "\nedgeroute_store_errors_total{op=\"cleanup\"} ", stats.cleanup_errors,
+        "\n# HELP edgeroute_store_quarantined_total Corrupt store records "
+        "skipped (logged with queue and offset).\n"
+        "# TYPE edgeroute_store_quarantined_total counter\n"
+        "edgeroute_store_quarantined_total ",
+        stats.quarantined,
+        "\n# HELP edgeroute_store_rejected_full_total Appends refused because "
+        "the store was at its size limit.\n"
+        "# TYPE edgeroute_store_rejected_full_total counter\n"
+        "edgeroute_store_rejected_full_total ",
+        stats.rejected_full,
+        "\n# HELP edgeroute_store_dropped_full_total Messages dropped "
+        "(--store-full drop_oldest) to make room.\n"
+        "# TYPE edgeroute_store_dropped_full_total counter\n"
+        "edgeroute_store_dropped_full_total ",
+        stats.dropped_full,
+        "\n# HELP edgeroute_store_bytes Bytes counted against the store "
+        "limit.\n"
+        "# TYPE edgeroute_store_bytes gauge\n"
+        "edgeroute_store_bytes ",
+        stats.stored_bytes, "\n");
+  }
+
+  // Opens the store with the limit of ChooseStoreLimit. A manifest that
+  // does not parse leaves the limit to the flag (Router::Create reports it).
+  absl::Status OpenStore(const std::string& manifest) {
+    absl::StatusOr<query::EdgeHubConfig> config =
+        query::ParseEdgeHubConfig(manifest, nullptr);
+    const StoreLimit limit =
+        ChooseStoreLimit(options_.store_max_bytes,
+                         config.ok() ? config->max_size_bytes : std::nullopt);
+    store::StoreOptions store_options;
+    store_options.directory = options_.store_dir;
+    store_options.max_bytes = limit.max_bytes;
+    store_options.full_policy = options_.store_full_policy;
+    store_options.durability = options_.store_durability;
+    store_options.env = options_.store_env;
+    EDGEROUTE_ASSIGN_OR_RETURN(store_, store::Store::Open(store_options));
+    Log(absl::StrCat(
+        "store ", options_.store_dir, ": limit ",
+        limit.max_bytes == 0 ? std::string("none")
+                             : absl::StrCat(limit.max_bytes, " bytes"),
+        " (", limit.source, "), ",
+        options_.store_full_policy == store::FullPolicy::kReject
+            ? "reject"
+            : "drop_oldest",
+        " when full, ",
+        options_.store_durability == store::Durability::kPower ? "power"
+                                                               : "process",
+        " durability"));
+    return absl::OkStatus();
+  }
   absl::StatusOr<store::Store::Stats> StoreStats() const {
     if (store_ == nullptr) return absl::FailedPreconditionError("no store");
     return store_->GetStats();
@@ -822,6 +892,16 @@ int Gateway::tcp_port() const { return impl_->tcp_port(); }
 std::vector<int> Gateway::mqtt_ports() const { return impl_->mqtt_ports(); }
 int Gateway::metrics_port() const { return impl_->metrics_port(); }
 IoBackend Gateway::backend() const { return impl_->backend(); }
+StoreLimit ChooseStoreLimit(std::optional<uint64_t> flag_bytes,
+                            std::optional<int64_t> manifest_bytes) {
+  if (flag_bytes.has_value()) return {*flag_bytes, "--store-max-bytes"};
+  if (manifest_bytes.has_value() && *manifest_bytes >= 0) {
+    return {static_cast<uint64_t>(*manifest_bytes),
+            "manifest storeAndForwardConfiguration.storeLimits.maxSizeBytes"};
+  }
+  return {0, "no limit given"};
+}
+
 std::string Gateway::PrometheusText() const { return impl_->PrometheusText(); }
 RouterMetrics Gateway::RouterMetricsSnapshot() const {
   return impl_->RouterMetricsSnapshot();

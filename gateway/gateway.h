@@ -34,6 +34,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,18 @@ struct GatewayOptions {
   // reported properties and saved MQTT sessions are kept below it
   // ("twins/", "mqtt-sessions/").
   std::string store_dir;
+  // The store's size limit (StoreOptions::max_bytes; 0 = unlimited). Unset:
+  // the manifest's storeAndForwardConfiguration.storeLimits.maxSizeBytes,
+  // unlimited without one (ChooseStoreLimit). Fixed when the store opens: a
+  // reload does not change it. What happens at the limit, and whether an
+  // acknowledged message survives a power cut, follow store_full_policy
+  // and store_durability (store/options.h).
+  std::optional<uint64_t> store_max_bytes;
+  store::FullPolicy store_full_policy = store::FullPolicy::kReject;
+  store::Durability store_durability = store::Durability::kProcess;
+  // For fault-injection tests only: the store's RocksDB environment
+  // (StoreOptions::env, e.g. store/fault_fs.h's full disk). Not owned.
+  rocksdb::Env* store_env = nullptr;
 
   IoBackend backend = IoBackend::kAuto;
   size_t max_frame_bytes = kDefaultMaxFrameBytes;
@@ -124,6 +137,16 @@ struct GatewayOptions {
   // Called by RunGateway once everything listens (bound ports known).
   std::function<void(int tcp_port, int metrics_port)> on_ready;
 };
+
+// The store limit that applies and where it came from: `flag_bytes`
+// (GatewayOptions::store_max_bytes, `--store-max-bytes`) wins over
+// `manifest_bytes` (storeLimits.maxSizeBytes); neither = unlimited.
+struct StoreLimit {
+  uint64_t max_bytes = 0;  // 0 = unlimited
+  std::string source;      // e.g. "--store-max-bytes"
+};
+StoreLimit ChooseStoreLimit(std::optional<uint64_t> flag_bytes,
+                            std::optional<int64_t> manifest_bytes);
 
 class GatewayImpl;
 

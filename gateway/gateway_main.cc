@@ -5,6 +5,8 @@
 //   gateway_main --manifest=deployment.json [--device_id=edge-1]
 //                [--tcp_port=7411] [--unix=PATH] [--metrics_port=-1]
 //                [--store=DIR] [--io=auto|io_uring|epoll]
+//                [--store_max_bytes=N] [--store_full=reject|drop_oldest]
+//                [--durability=process|power]
 //                [--ready_file=PATH]   (writes "<tcp_port> <metrics_port>")
 
 #include <cstdio>
@@ -36,6 +38,20 @@ int main(int argc, char** argv) {
       ok = absl::SimpleAtoi(value, &options.metrics_port);
     } else if (key == "--store") {
       options.store_dir = value;
+    } else if (key == "--store_max_bytes") {
+      uint64_t bytes = 0;
+      ok = absl::SimpleAtoi(value, &bytes);
+      options.store_max_bytes = bytes;
+    } else if (key == "--store_full") {
+      ok = value == "reject" || value == "drop_oldest";
+      options.store_full_policy =
+          value == "drop_oldest" ? edgeroute::store::FullPolicy::kDropOldest
+                                 : edgeroute::store::FullPolicy::kReject;
+    } else if (key == "--durability") {
+      ok = value == "process" || value == "power";
+      options.store_durability = value == "power"
+                                     ? edgeroute::store::Durability::kPower
+                                     : edgeroute::store::Durability::kProcess;
     } else if (key == "--io") {
       if (value == "epoll") {
         options.backend = edgeroute::gateway::IoBackend::kEpoll;

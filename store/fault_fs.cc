@@ -22,6 +22,7 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
   rocksdb::IOStatus Append(const rocksdb::Slice& data,
                            const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
+    if (!fs_->PowerOn()) return PowerOff();
     if (!fs_->Charge(data.size())) return NoSpace();
     rocksdb::IOStatus s = target()->Append(data, options, dbg);
     if (s.ok()) Appended(data.size());
@@ -31,6 +32,7 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
                            const rocksdb::IOOptions& options,
                            const rocksdb::DataVerificationInfo& info,
                            rocksdb::IODebugContext* dbg) override {
+    if (!fs_->PowerOn()) return PowerOff();
     if (!fs_->Charge(data.size())) return NoSpace();
     rocksdb::IOStatus s = target()->Append(data, options, info, dbg);
     if (s.ok()) Appended(data.size());
@@ -38,12 +40,14 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
   }
   rocksdb::IOStatus Sync(const rocksdb::IOOptions& options,
                          rocksdb::IODebugContext* dbg) override {
+    if (!fs_->PowerOn()) return PowerOff();
     rocksdb::IOStatus s = target()->Sync(options, dbg);
     if (s.ok()) fs_->RecordSync(fname_);
     return s;
   }
   rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
                           rocksdb::IODebugContext* dbg) override {
+    if (!fs_->PowerOn()) return PowerOff();
     rocksdb::IOStatus s = target()->Fsync(options, dbg);
     if (s.ok()) fs_->RecordSync(fname_);
     return s;
@@ -52,6 +56,7 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
                                      uint64_t offset,
                                      const rocksdb::IOOptions& options,
                                      rocksdb::IODebugContext* dbg) override {
+    if (!fs_->PowerOn()) return PowerOff();
     if (!fs_->Charge(data.size())) return NoSpace();
     rocksdb::IOStatus s =
         target()->PositionedAppend(data, offset, options, dbg);
@@ -63,6 +68,7 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
                                      const rocksdb::IOOptions& options,
                                      const rocksdb::DataVerificationInfo& info,
                                      rocksdb::IODebugContext* dbg) override {
+    if (!fs_->PowerOn()) return PowerOff();
     if (!fs_->Charge(data.size())) return NoSpace();
     rocksdb::IOStatus s =
         target()->PositionedAppend(data, offset, options, info, dbg);
@@ -71,6 +77,9 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
   }
 
  private:
+  static rocksdb::IOStatus PowerOff() {
+    return rocksdb::IOStatus::IOError("injected", "power cut");
+  }
   static rocksdb::IOStatus NoSpace() {
     rocksdb::IOStatus s =
         rocksdb::IOStatus::NoSpace("injected", "No space left on device");
@@ -85,6 +94,50 @@ class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
   const std::string fname_;
   uint64_t size_;  // RocksDB does not append to one file concurrently.
 };
+
+class FaultDirectory : public rocksdb::FSDirectory {
+ public:
+  FaultDirectory(std::unique_ptr<rocksdb::FSDirectory> target,
+                 FaultFileSystem* fs, std::string name)
+      : target_(std::move(target)), fs_(fs), name_(std::move(name)) {}
+
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    if (!fs_->PowerOn()) {
+      return rocksdb::IOStatus::IOError("injected", "power cut");
+    }
+    rocksdb::IOStatus s = target_->Fsync(options, dbg);
+    if (s.ok()) fs_->RecordDirSync(name_);
+    return s;
+  }
+  rocksdb::IOStatus FsyncWithDirOptions(
+      const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg,
+      const rocksdb::DirFsyncOptions& /*dir_fsync_options*/) override {
+    return Fsync(options, dbg);
+  }
+  rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    return target_->Close(options, dbg);
+  }
+  size_t GetUniqueId(char* id, size_t max_size) const override {
+    return target_->GetUniqueId(id, max_size);
+  }
+
+ private:
+  std::unique_ptr<rocksdb::FSDirectory> target_;
+  FaultFileSystem* fs_;
+  const std::string name_;
+};
+
+std::string DirOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
 
 }  // namespace
 
@@ -113,6 +166,20 @@ rocksdb::IOStatus FaultFileSystem::NewWritableFile(
     const std::string& fname, const rocksdb::FileOptions& options,
     std::unique_ptr<rocksdb::FSWritableFile>* result,
     rocksdb::IODebugContext* dbg) {
+  if (!PowerOn()) return rocksdb::IOStatus::IOError("injected", "power cut");
+  {
+    // Creating over an existing file replaces it: undone like a delete
+    // followed by a creation.
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string backup = BackupLocked(fname);
+    if (!backup.empty()) {
+      // A new inode for the new file; the backup keeps the old one intact.
+      unlink(fname.c_str());
+      pending_dir_ops_.push_back(
+          {DirOp::kDelete, DirOf(fname), fname, "", backup});
+    }
+    pending_dir_ops_.push_back({DirOp::kCreate, DirOf(fname), fname, "", ""});
+  }
   std::unique_ptr<rocksdb::FSWritableFile> file;
   rocksdb::IOStatus s = target()->NewWritableFile(fname, options, &file, dbg);
   if (s.ok()) {
@@ -154,6 +221,155 @@ rocksdb::IOStatus FaultFileSystem::ReuseWritableFile(
     result->reset(new FaultWritableFile(std::move(file), this, fname, 0));
   }
   return s;
+}
+
+rocksdb::IOStatus FaultFileSystem::DeleteFile(const std::string& fname,
+                                              const rocksdb::IOOptions& options,
+                                              rocksdb::IODebugContext* dbg) {
+  if (!PowerOn()) return rocksdb::IOStatus::IOError("injected", "power cut");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string backup = BackupLocked(fname);
+    if (!backup.empty()) {
+      pending_dir_ops_.push_back(
+          {DirOp::kDelete, DirOf(fname), fname, "", backup});
+    }
+  }
+  uint64_t size = 0;
+  const bool sized = target()->GetFileSize(fname, options, &size, dbg).ok();
+  rocksdb::IOStatus s = target()->DeleteFile(fname, options, dbg);
+  if (s.ok() && sized && deletes_free_space_.load(std::memory_order_relaxed)) {
+    // Relaxed: see Charge.
+    int64_t budget = budget_.load(std::memory_order_relaxed);
+    while (budget >= 0 && !budget_.compare_exchange_weak(
+                              budget, budget + static_cast<int64_t>(size),
+                              std::memory_order_relaxed)) {
+    }
+  }
+  return s;
+}
+
+rocksdb::IOStatus FaultFileSystem::GetFreeSpace(
+    const std::string& path, const rocksdb::IOOptions& options,
+    uint64_t* free_bytes, rocksdb::IODebugContext* dbg) {
+  const int64_t budget = budget_.load(std::memory_order_relaxed);
+  if (budget >= 0) {
+    *free_bytes = static_cast<uint64_t>(budget);
+    return rocksdb::IOStatus::OK();
+  }
+  return target()->GetFreeSpace(path, options, free_bytes, dbg);
+}
+
+rocksdb::IOStatus FaultFileSystem::RenameFile(const std::string& src,
+                                              const std::string& target_name,
+                                              const rocksdb::IOOptions& options,
+                                              rocksdb::IODebugContext* dbg) {
+  if (!PowerOn()) return rocksdb::IOStatus::IOError("injected", "power cut");
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string backup = BackupLocked(target_name);
+  rocksdb::IOStatus s = target()->RenameFile(src, target_name, options, dbg);
+  if (!s.ok()) {
+    if (!backup.empty()) unlink(backup.c_str());
+    return s;
+  }
+  pending_dir_ops_.push_back(
+      {DirOp::kRename, DirOf(target_name), src, target_name, backup});
+  // What was synced moves with the name.
+  auto moved = [&](std::map<std::string, uint64_t>& sizes) {
+    auto it = sizes.find(src);
+    if (it == sizes.end()) return;
+    sizes[target_name] = it->second;
+    sizes.erase(it);
+  };
+  moved(written_);
+  moved(synced_);
+  return s;
+}
+
+rocksdb::IOStatus FaultFileSystem::NewDirectory(
+    const std::string& name, const rocksdb::IOOptions& io_opts,
+    std::unique_ptr<rocksdb::FSDirectory>* result,
+    rocksdb::IODebugContext* dbg) {
+  std::unique_ptr<rocksdb::FSDirectory> dir;
+  rocksdb::IOStatus s = target()->NewDirectory(name, io_opts, &dir, dbg);
+  if (s.ok()) result->reset(new FaultDirectory(std::move(dir), this, name));
+  return s;
+}
+
+bool FaultFileSystem::PowerOn() {
+  if (dead_.load(std::memory_order_acquire)) return false;
+  // Relaxed: a countdown; dead_ publishes the end.
+  if (ops_left_.load(std::memory_order_relaxed) < 0) return true;
+  if (ops_left_.fetch_sub(1, std::memory_order_relaxed) <= 0) {
+    const bool first = !dead_.exchange(true, std::memory_order_acq_rel);
+    if (first && power_off_handler_) power_off_handler_();
+    return false;
+  }
+  return true;
+}
+
+void FaultFileSystem::ArmPowerCut(uint64_t ops) {
+  ops_left_.store(static_cast<int64_t>(ops), std::memory_order_relaxed);
+}
+
+void FaultFileSystem::Revive() {
+  ops_left_.store(-1, std::memory_order_relaxed);
+  dead_.store(false, std::memory_order_release);
+}
+
+std::string FaultFileSystem::BackupLocked(const std::string& path) {
+  if (!Exists(path)) return "";
+  const std::string backup =
+      DirOf(path) + "/.fault-fs-backup-" + std::to_string(++backups_);
+  if (link(path.c_str(), backup.c_str()) != 0) return "";
+  return backup;
+}
+
+void FaultFileSystem::RecordDirSync(const std::string& dir) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<DirOp> still;
+  for (DirOp& op : pending_dir_ops_) {
+    // A path and its directory name may differ by a trailing slash.
+    if (op.dir == dir || op.dir + "/" == dir) {
+      if (!op.backup.empty()) unlink(op.backup.c_str());
+    } else {
+      still.push_back(std::move(op));
+    }
+  }
+  pending_dir_ops_.swap(still);
+}
+
+int FaultFileSystem::PowerCut() {
+  std::lock_guard<std::mutex> lock(mu_);
+  int changed = 0;
+  // Unsynced data first, under the names the files have now.
+  for (const auto& [path, size] : synced_) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) continue;
+    if (static_cast<uint64_t>(st.st_size) <= size) continue;
+    if (truncate(path.c_str(), static_cast<off_t>(size)) == 0) ++changed;
+  }
+  // Then the directory operations, newest first.
+  for (auto op = pending_dir_ops_.rbegin(); op != pending_dir_ops_.rend();
+       ++op) {
+    switch (op->kind) {
+      case DirOp::kCreate:
+        unlink(op->path.c_str());
+        break;
+      case DirOp::kRename:
+        rename(op->target.c_str(), op->path.c_str());
+        if (!op->backup.empty()) rename(op->backup.c_str(), op->target.c_str());
+        break;
+      case DirOp::kDelete:
+        rename(op->backup.c_str(), op->path.c_str());
+        break;
+    }
+    ++changed;
+  }
+  pending_dir_ops_.clear();
+  written_.clear();
+  synced_.clear();
+  return changed;
 }
 
 void FaultFileSystem::RecordCreate(const std::string& fname) {

@@ -85,13 +85,14 @@ struct RefValue {
     PutBe64(out + 8, static_cast<uint64_t>(enqueue_us));
     PutBe64(out + 16, static_cast<uint64_t>(expiry_us));
   }
-  // False if `in` has the wrong size.
+  // False if `in` has the wrong size or values the store never writes
+  // (payload sequence 0, a negative enqueue time, an expiry before it).
   bool Decode(absl::string_view in) {
     if (in.size() != kRefValueSize) return false;
     payload_seq = GetBe64(in.data());
     enqueue_us = static_cast<int64_t>(GetBe64(in.data() + 8));
     expiry_us = static_cast<int64_t>(GetBe64(in.data() + 16));
-    return true;
+    return payload_seq != 0 && enqueue_us >= 0 && expiry_us >= enqueue_us;
   }
 };
 

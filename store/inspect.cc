@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status.h"
 #include "rocksdb/db.h"
+#include "store/disk_reserve.h"
 #include "store/format.h"
 #include "store/rocksdb_status.h"
 #include "store/store.h"
@@ -27,6 +29,8 @@ uint64_t DirectoryBytes(const std::string& directory) {
   if (dir == nullptr) return 0;
   uint64_t total = 0;
   while (struct dirent* entry = readdir(dir)) {
+    // The reserve is free space held for recovery, not stored data.
+    if (std::strcmp(entry->d_name, DiskReserve::kFileName) == 0) continue;
     std::string path = directory + "/" + entry->d_name;
     struct stat st;
     if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {

@@ -56,6 +56,16 @@ struct StoreOptions {
   // Default: kReject.
   FullPolicy full_policy = FullPolicy::kReject;
 
+  // Disk space the store keeps in reserve (a file in the directory,
+  // DiskReserve): when the disk is full it is given back so that
+  // checkpoints, cleanup and the compaction that returns space can still
+  // write; appends are refused (ResourceExhausted) until it can be taken
+  // again. A full disk is recoverable without outside help only if the
+  // reserve holds what cleanup writes (the memtables, see
+  // write_buffer_bytes, are flushed by the recovery). 0 = no reserve.
+  // Default: 4 MiB.
+  uint64_t reserve_bytes = 4u << 20;
+
   // Time source for enqueue times and TTL. Not owned; must outlive the store.
   // Default: SystemClock().
   Clock* clock = SystemClock();

@@ -22,12 +22,14 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -36,6 +38,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "message/message.h"
@@ -43,7 +46,9 @@
 #include "rocksdb/env.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
+#include "store/disk_reserve.h"
 #include "store/format.h"
+#include "store/marker.h"
 #include "store/rocksdb_options.h"
 #include "store/rocksdb_status.h"
 #include "store/store_internal.h"
@@ -58,6 +63,10 @@ constexpr int64_t kInfinite = std::numeric_limits<int64_t>::max();
 constexpr size_t kMaxGroupWriters = 256;
 // Cleanup writes its deletions in batches of at most this many references.
 constexpr size_t kCleanupChunk = 16384;
+// Quarantine key "queue" of a corrupt reference count (payload_refs).
+constexpr uint32_t kNoQueue = UINT32_MAX;
+// Payload sequences start at 1: 0 stands for "unknown" (a corrupt reference).
+constexpr uint64_t kUnknownSeq = 0;
 
 rocksdb::Slice ToSlice(absl::string_view s) { return {s.data(), s.size()}; }
 
@@ -155,16 +164,70 @@ class StoreImpl final : public Store {
   // ThreadSanitizer cannot see (the system library is not instrumented).
   // The cost is that a checkpoint or cleanup write may wait for an append's
   // fsync.
+  // A write that finds the disk full gives the reserve back (DiskReserve);
+  // checkpoints and cleanup (`may_use_reserve`) then try once more, appends
+  // do not (Append refuses them until the reserve is taken again).
   rocksdb::Status Write(const rocksdb::WriteOptions& wo,
-                        rocksdb::WriteBatch* batch) {
+                        rocksdb::WriteBatch* batch,
+                        bool may_use_reserve = true) {
     std::lock_guard<std::mutex> lock(write_mu_);
-    return db_->Write(wo, batch);
+    rocksdb::Status s = WriteLocked(wo, batch);
+    if (s.IsNoSpace() && reserve_ != nullptr && reserve_->Release() &&
+        may_use_reserve) {
+      s = WriteLocked(wo, batch);
+    }
+    return s;
   }
   rocksdb::Status Put(const rocksdb::WriteOptions& wo,
                       rocksdb::ColumnFamilyHandle* cf,
                       const rocksdb::Slice& key, const rocksdb::Slice& value) {
+    rocksdb::WriteBatch batch;
+    rocksdb::Status s = batch.Put(cf, key, value);
+    if (!s.ok()) return s;
+    return Write(wo, &batch);
+  }
+  // After a failed write (a full disk, an I/O error) RocksDB refuses every
+  // write until DB::Resume() (its own automatic recovery is off, see
+  // rocksdb_options.cc). Every write path -- append, checkpoint, cleanup,
+  // queue creation -- resumes first, so each recovers as soon as space
+  // returns, whoever freed it. REQUIRES: write_mu_ held.
+  rocksdb::Status ResumeLocked() {
+    if (!needs_resume_) return rocksdb::Status::OK();
+    rocksdb::Status s = db_->Resume();
+    if (s.ok()) needs_resume_ = false;
+    return s;
+  }
+  rocksdb::Status WriteLocked(const rocksdb::WriteOptions& wo,
+                              rocksdb::WriteBatch* batch) {
+    rocksdb::Status s = ResumeLocked();
+    if (s.ok()) s = db_->Write(wo, batch);
+    if (!s.ok()) needs_resume_ = true;
+    return s;
+  }
+  // For flushes and compactions (not run under write_mu_: they take long).
+  rocksdb::Status ResumeIfNeeded() {
     std::lock_guard<std::mutex> lock(write_mu_);
-    return db_->Put(wo, cf, key, value);
+    return ResumeLocked();
+  }
+  void NoteFailedBackgroundWrite() {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    needs_resume_ = true;
+  }
+  // Logs and counts a corrupt record once; true the first time.
+  // REQUIRES: mu_ held.
+  bool QuarantineLocked(uint32_t queue, uint64_t offset, absl::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True if a checkpoint moved since the last cleanup or a reference may
+  // have expired: a cleanup could free something.
+  bool MayFreeSpace() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return checkpoint_moved_ || min_expiry_hint_ <= options_.clock->NowMicros();
+  }
+  // Counts failed operations (Stats::*_errors).
+  enum Op { kAppendOp, kReadOp, kCheckpointOp, kCleanupOp, kOpCount };
+  void CountError(Op op) {
+    // Relaxed: independent counters, read for metrics only.
+    errors_[op].fetch_add(1, std::memory_order_relaxed);
   }
   rocksdb::WriteOptions AppendWriteOptions() const {
     rocksdb::WriteOptions wo;
@@ -174,6 +237,8 @@ class StoreImpl final : public Store {
 
   const StoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::shared_ptr<rocksdb::FileSystem> fs_;
+  std::unique_ptr<internal::DiskReserve> reserve_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* payloads_cf_ = nullptr;
@@ -200,8 +265,11 @@ class StoreImpl final : public Store {
   bool checkpoint_moved_ ABSL_GUARDED_BY(mu_) = false;
   // Earliest expiry appended since the running cleanup took its snapshot.
   int64_t appended_min_expiry_ ABSL_GUARDED_BY(mu_) = kInfinite;
-  // After a failed write (e.g. ENOSPC) RocksDB refuses writes until resumed.
-  bool needs_resume_ ABSL_GUARDED_BY(mu_) = false;
+  // Corrupt records already logged and counted: (queue, offset) of
+  // references and payloads; (kNoQueue, sequence) of reference counts.
+  std::set<std::pair<uint32_t, uint64_t>> quarantined_ ABSL_GUARDED_BY(mu_);
+  uint64_t quarantined_count_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> errors_[kOpCount] = {};
 
   // Scratch space of the current group-commit leader; only the writer at
   // the front of writers_ uses it (so no lock is needed while it writes).
@@ -213,6 +281,8 @@ class StoreImpl final : public Store {
 
   // Held around every RocksDB write (see Write()). Innermost lock.
   std::mutex write_mu_;
+  // After a failed write (e.g. ENOSPC) RocksDB refuses writes until resumed.
+  bool needs_resume_ ABSL_GUARDED_BY(write_mu_) = false;
 
   // Serialises checkpoint writes so that they reach RocksDB in order.
   std::mutex checkpoint_mu_;
@@ -231,6 +301,19 @@ class StoreImpl final : public Store {
   std::thread bg_thread_;
 };
 
+constexpr absl::string_view kStoreErrorPayload = "edgeroute.dev/store-error";
+
+// Tags an error of Append for IsStoreError (bad arguments and a closed
+// store are the caller's errors, not the store's).
+absl::Status MarkStoreError(absl::Status status) {
+  if (status.ok() || status.code() == absl::StatusCode::kInvalidArgument ||
+      status.code() == absl::StatusCode::kFailedPrecondition) {
+    return status;
+  }
+  status.SetPayload(kStoreErrorPayload, absl::Cord("append"));
+  return status;
+}
+
 absl::Status IterStatus(rocksdb::Iterator* it, absl::string_view what) {
   if (it->status().ok()) return absl::OkStatus();
   return RocksDbToStatus(it->status(), what);
@@ -243,6 +326,9 @@ absl::Status StoreImpl::Init() {
   if (options_.clock == nullptr) {
     return absl::InvalidArgumentError("StoreOptions.clock is null");
   }
+  // Never adopt a directory that is not ours (nor let RocksDB create files
+  // in one).
+  EDGEROUTE_RETURN_IF_ERROR(internal::ClaimStoreDirectory(options_.directory));
   rocksdb::Options db_options = MakeRocksDbOptions(options_);
   statistics_ = db_options.statistics;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -255,8 +341,16 @@ absl::Status StoreImpl::Init() {
       rocksdb::DB::Open(rocksdb::DBOptions(db_options), options_.directory,
                         descriptors, &cfs_, &raw);
   if (!s.ok()) {
-    return RocksDbToStatus(
+    absl::Status status = RocksDbToStatus(
         s, absl::StrCat("opening store in ", options_.directory));
+    if (status.code() == absl::StatusCode::kDataLoss) {
+      return absl::DataLossError(
+          absl::StrCat(status.message(),
+                       " -- the store is damaged; `edgeroute store "
+                       "repair ",
+                       options_.directory, "` recovers what is readable"));
+    }
+    return status;
   }
   db_.reset(raw);
   meta_cf_ = cfs_[0];
@@ -281,7 +375,17 @@ absl::Status StoreImpl::Init() {
         f::kFormatVersion, ")"));
   }
 
+  fs_ = (options_.env != nullptr ? options_.env : rocksdb::Env::Default())
+            ->GetFileSystem();
+  reserve_ = std::make_unique<internal::DiskReserve>(
+      fs_.get(), options_.directory, options_.reserve_bytes);
+  // Without room for the reserve the store opens anyway; appends wait for
+  // it (Append).
+  reserve_->Acquire().IgnoreError();
+
   std::lock_guard<std::mutex> lock(mu_);
+  // Checkpoint and removal records of the wrong size: (queue, tag).
+  std::vector<std::pair<uint32_t, char>> corrupt_markers;
   // Queues, checkpoints, removal markers.
   {
     std::unique_ptr<rocksdb::Iterator> it(
@@ -307,8 +411,10 @@ absl::Status StoreImpl::Init() {
         state.id.endpoint_id.assign(val.data() + 1, val.size() - 1);
       } else if (tag == f::kCheckpointTag || tag == f::kRemovedTag) {
         if (val.size() != 8) {
-          return absl::DataLossError(
-              absl::StrCat("queue ", q, ": checkpoint record is corrupt"));
+          // Checked after the reference scan (a missing checkpoint
+          // re-delivers from the removal marker: at-least-once).
+          corrupt_markers.emplace_back(q, tag);
+          continue;
         }
         (tag == f::kCheckpointTag ? state.checkpoint : state.removed_through) =
             f::GetBe64(val.data());
@@ -329,22 +435,47 @@ absl::Status StoreImpl::Init() {
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       rocksdb::Slice key = it->key();
       f::RefValue ref;
-      if (key.size() != f::kRefKeySize ||
-          !ref.Decode({it->value().data(), it->value().size()})) {
-        return absl::DataLossError("a reference record is corrupt");
+      if (key.size() != f::kRefKeySize) {
+        return absl::DataLossError("a reference key is corrupt");
       }
       uint32_t q = f::GetBe32(key.data());
       if (q >= queues_.size()) {
         return absl::DataLossError(
             absl::StrCat("reference for unknown queue handle ", q));
       }
-      queues_[q].tail = std::max(queues_[q].tail, f::GetBe64(key.data() + 4));
-      min_expiry_hint_ = std::min(min_expiry_hint_, ref.expiry_us);
+      const uint64_t offset = f::GetBe64(key.data() + 4);
+      queues_[q].tail = std::max(queues_[q].tail, offset);
       stored_bytes_ += f::kRefBytes;
+      if (!ref.Decode({it->value().data(), it->value().size()})) {
+        // Skipped by reads and removed by cleanup.
+        QuarantineLocked(q, offset, "reference record is corrupt");
+        continue;
+      }
+      min_expiry_hint_ = std::min(min_expiry_hint_, ref.expiry_us);
     }
     EDGEROUTE_RETURN_IF_ERROR(IterStatus(it.get(), "reading references"));
   }
-  for (QueueState& state : queues_) {
+  for (const auto& [q, tag] : corrupt_markers) {
+    QuarantineLocked(q, 0,
+                     tag == f::kCheckpointTag
+                         ? "checkpoint record is corrupt; delivering again "
+                           "from the removal marker"
+                         : "removal marker is corrupt");
+  }
+  for (uint32_t qi = 0; qi < queues_.size(); ++qi) {
+    QueueState& state = queues_[qi];
+    // A checkpoint never passes the last offset appended, which is a
+    // stored reference or, once cleanup removed it, the removal marker
+    // (FORMAT.md). One that does is corrupt: deliver again from the marker.
+    if (state.checkpoint > std::max(state.tail, state.removed_through)) {
+      QuarantineLocked(qi, 0,
+                       absl::StrCat("checkpoint ", state.checkpoint,
+                                    " is beyond the last offset appended (",
+                                    std::max(state.tail, state.removed_through),
+                                    "), corrupt; delivering again from offset ",
+                                    state.removed_through + 1));
+      state.checkpoint = state.removed_through;
+    }
     state.tail =
         std::max({state.tail, state.checkpoint, state.removed_through});
     state.next_offset = state.tail + 1;
@@ -357,9 +488,14 @@ absl::Status StoreImpl::Init() {
         db_->NewIterator(rocksdb::ReadOptions(), payload_refs_cf_));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       f::PayloadRefsValue pr;
-      if (it->key().size() != 8 ||
-          !pr.Decode({it->value().data(), it->value().size()})) {
-        return absl::DataLossError("a payload reference count is corrupt");
+      if (it->key().size() != 8) {
+        return absl::DataLossError("a payload reference count key is corrupt");
+      }
+      if (!pr.Decode({it->value().data(), it->value().size()})) {
+        const uint64_t seq = f::GetBe64(it->key().data());
+        next_seq_ = std::max(next_seq_, seq + 1);
+        QuarantineLocked(kNoQueue, seq, "reference count record is corrupt");
+        continue;
       }
       next_seq_ = std::max(next_seq_, f::GetBe64(it->key().data()) + 1);
       stored_bytes_ += pr.size + f::kPayloadOverheadBytes;
@@ -413,14 +549,34 @@ std::vector<QueueId> StoreImpl::ListQueues() const {
 }
 
 absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
+  if (!reserve_->held()) {
+    // The disk filled up: appends wait until the reserve is back, so that
+    // the space it holds stays free for what frees space.
+    absl::Status reserved = reserve_->Acquire();
+    if (!reserved.ok() && MayFreeSpace()) {
+      // Delivered or expired messages: cleanup and the compaction of what
+      // it deleted give their space back now rather than at the next
+      // background cleanup.
+      std::lock_guard<std::mutex> cleanup_lock(cleanup_mu_);
+      if (!CleanupLocked(/*force_compaction=*/true).ok()) {
+        CountError(kCleanupOp);
+      }
+      reserved = reserve_->Acquire();
+    }
+    if (!reserved.ok()) {
+      CountError(kAppendOp);
+      return MarkStoreError(absl::ResourceExhaustedError(absl::StrCat(
+          "disk full: no space left on device for the store's ",
+          options_.reserve_bytes, " byte reserve (", reserved.message(), ")")));
+    }
+  }
   Writer w(batch);
   std::unique_lock<std::mutex> lock(mu_);
   if (closed_) return absl::FailedPreconditionError("store is closed");
   writers_.push_back(&w);
   while (!w.done && writers_.front() != &w) w.cv.wait(lock);
-  if (w.done) return w.status;
-  LeadGroup(&w, lock);
-  return w.status;
+  if (!w.done) LeadGroup(&w, lock);
+  return MarkStoreError(std::move(w.status));
 }
 
 void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
@@ -548,20 +704,13 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
 
   absl::Status status;
   if (wb.Count() > 0) {
-    bool resume = needs_resume_;
     lock.unlock();
-    rocksdb::Status s;
-    {
-      std::lock_guard<std::mutex> write_lock(write_mu_);
-      if (resume) s = db_->Resume();
-      if (s.ok()) s = db_->Write(AppendWriteOptions(), &wb);
-    }
+    rocksdb::Status s =
+        Write(AppendWriteOptions(), &wb, /*may_use_reserve=*/false);
     lock.lock();
     if (!s.ok()) {
       status = RocksDbToStatus(s, "appending to the store");
-      needs_resume_ = true;
-    } else {
-      needs_resume_ = false;
+      CountError(kAppendOp);
     }
   }
   // Do not keep a huge buffer alive after an exceptionally large group.
@@ -601,12 +750,35 @@ void StoreImpl::MakeRoom(uint64_t needed, std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   {
     std::lock_guard<std::mutex> cleanup_lock(cleanup_mu_);
-    if (may_free) CleanupLocked(/*force_compaction=*/false).IgnoreError();
-    if (options_.full_policy == FullPolicy::kDropOldest) {
-      DropOldestLocked(needed).IgnoreError();
+    if (may_free && !CleanupLocked(/*force_compaction=*/false).ok()) {
+      CountError(kCleanupOp);
+    }
+    if (options_.full_policy == FullPolicy::kDropOldest &&
+        !DropOldestLocked(needed).ok()) {
+      CountError(kCleanupOp);
     }
   }
   lock.lock();
+}
+
+bool StoreImpl::QuarantineLocked(uint32_t queue, uint64_t offset,
+                                 absl::string_view what) {
+  if (!quarantined_.emplace(queue, offset).second) return false;
+  ++quarantined_count_;
+  std::string where;
+  if (queue == kNoQueue) {
+    where = absl::StrCat("payload ", offset);
+  } else if (queue < queues_.size()) {
+    where = absl::StrCat("queue '", queues_[queue].id.endpoint_id,
+                         "' priority ", queues_[queue].id.priority);
+    if (offset != 0) absl::StrAppend(&where, " offset ", offset);
+  } else {
+    where = absl::StrCat("queue handle ", queue, " offset ", offset);
+  }
+  std::fprintf(stderr, "edgeroute store %s: quarantined %s: %s\n",
+               options_.directory.c_str(), where.c_str(),
+               std::string(what).c_str());
+  return true;
 }
 
 absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
@@ -635,7 +807,6 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
   ro.snapshot = snapshot;
   f::RefKey upper(queue, tail + 1);
   rocksdb::Slice upper_slice = ToSlice(upper.view());
-  ro.iterate_upper_bound = &upper_slice;
   const int64_t now = options_.clock->NowMicros();
   // Expired references at the start of the range (nothing live before
   // them): counted once and skipped by later reads.
@@ -644,78 +815,122 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
   // them in the middle of a queue): counted once each below.
   std::vector<uint64_t> expired_skipped;
   const bool may_count = from_checkpoint;
-  std::vector<uint64_t> seqs;
+  // Corrupt records met by this read (offset, what is wrong): quarantined
+  // below, never returned.
+  std::vector<std::pair<uint64_t, std::string>> corrupt;
   absl::Status status;
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, refs_cf_));
-    f::RefKey start(queue, after + 1);
-    for (it->Seek(ToSlice(start.view())); it->Valid() && out->size() < max;
-         it->Next()) {
-      const uint64_t offset = f::GetBe64(it->key().data() + 4);
-      f::RefValue ref;
-      if (!ref.Decode({it->value().data(), it->value().size()})) {
-        status = absl::DataLossError(
-            absl::StrCat("queue '", id.endpoint_id, "' priority ", id.priority,
-                         " offset ", offset, ": reference record is corrupt"));
-        break;
+  std::vector<uint64_t> seqs;
+  std::vector<bool> keep;
+  // One pass reads up to `max` references from `after`. A pass that skipped
+  // corrupt records and stopped at its limit runs again from where it
+  // stopped, so corrupt records never make a read come back short (the
+  // router takes a short read for "nothing more").
+  for (;;) {
+    const size_t first_new = out->size();
+    const size_t corrupt_before = corrupt.size();
+    bool hit_limit = false;
+    uint64_t last_scanned = after;
+    seqs.clear();
+    {
+      ro.iterate_upper_bound = &upper_slice;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, refs_cf_));
+      f::RefKey start(queue, after + 1);
+      for (it->Seek(ToSlice(start.view())); it->Valid(); it->Next()) {
+        if (out->size() >= max) {
+          hit_limit = true;
+          break;
+        }
+        const uint64_t offset = f::GetBe64(it->key().data() + 4);
+        last_scanned = offset;
+        f::RefValue ref;
+        if (!ref.Decode({it->value().data(), it->value().size()})) {
+          corrupt.emplace_back(offset, "reference record is corrupt");
+          continue;
+        }
+        if (ref.expiry_us <= now) {
+          if (may_count && out->empty()) expired_prefix.push_back(offset);
+          expired_skipped.push_back(offset);
+          continue;
+        }
+        StoredMessage m;
+        m.offset = offset;
+        m.enqueue_time_us = ref.enqueue_us;
+        m.expiry_us = ref.expiry_us;
+        out->push_back(std::move(m));
+        seqs.push_back(ref.payload_seq);
       }
-      if (ref.expiry_us <= now) {
-        if (may_count && out->empty()) expired_prefix.push_back(offset);
-        expired_skipped.push_back(offset);
-        continue;
+      if (!it->status().ok()) {
+        status = RocksDbToStatus(
+            it->status(), absl::StrCat("reading queue '", id.endpoint_id, "'"));
       }
-      StoredMessage m;
-      m.offset = offset;
-      m.enqueue_time_us = ref.enqueue_us;
-      m.expiry_us = ref.expiry_us;
-      out->push_back(std::move(m));
-      seqs.push_back(ref.payload_seq);
     }
-    if (status.ok() && !it->status().ok()) {
-      status = RocksDbToStatus(
-          it->status(), absl::StrCat("reading queue '", id.endpoint_id, "'"));
-    }
-  }
-  if (status.ok() && !seqs.empty()) {
-    std::vector<f::SeqKey> keys;
-    keys.reserve(seqs.size());
-    std::vector<rocksdb::Slice> slices;
-    slices.reserve(seqs.size());
-    for (uint64_t seq : seqs) {
-      keys.emplace_back(seq);
-      slices.push_back(ToSlice(keys.back().view()));
-    }
-    std::vector<rocksdb::PinnableSlice> values(seqs.size());
-    std::vector<rocksdb::Status> statuses(seqs.size());
-    ro.iterate_upper_bound = nullptr;
-    db_->MultiGet(ro, payloads_cf_, seqs.size(), slices.data(), values.data(),
-                  statuses.data(), /*sorted_input=*/false);
-    for (size_t i = 0; i < seqs.size() && status.ok(); ++i) {
-      StoredMessage& m = (*out)[i];
-      // Built only on failure: no per-message allocation on success.
-      auto where = [&] {
-        return absl::StrCat("queue '", id.endpoint_id, "' priority ",
-                            id.priority, " offset ", m.offset, ": payload ",
-                            seqs[i]);
-      };
-      if (statuses[i].IsNotFound()) {
-        status = absl::DataLossError(absl::StrCat(where(), " is missing"));
-      } else if (!statuses[i].ok()) {
-        status = RocksDbToStatus(statuses[i], where());
-      } else {
-        m.bytes.assign(values[i].data(), values[i].size());
-        absl::StatusOr<MessageView> view = MessageView::Verify(
-            {reinterpret_cast<const uint8_t*>(m.bytes.data()), m.bytes.size()});
-        if (!view.ok()) {
-          status = absl::DataLossError(absl::StrCat(
-              where(), " is not a valid message: ", view.status().message()));
+    if (status.ok() && !seqs.empty()) {
+      std::vector<f::SeqKey> keys;
+      keys.reserve(seqs.size());
+      std::vector<rocksdb::Slice> slices;
+      slices.reserve(seqs.size());
+      for (uint64_t seq : seqs) {
+        keys.emplace_back(seq);
+        slices.push_back(ToSlice(keys.back().view()));
+      }
+      std::vector<rocksdb::PinnableSlice> values(seqs.size());
+      std::vector<rocksdb::Status> statuses(seqs.size());
+      ro.iterate_upper_bound = nullptr;
+      db_->MultiGet(ro, payloads_cf_, seqs.size(), slices.data(), values.data(),
+                    statuses.data(), /*sorted_input=*/false);
+      keep.assign(seqs.size(), true);
+      for (size_t i = 0; i < seqs.size() && status.ok(); ++i) {
+        StoredMessage& m = (*out)[first_new + i];
+        if (statuses[i].IsNotFound()) {
+          corrupt.emplace_back(
+              m.offset, absl::StrCat("payload ", seqs[i], " is missing"));
+          keep[i] = false;
+        } else if (statuses[i].IsCorruption()) {
+          corrupt.emplace_back(m.offset, absl::StrCat("payload ", seqs[i], ": ",
+                                                      statuses[i].ToString()));
+          keep[i] = false;
+        } else if (!statuses[i].ok()) {
+          status = RocksDbToStatus(
+              statuses[i], absl::StrCat("queue '", id.endpoint_id, "' offset ",
+                                        m.offset, ": payload ", seqs[i]));
+        } else {
+          m.bytes.assign(values[i].data(), values[i].size());
+          absl::StatusOr<MessageView> view = MessageView::Verify(
+              {reinterpret_cast<const uint8_t*>(m.bytes.data()),
+               m.bytes.size()});
+          if (!view.ok()) {
+            corrupt.emplace_back(
+                m.offset,
+                absl::StrCat("payload ", seqs[i], " is not a valid message: ",
+                             view.status().message()));
+            keep[i] = false;
+          }
         }
       }
+      if (corrupt.size() > corrupt_before) {
+        size_t kept = first_new;
+        for (size_t i = 0; i < seqs.size(); ++i) {
+          if (!keep[i]) continue;
+          if (kept != first_new + i)
+            (*out)[kept] = std::move((*out)[first_new + i]);
+          ++kept;
+        }
+        out->resize(kept);
+      }
     }
+    if (!status.ok() || corrupt.size() == corrupt_before || !hit_limit) break;
+    after = last_scanned;
   }
   db_->ReleaseSnapshot(snapshot);
+  if (!corrupt.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [offset, what] : corrupt) {
+      QuarantineLocked(queue, offset, what);
+    }
+  }
   if (!status.ok()) {
     out->clear();
+    CountError(kReadOp);
     return status;
   }
   if (!expired_skipped.empty()) {
@@ -756,7 +971,10 @@ absl::Status StoreImpl::Checkpoint(uint32_t queue, uint64_t offset) {
   rocksdb::Status s =
       Put(rocksdb::WriteOptions(), meta_cf_,
           f::QueueMetaKey(f::kCheckpointTag, queue), f::Be64String(offset));
-  if (!s.ok()) return RocksDbToStatus(s, "writing a checkpoint");
+  if (!s.ok()) {
+    CountError(kCheckpointOp);
+    return RocksDbToStatus(s, "writing a checkpoint");
+  }
   std::lock_guard<std::mutex> lock(mu_);
   queues_[queue].checkpoint = std::max(queues_[queue].checkpoint, offset);
   checkpoint_moved_ = true;
@@ -788,7 +1006,7 @@ absl::Status StoreImpl::RemoveRefs(
   std::map<uint64_t, uint32_t> decrements;
   for (const auto& [offset, seq] : refs) {
     (void)offset;
-    ++decrements[seq];
+    if (seq != kUnknownSeq) ++decrements[seq];
   }
   uint64_t freed = refs.size() * f::kRefBytes;
   uint64_t payloads_deleted = 0;
@@ -802,8 +1020,11 @@ absl::Status StoreImpl::RemoveRefs(
     if (s.IsNotFound()) continue;  // Already gone: nothing to free.
     if (!s.ok()) return RocksDbToStatus(s, "reading a reference count");
     if (!pr.Decode(value)) {
-      return absl::DataLossError(
-          absl::StrCat("reference count of payload ", seq, " is corrupt"));
+      // Left alone (other queues may still read the payload); `edgeroute
+      // store repair` recounts it.
+      std::lock_guard<std::mutex> lock(mu_);
+      QuarantineLocked(kNoQueue, seq, "reference count record is corrupt");
+      continue;
     }
     if (pr.refs <= dec) {
       wb.Delete(payloads_cf_, ToSlice(key.view()));
@@ -831,6 +1052,8 @@ absl::Status StoreImpl::RemoveRefs(
   std::lock_guard<std::mutex> lock(mu_);
   QueueState& q = queues_[queue];
   q.removed_through = std::max(q.removed_through, prefix_through);
+  quarantined_.erase(quarantined_.lower_bound({queue, 1}),
+                     quarantined_.upper_bound({queue, q.removed_through}));
   stored_bytes_ -= std::min(stored_bytes_, freed);
   payload_count_ -= std::min(payload_count_, payloads_deleted);
   expired_ += newly_expired;
@@ -866,10 +1089,15 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
     for (it->Seek(ToSlice(start.view())); it->Valid(); it->Next()) {
       const uint64_t offset = f::GetBe64(it->key().data() + 4);
       f::RefValue ref;
-      if (!ref.Decode({it->value().data(), it->value().size()})) {
-        return absl::DataLossError(
-            absl::StrCat("queue '", q.id.endpoint_id, "' offset ", offset,
-                         ": reference record is corrupt"));
+      // A corrupt reference cannot be delivered: it is removed like an
+      // expired one (its payload, unknown, is left to `store repair`).
+      const bool corrupt =
+          !ref.Decode({it->value().data(), it->value().size()});
+      if (corrupt) {
+        std::lock_guard<std::mutex> lock(mu_);
+        QuarantineLocked(qi, offset, "reference record is corrupt");
+        ref.payload_seq = kUnknownSeq;
+        ref.expiry_us = now;
       }
       const bool delivered = offset <= q.checkpoint;
       const bool expired = ref.expiry_us <= now;
@@ -878,8 +1106,9 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
         min_expiry = std::min(min_expiry, ref.expiry_us);
         continue;
       }
-      if (!delivered &&
-          offset > std::max(q.expired_skip_through, q.expired_counted_through)) {
+      if (!delivered && !corrupt &&
+          offset >
+              std::max(q.expired_skip_through, q.expired_counted_through)) {
         ++newly_expired;
       }
       refs.emplace_back(offset, ref.payload_seq);
@@ -954,7 +1183,9 @@ absl::Status StoreImpl::DropOldestLocked(uint64_t needed) {
         const uint64_t offset = f::GetBe64(it->key().data() + 4);
         if (offset > q.tail) break;
         if (!ref.Decode({it->value().data(), it->value().size()})) {
-          return absl::DataLossError("a reference record is corrupt");
+          std::lock_guard<std::mutex> lock(mu_);
+          QuarantineLocked(qi, offset, "reference record is corrupt");
+          ref.payload_seq = kUnknownSeq;
         }
         refs.emplace_back(offset, ref.payload_seq);
         if (offset > q.checkpoint) ++dropped;
@@ -971,8 +1202,17 @@ absl::Status StoreImpl::DropOldestLocked(uint64_t needed) {
 
 absl::Status StoreImpl::CompactLocked() {
   rocksdb::FlushOptions fo;
-  rocksdb::Status s = db_->Flush(fo, cfs_);
-  if (!s.ok()) return RocksDbToStatus(s, "flushing before compaction");
+  rocksdb::Status s = ResumeIfNeeded();
+  if (s.ok()) s = db_->Flush(fo, cfs_);
+  if (s.IsNoSpace() && reserve_->Release()) {
+    NoteFailedBackgroundWrite();
+    s = ResumeIfNeeded();
+    if (s.ok()) s = db_->Flush(fo, cfs_);
+  }
+  if (!s.ok()) {
+    NoteFailedBackgroundWrite();
+    return RocksDbToStatus(s, "flushing before compaction");
+  }
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction =
       rocksdb::BottommostLevelCompaction::kForceOptimized;
@@ -981,14 +1221,20 @@ absl::Status StoreImpl::CompactLocked() {
     rocksdb::Slice a = ToSlice(from.view()), b = ToSlice(to.view());
     for (rocksdb::ColumnFamilyHandle* cf : {payloads_cf_, payload_refs_cf_}) {
       s = db_->CompactRange(co, cf, &a, &b);
-      if (!s.ok()) return RocksDbToStatus(s, "compacting payloads");
+      if (!s.ok()) {
+        NoteFailedBackgroundWrite();
+        return RocksDbToStatus(s, "compacting payloads");
+      }
     }
   }
   if (dirty_queue_min_ <= dirty_queue_max_) {
     f::RefKey from(dirty_queue_min_, 0), to(dirty_queue_max_ + 1, 0);
     rocksdb::Slice a = ToSlice(from.view()), b = ToSlice(to.view());
     s = db_->CompactRange(co, refs_cf_, &a, &b);
-    if (!s.ok()) return RocksDbToStatus(s, "compacting references");
+    if (!s.ok()) {
+      NoteFailedBackgroundWrite();
+      return RocksDbToStatus(s, "compacting references");
+    }
   }
   freed_since_compaction_ = 0;
   dirty_seq_min_ = UINT64_MAX;
@@ -1000,7 +1246,11 @@ absl::Status StoreImpl::CompactLocked() {
 
 absl::Status StoreImpl::RunCleanup(bool force_compaction) {
   std::lock_guard<std::mutex> lock(cleanup_mu_);
-  return CleanupLocked(force_compaction);
+  absl::Status status = CleanupLocked(force_compaction);
+  if (!status.ok() && status.code() != absl::StatusCode::kFailedPrecondition) {
+    CountError(kCleanupOp);
+  }
+  return status;
 }
 
 void StoreImpl::BackgroundLoop() {
@@ -1026,6 +1276,13 @@ Store::Stats StoreImpl::GetStats() const {
     stats.expired = expired_;
     stats.dropped_full = dropped_full_;
     stats.rejected_full = rejected_full_;
+    stats.quarantined = quarantined_count_;
+    // Relaxed: plain counters.
+    stats.append_errors = errors_[kAppendOp].load(std::memory_order_relaxed);
+    stats.read_errors = errors_[kReadOp].load(std::memory_order_relaxed);
+    stats.checkpoint_errors =
+        errors_[kCheckpointOp].load(std::memory_order_relaxed);
+    stats.cleanup_errors = errors_[kCleanupOp].load(std::memory_order_relaxed);
     if (closed_) return stats;
   }
   for (uint32_t qi = 0; qi < queues.size(); ++qi) {
@@ -1087,6 +1344,10 @@ absl::Status StoreImpl::Close() {
 }
 
 }  // namespace
+
+bool IsStoreError(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kStoreErrorPayload).has_value();
+}
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(
     const StoreOptions& options) {

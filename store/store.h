@@ -85,16 +85,24 @@ struct StoredMessage {
 
 // The store. Thread-safety: every method may be called concurrently from any
 // thread, except Close() and destruction, which must not race other calls.
+// Full disk: a failed write (ENOSPC, an I/O error) does not need a restart;
+// every write path resumes the database first, and a disk reserve
+// (StoreOptions::reserve_bytes) lets checkpoints and cleanup free space on
+// a disk the store filled itself.
 // Ordering: the offsets of one queue are assigned in commit order; a
 // message is visible to Read only after its Append returned (or is about to
 // return) OK.
 class Store {
  public:
   // Opens or creates the store in options.directory and recovers every
-  // queue (head, tail, checkpoint). Errors: InvalidArgument (bad options),
-  // DataLoss (corrupt files, with the RocksDB message naming them),
-  // FailedPrecondition (an unknown format version), Unavailable (locked by
-  // another process, I/O errors).
+  // queue (head, tail, checkpoint). A directory that exists, is not empty
+  // and has no EDGEROUTE-STORE marker is refused unless it holds a store of
+  // an earlier edgeroute (FORMAT.md, "Directory"). Corrupt records are
+  // quarantined (see Read), not errors. Errors: InvalidArgument (bad
+  // options), DataLoss (RocksDB cannot open the database; the message names
+  // the damage and `edgeroute store repair`), FailedPrecondition (not an
+  // edgeroute store, or an unknown format version), PermissionDenied,
+  // Unavailable (locked by another process, I/O errors).
   static absl::StatusOr<std::unique_ptr<Store>> Open(
       const StoreOptions& options);
 
@@ -120,9 +128,13 @@ class Store {
 
   // Replaces *out with up to `max` unexpired messages that follow the
   // queue's checkpoint, in offset order. Expired references are skipped and
-  // counted (Stats::expired), never returned. Errors: InvalidArgument
-  // (unknown queue), DataLoss (a reference or payload is corrupt or missing;
-  // the message names queue, offset and payload).
+  // counted (Stats::expired), never returned. A corrupt record (a reference
+  // that does not decode, a payload that is missing, fails its checksum or
+  // does not verify as a message) is quarantined: logged on stderr with
+  // queue and offset, counted once (Stats::quarantined) and skipped, so the
+  // queue moves on; cleanup removes it once the checkpoint passes it.
+  // Errors: InvalidArgument (unknown queue), Unavailable/DataLoss (the
+  // database could not be read; counted in Stats::read_errors).
   virtual absl::Status Read(uint32_t queue, size_t max,
                             std::vector<StoredMessage>* out) = 0;
 
@@ -154,7 +166,8 @@ class Store {
   };
   struct Stats {
     std::vector<QueueStats> queues;
-    // Size of every file in the directory.
+    // Size of every file in the directory except the disk reserve
+    // (StoreOptions::reserve_bytes).
     uint64_t bytes_on_disk = 0;
     // Bytes counted against max_bytes.
     uint64_t stored_bytes = 0;
@@ -166,6 +179,16 @@ class Store {
     uint64_t expired = 0;
     uint64_t dropped_full = 0;
     uint64_t rejected_full = 0;
+    // Corrupt records skipped (references, payloads, reference counts and
+    // checkpoints; each counted once per Open).
+    uint64_t quarantined = 0;
+    // Failed operations since Open, by kind: appends that failed for a
+    // reason other than the size limit (a full disk, an I/O error), reads,
+    // checkpoint writes, and cleanup runs (including drop-oldest).
+    uint64_t append_errors = 0;
+    uint64_t read_errors = 0;
+    uint64_t checkpoint_errors = 0;
+    uint64_t cleanup_errors = 0;
     // Bytes RocksDB wrote to files since Open (write-ahead log, flushes,
     // compactions): the numerator of write amplification.
     uint64_t bytes_written_to_disk = 0;
@@ -188,12 +211,33 @@ class Store {
   Store() = default;
 };
 
+// True when `status` is an error that Store::Append returned (callers such
+// as the router pass it on unchanged): ResourceExhausted = the store is full
+// (its size limit or the disk), anything else = the store failed. Lets a
+// gateway answer "store full" / "store unavailable" instead of its own
+// errors.
+bool IsStoreError(const absl::Status& status);
+
 // A human-readable report of the store in `directory` (queues, depths,
 // checkpoints, oldest message age, bytes on disk), for
 // `edgeroute store inspect DIR`. Opens the store read-only, so it works while
 // another process has it open. `clock` gives "now" for message ages.
 absl::StatusOr<std::string> InspectStore(const std::string& directory,
                                          Clock* clock = SystemClock());
+
+// Repairs the store in `directory` for `edgeroute store repair DIR`. No
+// process may have it open. Where RocksDB cannot open or read the database
+// (a damaged table file, MANIFEST or CURRENT) RocksDB's RepairDB rebuilds it
+// from what is readable first. Then every record is checked as Open and
+// Read check them: references that do not decode, point at a missing or
+// invalid payload or at an unknown queue are removed, payloads nobody
+// references are removed, reference counts are recounted, and corrupt
+// checkpoints are reset (re-delivering, never losing). Returns a report
+// (counts, and the first removed records with queue and offset).
+// Errors: FailedPrecondition (not an edgeroute store), Unavailable (locked
+// by another process, I/O errors), DataLoss (unreadable even after
+// RepairDB).
+absl::StatusOr<std::string> RepairStore(const std::string& directory);
 
 }  // namespace edgeroute::store
 

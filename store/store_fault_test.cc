@@ -94,9 +94,14 @@ TEST_P(StoreFaultTest, FullDiskGivesClearErrorAndStoreRecovers) {
     EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
     EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("space"));
     EXPECT_GT(fs->failures(), 0);
-    // Still full: still a clear error, never a crash.
-    s = AppendOne(store, MakeMessage(n++, 3000), *q);
-    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    // Still full: still a clear error, never a crash -- and refused appends
+    // write nothing (no reserve rewritten per attempt).
+    const int64_t left = fs->budget();
+    for (int i = 0; i < 10; ++i) {
+      s = AppendOne(store, MakeMessage(n++, 3000), *q);
+      EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    }
+    EXPECT_EQ(fs->budget(), left);
     // Readable while full.
     EXPECT_EQ(ReadAll(store, *q), acknowledged);
 
@@ -117,6 +122,106 @@ TEST_P(StoreFaultTest, FullDiskGivesClearErrorAndStoreRecovers) {
   ASSERT_TRUE(store.ok()) << store.status();
   std::vector<int> expected(acknowledged.begin() + 3, acknowledged.end());
   EXPECT_EQ(ReadAll(store->get(), 0), expected);
+}
+
+// Every write path -- checkpoint and cleanup as well as append -- resumes
+// the database once space returns, in whatever order the calls come.
+TEST_P(StoreFaultTest, CheckpointAndCleanupRecoverAfterFullDisk) {
+  auto fs = std::make_shared<FaultFileSystem>();
+  std::unique_ptr<rocksdb::Env> env = NewFaultEnv(fs);
+  FakeClock clock;
+  StoreOptions options;
+  options.directory =
+      TestDir(absl::StrCat("enospc_paths", static_cast<int>(GetParam())));
+  options.durability = GetParam();
+  options.clock = &clock;
+  options.cleanup_interval_ms = 0;
+  options.env = env.get();
+  absl::StatusOr<std::unique_ptr<Store>> opened = Store::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Store* store = opened->get();
+  absl::StatusOr<uint32_t> q = store->OpenQueue({"q", 0});
+  ASSERT_TRUE(q.ok());
+  std::vector<int> expected;
+  for (int n = 0; n < 20; ++n) {
+    ASSERT_TRUE(AppendOne(store, MakeMessage(n, 3000), *q).ok());
+    if (n >= 10) expected.push_back(n);
+  }
+  ASSERT_TRUE(store->Checkpoint(*q, 5).ok());
+
+  fs->SetBudget(0);  // The disk is full.
+  EXPECT_EQ(AppendOne(store, MakeMessage(99, 3000), *q).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(store->Checkpoint(*q, 8).ok());
+  EXPECT_FALSE(store->RunCleanup(/*force_compaction=*/true).ok());
+  Store::Stats stats = store->GetStats();
+  EXPECT_GE(stats.append_errors, 1u);
+  EXPECT_GE(stats.checkpoint_errors, 1u);
+  EXPECT_GE(stats.cleanup_errors, 1u);
+
+  // Space returns. No append comes first: the checkpoint and the cleanup
+  // must resume the database themselves.
+  fs->SetBudget(-1);
+  absl::Status s = store->Checkpoint(*q, 10);
+  ASSERT_TRUE(s.ok()) << s;
+  s = store->RunCleanup(/*force_compaction=*/true);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(store->GetStats().queues[0].head, 11u);
+  EXPECT_EQ(ReadAll(store, *q), expected);
+  ASSERT_TRUE(AppendOne(store, MakeMessage(20, 3000), *q).ok());
+  expected.push_back(20);
+  EXPECT_EQ(ReadAll(store, *q), expected);
+}
+
+// The store fills the disk itself; a consumer then delivers everything and
+// the space the store's own cleanup frees (deleted files give their bytes
+// back) is enough for appends to go on -- no restart, nobody else freeing
+// anything. The reserve (StoreOptions::reserve_bytes) is what lets the
+// checkpoint and the cleanup write on a full disk.
+TEST_P(StoreFaultTest, SpaceTheStoreFreesItselfLetsAppendsResume) {
+  auto fs = std::make_shared<FaultFileSystem>();
+  fs->SetDeletesFreeSpace(true);
+  std::unique_ptr<rocksdb::Env> env = NewFaultEnv(fs);
+  FakeClock clock;
+  StoreOptions options;
+  options.directory =
+      TestDir(absl::StrCat("enospc_self", static_cast<int>(GetParam())));
+  options.durability = GetParam();
+  options.clock = &clock;
+  options.cleanup_interval_ms = 0;
+  options.write_buffer_bytes = 64 << 10;  // Flushes (and frees logs) often.
+  options.reserve_bytes = 256 << 10;
+  options.env = env.get();
+  fs->SetBudget(1 << 20);  // A 1 MiB disk.
+  absl::StatusOr<std::unique_ptr<Store>> opened = Store::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Store* store = opened->get();
+  absl::StatusOr<uint32_t> q = store->OpenQueue({"q", 0});
+  ASSERT_TRUE(q.ok());
+  int n = 0;
+  absl::Status s;
+  for (; n < 10000; ++n) {
+    s = AppendOne(store, MakeMessage(n, 4000), *q);
+    if (!s.ok()) break;
+  }
+  ASSERT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  const int filled = n;
+  ASSERT_GT(filled, 10);
+  // Deliver everything, then let cleanup delete and compact.
+  std::vector<int> all = ReadAll(store, *q);
+  ASSERT_EQ(all.size(), static_cast<size_t>(filled));
+  s = store->Checkpoint(*q, filled);
+  ASSERT_TRUE(s.ok()) << s;
+  // No RunCleanup: the refused append runs the cleanup itself. A good part
+  // as much again fits (RocksDB's own files -- info log, MANIFEST -- grew
+  // meanwhile).
+  const int again = filled / 4;
+  for (int i = 0; i < again; ++i) {
+    s = AppendOne(store, MakeMessage(100000 + i, 4000), *q);
+    ASSERT_TRUE(s.ok()) << i << " of " << again << ": " << s << " (budget "
+                        << fs->budget() << ")";
+  }
+  EXPECT_EQ(ReadAll(store, *q).size(), static_cast<size_t>(again));
 }
 
 // Space runs out during open (a brand-new store cannot be created).

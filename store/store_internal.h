@@ -9,7 +9,7 @@
 namespace edgeroute::store::internal {
 
 // Sum of the sizes of the regular files directly in `directory` (a RocksDB
-// directory is flat); 0 if it cannot be listed.
+// directory is flat) except the disk reserve; 0 if it cannot be listed.
 uint64_t DirectoryBytes(const std::string& directory);
 
 }  // namespace edgeroute::store::internal

@@ -255,6 +255,7 @@ TEST_F(StoreTest, CleanupRemovesExpiredBehindLiveHead) {
 }
 
 TEST_F(StoreTest, DirectorySizeFallsAfterExpiryAndCleanup) {
+  options_.reserve_bytes = 0;  // Only what the data takes.
   auto store = OpenStore();
   uint32_t a = Queue(store.get(), "a"), b = Queue(store.get(), "b", 1);
   std::vector<std::string> messages;
@@ -421,6 +422,68 @@ TEST_F(StoreTest, CorruptFileIsDataLoss) {
     status = (*store)->Read(0, 1000, &out);
   }
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+TEST_F(StoreTest, ADirectoryThatIsNotAStoreIsRefused) {
+  ASSERT_EQ(
+      std::system(("mkdir -p '" + options_.directory + "' && echo hi > '" +
+                   options_.directory + "/notes.txt'")
+                      .c_str()),
+      0);
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options_);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
+      << store.status();
+  EXPECT_THAT(std::string(store.status().message()),
+              HasSubstr("is not an edgeroute store"));
+  // Nothing was written into it.
+  EXPECT_FALSE(Exists(options_.directory + "/CURRENT"));
+  EXPECT_FALSE(Exists(options_.directory + "/EDGEROUTE-STORE"));
+}
+
+TEST_F(StoreTest, AForeignRocksDbIsRefused) {
+  {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, options_.directory, &db).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "k", "v").ok());
+    delete db;
+  }
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options_);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
+      << store.status();
+  // Its column families were left alone.
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(),
+                                              options_.directory, &names)
+                  .ok());
+  EXPECT_EQ(names, std::vector<std::string>{"default"});
+}
+
+TEST_F(StoreTest, EmptyDirectoryGetsTheMarkerAndEarlierStoresAreAdopted) {
+  ASSERT_EQ(std::system(("mkdir -p '" + options_.directory + "'").c_str()), 0);
+  {
+    auto store = OpenStore();
+    uint32_t q = Queue(store.get(), "q");
+    ASSERT_TRUE(AppendOne(store.get(), MakeMessage(7), {{q, -1}}).ok());
+    ASSERT_TRUE(store->Close().ok());
+  }
+  const std::string marker = options_.directory + "/EDGEROUTE-STORE";
+  ASSERT_TRUE(Exists(marker));
+  // A store made before the marker existed: recognised by its column
+  // families and format record, and marked.
+  ASSERT_EQ(std::remove(marker.c_str()), 0);
+  auto store = OpenStore();
+  EXPECT_TRUE(Exists(marker));
+  std::vector<StoredMessage> out;
+  ASSERT_TRUE(store->Read(0, 10, &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(MessageNumber(out[0]), 7);
 }
 
 TEST_F(StoreTest, UnknownFormatVersionIsRefused) {

@@ -1,11 +1,15 @@
 // edgeroute check: validates a deployment manifest like a compiler.
 
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "gateway/gateway.h"
 #include "query/manifest.h"
 #include "query/query.h"
 #include "tools/commands.h"
@@ -39,12 +43,39 @@ std::string TtlText(int64_t secs) {
 }  // namespace
 
 int CheckCommand(const CommandContext& ctx) {
+  // --store-max-bytes N (as `edgeroute run` takes it): check then says
+  // which store limit applies.
+  CommandContext common = ctx;
+  common.args.clear();
+  std::optional<uint64_t> flag_max_bytes;
+  for (size_t i = 0; i < ctx.args.size(); ++i) {
+    const std::string& arg = ctx.args[i];
+    if (arg != "--store-max-bytes" &&
+        !absl::StartsWith(arg, "--store-max-bytes=")) {
+      common.args.push_back(arg);
+      continue;
+    }
+    std::string value;
+    if (arg.size() > 17) {
+      value = arg.substr(18);
+    } else if (i + 1 < ctx.args.size()) {
+      value = ctx.args[++i];
+    }
+    uint64_t bytes = 0;
+    if (!absl::SimpleAtoi(value, &bytes)) {
+      *ctx.err << "edgeroute: --store-max-bytes wants a number of bytes (got '"
+               << value << "')\n";
+      return kExitUsage;
+    }
+    flag_max_bytes = bytes;
+  }
   CommonOptions options;
-  if (!ParseCommonOptions(ctx, /*allow_message=*/false, &options)) {
+  if (!ParseCommonOptions(common, /*allow_message=*/false, &options)) {
     return kExitUsage;
   }
   if (options.tsv || options.jsonl || options.positional.size() != 1) {
-    *ctx.err << "usage: edgeroute check MANIFEST.json [--device NAME]\n";
+    *ctx.err << "usage: edgeroute check MANIFEST.json [--device NAME] "
+                "[--store-max-bytes N]\n";
     return kExitUsage;
   }
   const std::string& path = options.positional[0];
@@ -77,11 +108,20 @@ int CheckCommand(const CommandContext& ctx) {
   *ctx.out << file << ": valid: schema " << config.schema_version << ", "
            << Plural(config.routes.size(), "route") << ", message TTL "
            << TtlText(config.ttl_secs);
-  if (config.max_size_bytes.has_value()) {
-    *ctx.out << ", store limit " << *config.max_size_bytes << " bytes";
-  }
   if (warnings > 0) *ctx.out << ", " << Plural(warnings, "warning");
   *ctx.out << "\n";
+  // The one rule `edgeroute run` applies (gateway::ChooseStoreLimit).
+  const gateway::StoreLimit limit =
+      gateway::ChooseStoreLimit(flag_max_bytes, config.max_size_bytes);
+  *ctx.out << "  store limit: "
+           << (limit.max_bytes == 0 ? std::string("none")
+                                    : absl::StrCat(limit.max_bytes, " bytes"))
+           << " (" << limit.source;
+  if (flag_max_bytes.has_value() && config.max_size_bytes.has_value()) {
+    *ctx.out << "; the manifest's " << *config.max_size_bytes
+             << " bytes do not apply";
+  }
+  *ctx.out << ")\n";
   const query::RouteSet& routes = *result->routes;
   for (size_t i = 0; i < routes.size(); ++i) {
     const query::RouteSet::RouteInfo& r = routes.route(i);

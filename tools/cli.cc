@@ -61,7 +61,17 @@ Usage:
       Report a store-and-forward directory: queues, depths, checkpoints,
       oldest message age, bytes on disk. Opens it read-only.
 
+  edgeroute store repair DIR
+      Repair a store that does not open or holds corrupt records (the
+      gateway must be stopped): where RocksDB cannot read the database it
+      is rebuilt from the readable files; references to missing or invalid
+      messages are removed, reference counts recounted, corrupt checkpoints
+      reset (messages are delivered again, never lost). Prints what it
+      removed, with queue and offset.
+
   edgeroute run --manifest M.json [--store DIR] [--device ID]
+                [--store-max-bytes N] [--store-full reject|drop_oldest]
+                [--durability process|power]
                 [--mqtt HOST:PORT ...] [--tls-cert PEM --tls-key PEM]
                 [--tls-client-ca PEM] [--identities FILE]
                 [--max-message-bytes N]
@@ -91,6 +101,15 @@ Usage:
       (default 10000); beyond it a client gets a "busy" answer (CONNACK 3,
       or Error Overloaded) and is closed. A connection must complete its
       CONNECT or Hello within 10 s.
+      --store-max-bytes bounds what the store holds (0 = no limit; default:
+      the manifest's storeLimits.maxSizeBytes, else no limit; edgeroute
+      check shows which applies). At the limit, or on a full disk,
+      --store-full reject (default) refuses new messages (clients get
+      "store full"; native TelemetryAck kStoreFull, MQTT no PUBACK) and
+      drop_oldest removes the oldest messages of the lowest priority.
+      --durability power fsyncs before acknowledging, so acknowledged
+      messages survive a power cut; process (default) survives a crash of
+      the gateway only.
       --metrics serves Prometheus text on http://HOST:PORT/metrics.
       --device is the edge device id (default edge-gateway): modules are
       {device}/{module}.
@@ -173,11 +192,54 @@ bool SplitHostPort(absl::string_view text, std::string* host, int* port) {
          *port <= 65535;
 }
 
+// --store-max-bytes N, --store-full reject|drop_oldest,
+// --durability process|power at ctx.args[*i].
+bool ParseStoreFlag(const CommandContext& ctx, size_t* i,
+                    gateway::GatewayOptions* options) {
+  const std::string& arg = ctx.args[*i];
+  std::string value;
+  if (IsFlag(arg, "--store-max-bytes")) {
+    uint64_t bytes = 0;
+    if (!FlagValue(ctx, "--store-max-bytes", i, &value)) return false;
+    if (!absl::SimpleAtoi(value, &bytes)) {
+      *ctx.err << "edgeroute: --store-max-bytes wants a number of bytes, 0 "
+                  "for no limit (got '"
+               << value << "')\n";
+      return false;
+    }
+    options->store_max_bytes = bytes;
+  } else if (IsFlag(arg, "--store-full")) {
+    if (!FlagValue(ctx, "--store-full", i, &value)) return false;
+    if (value == "reject") {
+      options->store_full_policy = store::FullPolicy::kReject;
+    } else if (value == "drop_oldest") {
+      options->store_full_policy = store::FullPolicy::kDropOldest;
+    } else {
+      *ctx.err << "edgeroute: --store-full wants reject or drop_oldest (got '"
+               << value << "')\n";
+      return false;
+    }
+  } else {
+    if (!FlagValue(ctx, "--durability", i, &value)) return false;
+    if (value == "process") {
+      options->store_durability = store::Durability::kProcess;
+    } else if (value == "power") {
+      options->store_durability = store::Durability::kPower;
+    } else {
+      *ctx.err << "edgeroute: --durability wants process or power (got '"
+               << value << "')\n";
+      return false;
+    }
+  }
+  return true;
+}
+
 int RunCommand(const CommandContext& ctx) {
   gateway::GatewayOptions options;
   bool tcp_listener = false;
   bool unix_listener = false;
   bool max_message_given = false;
+  bool store_flag_given = false;
   for (size_t i = 0; i < ctx.args.size(); ++i) {
     const std::string& arg = ctx.args[i];
     std::string value;
@@ -187,6 +249,10 @@ int RunCommand(const CommandContext& ctx) {
       }
     } else if (IsFlag(arg, "--store")) {
       if (!FlagValue(ctx, "--store", &i, &options.store_dir)) return kExitUsage;
+    } else if (IsFlag(arg, "--store-max-bytes") ||
+               IsFlag(arg, "--store-full") || IsFlag(arg, "--durability")) {
+      if (!ParseStoreFlag(ctx, &i, &options)) return kExitUsage;
+      store_flag_given = true;
     } else if (IsFlag(arg, "--device")) {
       if (!FlagValue(ctx, "--device", &i, &options.device_id)) {
         return kExitUsage;
@@ -295,6 +361,11 @@ int RunCommand(const CommandContext& ctx) {
   }
   if (options.manifest_path.empty()) {
     *ctx.err << "edgeroute: run needs --manifest M.json\n";
+    return kExitUsage;
+  }
+  if (store_flag_given && options.store_dir.empty()) {
+    *ctx.err << "edgeroute: --store-max-bytes, --store-full and --durability "
+                "apply to a store: add --store DIR\n";
     return kExitUsage;
   }
   if (unix_listener && !tcp_listener) options.tcp_port = -1;

@@ -111,6 +111,52 @@ TEST(Cli, RunAndDemoUsageErrors) {
   EXPECT_EQ(Edgeroute({"demo", "now"}).code, 2);
 }
 
+TEST(Cli, RunStoreFlagsAreChecked) {
+  CliRun r = Edgeroute(
+      {"run", "--manifest=m.json", "--store=d", "--store-full", "drop_newest"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("reject or drop_oldest"));
+  r = Edgeroute(
+      {"run", "--manifest=m.json", "--store=d", "--durability", "disk"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("process or power"));
+  r = Edgeroute(
+      {"run", "--manifest=m.json", "--store=d", "--store-max-bytes=-1"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--store-max-bytes wants a number"));
+  r = Edgeroute({"run", "--manifest=m.json", "--store-max-bytes", "1000"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("add --store DIR"));
+  // Valid flags get past the usage checks (the manifest is missing: 1).
+  r = Edgeroute({"run", "--manifest=no/such/m.json", "--store=d",
+                 "--store-max-bytes=1000", "--store-full=drop_oldest",
+                 "--durability=power", "--listen", "tcp:127.0.0.1:0"});
+  EXPECT_EQ(r.code, 1) << r.err;
+}
+
+TEST(Cli, CheckSaysWhichStoreLimitApplies) {
+  const std::string manifest =
+      "{\"schemaVersion\": \"1.1\", \"routes\": {}, "
+      "\"storeAndForwardConfiguration\": {\"timeToLiveSecs\": 60, "
+      "\"storeLimits\": {\"maxSizeBytes\": 4096}}}";
+  CliRun r = Edgeroute({"check", "-"}, manifest);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("store limit: 4096 bytes (manifest "
+                               "storeAndForwardConfiguration.storeLimits."
+                               "maxSizeBytes)"));
+  r = Edgeroute({"check", "-", "--store-max-bytes", "100"}, manifest);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("store limit: 100 bytes (--store-max-bytes; "
+                               "the manifest's 4096 bytes do not apply)"));
+  r = Edgeroute({"check", "-", "--store-max-bytes=x"}, manifest);
+  EXPECT_EQ(r.code, 2);
+  r = Edgeroute({"check", "-"},
+                "{\"schemaVersion\": \"1.1\", \"routes\": {}, "
+                "\"storeAndForwardConfiguration\": {\"timeToLiveSecs\": 60}}");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("store limit: none (no limit given)"));
+}
+
 TEST(Cli, RunReportsAMissingManifest) {
   // Past the usage checks, RunGateway fails before listening: exit 1.
   CliRun r = Edgeroute({"run", "--manifest", "no/such/manifest.json",
@@ -300,6 +346,14 @@ TEST(Cli, StoreInspect) {
   r = Edgeroute({"store", "inspect", dir + "/does-not-exist"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("edgeroute store inspect: "));
+  // repair: a healthy store has nothing to repair.
+  r = Edgeroute({"store", "repair", dir});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("0 references and 0 payloads removed"));
+  r = Edgeroute({"store", "repair", std::string(tmp)});  // Not a store.
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("is not an edgeroute store"));
+  EXPECT_EQ(Edgeroute({"store", "mend", dir}).code, 2);
 }
 
 }  // namespace

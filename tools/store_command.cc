@@ -1,4 +1,6 @@
 // edgeroute store inspect DIR: a report of a store-and-forward directory.
+// edgeroute store repair DIR: quarantine what is unreadable (store.h,
+// RepairStore) so that the store opens and every queue moves on.
 
 #include <iostream>
 #include <string>
@@ -9,13 +11,17 @@
 namespace edgeroute::tools {
 
 int StoreCommand(const CommandContext& ctx) {
-  if (ctx.args.size() != 2 || ctx.args[0] != "inspect") {
-    *ctx.err << "usage: edgeroute store inspect DIR\n";
+  if (ctx.args.size() != 2 ||
+      (ctx.args[0] != "inspect" && ctx.args[0] != "repair")) {
+    *ctx.err << "usage: edgeroute store inspect|repair DIR\n";
     return kExitUsage;
   }
-  absl::StatusOr<std::string> report = store::InspectStore(ctx.args[1]);
+  const std::string& verb = ctx.args[0];
+  absl::StatusOr<std::string> report = verb == "inspect"
+                                           ? store::InspectStore(ctx.args[1])
+                                           : store::RepairStore(ctx.args[1]);
   if (!report.ok()) {
-    *ctx.err << "edgeroute store inspect: " << report.status().message()
+    *ctx.err << "edgeroute store " << verb << ": " << report.status().message()
              << "\n";
     return kExitInvalid;
   }
