@@ -325,6 +325,7 @@ class GatewayImpl final : public ServerHooks {
     server_options.loop.max_frame_bytes = options_.max_frame_bytes;
     server_options.loop.max_send_queue_bytes = options_.max_send_queue_bytes;
     server_options.loop.max_connections = options_.max_connections;
+    server_options.ack_timeout = options_.ack_timeout;
     server_options.tcp_host = options_.tcp_host;
     server_options.tcp_port = options_.tcp_port;
     server_options.unix_path = options_.unix_path;
@@ -629,6 +630,8 @@ class GatewayImpl final : public ServerHooks {
     mqtt_options.loop.backend = options_.backend;
     mqtt_options.loop.max_send_queue_bytes = options_.max_send_queue_bytes;
     mqtt_options.loop.max_connections = options_.max_connections;
+    mqtt_options.session.ack_timeout_micros =
+        absl::ToInt64Microseconds(options_.ack_timeout);
     mqtt_options.listeners = options_.mqtt_listeners;
     mqtt_options.session.max_message_bytes = options_.max_message_bytes;
     // As for the native head: only a store makes admission wait.

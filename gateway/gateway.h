@@ -40,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "gateway/event_loop.h"
 #include "gateway/manifest_watcher.h"
 #include "gateway/mqtt/mqtt_server.h"
@@ -126,6 +127,10 @@ struct GatewayOptions {
   // connection gets the head's "busy" answer (Error{kOverloaded}, CONNACK 3)
   // and is closed.
   size_t max_connections = kDefaultMaxConnections;
+  // A delivery to a module (or "$upstream" subscriber) not acknowledged
+  // within this time goes back to its queue for a retry (edgeHub's 30 s);
+  // zero waits forever.
+  absl::Duration ack_timeout = absl::Seconds(30);
   int dispatch_workers = 2;
   // With a store, telemetry is admitted to the router on a thread of its
   // own, so that a store append never stalls the sockets; up to this many

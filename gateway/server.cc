@@ -61,6 +61,8 @@ struct Counters {
   std::atomic<uint64_t> slow_consumer_disconnects{0};
   std::atomic<uint64_t> hellos_not_authorized{0};
   std::atomic<uint64_t> hello_timeouts{0};
+  std::atomic<uint64_t> deliveries_timed_out{0};
+  std::atomic<uint64_t> late_acks{0};
 };
 
 void Bump(std::atomic<uint64_t>& counter, int64_t delta = 1) {
@@ -126,11 +128,17 @@ class ServerImpl final : public LoopHandler {
   ~ServerImpl() override { Stop(); }
 
   absl::Status Init() {
-    if (options_.hello_timeout > absl::ZeroDuration() &&
+    // Deadlines are checked every tick: a quarter of the shortest, at most
+    // a second.
+    absl::Duration shortest = absl::InfiniteDuration();
+    for (absl::Duration d : {options_.hello_timeout, options_.ack_timeout}) {
+      if (d > absl::ZeroDuration()) shortest = std::min(shortest, d);
+    }
+    if (shortest != absl::InfiniteDuration() &&
         options_.loop.tick_interval_ms == 0) {
       options_.loop.tick_interval_ms =
           static_cast<uint32_t>(std::clamp<int64_t>(
-              absl::ToInt64Milliseconds(options_.hello_timeout) / 4, 1, 1000));
+              absl::ToInt64Milliseconds(shortest) / 4, 1, 1000));
     }
     EDGEROUTE_ASSIGN_OR_RETURN(loop_, EventLoop::Create(options_.loop, this));
     if (options_.tcp_port >= 0) {
@@ -207,6 +215,8 @@ class ServerImpl final : public LoopHandler {
     s.slow_consumer_disconnects = get(counters_.slow_consumer_disconnects);
     s.hellos_not_authorized = get(counters_.hellos_not_authorized);
     s.hello_timeouts = get(counters_.hello_timeouts);
+    s.deliveries_timed_out = get(counters_.deliveries_timed_out);
+    s.late_acks = get(counters_.late_acks);
     s.connections_refused = loop_ != nullptr ? loop_->RefusedConnections() : 0;
     return s;
   }
@@ -230,6 +240,7 @@ class ServerImpl final : public LoopHandler {
   // in deadline order (one timeout for all), so only its front is looked at.
   void OnTick() override {
     const absl::Time now = absl::Now();
+    if (options_.ack_timeout > absl::ZeroDuration()) ExpireDeliveries(now);
     while (!awaiting_hello_.empty() && awaiting_hello_.front().second <= now) {
       const ConnectionId id = awaiting_hello_.front().first;
       awaiting_hello_.pop_front();
@@ -333,6 +344,7 @@ class ServerImpl final : public LoopHandler {
   struct Pending {
     OutboundBatch* batch;
     size_t index;
+    absl::Time sent;
   };
   struct Waiting {
     OutboundBatch* batch;
@@ -613,6 +625,12 @@ class ServerImpl final : public LoopHandler {
              DeliveryResult result) {
     auto it = s.unacked.find(delivery_id);
     if (it == s.unacked.end()) {
+      // A delivery given back after the ack timeout (or answered twice):
+      // it is no longer this connection's to answer.
+      if (delivery_id != 0 && delivery_id < s.next_delivery_id) {
+        Bump(counters_.late_acks);
+        return true;
+      }
       return Refuse(
           id, fb::ErrorCode::kProtocolViolation,
           absl::StrCat("Ack/Nack for unknown delivery ", delivery_id));
@@ -623,13 +641,48 @@ class ServerImpl final : public LoopHandler {
     pending.batch->Complete(pending.index, result);
     // Completing may have closed or replaced nothing on this loop; refill the
     // window from the waiting list.
+    SendWaiting(id, s);
+    return true;
+  }
+
+  void SendWaiting(ConnectionId id, Session& s) {
     while (!s.waiting.empty() &&
            s.unacked.size() < options_.max_unacked_deliveries) {
       const Waiting w = s.waiting.front();
       s.waiting.pop_front();
       if (!SendDeliver(id, s, *w.input, w.batch, w.index)) break;
     }
-    return true;
+  }
+
+  // Gives deliveries unacknowledged for ack_timeout back to the router for
+  // a retry (oldest first), so a silent client holds nothing forever.
+  void ExpireDeliveries(absl::Time now) {
+    for (auto& [id, s] : sessions_) {
+      if (s.unacked.empty()) continue;
+      std::vector<uint64_t> late;
+      for (const auto& [delivery_id, pending] : s.unacked) {
+        if (now - pending.sent >= options_.ack_timeout) {
+          late.push_back(delivery_id);
+        }
+      }
+      if (late.empty()) continue;
+      std::sort(late.begin(), late.end());
+      for (uint64_t delivery_id : late) {
+        auto it = s.unacked.find(delivery_id);
+        const Pending pending = it->second;
+        s.unacked.erase(it);
+        Bump(counters_.deliveries_timed_out);
+        pending.batch->Complete(pending.index, DeliveryResult::kRetry);
+      }
+      if (options_.log) {
+        options_.log(
+            absl::StrCat(late.size(), " deliveries to ", s.identity.device_id,
+                         "/", s.identity.module_id, " not acknowledged within ",
+                         absl::FormatDuration(options_.ack_timeout),
+                         "; they go back to their queues"));
+      }
+      SendWaiting(id, s);
+    }
   }
 
   // Sends one Deliver frame. Returns false if the connection is closing (the
@@ -643,7 +696,7 @@ class ServerImpl final : public LoopHandler {
     }
     const uint64_t delivery_id = s.next_delivery_id++;
     encoder_.Deliver(delivery_id, input, batch->message(index).bytes(), out);
-    s.unacked.emplace(delivery_id, Pending{batch, index});
+    s.unacked.emplace(delivery_id, Pending{batch, index, absl::Now()});
     Bump(counters_.deliveries_sent);
     // On overflow the loop closes the connection; OnClose completes the
     // message (now in `unacked`) with kRetry.
@@ -799,6 +852,12 @@ std::string Server::PrometheusText() const {
           s.hellos_not_authorized);
   counter("hello_timeouts_total", "Connections closed without a Hello in time.",
           s.hello_timeouts);
+  counter("deliveries_timed_out_total",
+          "Deliveries given back for a retry: no Ack within the ack timeout.",
+          s.deliveries_timed_out);
+  counter("late_acks_total",
+          "Acks for deliveries already given back (or answered twice).",
+          s.late_acks);
   counter("connections_refused_total",
           "Connections refused: connection limit, or no file descriptor.",
           s.connections_refused);

@@ -135,6 +135,12 @@ struct ServerOptions {
   // nothing cannot pile up. Checked every tick (LoopOptions::
   // tick_interval_ms, set to a quarter of this, at most 1 s, when 0).
   absl::Duration hello_timeout = absl::Seconds(10);
+  // A delivery not acknowledged within this time is given back to the
+  // router for a retry (edgeHub's 30 s), so that a client that never acks
+  // holds nothing forever, a message's TTL applies again, and the other
+  // "$upstream" subscribers get it. A late Ack for it is ignored (counted).
+  // Zero: wait forever.
+  absl::Duration ack_timeout = absl::Seconds(30);
 };
 
 // Counters since Start. Read with relaxed atomics: each value is exact, the
@@ -151,8 +157,10 @@ struct ServerStats {
   uint64_t slow_consumer_disconnects = 0;
   // Hellos refused with kNotAuthorized.
   uint64_t hellos_not_authorized = 0;
-  uint64_t hello_timeouts = 0;       // closed without a Hello in time
-  uint64_t connections_refused = 0;  // over max_connections / no fds
+  uint64_t hello_timeouts = 0;        // closed without a Hello in time
+  uint64_t deliveries_timed_out = 0;  // no Ack within ack_timeout
+  uint64_t late_acks = 0;             // Acks after the delivery timed out
+  uint64_t connections_refused = 0;   // over max_connections / no fds
 };
 
 class ServerImpl;

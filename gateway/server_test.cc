@@ -406,6 +406,41 @@ TEST_P(ServerTest, UnackedWindowHoldsBackFurtherDeliveries) {
   EXPECT_EQ(third->message.body(), "2");
 }
 
+// A subscriber that never acks gets its delivery taken back after the ack
+// timeout (kRetry to the router, which may send it elsewhere); its late Ack
+// is ignored and the connection stays usable.
+TEST_P(ServerTest, UnacknowledgedDeliveryTimesOut) {
+  ServerOptions options;
+  options.ack_timeout = absl::Milliseconds(300);
+  Start(options);
+  auto up = Connect("cloud", "");
+  ASSERT_NE(up, nullptr);
+  ASSERT_TRUE(up->Subscribe({kUpstreamInput}).ok());
+  ASSERT_TRUE(hooks_.WaitForSubscriptions(1));
+  auto a = Connect("dev", "a");
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->SendTelemetry("o", AsBytes(Message("x")), true).ok());
+  ASSERT_TRUE(a->WaitForAcks(1).ok());
+  auto d = up->Receive(10000);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE(hooks_.WaitForResults(1));
+  EXPECT_EQ(hooks_.results(),
+            (std::vector<DeliveryResult>{DeliveryResult::kRetry}));
+  EXPECT_EQ(server_->stats().deliveries_timed_out, 1u);
+  ASSERT_TRUE(up->Ack(d->delivery_id).ok());
+  // Still connected and served: the next message arrives.
+  ASSERT_TRUE(a->SendTelemetry("o", AsBytes(Message("y")), true).ok());
+  ASSERT_TRUE(a->WaitForAcks(2).ok());
+  auto next = up->Receive(10000);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->message.body(), "y");
+  ASSERT_TRUE(up->Ack(next->delivery_id).ok());
+  ASSERT_TRUE(up->Flush().ok());
+  ASSERT_TRUE(hooks_.WaitForResults(2));
+  EXPECT_EQ(hooks_.results()[1], DeliveryResult::kAcked);
+  EXPECT_EQ(server_->stats().late_acks, 1u);
+}
+
 TEST_P(ServerTest, ANewConnectionReplacesTheOldOne) {
   Start();
   auto first = Connect("dev", "a");

@@ -76,7 +76,8 @@ Usage:
                 [--tls-client-ca PEM] [--identities FILE]
                 [--max-message-bytes N]
                 [--listen unix:PATH|tcp:HOST:PORT|tls:HOST:PORT ...]
-                [--max-connections N] [--metrics HOST:PORT]
+                [--max-connections N] [--ack-timeout SECONDS]
+                [--metrics HOST:PORT]
                 [--io epoll|uring] [--watch auto|poll|off]
       Run the gateway until SIGTERM/SIGINT. The manifest is reloaded on
       SIGHUP and when the file changes: --watch auto (default) watches its
@@ -100,7 +101,9 @@ Usage:
       --max-connections bounds the open connections of each protocol head
       (default 10000); beyond it a client gets a "busy" answer (CONNACK 3,
       or Error Overloaded) and is closed. A connection must complete its
-      CONNECT or Hello within 10 s.
+      CONNECT or Hello within 10 s. A delivery not acknowledged within
+      --ack-timeout (default 30 s, 0 = forever) goes back to its queue and
+      is sent again (to another $upstream subscriber where there is one).
       --store-max-bytes bounds what the store holds (0 = no limit; default:
       the manifest's storeLimits.maxSizeBytes, else no limit; edgeroute
       check shows which applies). At the limit, or on a full disk,
@@ -314,6 +317,16 @@ int RunCommand(const CommandContext& ctx) {
         return kExitUsage;
       }
       max_message_given = true;
+    } else if (IsFlag(arg, "--ack-timeout")) {
+      if (!FlagValue(ctx, "--ack-timeout", &i, &value)) return kExitUsage;
+      int64_t seconds = 0;
+      if (!absl::SimpleAtoi(value, &seconds) || seconds < 0 ||
+          seconds > 86400) {
+        *ctx.err << "edgeroute: --ack-timeout wants 0..86400 seconds (got '"
+                 << value << "')\n";
+        return kExitUsage;
+      }
+      options.ack_timeout = absl::Seconds(seconds);
     } else if (IsFlag(arg, "--max-connections")) {
       if (!FlagValue(ctx, "--max-connections", &i, &value)) return kExitUsage;
       if (!absl::SimpleAtoi(value, &options.max_connections) ||

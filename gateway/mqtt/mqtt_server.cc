@@ -35,6 +35,7 @@ struct Counters {
   std::atomic<uint64_t> telemetry_refused{0};
   std::atomic<uint64_t> deliveries_sent{0};
   std::atomic<uint64_t> deliveries_acked{0};
+  std::atomic<uint64_t> deliveries_timed_out{0};
   std::atomic<uint64_t> subscriptions_refused{0};
   std::atomic<uint64_t> twin_requests{0};
   std::atomic<uint64_t> takeovers{0};
@@ -208,6 +209,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     s.telemetry_refused = Get(counters_.telemetry_refused);
     s.deliveries_sent = Get(counters_.deliveries_sent);
     s.deliveries_acked = Get(counters_.deliveries_acked);
+    s.deliveries_timed_out = Get(counters_.deliveries_timed_out);
     s.subscriptions_refused = Get(counters_.subscriptions_refused);
     s.twin_requests = Get(counters_.twin_requests);
     s.takeovers = Get(counters_.takeovers);
@@ -441,6 +443,13 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
 
   void DeliverySent(Session*) override { Bump(counters_.deliveries_sent); }
   void DeliveryAcked(Session*) override { Bump(counters_.deliveries_acked); }
+  void DeliveryTimedOut(Session* session) override {
+    Bump(counters_.deliveries_timed_out);
+    LogLimited(absl::StrCat(PeerName(session), ": '",
+                            ClientId(session->identity()),
+                            "' did not acknowledge a delivery in time; it "
+                            "goes back to its queue"));
+  }
 
   std::string TwinGet(Session* session) override {
     Bump(counters_.twin_requests);
@@ -820,6 +829,10 @@ std::string MqttServer::PrometheusText() const {
           s.deliveries_sent);
   counter("deliveries_acked_total", "Module input PUBACKs received.",
           s.deliveries_acked);
+  counter("deliveries_timed_out_total",
+          "Deliveries given back for a retry: no PUBACK within the ack "
+          "timeout.",
+          s.deliveries_timed_out);
   counter("subscriptions_refused_total", "Topic filters refused (0x80).",
           s.subscriptions_refused);
   counter("twin_requests_total", "Twin GET and PATCH requests.",

@@ -110,6 +110,7 @@ struct MqttServerStats {
   uint64_t telemetry_refused = 0;  // not admitted by the hooks
   uint64_t deliveries_sent = 0;
   uint64_t deliveries_acked = 0;
+  uint64_t deliveries_timed_out = 0;   // no PUBACK within the ack timeout
   uint64_t subscriptions_refused = 0;  // SUBACK 0x80
   uint64_t twin_requests = 0;
   uint64_t takeovers = 0;  // connections closed by a newer one

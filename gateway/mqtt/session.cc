@@ -140,7 +140,31 @@ bool Session::OnTick() {
     return Fail(SessionEnd::kKeepAlive,
                 "no packet within 1.5 times the keep-alive");
   }
-  return true;
+  if (options_.ack_timeout_micros > 0 && inflight_deliveries_ > 0) {
+    ExpireDeliveries(now);
+  }
+  return state_ != State::kClosed && end_ == SessionEnd::kOpen;
+}
+
+void Session::ExpireDeliveries(int64_t now) {
+  std::vector<std::pair<uint16_t, Inflight>> late;
+  for (const auto& [packet_id, inflight] : inflight_) {
+    if (inflight.batch != nullptr &&
+        now - inflight.sent_micros >= options_.ack_timeout_micros) {
+      late.emplace_back(packet_id, inflight);
+    }
+  }
+  // Oldest first, so that the retries keep the order they were sent in.
+  std::sort(late.begin(), late.end(), [](const auto& a, const auto& b) {
+    return a.second.sent_micros < b.second.sent_micros;
+  });
+  for (const auto& [packet_id, inflight] : late) {
+    inflight_.erase(packet_id);
+    --inflight_deliveries_;
+    host_->DeliveryTimedOut(this);
+    inflight.batch->Complete(inflight.index, DeliveryResult::kRetry);
+  }
+  SendWaiting();
 }
 
 bool Session::OnPacket(const Packet& packet) {
@@ -384,6 +408,11 @@ bool Session::OnPuback(uint16_t packet_id) {
     host_->DeliveryAcked(this);
     done.batch->Complete(done.index, DeliveryResult::kAcked);
   }
+  SendWaiting();
+  return true;
+}
+
+void Session::SendWaiting() {
   while (waiting_ != nullptr && !waiting_->empty() &&
          state_ == State::kConnected &&
          inflight_deliveries_ < options_.max_inflight) {
@@ -396,7 +425,6 @@ bool Session::OnPuback(uint16_t packet_id) {
     }
     SendInput(next.input, qos, next.batch, next.index);
   }
-  return true;
 }
 
 bool Session::SendConnack(bool session_present, ConnectCode code) {
@@ -442,7 +470,8 @@ bool Session::SendPublish(uint8_t qos, bool dup, absl::string_view payload,
   publish.payload = payload;
   if (qos > 0) {
     publish.packet_id = NextPacketId();
-    inflight_.emplace(publish.packet_id, Inflight{batch, index});
+    inflight_.emplace(publish.packet_id,
+                      Inflight{batch, index, clock_->MonotonicMicros()});
     if (batch != nullptr) ++inflight_deliveries_;
   }
   EncodePublish(publish, out);

@@ -69,6 +69,11 @@ struct SessionOptions {
   size_t max_subscriptions = 32;
   // Time from connection to CONNECT.
   int64_t connect_timeout_micros = 10'000'000;
+  // A module input delivery not acknowledged within this time is given back
+  // to the router for a retry (edgeHub's 30 s), so that a client that never
+  // acks holds nothing forever and a message's TTL applies again. A late
+  // PUBACK for it is ignored. 0 = wait forever.
+  int64_t ack_timeout_micros = 30'000'000;
 
   size_t packet_limit() const {
     return max_packet_bytes != 0 ? max_packet_bytes
@@ -152,6 +157,8 @@ class SessionHost {
   // A module input delivery was published, and one was acknowledged.
   virtual void DeliverySent(Session* session) { (void)session; }
   virtual void DeliveryAcked(Session* session) { (void)session; }
+  // A delivery waited longer than SessionOptions::ack_timeout_micros.
+  virtual void DeliveryTimedOut(Session* session) { (void)session; }
   // A telemetry message from `from` -- the session's identity, or one a
   // gateway session forwards for -- stamped with it (the bytes are valid
   // only during the call). kRefused closes the session without
@@ -251,7 +258,12 @@ class Session {
   struct Inflight {
     OutboundBatch* batch;  // null for a twin response
     size_t index;
+    int64_t sent_micros;  // monotonic
   };
+  // Gives deliveries older than the ack timeout back for a retry.
+  void ExpireDeliveries(int64_t now);
+  // Sends waiting deliveries while the in-flight window has room.
+  void SendWaiting();
   struct Waiting {
     std::string input;
     OutboundBatch* batch;

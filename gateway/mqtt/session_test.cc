@@ -26,6 +26,7 @@ class FakeHost final : public SessionHost {
     return output_closed ? nullptr : &out;
   }
   bool EndSend(Session*) override { return true; }
+  void DeliveryTimedOut(Session*) override { ++timed_out; }
   ConnectCode Authenticate(Session*, const Connect& connect,
                            Identity* identity) override {
     last_username = std::string(connect.username);
@@ -106,6 +107,7 @@ class FakeHost final : public SessionHost {
       R"({"desired":{"$version":1},"reported":{"$version":1}})";
   std::vector<std::string> patches;
   int64_t reported_version = 1;
+  int timed_out = 0;
 };
 
 // A batch of messages with recorded completions.
@@ -606,6 +608,41 @@ TEST_F(SessionTest, DeliveriesRespectTheInflightWindow) {
   EXPECT_EQ(session_->inflight(), 0u);
   // A PUBACK for nothing in flight is ignored.
   EXPECT_TRUE(Feed(Puback(999)));
+}
+
+// A delivery without a PUBACK within the ack timeout goes back to the router
+// (kRetry), frees its place in the window for the next one, and a late
+// PUBACK for it is ignored. The session stays open (a slow client is not a
+// broken one).
+TEST_F(SessionTest, UnacknowledgedDeliveryTimesOut) {
+  options_.max_inflight = 1;
+  options_.ack_timeout_micros = 30'000'000;
+  NewSession();
+  Connect("edge-gw/filter");
+  Subscribe({{"devices/edge-gw/modules/filter/inputs/#", 1}});
+  FakeBatch batch;
+  batch.Add("m0");
+  batch.Add("m1");
+  session_->Deliver("in1", &batch, 0);
+  session_->Deliver("in1", &batch, 1);
+  std::vector<Packet> p = host_.TakePackets();
+  ASSERT_EQ(p.size(), 1u);
+  const uint16_t first = p[0].packet_id;
+  clock_.AdvanceMicros(29'999'999);
+  EXPECT_TRUE(session_->OnTick());
+  EXPECT_EQ(batch.results, (std::vector<int>{-1, -1}));
+  clock_.AdvanceMicros(1);
+  EXPECT_TRUE(session_->OnTick());
+  EXPECT_EQ(batch.results, (std::vector<int>{kRetry, -1}));
+  EXPECT_EQ(host_.timed_out, 1);
+  // The window had room again: the waiting one went out.
+  p = host_.TakePackets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].publish.payload, "m1");
+  EXPECT_TRUE(Feed(Puback(first)));  // late: ignored
+  ASSERT_TRUE(Feed(Puback(p[0].packet_id)));
+  EXPECT_EQ(batch.results, (std::vector<int>{kRetry, kAcked}));
+  EXPECT_EQ(session_->inflight(), 0u);
 }
 
 TEST_F(SessionTest, Qos0DeliveryCompletesAtOnce) {
