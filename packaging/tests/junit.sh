@@ -2,6 +2,7 @@
 #   source junit.sh; junit_begin SUITE FILE
 #   run_case NAME command...    # passes when the command exits 0
 #   skip_case NAME REASON
+#   add_case NAME pass|fail [DETAIL]
 #   junit_end                   # writes FILE; returns 1 if a case failed
 junit_begin() {
   JUNIT_SUITE="$1"
@@ -9,6 +10,7 @@ junit_begin() {
   JUNIT_CASES=""
   JUNIT_FAILED=0
   JUNIT_LOG="$(mktemp)"
+  mkdir -p "$(dirname "$JUNIT_FILE")"
 }
 
 _junit_escape() {
@@ -34,6 +36,17 @@ run_case() {
     JUNIT_CASES+="<testcase classname=\"$JUNIT_SUITE\" name=\"$name\" time=\"$((end - start))\"><failure message=\"exit $status\">$(tail -60 "$JUNIT_LOG" | _junit_escape)</failure></testcase>"
   fi
   return 0
+}
+
+# Records a case whose verdict was reached elsewhere (e.g. one `go test`
+# function): add_case NAME pass|fail [DETAIL]
+add_case() {
+  if [ "$2" = pass ]; then
+    JUNIT_CASES+="<testcase classname=\"$JUNIT_SUITE\" name=\"$1\"/>"
+  else
+    JUNIT_FAILED=$((JUNIT_FAILED + 1))
+    JUNIT_CASES+="<testcase classname=\"$JUNIT_SUITE\" name=\"$1\"><failure message=\"failed\">$(printf '%s' "${3:-}" | _junit_escape)</failure></testcase>"
+  fi
 }
 
 skip_case() {
