@@ -72,7 +72,8 @@ TEST(Cli, Version) {
   CliRun r = Edgeroute({"--version"});
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out, absl::StrCat("edgeroute ", EDGEROUTE_RELEASE_VERSION, "\n"));
-  EXPECT_THAT(r.out, testing::MatchesRegex("edgeroute [0-9]+\\.[0-9]+\\.[0-9]+\n"));
+  EXPECT_THAT(r.out,
+              testing::MatchesRegex("edgeroute [0-9]+\\.[0-9]+\\.[0-9]+\n"));
 }
 
 TEST(Cli, RunAndDemoUsageErrors) {

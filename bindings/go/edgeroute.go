@@ -24,6 +24,18 @@ import (
 // Release is the version of the header this package was written against.
 const Release = "0.2.0"
 
+// The library must run this package's header: the same major version and,
+// before 1.0, the same minor version (see "Growing the ABI" in
+// bindings/README.md). Checked once, as the Python package does at import.
+func init() {
+	const major, minor = 0, 2
+	n := int(C.edgeroute_version_number())
+	if n/1000000 != major || (major == 0 && n/1000%1000 != minor) || n/1000%1000 < minor {
+		panic(fmt.Sprintf("edgeroute: libedgeroute %s does not run this package (written for %d.%d)",
+			Version(), major, minor))
+	}
+}
+
 // Version returns the library's version, "MAJOR.MINOR.PATCH".
 func Version() string { return C.GoString(C.edgeroute_version()) }
 

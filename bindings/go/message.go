@@ -41,7 +41,7 @@ var messagePool = sync.Pool{New: func() interface{} { return &cMessage{C.edgerou
 
 type cMessage struct{ m *C.edgeroute_message_t }
 
-func getMessage() *cMessage { return messagePool.Get().(*cMessage) }
+func getMessage() *cMessage  { return messagePool.Get().(*cMessage) }
 func putMessage(m *cMessage) { messagePool.Put(m) }
 
 // fill clears the C message and copies msg into it, in a stable order.
