@@ -95,6 +95,11 @@ func sortedKeys(m map[string]string) []string {
 	if len(m) == 0 {
 		return nil
 	}
+	if len(m) == 1 { // the common case, without sorting
+		for k := range m {
+			return []string{k}
+		}
+	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
