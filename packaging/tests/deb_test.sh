@@ -109,6 +109,15 @@ unit_verifies() {
   systemd-analyze verify --man=no "$work/unit/edgeroute.service"
 }
 
+service_user() {
+  set -e
+  # What postinst does, into a scratch root: the unit's User= exists after.
+  mkdir -p "$work/sysroot/etc"
+  systemd-sysusers --root="$work/sysroot" "$root/usr/lib/sysusers.d/edgeroute.conf"
+  user="$(sed -n 's/^User=//p' "$root/lib/systemd/system/edgeroute.service")"
+  grep -q "^$user:x:[0-9]*:[0-9]*:.*:/var/lib/edgeroute:" "$work/sysroot/etc/passwd"
+}
+
 notify_protocol() {
   set -e
   # The unit's command line, with the scratch root's paths and a free port.
@@ -131,6 +140,11 @@ if command -v systemd-analyze >/dev/null && systemd-analyze --version >/dev/null
   run_case systemd_unit_verifies unit_verifies
 else
   skip_case systemd_unit_verifies "systemd-analyze does not run here"
+fi
+if command -v systemd-sysusers >/dev/null; then
+  run_case service_user_from_sysusers service_user
+else
+  skip_case service_user_from_sysusers "systemd-sysusers not found"
 fi
 run_case notify_ready_watchdog_stopping notify_protocol
 junit_end
