@@ -340,3 +340,43 @@ func BenchmarkSendC(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
 }
+
+func TestUpdateRoutesAndSendEncoded(t *testing.T) {
+	r, err := edgeroute.NewRouter([]byte(`{"schemaVersion": "1.0", "routes": {"none": "FROM /messages/* WHERE false INTO $upstream"}}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make(chan edgeroute.Delivery, 4)
+	r.SetSink("iothub", func(b *edgeroute.Batch) error {
+		for _, d := range b.Messages() {
+			got <- d
+		}
+		return nil
+	})
+	err = r.UpdateRoutes([]byte("{\"schemaVersion\": \"1.0\",\n \"routes\": {\"bad\": \"FROM /messages INTO\"}}"))
+	var e *edgeroute.Error
+	if !errors.As(err, &e) || e.Line() != 2 {
+		t.Fatalf("bad update: %v", err)
+	}
+	if err := r.UpdateRoutes([]byte(`{"schemaVersion": "1.0", "routes": {"all": "FROM /messages/* INTO $upstream"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Send(&edgeroute.Message{Body: []byte("once"), Properties: map[string]string{"k": "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	first := <-got
+	if err := r.SendEncoded(first.Encoded); err != nil { // the same message again
+		t.Fatal(err)
+	}
+	again := <-got
+	if string(again.Body) != "once" || again.Properties["k"] != "v" {
+		t.Fatalf("re-sent message: %+v", again)
+	}
+	if err := r.SendEncoded([]byte("not a message")); !errors.Is(err, edgeroute.ErrInvalidArgument) {
+		t.Fatalf("garbage accepted: %v", err)
+	}
+	if m, _ := r.Metrics(); m.RouteUpdates != 1 {
+		t.Fatalf("route updates %d", m.RouteUpdates)
+	}
+}

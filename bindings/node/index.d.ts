@@ -82,6 +82,7 @@ export interface EndpointMetrics {
 export class Router {
   constructor(manifest: string | object, options?: RouterOptions);
   send(message: Message): void;
+  sendEncoded(encoded: Buffer | Uint8Array): void;
   sendBodies(prototype: Message | null, bodies: Array<Buffer | Uint8Array | string>): number;
   setSink(endpoint: string, sink: Sink | null): void;
   updateRoutes(manifest: string | object): void;

@@ -105,6 +105,7 @@ for (const [name, decl] of Object.entries({
   router_close: `int edgeroute_router_close(void *r, ${ERR})`,
   router_wait_idle: `int edgeroute_router_wait_idle(void *r, int64_t us, ${ERR})`,
   router_send: `int edgeroute_router_send(void *r, void *m, ${ERR})`,
+  router_send_encoded: `int edgeroute_router_send_encoded(void *r, const uint8_t *data, size_t n, ${ERR})`,
   router_send_bodies: `int edgeroute_router_send_bodies(void *r, void *proto, const void **bodies, const size_t *lengths, size_t count, _Out_ size_t *accepted, ${ERR})`,
   router_set_sink: `int edgeroute_router_set_sink(void *r, const char *id, size_t n, void *state, void *destructor, edgeroute_sink_fn *deliver, ${ERR})`,
   router_get_metrics: `int edgeroute_router_get_metrics(void *r, _Inout_ edgeroute_metrics_t *out, ${ERR})`,
@@ -429,6 +430,13 @@ class Router {
     fillMessage(this._m, message, true);
     const err = [null];
     check(C.router_send(r, this._m, err), err);
+  }
+
+  /** Routes an encoded message (a Delivery's `encoded`) again. */
+  sendEncoded(encoded) {
+    const r = this._handle();
+    const err = [null];
+    check(C.router_send_encoded(r, encoded, encoded.length, err), err);
   }
 
   /** Routes one message per body, sharing prototype's properties; returns

@@ -137,3 +137,29 @@ test('store and forward across routers; sendBodies', async () => {
     fs.rmSync(dir, {recursive: true, force: true});
   }
 });
+
+test('updateRoutes is atomic and positioned; sendEncoded re-sends', async () => {
+  const router = new edgeroute.Router({schemaVersion: '1.0', routes: {none: 'FROM /messages/* WHERE false INTO $upstream'}});
+  const got = [];
+  let wake = null;
+  router.setSink('iothub', (batch) => {
+    got.push(...batch.messages());
+    if (wake) wake();
+  });
+  const next = (count) => new Promise((resolve) => {
+    wake = () => { if (got.length >= count) resolve(); };
+    wake();
+  });
+  assert.throws(() => router.updateRoutes('{"schemaVersion": "1.0",\n "routes": {"bad": "FROM /messages INTO"}}'),
+                (e) => e.code === 'INVALID_ARGUMENT' && e.line === 2);
+  router.updateRoutes(ALL);
+  router.send({body: 'once', properties: {k: 'v'}});
+  await next(1);
+  router.sendEncoded(got[0].encoded);
+  await next(2);
+  assert.strictEqual(got[1].body.toString(), 'once');
+  assert.strictEqual(got[1].properties.k, 'v');
+  assert.throws(() => router.sendEncoded(Buffer.from('not a message')), (e) => e.code === 'INVALID_ARGUMENT');
+  assert.strictEqual(router.metrics().routeUpdates, 1);
+  await router.close();
+});
