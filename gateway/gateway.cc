@@ -29,6 +29,7 @@
 #include "gateway/auth/identities.h"
 #include "gateway/client.h"
 #include "gateway/net/tls.h"
+#include "gateway/systemd_notify.h"
 #include "gateway/twins/twin_store.h"
 #include "query/manifest.h"
 #include "router/router.h"
@@ -967,9 +968,21 @@ absl::Status RunGateway(const GatewayOptions& options) {
   if (options.on_ready) {
     options.on_ready((*gateway)->tcp_port(), (*gateway)->metrics_port());
   }
+  // Under systemd (Type=notify): ready now, and a watchdog ping each time
+  // this loop wakes, at least every half watchdog timeout.
+  SystemdNotifier systemd;
+  systemd.Ready();
+  const bool watchdog = systemd.watchdog_interval() > absl::ZeroDuration();
+  const timespec watchdog_wait = absl::ToTimespec(systemd.watchdog_interval());
   while (true) {
     int signal_number = 0;
-    if (sigwait(&signals, &signal_number) != 0) continue;
+    if (watchdog) {
+      signal_number = sigtimedwait(&signals, nullptr, &watchdog_wait);
+      systemd.WatchdogPing();
+      if (signal_number < 0) continue;  // timeout (EAGAIN) or EINTR
+    } else if (sigwait(&signals, &signal_number) != 0) {
+      continue;
+    }
     if (signal_number == SIGHUP) {
       const absl::Status reload = (*gateway)->Reload();
       Log(reload.ok()
@@ -981,6 +994,7 @@ absl::Status RunGateway(const GatewayOptions& options) {
     Log(absl::StrCat("signal ", signal_number, ": shutting down"));
     break;
   }
+  systemd.Stopping();
   status = (*gateway)->Shutdown();
   Log(status.ok() ? std::string("stopped")
                   : absl::StrCat("shutdown: ", status.ToString()));

@@ -27,6 +27,17 @@ PACKAGES=(
   nlohmann-json3-dev
   openssl
   python3-paho-mqtt
+  # Installing and packaging (scripts/install.sh, scripts/package-deb.sh)
+  # and what their tests use: sd_notify, the man page, Debian tooling, a
+  # CMake consumer, a Python venv, the Go binding.
+  libsystemd-dev
+  help2man
+  dpkg-dev
+  cmake
+  python3-venv
+  python3-setuptools
+  python3-pip
+  golang-go
 )
 
 missing=()

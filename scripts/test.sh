@@ -56,6 +56,17 @@ bazel test "${BAZEL_FLAGS[@]}" //... 2>&1 | tee "$results/default.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 pass_targets //... | copy_logs "$results/default"
 
+# Installing and packaging, from what that pass just built (bazel-bin holds
+# //bindings/c:libedgeroute.so.0, the static archive and //tools:edgeroute;
+# these scripts run no Bazel): a scratch-prefix install used from C through
+# pkg-config and CMake and from Python, and the Debian package. Each step is
+# one case in their JUnit files.
+echo "== packaging: install into a scratch prefix, the .deb, the Go and Node.js bindings"
+bash packaging/tests/install_test.sh --junit "$results/packaging-install.junit.xml" || status=1
+bash packaging/tests/deb_test.sh --junit "$results/packaging-deb.junit.xml" || status=1
+# The Go and Node.js bindings over that install (npm ci needs the registry).
+bash packaging/tests/bindings_test.sh --junit "$results/packaging-bindings.junit.xml" || status=1
+
 # Concurrent code again under ThreadSanitizer (tests tagged "tsan").
 echo "== bazel test --config=tsan (tests tagged tsan)"
 tsan_targets=$(bazel query 'attr(tags, "\btsan\b", tests(//...))' 2>/dev/null)

@@ -13,6 +13,7 @@
 #include "gateway/demo.h"
 #include "gateway/gateway.h"
 #include "tools/commands.h"
+#include "version.h"
 
 namespace edgeroute::tools {
 namespace {
@@ -146,6 +147,9 @@ Usage:
 
   edgeroute help | --help
       This text.
+
+  edgeroute --version
+      Print the version, "edgeroute MAJOR.MINOR.PATCH".
 
 Messages (eval) are JSON: {"props": {...}, "sys": {...}, "body": B}.
   props  application properties, string or null values
@@ -589,6 +593,10 @@ int RunEdgeroute(const std::vector<std::string>& args, std::istream& in,
   const std::string& name = args[0];
   if (name == "help" || name == "--help" || name == "-h") {
     out << kHelp;
+    return kExitOk;
+  }
+  if (name == "--version" || name == "version") {
+    out << "edgeroute " << EDGEROUTE_RELEASE_VERSION << "\n";
     return kExitOk;
   }
   for (size_t i = 1; i < args.size(); ++i) {

@@ -9,11 +9,13 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "message/message.h"
 #include "store/store.h"
+#include "version.h"
 
 namespace edgeroute::tools {
 namespace {
@@ -64,6 +66,14 @@ TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(Edgeroute({"check", "a.json", "b.json"}).code, 2);
   EXPECT_EQ(Edgeroute({"check", "no/such/file.json"}).code, 2);
   EXPECT_EQ(Edgeroute({"store", "inspect"}).code, 2);
+}
+
+TEST(Cli, Version) {
+  CliRun r = Edgeroute({"--version"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, absl::StrCat("edgeroute ", EDGEROUTE_RELEASE_VERSION, "\n"));
+  EXPECT_THAT(r.out,
+              testing::MatchesRegex("edgeroute [0-9]+\\.[0-9]+\\.[0-9]+\n"));
 }
 
 TEST(Cli, RunAndDemoUsageErrors) {

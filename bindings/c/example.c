@@ -1,6 +1,6 @@
 #include <stdio.h>
 
-#include "bindings/c/edgeroute.h"
+#include <edgeroute/edgeroute.h>
 
 static const char kManifest[] =
     "{\"schemaVersion\": \"1.0\", \"routes\": "

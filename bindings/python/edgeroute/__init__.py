@@ -6,8 +6,9 @@ from Python (ctypes over libedgeroute.so; no compiler needed).
         router.set_sink("iothub", lambda batch: print(len(batch), "messages"))
         router.send(b'{"temperature": 31}', properties={"alert": "true"})
 
-The library is found through $EDGEROUTE_LIBRARY, next to this package, or in
-the repository's bazel-bin.
+The library is found through $EDGEROUTE_LIBRARY, next to this package, in
+the repository's bazel-bin, or as the installed libedgeroute.so.0 (the
+dynamic loader's search path).
 """
 
 from edgeroute.core import (Condition, Diagnostic, Message, check_manifest,

@@ -83,6 +83,11 @@ _BYTES = c_char_p  # (const char*, size_t) inputs: bytes objects
 _OUT_PTR = POINTER(POINTER(c_char))
 
 
+# The soname of the library's ABI major version: how the dynamic loader finds
+# an installed library (scripts/install.sh, the Debian package).
+_SONAME = "libedgeroute.so.0"
+
+
 def _candidates() -> list:
     paths = []
     env = os.environ.get("EDGEROUTE_LIBRARY")
@@ -103,8 +108,14 @@ def _load() -> ctypes.CDLL:
         if os.path.exists(path):
             return ctypes.CDLL(path)
         tried.append(path)
+    # Installed: the loader's search path (ld.so.cache, LD_LIBRARY_PATH).
+    try:
+        return ctypes.CDLL(_SONAME)
+    except OSError:
+        tried.append(_SONAME + " (dynamic loader)")
     raise ImportError(
-        "libedgeroute.so not found; build it with "
+        "libedgeroute.so not found; install it (scripts/install.sh or the "
+        "Debian package), build it with "
         "`bazel build //bindings/c:libedgeroute.so` or set EDGEROUTE_LIBRARY."
         " Tried: " + ", ".join(tried))
 

@@ -1,0 +1,3 @@
+module edgeroute
+
+go 1.19
