@@ -250,6 +250,23 @@ class LoopBase : public EventLoop {
     if (c != nullptr) BeginClose(c, CloseReason::kByHandler, flush);
   }
 
+  void PauseReading(ConnectionId id) override {
+    Connection* c = Find(id);
+    if (c == nullptr || c->read_paused) return;
+    c->read_paused = true;
+    SetReading(c, false);
+  }
+
+  void ResumeReading(ConnectionId id) override {
+    Connection* c = Find(id);
+    if (c == nullptr || !c->read_paused) return;
+    c->read_paused = false;
+    if (!c->open || c->terminated) return;
+    // What arrived while paused first, in order.
+    if (c->rbeg != c->rend) DeliverPending(c);
+    if (c->open && !c->read_paused) SetReading(c, true);
+  }
+
   size_t QueuedBytes(ConnectionId id) const override {
     auto it = connections_.find(id);
     return it == connections_.end() ? 0 : Queued(*it->second);
@@ -320,6 +337,8 @@ class LoopBase : public EventLoop {
     bool want_write = false;
     // A TCP socket (not Unix-domain): acknowledged at once on every read.
     bool tcp = false;
+    // PauseReading: no reads, and no bytes to the handler.
+    bool read_paused = false;
     PeerInfo peer;
 
     uint8_t* bytes() { return reinterpret_cast<uint8_t*>(pending.get()); }
@@ -334,6 +353,8 @@ class LoopBase : public EventLoop {
   virtual bool NonBlockingSockets() const = 0;
   // Hands queued output to the kernel.
   virtual void FlushOutput(Connection* c) = 0;
+  // Starts or stops reading from the socket (PauseReading).
+  virtual void SetReading(Connection* c, bool on) = 0;
   // Starts tearing down the socket of a closed connection; the backend calls
   // Erase when no operation references it any more.
   virtual void Terminate(Connection* c) = 0;
@@ -529,7 +550,7 @@ class LoopBase : public EventLoop {
 
   size_t DeliverStream(Connection* c, const uint8_t* data, size_t n) {
     size_t used = 0;
-    while (c->open && used < n) {
+    while (c->open && !c->read_paused && used < n) {
       size_t consumed = 0;
       const bool keep = handler_->OnStream(
           c->id, absl::MakeConstSpan(data + used, n - used), &consumed);
@@ -540,7 +561,9 @@ class LoopBase : public EventLoop {
       }
       if (consumed == 0) break;
     }
-    if (c->open && n - used > options_.max_frame_bytes + 16) {
+    // (While paused the rest is simply not offered yet.)
+    if (c->open && !c->read_paused &&
+        n - used > options_.max_frame_bytes + 16) {
       BeginClose(c, CloseReason::kBadFrame, /*flush=*/true);
     }
     return used;
@@ -548,7 +571,7 @@ class LoopBase : public EventLoop {
 
   size_t DeliverFrames(Connection* c, const uint8_t* data, size_t n) {
     size_t used = 0;
-    while (c->open) {
+    while (c->open && !c->read_paused) {
       absl::Span<const uint8_t> stream(data + used, n - used);
       absl::Span<const uint8_t> payload;
       size_t consumed = 0;
@@ -1069,8 +1092,14 @@ class UringLoop final : public LoopBase {
     ++inflight_;
   }
 
+  void SetReading(Connection* c, bool on) override {
+    // Stopping needs nothing: a paused connection is not re-armed, and what
+    // a receive already in flight brings is held.
+    if (on) ArmRecv(c);
+  }
+
   void ArmRecv(Connection* c) {
-    if (c->recv_armed || !c->open || c->terminated) return;
+    if (c->recv_armed || !c->open || c->terminated || c->read_paused) return;
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_recv(sqe, c->fd, nullptr, options_.recv_chunk_bytes, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -1367,7 +1396,7 @@ class EpollLoop final : public LoopBase {
       recv_buffer_ = AlignedBytes(kRecvBase + options_.recv_chunk_bytes);
     }
     uint8_t* space = reinterpret_cast<uint8_t*>(recv_buffer_.get()) + kRecvBase;
-    for (int i = 0; i < 4 && c->open; ++i) {
+    for (int i = 0; i < 4 && c->open && (i == 0 || !c->read_paused); ++i) {
       const ssize_t n = recv(c->fd, space, options_.recv_chunk_bytes, 0);
       if (n > 0) {
         OnWireInput(c, space, static_cast<size_t>(n));
@@ -1405,8 +1434,22 @@ class EpollLoop final : public LoopBase {
   void SetWantWrite(Connection* c, bool want) {
     if (c->want_write == want) return;
     c->want_write = want;
+    UpdateEvents(c);
+  }
+
+  void SetReading(Connection* c, bool on) override {
+    UpdateEvents(c);
+    // Level triggering reports bytes that arrived while paused again.
+    (void)on;
+  }
+
+  // Registers the events the connection waits for: input unless paused
+  // (hang-ups and errors are reported regardless, and then read), output
+  // while the kernel's buffer is full.
+  void UpdateEvents(Connection* c) {
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0u);
+    ev.events = (c->read_paused ? 0u : (EPOLLIN | EPOLLRDHUP)) |
+                (c->want_write ? EPOLLOUT : 0u);
     ev.data.u64 = Tag(c, kConn);
     epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev);
   }

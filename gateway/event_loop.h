@@ -229,6 +229,13 @@ class EventLoop {
   virtual bool EndSend(ConnectionId id) = 0;
   // Closes `id`; with `flush`, after its queued output has been sent.
   virtual void Close(ConnectionId id, bool flush) = 0;
+  // Back-pressure on one producer: while paused, the loop reads nothing
+  // more from `id` and hands the handler none of the bytes it already holds
+  // (the peer's sends back up into TCP flow control); output continues.
+  // Resume hands over what was held and reads again. Loop thread only;
+  // unknown ids are ignored.
+  virtual void PauseReading(ConnectionId id) = 0;
+  virtual void ResumeReading(ConnectionId id) = 0;
   // Bytes queued for `id` and not yet taken by the kernel (0 if unknown id).
   virtual size_t QueuedBytes(ConnectionId id) const = 0;
   // Open connections.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
@@ -54,6 +55,7 @@ struct Counters {
   std::atomic<uint64_t> connections_open{0};
   std::atomic<uint64_t> telemetry_received{0};
   std::atomic<uint64_t> telemetry_refused{0};
+  std::atomic<uint64_t> producer_pauses{0};
   std::atomic<uint64_t> deliveries_sent{0};
   std::atomic<uint64_t> acks{0};
   std::atomic<uint64_t> nacks{0};
@@ -178,7 +180,6 @@ class ServerImpl final : public LoopHandler {
         admission_stop_ = true;
       }
       admission_cv_.notify_all();
-      room_cv_.notify_all();
       admission_thread_.join();
     }
     loop_->Stop();
@@ -208,6 +209,7 @@ class ServerImpl final : public LoopHandler {
     s.connections_open = get(counters_.connections_open);
     s.telemetry_received = get(counters_.telemetry_received);
     s.telemetry_refused = get(counters_.telemetry_refused);
+    s.producer_pauses = get(counters_.producer_pauses);
     s.deliveries_sent = get(counters_.deliveries_sent);
     s.acks = get(counters_.acks);
     s.nacks = get(counters_.nacks);
@@ -548,11 +550,6 @@ class ServerImpl final : public LoopHandler {
                       const MessageView& message) {
     const size_t size = message.bytes().size();
     std::unique_lock<std::mutex> lock(admission_mu_);
-    // One message larger than the whole queue still goes through, alone.
-    room_cv_.wait(lock, [&] {
-      return admission_stop_ || queued_bytes_ == 0 ||
-             queued_bytes_ + size <= options_.admission_queue_bytes;
-    });
     if (admission_stop_) return false;
     if (queued_count_ == queued_.size()) queued_.emplace_back();
     Admission& a = queued_[queued_count_++];
@@ -563,9 +560,32 @@ class ServerImpl final : public LoopHandler {
     a.output.assign(output.data(), output.size());
     a.bytes.assign(reinterpret_cast<const char*>(message.bytes().data()), size);
     queued_bytes_ += size;
+    const bool full = queued_bytes_ > options_.admission_queue_bytes;
     lock.unlock();
     admission_cv_.notify_one();
+    // Back-pressure on this producer, never on the loop: it is not read
+    // from until the queue has drained (ResumeProducers).
+    if (full && paused_.insert(id).second) {
+      loop_->PauseReading(id);
+      Bump(counters_.producer_pauses);
+    }
     return true;
+  }
+
+  // Loop thread, after each admission batch: once the queue is at most half
+  // full, the paused producers are read again.
+  void ResumeProducers() {
+    if (paused_.empty()) return;
+    {
+      std::lock_guard<std::mutex> lock(admission_mu_);
+      if (!admission_stop_ &&
+          queued_bytes_ > options_.admission_queue_bytes / 2) {
+        return;
+      }
+    }
+    absl::flat_hash_set<ConnectionId> paused;
+    paused.swap(paused_);
+    for (ConnectionId id : paused) loop_->ResumeReading(id);
   }
 
   // The admission thread: takes everything queued at once, hands each
@@ -587,7 +607,6 @@ class ServerImpl final : public LoopHandler {
         queued_count_ = 0;
         queued_bytes_ = 0;
       }
-      room_cv_.notify_all();
       auto acks = std::make_shared<std::vector<AdmissionAck>>();
       acks->reserve(n);
       items.clear();
@@ -609,13 +628,13 @@ class ServerImpl final : public LoopHandler {
         if (code != fb::ErrorCode::kUnknown) Bump(counters_.telemetry_refused);
         if (a.sequence != 0) acks->push_back({a.id, a.sequence, code});
       }
-      if (!acks->empty()) {
-        loop_->Post([this, acks] {
-          for (const AdmissionAck& ack : *acks) {
-            SendTelemetryAck(ack.id, ack.sequence, ack.code);
-          }
-        });
-      }
+      // Always posted: besides the acks it resumes paused producers.
+      loop_->Post([this, acks] {
+        for (const AdmissionAck& ack : *acks) {
+          SendTelemetryAck(ack.id, ack.sequence, ack.code);
+        }
+        ResumeProducers();
+      });
       // `batch` keeps its entries: the next swap hands them (and their
       // strings' capacity) back to the loop thread.
     }
@@ -770,11 +789,12 @@ class ServerImpl final : public LoopHandler {
   std::thread admission_thread_;
   std::mutex admission_mu_;
   std::condition_variable admission_cv_;  // something queued, or stopping
-  std::condition_variable room_cv_;       // room in the queue, or stopping
-  std::vector<Admission> queued_;         // guarded by admission_mu_
-  size_t queued_count_ = 0;               // guarded by admission_mu_
-  size_t queued_bytes_ = 0;               // guarded by admission_mu_
-  bool admission_stop_ = false;           // guarded by admission_mu_
+  // Loop thread: producers not read from until the queue drains.
+  absl::flat_hash_set<ConnectionId> paused_;
+  std::vector<Admission> queued_;  // guarded by admission_mu_
+  size_t queued_count_ = 0;        // guarded by admission_mu_
+  size_t queued_bytes_ = 0;        // guarded by admission_mu_
+  bool admission_stop_ = false;    // guarded by admission_mu_
 
   // Loop-thread state.
   FrameDecoder decoder_;
@@ -839,6 +859,9 @@ std::string Server::PrometheusText() const {
   counter("telemetry_refused_total",
           "Telemetry the router did not admit (overloaded, shutting down).",
           s.telemetry_refused);
+  counter("producer_pauses_total",
+          "Producers not read from while the admission queue was full.",
+          s.producer_pauses);
   counter("deliveries_sent_total", "Deliver frames sent.", s.deliveries_sent);
   counter("acks_total", "Ack frames received.", s.acks);
   counter("nacks_total", "Nack frames received.", s.nacks);

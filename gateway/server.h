@@ -126,9 +126,11 @@ struct ServerOptions {
   // for it. Otherwise it runs on an admission thread of its own, in arrival
   // order, and the TelemetryAck follows when it returns (still in order per
   // connection); up to this many message bytes wait for that thread (twice
-  // that while it works through a batch). When they are full the loop thread
-  // waits for room: back-pressure on every connection, as without the
-  // thread, but only under sustained overload.
+  // that while it works through a batch). A producer whose message finds
+  // them full is not read from until they are half empty again
+  // (EventLoop::PauseReading: back-pressure on that producer only; the loop
+  // thread never waits). The bound can be exceeded by what paused producers
+  // had already sent, at most a read's worth each.
   size_t admission_queue_bytes = 0;
   // A connection that has not completed its Hello within this time (the TLS
   // handshake included) is closed, so that sockets that connect and say
@@ -150,6 +152,7 @@ struct ServerStats {
   uint64_t connections_open = 0;
   uint64_t telemetry_received = 0;
   uint64_t telemetry_refused = 0;
+  uint64_t producer_pauses = 0;  // producers paused by a full admission queue
   uint64_t deliveries_sent = 0;
   uint64_t acks = 0;
   uint64_t nacks = 0;

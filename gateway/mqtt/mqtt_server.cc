@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -33,6 +34,7 @@ struct Counters {
   std::atomic<uint64_t> connects_refused_other{0};
   std::atomic<uint64_t> telemetry_received{0};
   std::atomic<uint64_t> telemetry_refused{0};
+  std::atomic<uint64_t> producer_pauses{0};
   std::atomic<uint64_t> deliveries_sent{0};
   std::atomic<uint64_t> deliveries_acked{0};
   std::atomic<uint64_t> deliveries_timed_out{0};
@@ -148,7 +150,6 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
         admission_stop_ = true;
       }
       admission_cv_.notify_all();
-      room_cv_.notify_all();
       admission_thread_.join();
     }
     loop_->Stop();
@@ -207,6 +208,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     s.connects_refused_other = Get(counters_.connects_refused_other);
     s.telemetry_received = Get(counters_.telemetry_received);
     s.telemetry_refused = Get(counters_.telemetry_refused);
+    s.producer_pauses = Get(counters_.producer_pauses);
     s.deliveries_sent = Get(counters_.deliveries_sent);
     s.deliveries_acked = Get(counters_.deliveries_acked);
     s.deliveries_timed_out = Get(counters_.deliveries_timed_out);
@@ -513,11 +515,6 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
                       absl::string_view output, const MessageView& message) {
     const size_t size = message.bytes().size();
     std::unique_lock<std::mutex> lock(admission_mu_);
-    // One message larger than the whole queue still goes through, alone.
-    room_cv_.wait(lock, [&] {
-      return admission_stop_ || queued_bytes_ == 0 ||
-             queued_bytes_ + size <= options_.admission_queue_bytes;
-    });
     if (admission_stop_) return false;
     if (queued_count_ == queued_.size()) queued_.emplace_back();
     QueuedMessage& q = queued_[queued_count_++];
@@ -527,9 +524,32 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     q.output.assign(output.data(), output.size());
     q.bytes.assign(reinterpret_cast<const char*>(message.bytes().data()), size);
     queued_bytes_ += size;
+    const bool full = queued_bytes_ > options_.admission_queue_bytes;
     lock.unlock();
     admission_cv_.notify_one();
+    // Back-pressure on this producer, never on the loop: it is not read
+    // from until the queue has drained (ResumeProducers).
+    if (full && paused_.insert(id).second) {
+      loop_->PauseReading(id);
+      Bump(counters_.producer_pauses);
+    }
     return true;
+  }
+
+  // Loop thread, after each admission batch: once the queue is at most half
+  // full, the paused producers are read again.
+  void ResumeProducers() {
+    if (paused_.empty()) return;
+    {
+      std::lock_guard<std::mutex> lock(admission_mu_);
+      if (!admission_stop_ &&
+          queued_bytes_ > options_.admission_queue_bytes / 2) {
+        return;
+      }
+    }
+    absl::flat_hash_set<ConnectionId> paused;
+    paused.swap(paused_);
+    for (ConnectionId id : paused) loop_->ResumeReading(id);
   }
 
   // The admission thread: takes everything queued at once, hands each
@@ -551,7 +571,6 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
         queued_count_ = 0;
         queued_bytes_ = 0;
       }
-      room_cv_.notify_all();
       auto verdicts =
           std::make_shared<std::vector<std::pair<ConnectionId, bool>>>();
       verdicts->reserve(n);
@@ -575,6 +594,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
       }
       loop_->Post([this, verdicts] {
         for (const auto& [id, admitted] : *verdicts) Decided(id, admitted);
+        ResumeProducers();
       });
       // `batch` keeps its entries: the next swap hands them (and their
       // strings' capacity) back to the loop thread.
@@ -738,11 +758,12 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
   std::thread admission_thread_;
   std::mutex admission_mu_;
   std::condition_variable admission_cv_;  // something queued, or stopping
-  std::condition_variable room_cv_;       // room in the queue, or stopping
-  std::vector<QueuedMessage> queued_;     // guarded by admission_mu_
-  size_t queued_count_ = 0;               // guarded by admission_mu_
-  size_t queued_bytes_ = 0;               // guarded by admission_mu_
-  bool admission_stop_ = false;           // guarded by admission_mu_
+  // Loop thread: producers not read from until the queue drains.
+  absl::flat_hash_set<ConnectionId> paused_;
+  std::vector<QueuedMessage> queued_;  // guarded by admission_mu_
+  size_t queued_count_ = 0;            // guarded by admission_mu_
+  size_t queued_bytes_ = 0;            // guarded by admission_mu_
+  bool admission_stop_ = false;        // guarded by admission_mu_
 
   // Loop-thread state.
   SessionScratch scratch_;
@@ -825,6 +846,9 @@ std::string MqttServer::PrometheusText() const {
   counter("telemetry_refused_total",
           "Telemetry the router did not admit (connection closed).",
           s.telemetry_refused);
+  counter("producer_pauses_total",
+          "Producers not read from while the admission queue was full.",
+          s.producer_pauses);
   counter("deliveries_sent_total", "Module input PUBLISHes sent.",
           s.deliveries_sent);
   counter("deliveries_acked_total", "Module input PUBACKs received.",

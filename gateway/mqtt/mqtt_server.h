@@ -86,8 +86,11 @@ struct MqttServerOptions {
   // for it. Otherwise on an admission thread of the server's, in arrival
   // order, and each PUBACK follows when it returns (PUBACKs stay in order
   // per connection): a store append no longer stalls the sockets. Up to
-  // this many message bytes wait for that thread; when they are full the
-  // loop thread waits for room (back-pressure on every connection).
+  // this many message bytes wait for that thread; a producer whose message
+  // finds them full is not read from until they are half empty again
+  // (EventLoop::PauseReading: back-pressure through TCP on that producer
+  // only; the loop never waits). The queue can exceed the bound by what
+  // paused producers had already sent, at most a read's worth each.
   size_t admission_queue_bytes = 0;
   // Time for keep-alive and CONNECT deadlines (default: SystemClock()).
   const Clock* clock = nullptr;
@@ -108,6 +111,7 @@ struct MqttServerStats {
   uint64_t connects_refused_other = 0;    // CONNACK 1, 2, 3
   uint64_t telemetry_received = 0;
   uint64_t telemetry_refused = 0;  // not admitted by the hooks
+  uint64_t producer_pauses = 0;    // producers paused by a full admission queue
   uint64_t deliveries_sent = 0;
   uint64_t deliveries_acked = 0;
   uint64_t deliveries_timed_out = 0;   // no PUBACK within the ack timeout

@@ -449,6 +449,51 @@ TEST_F(MqttServerTest, ProtocolErrorIsLoggedWithItsOffset) {
   EXPECT_TRUE(logged);
 }
 
+// A producer that fills the admission queue (the store is slow) is paused --
+// not read from -- while the loop goes on serving everyone else; it resumes
+// once the queue drains, and nothing it sent is lost.
+TEST_F(MqttServerTest, FullAdmissionQueuePausesOnlyTheProducer) {
+  options_.admission_queue_bytes = 4096;
+  StartServer();
+  auto flood = Client();
+  ASSERT_EQ(*flood->Connect("edge-gw/sensor"), ConnectCode::kAccepted);
+  hooks_.set_hold(true);
+  const std::string topic = "devices/edge-gw/modules/sensor/messages/events/";
+  constexpr int kMessages = 200;
+  std::string burst;
+  const std::string payload(100, 'f');
+  for (int i = 0; i < kMessages; ++i) {
+    Publish p;
+    p.topic = topic;
+    p.qos = 0;
+    p.payload = payload;
+    EncodePublish(p, &burst);
+  }
+  ASSERT_TRUE(flood->Write(burst).ok());
+  // Wait (bounded) until the producer was paused.
+  for (int i = 0; i < 2000 && server_->stats().producer_pauses == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(server_->stats().producer_pauses, 1u);
+  // The loop is not blocked: another client connects and is answered.
+  auto other = Client();
+  ASSERT_EQ(*other->Connect("leaf-1"), ConnectCode::kAccepted);
+  std::string ping;
+  EncodeEmpty(PacketType::kPingreq, &ping);
+  ASSERT_TRUE(other->Write(ping).ok());
+  auto pong = other->Read();
+  ASSERT_TRUE(pong.ok()) << pong.status();
+  EXPECT_EQ(pong->type, PacketType::kPingresp);
+  // Released, every message of the flood is admitted.
+  hooks_.set_hold(false);
+  for (int i = 0; i < 2000 && hooks_.message_count() < kMessages; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(hooks_.message_count(), static_cast<size_t>(kMessages));
+  EXPECT_NE(server_->PrometheusText().find("producer_pauses_total 1"),
+            std::string::npos);
+}
+
 TEST_F(MqttServerTest, RefusedPublishAndSubscribe) {
   StartServer();
   auto c = Client();
