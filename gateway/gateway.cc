@@ -321,9 +321,8 @@ class GatewayImpl final : public ServerHooks {
       upstream_options.device_id = options_.device_id;
       upstream_options.log = [](absl::string_view line) { Log(line); };
       EDGEROUTE_ASSIGN_OR_RETURN(
-          upstream_,
-          upstream::UpstreamConnector::Create(upstream_options, router_.get(),
-                                              kUpstreamEndpoint));
+          upstream_, upstream::UpstreamConnector::Create(
+                         upstream_options, router_.get(), kUpstreamEndpoint));
     }
 
     if (options_.metrics_port >= 0) {
