@@ -27,6 +27,7 @@ PACKAGES=(
   nlohmann-json3-dev
   openssl
   python3-paho-mqtt
+  nats-server
 )
 
 missing=()
