@@ -95,6 +95,69 @@ class Broker:
             return ""
 
 
+class NatsCluster:
+    """Three Debian nats-server processes in one cluster on loopback, with
+    JetStream and an MQTT listener each (NATS speaks MQTT 3.1.1, QoS 1 on
+    JetStream)."""
+
+    def __init__(self, workdir):
+        self.binary = shutil.which("nats-server")
+        if self.binary is None:
+            fail("nats-server is not installed; scripts/setup.sh installs it")
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.client_ports = [harness.free_port() for _ in range(3)]
+        self.route_ports = [harness.free_port() for _ in range(3)]
+        self.mqtt_ports = [harness.free_port() for _ in range(3)]
+        self.processes = [None] * 3
+        self.logs = [os.path.join(workdir, "n%d.log" % i) for i in range(3)]
+
+    def start(self):
+        for i in range(3):
+            routes = ", ".join("nats-route://127.0.0.1:%d" % self.route_ports[j]
+                               for j in range(3) if j != i)
+            config = os.path.join(self.dir, "n%d.conf" % i)
+            with open(config, "w") as f:
+                f.write("server_name: n%d\n" % i)
+                f.write("listen: 127.0.0.1:%d\n" % self.client_ports[i])
+                f.write('jetstream { store_dir: "%s" }\n' %
+                        os.path.join(self.dir, "js%d" % i))
+                f.write("cluster { name: edge, listen: 127.0.0.1:%d, "
+                        "routes: [%s] }\n" % (self.route_ports[i], routes))
+                f.write("mqtt { listen: 127.0.0.1:%d }\n" % self.mqtt_ports[i])
+            log = open(self.logs[i], "a")
+            self.processes[i] = subprocess.Popen(
+                [self.binary, "-c", config], stdout=log, stderr=log)
+            log.close()
+        for i in range(3):
+            harness.wait_until(
+                lambda i=i: self.mqtt_ports[i] in harness.listening_tcp_ports(
+                    self.processes[i].pid),
+                harness.START_TIMEOUT_S, "nats-server n%d's MQTT listener" % i)
+        return self
+
+    def kill(self, i):
+        self.processes[i].kill()
+        self.processes[i].wait(harness.STOP_TIMEOUT_S)
+
+    def stop(self):
+        for p in self.processes:
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(harness.STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(harness.STOP_TIMEOUT_S)
+
+    def log(self):
+        text = []
+        for path in self.logs:
+            with open(path, errors="replace") as f:
+                text.append("---- %s\n%s" % (path, f.read()[-4000:]))
+        return "\n".join(text)
+
+
 class Counter:
     """A paho subscriber with a persistent session (MQTT 5 or 3.1.1) that
     records every message it receives; reconnects by itself while the
@@ -413,6 +476,74 @@ class UpstreamTest(harness.GatewayTestCase):
         kinds = [user_properties(m).get("kind") for m in received]
         self.assertEqual(kinds.count("short"), 0, kinds)
         self.assertEqual(kinds.count("long"), 10)
+
+    # -- a clustered engine: three nats-server nodes -------------------------
+
+    def test_nats_cluster_node_killed_during_drain(self):
+        cluster = NatsCluster(os.path.join(self.dir, "nats")).start()
+        self.addCleanup(cluster.stop)
+        # A persistent session (a JetStream consumer underneath) on the
+        # node that stays up, made before anything is sent. JetStream may
+        # still be electing its leaders: retry until the SUBACK grants QoS 1.
+        deadline = time.monotonic() + 60
+        while True:
+            counter = Counter(cluster.mqtt_ports[2], "edgeroute/#",
+                              protocol=mqtt.MQTTv311)
+            granted = []
+            counter.client.on_subscribe = (
+                lambda c, u, mid, qos, g=granted: (g.extend(qos),
+                                                   counter._subscribed.set()))
+            try:
+                counter.start()
+            except (AssertionError, OSError):
+                pass
+            if granted and granted[0] == 1:
+                break
+            counter.stop()
+            if time.monotonic() > deadline:
+                fail("NATS never granted a QoS 1 subscription:\n" +
+                     cluster.log())
+            time.sleep(1)
+        leaf = harness.device("leaf-nats")
+        gw = self.gateway(
+            [leaf], TO_UPSTREAM,
+            extra_args=["--upstream-protocol", "3.1.1",
+                        "--upstream-topic", "edgeroute/{deviceId}",
+                        "--metrics", "127.0.0.1:0"] +
+            sum((["--upstream", "mqtt://127.0.0.1:%d" % p]
+                 for p in cluster.mqtt_ports), []))
+        harness.wait_until(
+            lambda: "connected to 127.0.0.1:%d" % cluster.mqtt_ports[0]
+            in gw.log(), harness.CLIENT_TIMEOUT_S, "the gateway on node 0")
+        total = 3000
+        client = self.paho(gw, leaf)
+        acked = []
+        publisher = threading.Thread(target=lambda: acked.extend(publish_many(
+            client, lambda n: (leaf.events_topic + "seq=%d" % n, "m%d" % n),
+            total)))
+        publisher.start()
+
+        def seq(m):
+            props = harness.parse_bag(m.topic[len("edgeroute/leaf-nats/"):])
+            return int(props.get("seq", -1))
+
+        counter.wait_for(lambda ms: len(ms) >= total // 10, DRAIN_TIMEOUT_S,
+                         "a tenth of the messages through NATS")
+        cluster.kill(0)
+        publisher.join(DRAIN_TIMEOUT_S)
+        self.assertEqual(len(acked), total)
+        received = counter.wait_for(
+            lambda ms: set(acked) <= {seq(m) for m in ms}, DRAIN_TIMEOUT_S,
+            "every acknowledged message from the surviving nodes")
+        counter.stop()
+        self.assertEqual(set(seq(m) for m in received), set(acked))
+        log = gw.log()
+        self.assertTrue(
+            "connected to 127.0.0.1:%d" % cluster.mqtt_ports[1] in log or
+            "connected to 127.0.0.1:%d" % cluster.mqtt_ports[2] in log, log)
+        self.assertGreaterEqual(
+            metric(gw.metrics(), "edgeroute_upstream_reconnects_total"), 1)
+
 
     # -- a parent edgeroute over iothub:// -----------------------------------
 
