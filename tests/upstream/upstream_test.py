@@ -124,7 +124,10 @@ class NatsCluster:
                         os.path.join(self.dir, "js%d" % i))
                 f.write("cluster { name: edge, listen: 127.0.0.1:%d, "
                         "routes: [%s] }\n" % (self.route_ports[i], routes))
-                f.write("mqtt { listen: 127.0.0.1:%d }\n" % self.mqtt_ports[i])
+                # Every MQTT stream and consumer on all three nodes, so that
+                # losing one node loses no session and no message.
+                f.write("mqtt { listen: 127.0.0.1:%d, stream_replicas: 3, "
+                        "consumer_replicas: 3 }\n" % self.mqtt_ports[i])
             log = open(self.logs[i], "a")
             self.processes[i] = subprocess.Popen(
                 [self.binary, "-c", config], stdout=log, stderr=log)
