@@ -160,7 +160,9 @@ Verdict PublishBuilder::Build(const MessageView& message,
       if (topic.size() == before + 1) topic.resize(before);
     }
   }
-  if (topic.size() > kMaxTopicBytes ||
+  // A template of placeholders only, all absent, leaves nothing to publish
+  // to.
+  if (topic.empty() || topic.size() > kMaxTopicBytes ||
       mosquitto_validate_utf8(topic.data(), static_cast<int>(topic.size())) !=
           MOSQ_ERR_SUCCESS ||
       mosquitto_pub_topic_check2(topic.data(), topic.size()) !=

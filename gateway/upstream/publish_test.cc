@@ -147,6 +147,13 @@ TEST_F(PublishTest, HopLimitInEveryDialect) {
       Verdict::kSend);
 }
 
+TEST_F(PublishTest, EmptyTopicIsRejected) {
+  // Found by the fuzzer: a template of absent placeholders only.
+  PublishBuilder builder(Dialect::kMqtt, 5, "{outputName}");
+  EXPECT_EQ(builder.Build(Message("d", nullptr, nullptr), kNever, kNow, &p_),
+            Verdict::kBadMessage);
+}
+
 TEST_F(PublishTest, NotUtf8IsRejectedNotSent) {
   PublishBuilder builder(Dialect::kMqtt, 5, kDefaultTopicTemplate);
   b_.Clear();
