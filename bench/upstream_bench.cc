@@ -17,13 +17,7 @@
 // UPSTREAM_BENCH_LOG=1 prints the connector's log lines.
 //   bazel run -c opt //bench:upstream_bench
 
-#include <fcntl.h>
 #include <mosquitto.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -44,11 +38,10 @@
 #include "benchmark/benchmark.h"
 #include "gateway/upstream/connector.h"
 #include "gateway/upstream/options.h"
+#include "gateway/upstream/test_broker.h"
 #include "message/message.h"
 #include "router/router.h"
 #include "store/store.h"
-
-extern char** environ;
 
 namespace edgeroute {
 namespace {
@@ -60,78 +53,20 @@ constexpr char kRoutes[] = R"({"schemaVersion": "1.1",
   "routes": {"up": "FROM /messages/* INTO $upstream"},
   "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}})";
 
-// Debian's mosquitto on a free loopback port for the whole run.
-class Broker {
- public:
-  static Broker* Get() {
-    static Broker* broker = Start();
-    return broker;
-  }
-  int port() const { return port_; }
-
- private:
-  static Broker* Start() {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    const int port = ntohs(addr.sin_port);
-    close(fd);
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    const std::string config = absl::StrCat(
-        tmp != nullptr ? tmp : "/tmp", "/upstream_bench.", getpid(), ".conf");
-    FILE* f = std::fopen(config.c_str(), "w");
-    if (f == nullptr) return nullptr;
-    std::fprintf(f,
-                 "listener %d 127.0.0.1\nallow_anonymous true\n"
-                 "max_inflight_messages %d\nlog_dest none\n",
-                 port, kWindow);
-    std::fclose(f);
-    const char* binary = std::getenv("MOSQUITTO");
-    for (const char* candidate : {binary, "mosquitto", "/usr/sbin/mosquitto"}) {
-      if (candidate == nullptr) continue;
-      pid_t pid;
-      char* argv[] = {const_cast<char*>(candidate), const_cast<char*>("-c"),
-                      const_cast<char*>(config.c_str()), nullptr};
-      // Not our stdout/stderr: a broker left behind by a crash must not
-      // hold the caller's pipes open.
-      posix_spawn_file_actions_t actions;
-      posix_spawn_file_actions_init(&actions);
-      posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-      posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-      const int spawned =
-          posix_spawnp(&pid, candidate, &actions, nullptr, argv, environ);
-      posix_spawn_file_actions_destroy(&actions);
-      if (spawned != 0) continue;
-      mosquitto* probe = mosquitto_new(nullptr, true, nullptr);
-      bool up = false;
-      for (int i = 0; i < 300 && !up; ++i) {
-        up =
-            mosquitto_connect(probe, "127.0.0.1", port, 60) == MOSQ_ERR_SUCCESS;
-        if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      mosquitto_destroy(probe);
-      if (up) {
-        auto* broker = new Broker(pid, port);
-        std::atexit([] {
-          Broker* b = Get();
-          kill(b->pid_, SIGTERM);
-          waitpid(b->pid_, nullptr, 0);
-        });
-        return broker;
-      }
-      kill(pid, SIGTERM);
-      waitpid(pid, nullptr, 0);
+// Debian's mosquitto on a free loopback port for the whole run; null when
+// it cannot start.
+gateway::upstream::TestBroker* Broker() {
+  static gateway::upstream::TestBroker* broker = [] {
+    auto* b = new gateway::upstream::TestBroker(kWindow);
+    if (!b->Start().ok()) {
+      delete b;
+      return static_cast<gateway::upstream::TestBroker*>(nullptr);
     }
-    return nullptr;
-  }
-  Broker(pid_t pid, int port) : pid_(pid), port_(port) {}
-  pid_t pid_;
-  int port_;
-};
+    std::atexit([] { delete Broker(); });
+    return b;
+  }();
+  return broker;
+}
 
 void BuildMessage(MessageBuilder* b, int n) {
   b->Clear();
@@ -143,7 +78,7 @@ void BuildMessage(MessageBuilder* b, int n) {
 }
 
 void BM_UpstreamDrain(benchmark::State& state) {
-  Broker* broker = Broker::Get();
+  gateway::upstream::TestBroker* broker = Broker();
   if (broker == nullptr) {
     state.SkipWithError("mosquitto not available");
     return;
@@ -233,7 +168,7 @@ void OnPublishAck(mosquitto*, void* obj, int, int, const mosquitto_property*) {
 }
 
 void BM_MosquittoPublisher(benchmark::State& state) {
-  Broker* broker = Broker::Get();
+  gateway::upstream::TestBroker* broker = Broker();
   if (broker == nullptr) {
     state.SkipWithError("mosquitto not available");
     return;
