@@ -31,6 +31,7 @@
 #include "gateway/net/tls.h"
 #include "gateway/systemd_notify.h"
 #include "gateway/twins/twin_store.h"
+#include "gateway/upstream/connector.h"
 #include "query/manifest.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -342,6 +343,14 @@ class GatewayImpl final : public ServerHooks {
     if (!options_.mqtt_listeners.empty()) {
       EDGEROUTE_RETURN_IF_ERROR(CreateMqtt());
     }
+    if (!options_.upstream.urls.empty()) {
+      upstream::UpstreamOptions upstream_options = options_.upstream;
+      upstream_options.device_id = options_.device_id;
+      upstream_options.log = [](absl::string_view line) { Log(line); };
+      EDGEROUTE_ASSIGN_OR_RETURN(
+          upstream_, upstream::UpstreamConnector::Create(
+                         upstream_options, router_.get(), kUpstreamEndpoint));
+    }
 
     if (options_.metrics_port >= 0) {
       EDGEROUTE_ASSIGN_OR_RETURN(
@@ -355,6 +364,7 @@ class GatewayImpl final : public ServerHooks {
   absl::Status Start() {
     EDGEROUTE_RETURN_IF_ERROR(server_->Start());
     if (mqtt_ != nullptr) EDGEROUTE_RETURN_IF_ERROR(mqtt_->Start());
+    if (upstream_ != nullptr) upstream_->Start();
     if (metrics_ != nullptr) metrics_->Start();
     if (!options_.manifest_path.empty() &&
         options_.manifest_watch != ManifestWatch::kOff) {
@@ -439,6 +449,8 @@ class GatewayImpl final : public ServerHooks {
     // that could not bind).
     if (server_ != nullptr) server_->Stop();
     if (mqtt_ != nullptr) mqtt_->Stop();
+    // Completes (for a retry) a batch the broker has not acknowledged.
+    if (upstream_ != nullptr) upstream_->Stop();
     absl::Status status = closed.get();
     std::lock_guard<std::mutex> lock(sinks_mu_);
     sinks_.clear();
@@ -461,6 +473,7 @@ class GatewayImpl final : public ServerHooks {
         router_->PrometheusText(), server_->PrometheusText(),
         mqtt_ != nullptr ? mqtt_->PrometheusText() : std::string(),
         StorePrometheusText(),
+        upstream_ != nullptr ? upstream_->PrometheusText() : std::string(),
         "# HELP edgeroute_gateway_manifest_reloads_total Manifest reloads "
         "(SIGHUP, file changes) by result.\n"
         "# TYPE edgeroute_gateway_manifest_reloads_total counter\n"
@@ -657,7 +670,8 @@ class GatewayImpl final : public ServerHooks {
                           absl::string_view input, bool active) {
     std::lock_guard<std::mutex> lock(sinks_mu_);
     if (input == kUpstreamInput) {
-      if (head == Head::kNative) {
+      // With an upstream connector, it alone is the endpoint's sink.
+      if (head == Head::kNative && upstream_ == nullptr) {
         SetEndpointSink(head, std::string(kUpstreamEndpoint), identity, input,
                         active);
       }
@@ -848,6 +862,8 @@ class GatewayImpl final : public ServerHooks {
   std::unique_ptr<Server> server_;
   std::unique_ptr<mqtt::MqttServer> mqtt_;
   std::unique_ptr<MetricsServer> metrics_;
+  // After router_: destroyed first (the router is closed by then).
+  std::unique_ptr<upstream::UpstreamConnector> upstream_;
   // Endpoint sinks, set from both heads' loop threads (and reloads).
   struct Owned {
     Head head = Head::kNative;

@@ -16,7 +16,10 @@
 //     subscribes again.
 //   * `$upstream` (endpoint "iothub") delivers to the connections subscribed
 //     to "$upstream", each message identity (connectionDeviceId
-//     [/connectionModuleId]) sticking to one of them.
+//     [/connectionModuleId]) sticking to one of them -- unless an upstream
+//     connector is configured (GatewayOptions::upstream): then it is the
+//     endpoint's sink, publishing to an MQTT broker or a parent hub
+//     (upstream/connector.h).
 //   * Prometheus metrics (router + gateway) over HTTP on a loopback port.
 //
 //   * Twins: desired properties from each module's entry in the manifest,
@@ -45,6 +48,7 @@
 #include "gateway/manifest_watcher.h"
 #include "gateway/mqtt/mqtt_server.h"
 #include "gateway/server.h"
+#include "gateway/upstream/options.h"
 #include "router/router.h"
 #include "store/store.h"
 
@@ -138,6 +142,11 @@ struct GatewayOptions {
   // 0 = admit on the I/O thread. Without a store admission never waits for
   // long and always runs on the I/O thread.
   size_t admission_queue_bytes = 1u << 20;
+
+  // The upstream connector (`--upstream`): with URLs, `$upstream` goes to an
+  // MQTT broker or a parent hub instead of native "$upstream" subscribers.
+  // Its device_id and log are filled in from the gateway's.
+  upstream::UpstreamOptions upstream;
 
   // Called by RunGateway once everything listens (bound ports known).
   std::function<void(int tcp_port, int metrics_port)> on_ready;

@@ -101,6 +101,11 @@ class DeliveryBatch {
   int priority() const { return priority_; }
   // 1 for the first attempt of these messages, 2 for the first retry, ...
   int attempt() const { return attempt_; }
+  // When message i's TTL runs out (wall clock, microseconds since the Unix
+  // epoch, by the router's clock); INT64_MAX = never. For sinks that pass
+  // the remaining TTL on (an MQTT 5 message expiry interval).
+  // REQUIRES: i < size().
+  int64_t expires_wall_us(size_t i) const { return expires_wall_us_[i]; }
 
   // Reports the outcome for message i.
   void Complete(size_t i, DeliveryOutcome outcome);
@@ -115,6 +120,7 @@ class DeliveryBatch {
   std::string endpoint_id_;
   std::vector<MessageView> views_;
   std::vector<DeliveryOutcome> outcomes_;
+  std::vector<int64_t> expires_wall_us_;
   int priority_ = query::kDefaultPriority;
   int attempt_ = 1;
   // Messages not completed yet, also the futex word the executor sleeps on.

@@ -38,6 +38,8 @@ PACKAGES=(
   python3-setuptools
   python3-pip
   golang-go
+  # The clustered-engine test of the upstream connector.
+  nats-server
 )
 
 missing=()

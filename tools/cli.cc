@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gateway/demo.h"
 #include "gateway/gateway.h"
+#include "gateway/upstream/options.h"
 #include "tools/commands.h"
 #include "version.h"
 
@@ -80,6 +81,13 @@ Usage:
                 [--max-connections N] [--ack-timeout SECONDS]
                 [--metrics HOST:PORT]
                 [--io epoll|uring] [--watch auto|poll|off]
+                [--upstream mqtt://HOST[:PORT]|mqtts://HOST[:PORT]|
+                            iothub://HOST[:PORT] ...]
+                [--upstream-protocol 5|3.1.1] [--upstream-username U]
+                [--upstream-password P] [--upstream-topic TEMPLATE]
+                [--upstream-key BASE64] [--upstream-cert PEM
+                 --upstream-cert-key PEM] [--upstream-ca PEM]
+                [--upstream-hub NAME]
       Run the gateway until SIGTERM/SIGINT. The manifest is reloaded on
       SIGHUP and when the file changes: --watch auto (default) watches its
       directory with inotify, so files replaced by rename are seen, and
@@ -117,6 +125,16 @@ Usage:
       --metrics serves Prometheus text on http://HOST:PORT/metrics.
       --device is the edge device id (default edge-gateway): modules are
       {device}/{module}.
+      --upstream sends what routes put INTO $upstream to an MQTT broker
+      (mqtt://, mqtts://; MQTT 5, or --upstream-protocol 3.1.1) or to a
+      parent hub in the IoT Hub dialect (iothub://, TLS, signed in as
+      --device with --upstream-key or --upstream-cert/--upstream-cert-key;
+      --upstream-hub names the hub in tokens, default HOST). QoS 1; what
+      cannot be sent waits in the store (or memory) and drains when the
+      connection returns; several --upstream URLs are tried in turn.
+      --upstream-topic (mqtt:// only) defaults to
+      edgeroute/{deviceId}/{moduleId}/{outputName}. --upstream-ca is the CA
+      the server is checked against (default: the system's).
 
   edgeroute demo [--seconds S] [--messages N] [--store DIR]
       Run a gateway with a temporary store and simulated sensor, filter
@@ -370,11 +388,27 @@ int RunCommand(const CommandContext& ctx) {
                  << "')\n";
         return kExitUsage;
       }
+    } else if (absl::StartsWith(arg, "--upstream")) {
+      const std::string name = arg.substr(0, arg.find('='));
+      if (!FlagValue(ctx, name, &i, &value)) return kExitUsage;
+      const absl::Status s =
+          gateway::upstream::SetUpstreamFlag(name, value, &options.upstream);
+      if (!s.ok()) {
+        *ctx.err << "edgeroute: run: " << s.message() << "\n";
+        return kExitUsage;
+      }
     } else {
       *ctx.err << "edgeroute: run: unexpected argument '" << arg
                << "' (see edgeroute help)\n";
       return kExitUsage;
     }
+  }
+  options.upstream.device_id = options.device_id;
+  if (const absl::Status s =
+          gateway::upstream::ValidateUpstreamOptions(options.upstream);
+      !s.ok()) {
+    *ctx.err << "edgeroute: run: " << s.message() << "\n";
+    return kExitUsage;
   }
   if (options.manifest_path.empty()) {
     *ctx.err << "edgeroute: run needs --manifest M.json\n";

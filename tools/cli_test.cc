@@ -113,6 +113,20 @@ TEST(Cli, RunAndDemoUsageErrors) {
   r = Edgeroute({"run", "--manifest=m.json", "--watch=inotify"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("auto, poll or off"));
+  // run --upstream*: URLs and the credentials each kind needs.
+  r = Edgeroute({"run", "--manifest=m.json", "--upstream", "ftp://x"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("mqtt://HOST[:PORT]"));
+  r = Edgeroute({"run", "--manifest=m.json", "--upstream=iothub://parent"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--upstream-key"));
+  r = Edgeroute({"run", "--manifest=m.json", "--upstream-topic=a/#"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("need --upstream"));
+  r = Edgeroute({"run", "--manifest=m.json", "--upstream=mqtt://b",
+                 "--upstream-protocol", "4"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("5 or 3.1.1"));
   // demo: bounded options.
   EXPECT_EQ(Edgeroute({"demo", "--seconds", "5"}).code, 2);
   EXPECT_EQ(Edgeroute({"demo", "--seconds=51"}).code, 2);

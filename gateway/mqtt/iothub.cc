@@ -289,10 +289,14 @@ bool BuildTelemetry(IdentityRef identity, absl::string_view bag,
   return true;
 }
 
-void AppendInputTopic(IdentityRef target, absl::string_view input,
-                      const MessageView& message, std::string* out) {
-  absl::StrAppend(out, kDevices, target.device_id, "/modules/",
-                  target.module_id, "/inputs/", input, "/");
+namespace {
+
+// The bag AppendInputTopic and AppendTelemetryBag write: the system keys
+// (interfaceId with `with_interface_id`), then `extra` (each written only
+// when the message has it), then the application properties.
+template <size_t N>
+void AppendBag(const MessageView& message, bool with_interface_id,
+               const SystemKey (&extra)[N], std::string* out) {
   const size_t bag_start = out->size();
   auto system = [&](const SystemKey& k) {
     const PropertyValue v = message.FindSystemProperty(k.property);
@@ -304,9 +308,9 @@ void AppendInputTopic(IdentityRef target, absl::string_view input,
     UrlEncode(v.value, out);
   };
   for (const SystemKey& k : kSystemKeys) {
-    if (k.bag_key != "$.ifid") system(k);
+    if (with_interface_id || k.bag_key != "$.ifid") system(k);
   }
-  for (const SystemKey& k : kIdentityKeys) system(k);
+  for (const SystemKey& k : extra) system(k);
   for (size_t i = 0; i < message.property_count(); ++i) {
     const auto [key, value] = message.property(i);
     if (out->size() > bag_start) out->push_back('&');
@@ -316,6 +320,21 @@ void AppendInputTopic(IdentityRef target, absl::string_view input,
       UrlEncode(value.value, out);
     }
   }
+}
+
+constexpr SystemKey kOutputNameKeys[] = {{kOutputNameKey, "outputName"}};
+
+}  // namespace
+
+void AppendInputTopic(IdentityRef target, absl::string_view input,
+                      const MessageView& message, std::string* out) {
+  absl::StrAppend(out, kDevices, target.device_id, "/modules/",
+                  target.module_id, "/inputs/", input, "/");
+  AppendBag(message, /*with_interface_id=*/false, kIdentityKeys, out);
+}
+
+void AppendTelemetryBag(const MessageView& message, std::string* out) {
+  AppendBag(message, /*with_interface_id=*/true, kOutputNameKeys, out);
 }
 
 void AppendTwinResponseTopic(int status, absl::string_view rid, int64_t version,

@@ -123,6 +123,16 @@ inline constexpr int kMaxHops = 255;
 void AppendInputTopic(IdentityRef target, absl::string_view input,
                       const MessageView& message, std::string* out);
 
+// Appends the telemetry property bag of `message` (no leading '/'), as a
+// device or module would send it and BuildTelemetry reads it: the system
+// properties messageId, cid, userId, contentType, contentEncoding, to,
+// absolute-expiry-time, creationTime, messageSchema, interfaceId and
+// outputName as $.mid, $.cid, $.uid, $.ct, $.ce, $.to, $.exp, $.ctime,
+// $.schema, $.ifid, $.on ('$' written %24), then every application property
+// (a null value as a key without '='). The identity is not in it (the topic
+// names it). For forwarding a message to a parent hub.
+void AppendTelemetryBag(const MessageView& message, std::string* out);
+
 // Twin topics: $iothub/twin/res/{status}/?$rid={rid}[&$version={version}]
 // (version < 0: none) and $iothub/twin/PATCH/properties/desired/?$version=n.
 void AppendTwinResponseTopic(int status, absl::string_view rid, int64_t version,

@@ -493,12 +493,14 @@ void Endpoint::Run() {
     // Deliver.
     const size_t n = current_.size();
     batch_.views_.resize(n);
+    batch_.expires_wall_us_.resize(n);
     for (size_t i = 0; i < n; ++i) {
       const Pending& p = current_[i];
       batch_.views_[i] = p.node != nullptr
                              ? p.node->view()
                              : MessageView::FromTrustedBytes(
                                    absl::MakeConstSpan(p.data, p.size));
+      batch_.expires_wall_us_[i] = p.expires_wall_us;
     }
     batch_.outcomes_.assign(n, DeliveryOutcome::kRetry);
     batch_.priority_ = BucketPriority(current_bucket_);

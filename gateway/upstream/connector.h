@@ -1,0 +1,96 @@
+// The upstream connector: the router sink of the `$upstream` endpoint when
+// `edgeroute run` is given --upstream. It keeps one MQTT connection (through
+// libmosquitto) to a broker or a parent hub and publishes every message the
+// router hands it at QoS 1; a message is delivered when its PUBACK arrives.
+//
+// Store-and-forward uses the router's own mechanism, not a second queue: the
+// connector is the endpoint's sink only while it is connected. While it is
+// not, the endpoint has no sink and its messages wait in the router (in the
+// store when there is one), with the router's TTL and priority rules; a
+// batch in flight when the connection drops is completed with kRetry (after
+// the PUBACKed ones), so the router sends it again. When the connection
+// returns the sink is set again and the queue drains, highest priority
+// first.
+//
+// Threads: one thread of its own drives libmosquitto (connect, TLS, reads,
+// writes, keep-alive) with poll() on the socket and an eventfd, so every
+// libmosquitto call and every PUBACK is handled on that thread; the router's
+// executor only hands a batch over (under a mutex, then a write to the
+// eventfd). Connects go to the URLs in turn, with exponential backoff and
+// jitter between failures. With iothub:// and a key, the SAS token is
+// renewed by reconnecting after 80% of its lifetime.
+//
+// In flight: at most min(max_in_flight, the broker's receive maximum, the
+// router's batch size) PUBLISHes wait for their PUBACK.
+//
+// Thread-safety: Start/Stop from one control thread; metrics from any.
+
+#ifndef EDGEROUTE_GATEWAY_UPSTREAM_CONNECTOR_H_
+#define EDGEROUTE_GATEWAY_UPSTREAM_CONNECTOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "gateway/upstream/options.h"
+#include "router/router.h"
+
+namespace edgeroute {
+namespace gateway {
+namespace upstream {
+
+struct UpstreamMetrics {
+  bool connected = false;
+  // Successful CONNACKs after the first one.
+  uint64_t reconnects = 0;
+  // Connection attempts that failed (refused, unreachable, timed out).
+  uint64_t connect_failures = 0;
+  uint64_t in_flight = 0;
+  uint64_t sent = 0;          // PUBLISHes handed to libmosquitto
+  uint64_t acknowledged = 0;  // PUBACKs with a success reason code
+  uint64_t dropped_hop_limit = 0;
+  uint64_t rejected = 0;  // not expressible in MQTT, or refused by a PUBACK
+  // The URL connected to now (its index in UpstreamOptions::urls), -1 when
+  // not connected.
+  int url_index = -1;
+};
+
+class ConnectorImpl;
+
+class UpstreamConnector {
+ public:
+  // Checks the options (ValidateUpstreamOptions), reads nothing yet.
+  // `router` must outlive the connector; `endpoint_id` is the endpoint it
+  // becomes the sink of ("iothub" for $upstream).
+  static absl::StatusOr<std::unique_ptr<UpstreamConnector>> Create(
+      const UpstreamOptions& options, router::Router* router,
+      absl::string_view endpoint_id);
+  // Stops if still running.
+  ~UpstreamConnector();
+  UpstreamConnector(const UpstreamConnector&) = delete;
+  UpstreamConnector& operator=(const UpstreamConnector&) = delete;
+
+  // Starts connecting (on the connector's thread).
+  void Start();
+  // Disconnects, completes a batch in flight with kRetry, removes the sink
+  // and joins the thread. Idempotent.
+  void Stop();
+
+  UpstreamMetrics GetMetrics() const;
+  // The metrics in Prometheus text format (edgeroute_upstream_*).
+  std::string PrometheusText() const;
+
+ private:
+  explicit UpstreamConnector(std::unique_ptr<ConnectorImpl> impl);
+  std::unique_ptr<ConnectorImpl> impl_;
+};
+
+}  // namespace upstream
+}  // namespace gateway
+}  // namespace edgeroute
+
+#endif  // EDGEROUTE_GATEWAY_UPSTREAM_CONNECTOR_H_

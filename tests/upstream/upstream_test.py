@@ -1,0 +1,628 @@
+"""The upstream connector against real brokers: `edgeroute run --upstream`
+forwarding what its routes put INTO $upstream to Debian's mosquitto (MQTT 5
+and 3.1.1) and to a parent `edgeroute run` (iothub://), across broker
+outages and a gateway SIGKILL, with a subscriber that counts.
+
+Devices publish with python3-paho-mqtt over the gateway's MQTT head (TLS,
+SAS tokens); see tests/mqtt/harness.py for the gateway and PKI pieces.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "mqtt"))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+
+import harness  # noqa: E402
+from harness import fail  # noqa: E402
+from paho_client import Paho  # noqa: E402
+
+TO_UPSTREAM = {"toUpstream": "FROM /messages/* INTO $upstream"}
+# How long a drain may take on a loaded 2-core machine.
+DRAIN_TIMEOUT_S = 240
+
+
+class Broker:
+    """Debian's mosquitto on a fixed loopback port, plain TCP, with
+    persistence (so a subscriber's session and its queued messages survive a
+    restart) and no limit on queued messages. Can be stopped and started
+    again on the same port."""
+
+    def __init__(self, workdir, port=None, max_inflight=None):
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(self.binary):
+            fail("mosquitto is not installed; scripts/setup.sh installs it")
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.port = port or harness.free_port()
+        self.config = os.path.join(workdir, "mosquitto.conf")
+        self.log_path = os.path.join(workdir, "mosquitto.log")
+        import pwd
+        with open(self.config, "w") as f:
+            f.write("listener %d 127.0.0.1\n" % self.port)
+            f.write("allow_anonymous true\n")
+            f.write("persistence true\npersistence_location %s/\n" % workdir)
+            f.write("max_queued_messages 0\n")
+            if max_inflight:
+                # Also the receive maximum it announces to MQTT 5 clients:
+                # it slows the drain down to a pace a test can interrupt.
+                f.write("max_inflight_messages %d\n" % max_inflight)
+            f.write("user %s\n" % pwd.getpwuid(os.getuid()).pw_name)
+            f.write("log_dest stderr\nlog_type error\nlog_type warning\n"
+                    "log_type notice\n")
+        self.process = None
+        self._log = None
+
+    def start(self):
+        self._log = open(self.log_path, "a")
+        self.process = subprocess.Popen([self.binary, "-c", self.config],
+                                        stdout=self._log, stderr=self._log)
+
+        def listening():
+            if self.process.poll() is not None:
+                fail("mosquitto exited %d:\n%s" % (self.process.returncode,
+                                                   self.log()))
+            return self.port in harness.listening_tcp_ports(self.process.pid)
+
+        harness.wait_until(listening, harness.START_TIMEOUT_S,
+                           "mosquitto to listen")
+        return self
+
+    def stop(self):
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(harness.STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(harness.STOP_TIMEOUT_S)
+        self.process = None
+        self._log.close()
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class NatsCluster:
+    """Three Debian nats-server processes in one cluster on loopback, with
+    JetStream and an MQTT listener each (NATS speaks MQTT 3.1.1, QoS 1 on
+    JetStream)."""
+
+    def __init__(self, workdir):
+        self.binary = shutil.which("nats-server")
+        if self.binary is None:
+            fail("nats-server is not installed; scripts/setup.sh installs it")
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.client_ports = [harness.free_port() for _ in range(3)]
+        self.route_ports = [harness.free_port() for _ in range(3)]
+        self.mqtt_ports = [harness.free_port() for _ in range(3)]
+        self.processes = [None] * 3
+        self.logs = [os.path.join(workdir, "n%d.log" % i) for i in range(3)]
+
+    def start(self):
+        for i in range(3):
+            routes = ", ".join("nats-route://127.0.0.1:%d" % self.route_ports[j]
+                               for j in range(3) if j != i)
+            config = os.path.join(self.dir, "n%d.conf" % i)
+            with open(config, "w") as f:
+                f.write("server_name: n%d\n" % i)
+                f.write("listen: 127.0.0.1:%d\n" % self.client_ports[i])
+                f.write('jetstream { store_dir: "%s" }\n' %
+                        os.path.join(self.dir, "js%d" % i))
+                f.write("cluster { name: edge, listen: 127.0.0.1:%d, "
+                        "routes: [%s] }\n" % (self.route_ports[i], routes))
+                # Every MQTT stream and consumer on all three nodes, so that
+                # losing one node loses no session and no message.
+                f.write("mqtt { listen: 127.0.0.1:%d, stream_replicas: 3, "
+                        "consumer_replicas: 3 }\n" % self.mqtt_ports[i])
+            log = open(self.logs[i], "a")
+            self.processes[i] = subprocess.Popen(
+                [self.binary, "-c", config], stdout=log, stderr=log)
+            log.close()
+        for i in range(3):
+            harness.wait_until(
+                lambda i=i: self.mqtt_ports[i] in harness.listening_tcp_ports(
+                    self.processes[i].pid),
+                harness.START_TIMEOUT_S, "nats-server n%d's MQTT listener" % i)
+        return self
+
+    def kill(self, i):
+        self.processes[i].kill()
+        self.processes[i].wait(harness.STOP_TIMEOUT_S)
+
+    def stop(self):
+        for p in self.processes:
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(harness.STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(harness.STOP_TIMEOUT_S)
+
+    def log(self):
+        text = []
+        for path in self.logs:
+            with open(path, errors="replace") as f:
+                text.append("---- %s\n%s" % (path, f.read()[-4000:]))
+        return "\n".join(text)
+
+
+class Counter:
+    """A paho subscriber with a persistent session (MQTT 5 or 3.1.1) that
+    records every message it receives; reconnects by itself while the
+    broker restarts."""
+
+    def __init__(self, port, topic_filter, protocol=mqtt.MQTTv5):
+        self.protocol = protocol
+        self.messages = []
+        self.lock = threading.Condition()
+        self._subscribed = threading.Event()
+        self.filter = topic_filter
+        if protocol == mqtt.MQTTv5:
+            self.client = mqtt.Client(client_id="upstream-counter",
+                                      protocol=protocol)
+        else:
+            self.client = mqtt.Client(client_id="upstream-counter",
+                                      clean_session=False, protocol=protocol)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        self.port = port
+
+    def _on_connect(self, client, userdata, flags, rc, properties=None):
+        client.subscribe(self.filter, qos=1)
+
+    def _on_message(self, client, userdata, message):
+        with self.lock:
+            self.messages.append(message)
+            self.lock.notify_all()
+
+    def start(self):
+        if self.protocol == mqtt.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect("127.0.0.1", self.port, clean_start=False,
+                                properties=props)
+        else:
+            self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        if not self._subscribed.wait(harness.CLIENT_TIMEOUT_S):
+            fail("the counting subscriber got no SUBACK")
+        return self
+
+    def wait_for(self, predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not predicate(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    fail("timed out after %d s waiting for %s (%d messages "
+                         "received)" % (timeout, what, len(self.messages)))
+                self.lock.wait(min(left, 1.0))
+            return list(self.messages)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.messages)
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def user_properties(message):
+    props = getattr(message, "properties", None)
+    return dict(getattr(props, "UserProperty", []) or [])
+
+
+def publish_many(client, topic_of, count):
+    """Publishes `count` QoS 1 messages without waiting for each PUBACK;
+    returns the sequence numbers that were PUBACKed."""
+    infos = []
+    for n in range(count):
+        topic, payload = topic_of(n)
+        infos.append((n, client.client.publish(topic, payload, qos=1)))
+    acked = []
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    for n, info in infos:
+        info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        if info.is_published():
+            acked.append(n)
+    return acked
+
+
+def first_arrivals(messages, key):
+    """The messages' keys in order of first arrival (duplicates dropped)."""
+    seen = set()
+    order = []
+    for m in messages:
+        k = key(m)
+        if k not in seen:
+            seen.add(k)
+            order.append(k)
+    return order
+
+
+class UpstreamGateway(harness.Gateway):
+    """harness.Gateway with a device id of its own and extra arguments."""
+
+    def __init__(self, *args, device="edge-gw", **kwargs):
+        self.device = device
+        super().__init__(*args, **kwargs)
+
+    def command(self):
+        args = super().command()
+        args[args.index("--device") + 1] = self.device
+        return args
+
+    def start(self):
+        # harness.Gateway takes the only listening port when the log has no
+        # MQTT line yet; with --metrics there are two: read the log's line.
+        super().start()
+
+        def mqtt_port():
+            with open(self.log_path, errors="replace") as f:
+                ports = re.findall(r"mqtt listening on 127\.0\.0\.1:(\d+)",
+                                   f.read())
+            return int(ports[-1]) if ports else None
+
+        self.port = harness.wait_until(mqtt_port, harness.START_TIMEOUT_S,
+                                       "the MQTT listening line")
+        return self
+
+    def metrics(self):
+        with open(self.log_path, errors="replace") as f:
+            ports = re.findall(r"metrics http://127\.0\.0\.1:(\d+)/metrics",
+                               f.read())
+        if not ports:
+            fail("no metrics port in the gateway's log")
+        url = "http://127.0.0.1:%s/metrics" % ports[-1]
+        with urllib.request.urlopen(url, timeout=harness.CLIENT_TIMEOUT_S) as r:
+            return r.read().decode()
+
+
+def metric(text, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+class UpstreamTest(harness.GatewayTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.brokers = []
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            try:
+                c.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+        failed = self._failed()
+        for b in self.brokers:
+            b.stop()
+            if failed:
+                sys.stderr.write("---- %s\n%s\n" % (b.log_path, b.log()))
+        super().tearDown()
+
+    def broker(self, **kwargs):
+        b = Broker(os.path.join(self.dir, "broker%d" % len(self.brokers)),
+                   **kwargs)
+        self.brokers.append(b)
+        return b
+
+    def gateway(self, identities, routes, device="edge-gw", **kwargs):
+        workdir = os.path.join(self.dir, "gw%d" % len(self.gateways))
+        os.makedirs(workdir)
+        gw = UpstreamGateway(workdir, self.pki, identities, routes,
+                             device=device, **kwargs)
+        self.gateways.append(gw)
+        return gw.start()
+
+    def paho(self, gw, identity):
+        c = Paho(gw.port, identity, self.pki.ca_cert)
+        self.clients.append(c)
+        c.connect()
+        c.client.max_inflight_messages_set(100)
+        return c
+
+    # -- broker outage -------------------------------------------------------
+
+    def outage(self, total, kill_during_drain):
+        broker = self.broker(
+            max_inflight=1 if kill_during_drain else None).start()
+        counter = Counter(broker.port, "edgeroute/#").start()
+        broker.stop()  # the counter's session waits in the broker's store
+        leaves = [harness.device("leaf-a"), harness.device("leaf-b")]
+        gw = self.gateway(
+            leaves, TO_UPSTREAM,
+            extra_args=["--upstream", "mqtt://127.0.0.1:%d" % broker.port,
+                        "--metrics", "127.0.0.1:0"])
+        acked = {}
+
+        def publish(leaf):
+            client = self.paho(gw, leaf)
+
+            def topic_of(n):
+                return (leaf.events_topic +
+                        "seq=%d&src=%s&%%24.ct=application%%2Fjson&"
+                        "%%24.cid=c-%d" % (n, leaf.device_id, n),
+                        '{"seq": %d}' % n)
+
+            acked[leaf.device_id] = publish_many(client, topic_of,
+                                                 total // len(leaves))
+
+        threads = [threading.Thread(target=publish, args=(leaf,))
+                   for leaf in leaves]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(DRAIN_TIMEOUT_S)
+        expected = {(d, n) for d, ns in acked.items() for n in ns}
+        self.assertEqual(len(expected), total, "every message was PUBACKed")
+        self.assertEqual(metric(gw.metrics(), "edgeroute_upstream_connected"),
+                         0)
+
+        broker.start()
+
+        def key(m):
+            props = user_properties(m)
+            return (props.get("src"), int(props.get("seq", -1)))
+
+        if kill_during_drain:
+            # The drain runs at tens of thousands of messages a second: kill
+            # as soon as it shows.
+            counter.wait_for(lambda ms: len(ms) >= 1, DRAIN_TIMEOUT_S,
+                             "the drain to start")
+            gw.kill()
+            gw.start()
+        received = counter.wait_for(
+            lambda ms: expected <= {key(m) for m in ms}, DRAIN_TIMEOUT_S,
+            "every acknowledged message")
+        counter.stop()
+        # In order per source (first arrivals; a resend may repeat some).
+        order = first_arrivals(received, key)
+        for leaf in leaves:
+            seqs = [n for d, n in order if d == leaf.device_id]
+            self.assertEqual(seqs, sorted(seqs),
+                             "out of order for %s" % leaf.device_id)
+        self.assertEqual(set(order), expected)
+        # Properties mapped to MQTT 5.
+        for m in received[:50]:
+            d, n = key(m)
+            self.assertEqual(m.topic, "edgeroute/%s//" % d)
+            self.assertEqual(m.payload.decode(), '{"seq": %d}' % n)
+            self.assertEqual(m.properties.ContentType, "application/json")
+            self.assertEqual(m.properties.CorrelationData, b"c-%d" % n)
+            self.assertGreater(m.properties.MessageExpiryInterval, 0)
+        text = gw.metrics()
+        self.assertEqual(metric(text, "edgeroute_upstream_connected"), 1)
+        # After a SIGKILL, the new process sent what the old one had not
+        # (so the kill did come in the middle of the drain).
+        self.assertGreater(metric(text, "edgeroute_upstream_acknowledged_total"),
+                           0)
+        return gw
+
+    def test_broker_outage_10000_messages(self):
+        self.outage(10000, kill_during_drain=False)
+
+    def test_broker_outage_with_gateway_sigkill_during_drain(self):
+        self.outage(10000, kill_during_drain=True)
+
+    # -- MQTT 3.1.1 and TTL --------------------------------------------------
+
+    def test_mqtt311_property_bag(self):
+        broker = self.broker().start()
+        counter = Counter(broker.port, "site/#", protocol=mqtt.MQTTv311).start()
+        leaf = harness.device("leaf-311")
+        gw = self.gateway(
+            [leaf], TO_UPSTREAM, store=False,
+            extra_args=["--upstream", "mqtt://127.0.0.1:%d" % broker.port,
+                        "--upstream-protocol", "3.1.1",
+                        "--upstream-topic", "site/{deviceId}"])
+        client = self.paho(gw, leaf)
+        for n in range(20):
+            client.publish(leaf.events_topic +
+                           "n=%d&%%24.mid=m-%d&k%%20x=v%%26w" % (n, n),
+                           "body-%d" % n)
+        received = counter.wait_for(lambda ms: len(ms) >= 20,
+                                    harness.CLIENT_TIMEOUT_S, "20 messages")
+        counter.stop()
+        for n, m in enumerate(received[:20]):
+            prefix = "site/leaf-311/"
+            self.assertTrue(m.topic.startswith(prefix), m.topic)
+            props = harness.parse_bag(m.topic[len(prefix):])
+            self.assertEqual(props, {"$.mid": "m-%d" % n, "n": str(n),
+                                     "k x": "v&w"})
+            self.assertEqual(m.payload, b"body-%d" % n)
+
+    def test_messages_past_ttl_are_not_delivered(self):
+        broker = self.broker().start()
+        counter = Counter(broker.port, "edgeroute/#").start()
+        broker.stop()
+        leaf = harness.device("leaf-ttl")
+        routes = {
+            "short": {"route": "FROM /messages/* WHERE kind = 'short' "
+                               "INTO $upstream", "timeToLiveSecs": 3},
+            "long": "FROM /messages/* WHERE kind = 'long' INTO $upstream",
+        }
+        gw = self.gateway(
+            [leaf], routes,
+            extra_args=["--upstream", "mqtt://127.0.0.1:%d" % broker.port])
+        client = self.paho(gw, leaf)
+        for n in range(50):
+            client.publish(leaf.events_topic + "kind=short&n=%d" % n, "s")
+        time.sleep(4)  # the TTL of the short ones passes (not a sync)
+        for n in range(10):
+            client.publish(leaf.events_topic + "kind=long&n=%d" % n, "l")
+        broker.start()
+        received = counter.wait_for(lambda ms: len(ms) >= 10, DRAIN_TIMEOUT_S,
+                                    "the 10 messages within their TTL")
+        # Give stragglers a moment: nothing short may follow.
+        time.sleep(2)
+        received = counter.snapshot()
+        counter.stop()
+        kinds = [user_properties(m).get("kind") for m in received]
+        self.assertEqual(kinds.count("short"), 0, kinds)
+        self.assertEqual(kinds.count("long"), 10)
+
+    # -- a clustered engine: three nats-server nodes -------------------------
+
+    def test_nats_cluster_node_killed_during_drain(self):
+        cluster = NatsCluster(os.path.join(self.dir, "nats")).start()
+        self.addCleanup(cluster.stop)
+        # A persistent session (a JetStream consumer underneath) on the
+        # node that stays up, made before anything is sent. JetStream may
+        # still be electing its leaders: retry until the SUBACK grants QoS 1.
+        deadline = time.monotonic() + 60
+        while True:
+            counter = Counter(cluster.mqtt_ports[2], "edgeroute/#",
+                              protocol=mqtt.MQTTv311)
+            granted = []
+            counter.client.on_subscribe = (
+                lambda c, u, mid, qos, g=granted: (g.extend(qos),
+                                                   counter._subscribed.set()))
+            try:
+                counter.start()
+            except (AssertionError, OSError):
+                pass
+            if granted and granted[0] == 1:
+                break
+            counter.stop()
+            if time.monotonic() > deadline:
+                fail("NATS never granted a QoS 1 subscription:\n" +
+                     cluster.log())
+            time.sleep(1)
+        leaf = harness.device("leaf-nats")
+        gw = self.gateway(
+            [leaf], TO_UPSTREAM,
+            extra_args=["--upstream-protocol", "3.1.1",
+                        "--upstream-topic", "edgeroute/{deviceId}",
+                        "--metrics", "127.0.0.1:0"] +
+            sum((["--upstream", "mqtt://127.0.0.1:%d" % p]
+                 for p in cluster.mqtt_ports), []))
+        harness.wait_until(
+            lambda: "connected to 127.0.0.1:%d" % cluster.mqtt_ports[0]
+            in gw.log(), harness.CLIENT_TIMEOUT_S, "the gateway on node 0")
+        total = 3000
+        client = self.paho(gw, leaf)
+        acked = []
+        publisher = threading.Thread(target=lambda: acked.extend(publish_many(
+            client, lambda n: (leaf.events_topic + "seq=%d" % n, "m%d" % n),
+            total)))
+        publisher.start()
+
+        def seq(m):
+            props = harness.parse_bag(m.topic[len("edgeroute/leaf-nats/"):])
+            return int(props.get("seq", -1))
+
+        counter.wait_for(lambda ms: len(ms) >= total // 10, DRAIN_TIMEOUT_S,
+                         "a tenth of the messages through NATS")
+        cluster.kill(0)
+        publisher.join(DRAIN_TIMEOUT_S)
+        self.assertEqual(len(acked), total)
+        received = counter.wait_for(
+            lambda ms: set(acked) <= {seq(m) for m in ms}, DRAIN_TIMEOUT_S,
+            "every acknowledged message from the surviving nodes")
+        counter.stop()
+        self.assertEqual(set(seq(m) for m in received), set(acked))
+        log = gw.log()
+        self.assertTrue(
+            "connected to 127.0.0.1:%d" % cluster.mqtt_ports[1] in log or
+            "connected to 127.0.0.1:%d" % cluster.mqtt_ports[2] in log, log)
+        self.assertGreaterEqual(
+            metric(gw.metrics(), "edgeroute_upstream_reconnects_total"), 1)
+
+
+    # -- a parent edgeroute over iothub:// -----------------------------------
+
+    def test_iothub_child_to_parent(self):
+        child_key = harness.random_key()
+        child_as_device = harness.Identity("child-gw", None, key=child_key)
+        sink = harness.Identity("parent-gw", "sink", key=harness.random_key())
+        parent = self.gateway(
+            [child_as_device, sink],
+            {"fromChild": "FROM /messages/* WHERE $connectionDeviceId = "
+                          "'child-gw' INTO "
+                          'BrokeredEndpoint("/modules/sink/inputs/in")'},
+            device="parent-gw", store=False)
+        receiver = self.paho(parent, sink)
+        receiver.subscribe(sink.inputs_filter())
+        child = self.gateway(
+            [child_as_device], TO_UPSTREAM, device="child-gw",
+            extra_args=["--upstream", "iothub://localhost:%d" % parent.port,
+                        "--upstream-key", child_key,
+                        "--upstream-hub", harness.HUB,
+                        "--upstream-ca", self.pki.ca_cert,
+                        "--metrics", "127.0.0.1:0"])
+        device = self.paho(child, child_as_device)
+        for n in range(30):
+            device.publish(child_as_device.events_topic +
+                           "n=%d&%%24.mid=mid-%d&%%24.ct=text%%2Fplain" % (n, n),
+                           "reading %d" % n)
+        for n in range(30):
+            m = receiver.receive(what="forwarded message %d" % n)
+            d, mod, inp, props = harness.split_input_topic(m.topic)
+            self.assertEqual((d, mod, inp), ("parent-gw", "sink", "in"))
+            self.assertEqual(props["$.cdid"], "child-gw")
+            self.assertEqual(props["n"], str(n))
+            self.assertEqual(props["$.mid"], "mid-%d" % n)
+            self.assertEqual(props["$.ct"], "text/plain")
+            self.assertEqual(m.payload, b"reading %d" % n)
+        text = child.metrics()
+        self.assertEqual(metric(text, "edgeroute_upstream_connected"), 1)
+        self.assertEqual(metric(text, "edgeroute_upstream_acknowledged_total"),
+                         30)
+
+    def test_iothub_wrong_key_is_refused_and_messages_wait(self):
+        child_as_device = harness.Identity("child-gw", None,
+                                           key=harness.random_key())
+        sink = harness.Identity("parent-gw", "sink", key=harness.random_key())
+        parent = self.gateway(
+            [child_as_device, sink],
+            {"fromChild": "FROM /messages/* INTO "
+                          'BrokeredEndpoint("/modules/sink/inputs/in")'},
+            device="parent-gw", store=False)
+        receiver = self.paho(parent, sink)
+        receiver.subscribe(sink.inputs_filter())
+        child = self.gateway(
+            [child_as_device], TO_UPSTREAM, device="child-gw",
+            extra_args=["--upstream", "iothub://localhost:%d" % parent.port,
+                        "--upstream-key", harness.random_key(),
+                        "--upstream-hub", harness.HUB,
+                        "--upstream-ca", self.pki.ca_cert,
+                        "--metrics", "127.0.0.1:0"])
+        device = self.paho(child, child_as_device)
+        device.publish(child_as_device.events_topic + "n=1", "x")
+        harness.wait_until(
+            lambda: "refused" in child.log(), harness.CLIENT_TIMEOUT_S,
+            "the parent to refuse the child's CONNECT")
+        receiver.receive_none(1)
+        text = child.metrics()
+        self.assertEqual(metric(text, "edgeroute_upstream_connected"), 0)
+        self.assertGreater(
+            metric(text, "edgeroute_upstream_connect_failures_total"), 0)
+
+
+if __name__ == "__main__":
+    harness.main()
