@@ -202,13 +202,18 @@ class Identity:
     """A device or module the gateway lets in, and how a client proves it."""
 
     def __init__(self, device_id, module_id=None, key=None, secondary=None,
-                 thumbprint_hex=None, x509_ca=False):
+                 thumbprint_hex=None, x509_ca=False, parent=None,
+                 gateway=False):
         self.device_id = device_id
         self.module_id = module_id
         self.key = key
         self.secondary = secondary
         self.thumbprint = thumbprint_hex
         self.x509_ca = x509_ca
+        # Nested gateways: the gateway this device sits under, and whether
+        # it is a gateway itself.
+        self.parent = parent
+        self.gateway = gateway
 
     @property
     def client_id(self):
@@ -261,6 +266,10 @@ class Identity:
             e["x509Thumbprint"] = self.thumbprint
         if self.x509_ca:
             e["x509"] = "ca"
+        if self.parent:
+            e["parent"] = self.parent
+        if self.gateway:
+            e["gateway"] = True
         return e
 
 

@@ -594,6 +594,116 @@ class UpstreamTest(harness.GatewayTestCase):
         self.assertEqual(metric(text, "edgeroute_upstream_acknowledged_total"),
                          30)
 
+    def iothub_upstream(self, parent_gw, key):
+        return ["--upstream", "iothub://localhost:%d" % parent_gw.port,
+                "--upstream-key", key, "--upstream-hub", harness.HUB,
+                "--upstream-ca", self.pki.ca_cert, "--metrics", "127.0.0.1:0"]
+
+    def test_three_level_hierarchy(self):
+        """leaf -> gateway C -> gateway B -> gateway A -> mosquitto, each an
+        `edgeroute run` with its own manifest, store and identities. A's
+        route filters on the leaf's $connectionDeviceId, which it sees
+        although the leaf is two gateways away; B is SIGKILLed under load and
+        restarted, and nothing acknowledged is lost."""
+        broker = self.broker().start()
+        counter = Counter(broker.port, "edgeroute/#").start()
+        key_b, key_c = harness.random_key(), harness.random_key()
+        # A knows B (a gateway that signs in), C under B, the leaf under C.
+        a = self.gateway(
+            [harness.Identity("gw-b", key=key_b, gateway=True),
+             harness.Identity("gw-c", parent="gw-b", gateway=True),
+             harness.Identity("leaf-1", parent="gw-c")],
+            {"leafUp": "FROM /messages/* WHERE $connectionDeviceId = 'leaf-1' "
+                       "INTO $upstream"},
+            device="gw-a",
+            extra_args=["--upstream", "mqtt://127.0.0.1:%d" % broker.port,
+                        "--metrics", "127.0.0.1:0"])
+        # B listens on a fixed port, so that C finds it again after the
+        # restart.
+        b = self.gateway(
+            [harness.Identity("gw-c", key=key_c, gateway=True),
+             harness.Identity("leaf-1", parent="gw-c")],
+            TO_UPSTREAM, device="gw-b",
+            extra_args=["--mqtt", "127.0.0.1:%d" % harness.free_port()] +
+            self.iothub_upstream(a, key_b))
+        leaf = harness.device("leaf-1")
+        c = self.gateway([leaf], TO_UPSTREAM, device="gw-c",
+                         extra_args=self.iothub_upstream(b, key_c))
+        client = self.paho(c, leaf)
+        half = 300
+
+        def topic_of(n):
+            return (leaf.events_topic + "seq=%d" % n, '{"seq": %d}' % n)
+
+        acked = publish_many(client, topic_of, half)
+        counter.wait_for(lambda ms: len(ms) >= 10, DRAIN_TIMEOUT_S,
+                         "the first messages at the top")
+        # B goes away under load; C keeps what it cannot send in its store.
+        b.kill()
+        acked += [n + half for n in
+                  publish_many(client, lambda n: topic_of(n + half), half)]
+        b.start()
+        self.assertEqual(len(acked), 2 * half, "every message was PUBACKed")
+
+        def seq(m):
+            return int(user_properties(m).get("seq", -1))
+
+        received = counter.wait_for(
+            lambda ms: set(acked) <= {seq(m) for m in ms}, DRAIN_TIMEOUT_S,
+            "every acknowledged message at the top")
+        counter.stop()
+        order = first_arrivals(received, seq)
+        self.assertEqual(order, sorted(order), "out of order")
+        # A's route selected on the original identity, and the topic names it.
+        self.assertEqual(received[0].topic, "edgeroute/leaf-1//")
+        self.assertEqual(metric(a.metrics(), "edgeroute_upstream_connected"), 1)
+
+    def test_scope_refusal_and_hop_limit(self):
+        """A gateway may forward only for the identities in its scope; and a
+        loop (P's upstream is Q, Q's is P) ends at the 5-gateway limit."""
+        key_p, key_q = harness.random_key(), harness.random_key()
+        p_port = harness.free_port()
+        # Q's file: P is a gateway and the leaf sits under it.
+        q = self.gateway(
+            [harness.Identity("gw-p", key=key_p, gateway=True),
+             harness.Identity("leaf-9", parent="gw-p"),
+             harness.Identity("stranger", key=harness.random_key())],
+            TO_UPSTREAM, device="gw-q",
+            extra_args=["--upstream", "iothub://localhost:%d" % p_port,
+                        "--upstream-key", key_q, "--upstream-hub", harness.HUB,
+                        "--upstream-ca", self.pki.ca_cert,
+                        "--metrics", "127.0.0.1:0"])
+        # Out of scope (before P runs, so that its own connection to Q does
+        # not take this identity over): as gw-p, publishing for "stranger".
+        as_p = self.paho(q, harness.Identity("gw-p", key=key_p))
+        as_p.publish("devices/stranger/messages/events/", "x", wait=False)
+        as_p.wait_disconnected()
+        as_p.close()
+        harness.wait_until(lambda: "outside this gateway's scope" in q.log(),
+                           harness.CLIENT_TIMEOUT_S, "the refusal in Q's log")
+        # P's file: the leaf signs in here, and Q is a gateway through which
+        # the leaf's messages come back (the loop).
+        leaf = harness.device("leaf-9", parent="gw-q")
+        p = self.gateway(
+            [leaf, harness.Identity("gw-q", key=key_q, gateway=True)],
+            TO_UPSTREAM, device="gw-p",
+            extra_args=["--mqtt", "127.0.0.1:%d" % p_port] +
+            self.iothub_upstream(q, key_p))
+        client = self.paho(p, leaf)
+        client.publish(leaf.events_topic + "loop=1", "around")
+
+        def dropped():
+            total = 0
+            for gw in (p, q):
+                m = re.search(r'^edgeroute_upstream_dropped_total'
+                              r'\{reason="hop_limit"\} (\d+)$',
+                              gw.metrics(), re.M)
+                total += int(m.group(1)) if m else 0
+            return total >= 1
+
+        harness.wait_until(dropped, DRAIN_TIMEOUT_S,
+                           "the hop limit to stop the loop")
+
     def test_iothub_wrong_key_is_refused_and_messages_wait(self):
         child_as_device = harness.Identity("child-gw", None,
                                            key=harness.random_key())
