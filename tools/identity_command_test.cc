@@ -155,6 +155,41 @@ TEST_F(IdentityCommandTest, X509Identities) {
             "# hub h.example\nleaf-2\tx509-thumbprint\nleaf-3\tx509-ca\n");
 }
 
+// Nested gateways: a gateway that signs in, and devices that only say which
+// gateway they sit under; the registry reads the scope back.
+TEST_F(IdentityCommandTest, GatewaysAndScopeEntries) {
+  CliRun r =
+      Identity({"add", "--device", "gw-b", "--hub", "h.example", "--gateway"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "SharedAccessKey=")) << r.out;
+  r = Identity({"add", "--device", "gw-c", "--gateway", "--parent", "gw-b",
+                "--scope-only"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "added gw-c under gateway gw-b (no credential: it connects "
+            "through it)\n");
+  ASSERT_EQ(
+      Identity({"add", "--device", "leaf-1", "--parent=gw-c", "--scope-only"})
+          .code,
+      0);
+  auto registry = Load();
+  ASSERT_NE(registry, nullptr);
+  EXPECT_TRUE(registry->Find({"gw-b", ""})->gateway);
+  EXPECT_EQ(registry->Find({"gw-c", ""})->parent, "gw-b");
+  EXPECT_TRUE(registry->MayActFor({"gw-b", ""}, {"leaf-1", ""}));
+  EXPECT_EQ(Identity({"list"}).out,
+            "# hub h.example\ngw-b\tkeys\ngw-c\tscope-only\nleaf-1\tscope-"
+            "only\n");
+  // --scope-only needs a parent and takes no credential option.
+  EXPECT_EQ(Identity({"add", "--device", "x", "--scope-only"}).code, 2);
+  EXPECT_EQ(Identity({"add", "--device", "x", "--scope-only", "--parent",
+                      "gw-b", "--x509-ca"})
+                .code,
+            2);
+  // A token for a scope entry cannot be made: it has no key.
+  EXPECT_EQ(Identity({"token", "--device", "leaf-1"}).code, 1);
+}
+
 // The printed token is the one python3's standard library makes for the
 // same key and expiry, and the registry accepts it.
 TEST_F(IdentityCommandTest, TokensVerifyAndMatchAnIndependentSigner) {
