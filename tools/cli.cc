@@ -87,7 +87,7 @@ Usage:
                 [--upstream-password P] [--upstream-topic TEMPLATE]
                 [--upstream-key BASE64] [--upstream-cert PEM
                  --upstream-cert-key PEM] [--upstream-ca PEM]
-                [--upstream-hub NAME]
+                [--upstream-hub NAME] [--upstream-max-in-flight N]
       Run the gateway until SIGTERM/SIGINT. The manifest is reloaded on
       SIGHUP and when the file changes: --watch auto (default) watches its
       directory with inotify, so files replaced by rename are seen, and
@@ -129,7 +129,9 @@ Usage:
       (mqtt://, mqtts://; MQTT 5, or --upstream-protocol 3.1.1) or to a
       parent hub in the IoT Hub dialect (iothub://, TLS, signed in as
       --device with --upstream-key or --upstream-cert/--upstream-cert-key;
-      --upstream-hub names the hub in tokens, default HOST). QoS 1; what
+      --upstream-hub names the hub in tokens, default HOST;
+      --upstream-max-in-flight bounds the PUBLISHes awaiting a PUBACK,
+      default 1000, lowered to the broker's receive maximum). QoS 1; what
       cannot be sent waits in the store (or memory) and drains when the
       connection returns; several --upstream URLs are tried in turn.
       --upstream-topic (mqtt:// only) defaults to

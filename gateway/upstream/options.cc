@@ -145,6 +145,12 @@ absl::Status SetUpstreamFlag(absl::string_view name, absl::string_view value,
     options->ca_path = std::string(value);
   } else if (name == "--upstream-hub") {
     options->hub = std::string(value);
+  } else if (name == "--upstream-max-in-flight") {
+    if (!absl::SimpleAtoi(value, &options->max_in_flight) ||
+        options->max_in_flight < 1 || options->max_in_flight > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--upstream-max-in-flight wants 1..65535 (got '", value, "')"));
+    }
   } else {
     return absl::NotFoundError(
         absl::StrCat("'", name, "' is not an --upstream flag"));
@@ -213,7 +219,8 @@ absl::Status ValidateUpstreamOptions(const UpstreamOptions& options) {
     if (!s.ok()) return s;
   }
   if (options.max_in_flight < 1 || options.max_in_flight > 65535) {
-    return absl::InvalidArgumentError("max_in_flight wants 1..65535");
+    return absl::InvalidArgumentError(
+        "--upstream-max-in-flight wants 1..65535");
   }
   return absl::OkStatus();
 }
