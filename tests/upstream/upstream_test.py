@@ -388,10 +388,12 @@ class UpstreamTest(harness.GatewayTestCase):
             return (props.get("src"), int(props.get("seq", -1)))
 
         if kill_during_drain:
-            # The drain runs at tens of thousands of messages a second: kill
-            # as soon as it shows.
-            counter.wait_for(lambda ms: len(ms) >= 1, DRAIN_TIMEOUT_S,
-                             "the drain to start")
+            # Kill as soon as the gateway reports the drain under way (the
+            # counting subscriber may reconnect to the broker only later).
+            harness.wait_until(
+                lambda: (metric(gw.metrics(),
+                                "edgeroute_upstream_acknowledged_total") or 0)
+                >= 1, DRAIN_TIMEOUT_S, "the drain to start")
             gw.kill()
             gw.start()
         received = counter.wait_for(
