@@ -10,16 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repo="$PWD"
-bazel_bin="$repo/bazel-bin"
-junit="${TMPDIR:-/tmp}/packaging-bindings.junit.xml"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bazel-bin) bazel_bin="$2"; shift 2 ;;
-    --junit) junit="$2"; shift 2 ;;
-    *) echo "bindings_test.sh: unknown argument '$1'" >&2; exit 2 ;;
-  esac
-done
 source packaging/tests/junit.sh
+test_args bindings "$@"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -12,16 +12,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repo="$PWD"
-bazel_bin="$repo/bazel-bin"
-junit="${TMPDIR:-/tmp}/packaging-deb.junit.xml"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bazel-bin) bazel_bin="$2"; shift 2 ;;
-    --junit) junit="$2"; shift 2 ;;
-    *) echo "deb_test.sh: unknown argument '$1'" >&2; exit 2 ;;
-  esac
-done
 source packaging/tests/junit.sh
+test_args deb "$@"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -4,6 +4,25 @@
 #   skip_case NAME REASON
 #   add_case NAME pass|fail [DETAIL]
 #   junit_end                   # writes FILE; returns 1 if a case failed
+#   test_args NAME "$@"          # the scripts' common options (below)
+
+# The packaging tests' common options: --bazel-bin DIR (the build to
+# install from; default the repository's bazel-bin) and --junit FILE
+# (default $TMPDIR/packaging-NAME.junit.xml). Sets bazel_bin and junit.
+# REQUIRES: $repo is the repository root.
+test_args() {
+  local name="$1"
+  shift
+  bazel_bin="$repo/bazel-bin"
+  junit="${TMPDIR:-/tmp}/packaging-$name.junit.xml"
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --bazel-bin) bazel_bin="$2"; shift 2 ;;
+      --junit) junit="$2"; shift 2 ;;
+      *) echo "$name test: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+  done
+}
 junit_begin() {
   JUNIT_SUITE="$1"
   JUNIT_FILE="$2"
