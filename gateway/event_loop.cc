@@ -250,17 +250,33 @@ class LoopBase : public EventLoop {
     if (c != nullptr) BeginClose(c, CloseReason::kByHandler, flush);
   }
 
-  void PauseReading(ConnectionId id) override {
+  bool PauseReading(ConnectionId id) override {
     Connection* c = Find(id);
-    if (c == nullptr || c->read_paused) return;
+    if (c == nullptr || c->read_paused) return false;
     c->read_paused = true;
+    paused_.push_back(id);
     SetReading(c, false);
+    return true;
+  }
+
+  void ResumeAllReading() override {
+    std::vector<ConnectionId> paused;
+    paused.swap(paused_);
+    for (ConnectionId id : paused) ResumeReading(id);
+  }
+
+  size_t PausedCount() const override { return paused_.size(); }
+
+  void ForgetPaused(ConnectionId id) {
+    auto it = std::find(paused_.begin(), paused_.end(), id);
+    if (it != paused_.end()) paused_.erase(it);
   }
 
   void ResumeReading(ConnectionId id) override {
     Connection* c = Find(id);
     if (c == nullptr || !c->read_paused) return;
     c->read_paused = false;
+    ForgetPaused(id);
     if (!c->open || c->terminated) return;
     // What arrived while paused first, in order.
     if (c->rbeg != c->rend) DeliverPending(c);
@@ -858,6 +874,7 @@ class LoopBase : public EventLoop {
   }
 
   void Erase(Connection* c) {
+    if (c->read_paused) ForgetPaused(c->id);
     close(c->fd);
     connections_.erase(c->id);
     // A descriptor just freed: take the spare back if it was lost.
@@ -885,6 +902,8 @@ class LoopBase : public EventLoop {
   // A descriptor held in reserve for refusing connections when the process
   // runs out (ShedOnePending).
   int spare_fd_ = -1;
+  // Connections with read_paused set (few: producers held back briefly).
+  std::vector<ConnectionId> paused_;
   std::atomic<uint64_t> refused_{0};
   // Decrypted bytes land here first (TLS connections).
   std::unique_ptr<uint64_t[]> tls_plaintext_;

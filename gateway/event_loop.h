@@ -233,9 +233,13 @@ class EventLoop {
   // more from `id` and hands the handler none of the bytes it already holds
   // (the peer's sends back up into TCP flow control); output continues.
   // Resume hands over what was held and reads again. Loop thread only;
-  // unknown ids are ignored.
-  virtual void PauseReading(ConnectionId id) = 0;
+  // unknown ids are ignored. PauseReading returns whether `id` was newly
+  // paused.
+  virtual bool PauseReading(ConnectionId id) = 0;
   virtual void ResumeReading(ConnectionId id) = 0;
+  // Resumes every paused connection; and how many are paused now.
+  virtual void ResumeAllReading() = 0;
+  virtual size_t PausedCount() const = 0;
   // Bytes queued for `id` and not yet taken by the kernel (0 if unknown id).
   virtual size_t QueuedBytes(ConnectionId id) const = 0;
   // Open connections.

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
@@ -565,17 +564,14 @@ class ServerImpl final : public LoopHandler {
     admission_cv_.notify_one();
     // Back-pressure on this producer, never on the loop: it is not read
     // from until the queue has drained (ResumeProducers).
-    if (full && paused_.insert(id).second) {
-      loop_->PauseReading(id);
-      Bump(counters_.producer_pauses);
-    }
+    if (full && loop_->PauseReading(id)) Bump(counters_.producer_pauses);
     return true;
   }
 
   // Loop thread, after each admission batch: once the queue is at most half
   // full, the paused producers are read again.
   void ResumeProducers() {
-    if (paused_.empty()) return;
+    if (loop_->PausedCount() == 0) return;
     {
       std::lock_guard<std::mutex> lock(admission_mu_);
       if (!admission_stop_ &&
@@ -583,9 +579,7 @@ class ServerImpl final : public LoopHandler {
         return;
       }
     }
-    absl::flat_hash_set<ConnectionId> paused;
-    paused.swap(paused_);
-    for (ConnectionId id : paused) loop_->ResumeReading(id);
+    loop_->ResumeAllReading();
   }
 
   // The admission thread: takes everything queued at once, hands each
@@ -789,12 +783,10 @@ class ServerImpl final : public LoopHandler {
   std::thread admission_thread_;
   std::mutex admission_mu_;
   std::condition_variable admission_cv_;  // something queued, or stopping
-  // Loop thread: producers not read from until the queue drains.
-  absl::flat_hash_set<ConnectionId> paused_;
-  std::vector<Admission> queued_;  // guarded by admission_mu_
-  size_t queued_count_ = 0;        // guarded by admission_mu_
-  size_t queued_bytes_ = 0;        // guarded by admission_mu_
-  bool admission_stop_ = false;    // guarded by admission_mu_
+  std::vector<Admission> queued_;         // guarded by admission_mu_
+  size_t queued_count_ = 0;               // guarded by admission_mu_
+  size_t queued_bytes_ = 0;               // guarded by admission_mu_
+  bool admission_stop_ = false;           // guarded by admission_mu_
 
   // Loop-thread state.
   FrameDecoder decoder_;

@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -529,17 +528,14 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     admission_cv_.notify_one();
     // Back-pressure on this producer, never on the loop: it is not read
     // from until the queue has drained (ResumeProducers).
-    if (full && paused_.insert(id).second) {
-      loop_->PauseReading(id);
-      Bump(counters_.producer_pauses);
-    }
+    if (full && loop_->PauseReading(id)) Bump(counters_.producer_pauses);
     return true;
   }
 
   // Loop thread, after each admission batch: once the queue is at most half
   // full, the paused producers are read again.
   void ResumeProducers() {
-    if (paused_.empty()) return;
+    if (loop_->PausedCount() == 0) return;
     {
       std::lock_guard<std::mutex> lock(admission_mu_);
       if (!admission_stop_ &&
@@ -547,9 +543,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
         return;
       }
     }
-    absl::flat_hash_set<ConnectionId> paused;
-    paused.swap(paused_);
-    for (ConnectionId id : paused) loop_->ResumeReading(id);
+    loop_->ResumeAllReading();
   }
 
   // The admission thread: takes everything queued at once, hands each
@@ -758,12 +752,10 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
   std::thread admission_thread_;
   std::mutex admission_mu_;
   std::condition_variable admission_cv_;  // something queued, or stopping
-  // Loop thread: producers not read from until the queue drains.
-  absl::flat_hash_set<ConnectionId> paused_;
-  std::vector<QueuedMessage> queued_;  // guarded by admission_mu_
-  size_t queued_count_ = 0;            // guarded by admission_mu_
-  size_t queued_bytes_ = 0;            // guarded by admission_mu_
-  bool admission_stop_ = false;        // guarded by admission_mu_
+  std::vector<QueuedMessage> queued_;     // guarded by admission_mu_
+  size_t queued_count_ = 0;               // guarded by admission_mu_
+  size_t queued_bytes_ = 0;               // guarded by admission_mu_
+  bool admission_stop_ = false;           // guarded by admission_mu_
 
   // Loop-thread state.
   SessionScratch scratch_;
