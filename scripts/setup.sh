@@ -27,6 +27,7 @@ PACKAGES=(
   nlohmann-json3-dev
   openssl
   python3-paho-mqtt
+  python3-matplotlib  # bench/report.sh's charts
 )
 
 missing=()
