@@ -17,8 +17,10 @@ import sys
 
 # (section, what is compared, edgeroute's benchmark, the peer's benchmark,
 # the peer's name, the measure). Measures: "rate" (items_per_second, higher
-# is better), "time" (real_time per iteration, lower is better) or a
-# counter name ending in "_us" (lower is better).
+# is better), "time" (CPU time per iteration of a single-threaded
+# micro-benchmark, lower is better: unlike wall time, it leaves out the time
+# other processes on a shared machine take) or a counter name ending in
+# "_us" (lower is better).
 PAIRS = [
     ("Route language", "$body.temperature > 50, 256 B body",
      "BM_EvalBodyCompare/256", "BM_SqliteBodyCompare/256",
@@ -98,7 +100,7 @@ def measure(result, kind):
         return result.get("items_per_second")
     if kind == "time":
         scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}
-        return result["real_time"] * scale[result.get("time_unit", "ns")]
+        return result["cpu_time"] * scale[result.get("time_unit", "ns")]
     return result.get(kind)
 
 
@@ -209,7 +211,8 @@ def markdown(results, context, charts=()):
     if context:
         out.append(
             "Run %s on %s CPUs at %s MHz (load average %s), "
-            "`-c opt`; each row's peer ran in the same run. Regenerate with "
+            "`-c opt`; each row's peer ran in the same run (route-language rows: CPU "
+            "time per evaluation, the median of the repetitions). Regenerate with "
             "`bench/report.sh` (see the README's Benchmarks section)." %
             (context.get("date", "?"), context.get("num_cpus", "?"),
              context.get("mhz_per_cpu", "?"), ", ".join(
