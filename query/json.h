@@ -69,6 +69,8 @@ class JsonTape {
   std::vector<char> padded_;
   // Where string scans stop in padded_, one bit per byte (see json.cc).
   std::vector<uint64_t> stops_;
+  // The offsets of the stop map's set bits, in order (see json.cc).
+  std::vector<uint32_t> stop_offsets_;
 };
 
 // The double a JSON number token (RFC 8259 grammar, nothing around it)

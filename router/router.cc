@@ -198,12 +198,41 @@ class RouterImpl {
   std::atomic<uint64_t> route_updates_{0};
 };
 
+// A source as the workers' candidate cache keys it: the text and the
+// case-insensitive hash Enqueue already computed (MessageNode::source_hash),
+// so that a lookup does not hash the text again. Equal texts have equal
+// hashes; equality is exact.
+struct SourceKey {
+  absl::string_view text;
+  uint64_t hash;
+};
+struct SourceCacheKey {
+  std::string text;
+  uint64_t hash;
+};
+struct SourceHash {
+  using is_transparent = void;
+  size_t operator()(const SourceKey& k) const { return size_t(k.hash); }
+  size_t operator()(const SourceCacheKey& k) const { return size_t(k.hash); }
+};
+struct SourceEq {
+  using is_transparent = void;
+  static absl::string_view Text(const SourceKey& k) { return k.text; }
+  static absl::string_view Text(const SourceCacheKey& k) { return k.text; }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return Text(a) == Text(b);
+  }
+};
+
 // Per-worker state that is not shared.
 struct WorkerState {
   std::shared_ptr<const RouteTable> table;
   uint64_t generation = 0;
   std::unique_ptr<query::EvalScratch> scratch;
-  absl::flat_hash_map<std::string, std::vector<uint32_t>> source_cache;
+  absl::flat_hash_map<SourceCacheKey, std::vector<uint32_t>, SourceHash,
+                      SourceEq>
+      source_cache;
   // Dedup per message: best route per table endpoint index (-1 = none).
   std::vector<int32_t> best;
   std::vector<uint32_t> touched;
@@ -539,12 +568,14 @@ void RouterImpl::Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
     MessageNode* node = nodes[m];
     const MessageView view = node->view();
     const absl::string_view source = view.source();
-    auto it = s->source_cache.find(source);
+    auto it = s->source_cache.find(SourceKey{source, node->source_hash});
     if (it == s->source_cache.end()) {
       if (s->source_cache.size() >= kSourceCacheLimit) s->source_cache.clear();
       std::vector<uint32_t> candidates;
       table.Candidates(source, &candidates);
-      it = s->source_cache.emplace(std::string(source), std::move(candidates))
+      it = s->source_cache
+               .emplace(SourceCacheKey{std::string(source), node->source_hash},
+                        std::move(candidates))
                .first;
     }
     // Buffers are reused by the allocator: forget the previous message.

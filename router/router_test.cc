@@ -18,6 +18,7 @@
 #include "base/clock.h"
 #include "gtest/gtest.h"
 #include "message/message.h"
+#include "router/internal/message_node.h"
 #include "router/sinks.h"
 
 namespace edgeroute::router {
@@ -130,8 +131,12 @@ TEST_F(RouterTest, RoutesBySourceAndConditionAndCountsOrphans) {
   ASSERT_TRUE(SendMsg(*router, {4, "m10", "o1", {}}).ok());  // orphan
   ASSERT_TRUE(SendMsg(*router, {5, "", "", {{"level", "info"}}}).ok());
   ASSERT_TRUE(router->WaitIdle(kWait).ok());
-  EXPECT_EQ(Seqs(a->messages()), (std::vector<uint64_t>{1, 2}));
-  // 2 and 3 come from different sources: no order between them.
+  // 1 (output o1) and 2 (no output) come from different sources, which
+  // may go to different workers: no order between them, nor between 2 and
+  // 3 below.
+  std::vector<uint64_t> got_a = Seqs(a->messages());
+  std::sort(got_a.begin(), got_a.end());
+  EXPECT_EQ(got_a, (std::vector<uint64_t>{1, 2}));
   std::vector<uint64_t> got_b = Seqs(b->messages());
   std::sort(got_b.begin(), got_b.end());
   EXPECT_EQ(got_b, (std::vector<uint64_t>{2, 3}));
@@ -635,6 +640,49 @@ TEST_F(RouterTest, QueueDepthAndOldestAgeWhileWaitingForASink) {
     const EndpointMetrics* e = FindEndpoint(m, kEpA);
     return e->queue_depth == 3 && e->oldest_message_age_micros == 7'000'000;
   })) << router->PrometheusText();
+}
+
+}  // namespace
+}  // namespace edgeroute::router
+
+namespace edgeroute::router {
+namespace {
+
+// The worker a message goes to follows its source, compared ignoring ASCII
+// case: every length (whole words and tails), letters only.
+TEST(HashSourceIgnoreCaseTest, FoldsAsciiLettersOnly) {
+  using internal::HashSourceIgnoreCase;
+  std::string lower, upper;
+  for (int len = 0; len <= 40; ++len) {
+    EXPECT_EQ(HashSourceIgnoreCase(lower), HashSourceIgnoreCase(upper))
+        << lower;
+    const char c = char('a' + len % 26);
+    lower.push_back(c);
+    upper.push_back(char(c - 32));
+  }
+  EXPECT_EQ(HashSourceIgnoreCase("/messages/modules/Filter/outputs/OUT"),
+            HashSourceIgnoreCase("/messages/modules/filter/outputs/out"));
+  // Neighbours of the letters, and bytes past ASCII, are not folded.
+  for (const auto& pair : std::vector<std::pair<std::string, std::string>>{
+           {"@", "`"},
+           {"[", "{"},
+           {"/m@", "/m`"},
+           {"\xC1", "\xE1"},
+           {"/messages/modules/\xC9", "/messages/modules/\xE9"},
+           {"ab", std::string("ab\0", 3)}}) {
+    EXPECT_NE(HashSourceIgnoreCase(pair.first),
+              HashSourceIgnoreCase(pair.second))
+        << pair.first;
+  }
+  // The low bit chooses between two workers: both occur.
+  int odd = 0;
+  for (int m = 0; m < 64; ++m) {
+    odd += HashSourceIgnoreCase(
+               absl::StrCat("/messages/modules/m", m, "/outputs/out")) &
+           1;
+  }
+  EXPECT_GT(odd, 16);
+  EXPECT_LT(odd, 48);
 }
 
 }  // namespace

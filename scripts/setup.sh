@@ -40,6 +40,7 @@ PACKAGES=(
   golang-go
   # The clustered-engine test of the upstream connector.
   nats-server
+  python3-matplotlib  # bench/report.sh's charts
 )
 
 missing=()

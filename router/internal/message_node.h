@@ -80,16 +80,43 @@ struct alignas(16) MessageNode {
 static_assert(sizeof(MessageNode) % 8 == 0,
               "message bytes must stay 8-byte aligned for FlatBuffers");
 
-// Case-insensitive (ASCII) FNV-1a of a source.
+// Case-insensitive (ASCII) hash of a source, 8 bytes at a time: the
+// upper-case letters of a word are folded to lower case together (SWAR)
+// before a multiply-xorshift mix, so a typical 30-byte source costs four
+// multiplies rather than a byte-at-a-time chain of thirty (it was a tenth of
+// a message's CPU time in the router benchmark's profile).
+inline uint64_t FoldAsciiUpperCase(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull;
+  const uint64_t low7 = w & (0x7F * kOnes);
+  // Bit 7 of each byte: set from 'A' on, and from past 'Z' on (no carries
+  // leave a byte: low7 + 0x3F <= 0xBE).
+  const uint64_t from_a = low7 + (0x80 - 'A') * kOnes;
+  const uint64_t past_z = low7 + (0x80 - 'Z' - 1) * kOnes;
+  const uint64_t upper = from_a & ~past_z & ~w & (0x80 * kOnes);
+  return w | (upper >> 2);  // 0x80 >> 2 is the case bit 0x20
+}
+
+inline uint64_t MixSourceWord(uint64_t h) {
+  h *= 0xff51afd7ed558ccdull;
+  return h ^ (h >> 32);
+}
+
 inline uint64_t HashSourceIgnoreCase(absl::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u >= 'A' && u <= 'Z') u = static_cast<unsigned char>(u + 32);
-    h ^= u;
-    h *= 1099511628211ull;
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ s.size();
+  const char* p = s.data();
+  size_t n = s.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = MixSourceWord(h ^ FoldAsciiUpperCase(w));
   }
-  return h;
+  if (n != 0) {
+    uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = MixSourceWord(h ^ FoldAsciiUpperCase(w));
+  }
+  // The low bits choose the worker: fold the high ones in.
+  return MixSourceWord(h ^ (h >> 29));
 }
 
 }  // namespace edgeroute::router::internal
