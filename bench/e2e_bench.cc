@@ -363,7 +363,7 @@ class Mosquitto {
     const char* tmp = std::getenv("TEST_TMPDIR");
     if (tmp == nullptr) tmp = std::getenv("TMPDIR");
     const std::string config = absl::StrCat(
-        tmp != nullptr ? tmp : ".", "/e2e_bench_mosquitto.", getpid(), ".conf");
+        tmp != nullptr ? tmp : "/tmp", "/e2e_bench_mosquitto.", getpid(), ".conf");
     FILE* f = std::fopen(config.c_str(), "w");
     if (f == nullptr) return nullptr;
     std::fprintf(f,
