@@ -94,6 +94,18 @@ TEST(Cli, RunAndDemoUsageErrors) {
                 .code,
             2);
   EXPECT_EQ(Edgeroute({"run", "--manifest=m.json", "--listen=unix:"}).code, 2);
+  // Connection and ack bounds are checked.
+  for (const char* bad : {"0", "1000001", "x"}) {
+    EXPECT_EQ(
+        Edgeroute({"run", "--manifest=m.json", "--max-connections", bad}).code,
+        2)
+        << bad;
+  }
+  for (const char* bad : {"-1", "86401", "x"}) {
+    EXPECT_EQ(
+        Edgeroute({"run", "--manifest=m.json", "--ack-timeout", bad}).code, 2)
+        << bad;
+  }
   // A native TLS listener needs the certificate; one TCP listener at most.
   const CliRun tls_alone =
       Edgeroute({"run", "--manifest=m.json", "--listen=tls:127.0.0.1:1"});

@@ -146,11 +146,12 @@ absl::Status SetUpstreamFlag(absl::string_view name, absl::string_view value,
   } else if (name == "--upstream-hub") {
     options->hub = std::string(value);
   } else if (name == "--upstream-max-in-flight") {
-    if (!absl::SimpleAtoi(value, &options->max_in_flight) ||
-        options->max_in_flight < 1 || options->max_in_flight > 65535) {
+    int window = 0;
+    if (!absl::SimpleAtoi(value, &window) || window < 1 || window > 65535) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--upstream-max-in-flight wants 1..65535 (got '", value, "')"));
     }
+    options->max_in_flight = window;
   } else {
     return absl::NotFoundError(
         absl::StrCat("'", name, "' is not an --upstream flag"));

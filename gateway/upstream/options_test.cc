@@ -64,6 +64,15 @@ TEST(Flags, SetAndValidate) {
   ASSERT_TRUE(SetUpstreamFlag("--upstream-protocol", "3.1.1", &o).ok());
   EXPECT_EQ(o.protocol_level, 4);
   EXPECT_FALSE(SetUpstreamFlag("--upstream-protocol", "3", &o).ok());
+  // The PUBLISH window: 1..65535.
+  ASSERT_TRUE(SetUpstreamFlag("--upstream-max-in-flight", "1", &o).ok());
+  EXPECT_EQ(o.max_in_flight, 1);
+  for (const char* bad : {"0", "65536", "-1", "x", ""}) {
+    EXPECT_EQ(SetUpstreamFlag("--upstream-max-in-flight", bad, &o).code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(o.max_in_flight, 1);
   EXPECT_TRUE(ValidateUpstreamOptions(o).ok());
   EXPECT_EQ(o.urls.size(), 2u);
 
