@@ -80,15 +80,32 @@ fi
 # parsers and the fuzz corpus replays, the router, the store, both protocol
 # heads, the upstream connector, the CLI and the C ABI. Not under it: the
 # crash, power-cut and stress tests (minutes each at sanitizer speed) and
-# the Python-driven process tests of tests/mqtt and tests/upstream.
+# the Python-driven process tests of tests/mqtt and tests/upstream. The
+# Python binding's tests run over the sanitized library below.
 asan_set="//base/... + //message/... + //query/... + //router/... + //store/... + //gateway/... + //tools/... + //bindings/c/... + //tests/e2e/... + //tests/conformance/..."
 echo "== bazel test --config=asan (unit and component tests)"
 bazel test "${BAZEL_FLAGS[@]}" --config=asan $(echo "$asan_set" | tr -d '+') 2>&1 | tee "$results/asan.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 pass_targets "$asan_set" | copy_logs "$results/asan"
 
-# Python binding tests (pytest from Debian, under Debian's interpreter).
+# Python binding tests (pytest from Debian, under Debian's interpreter):
+# first over the library built with AddressSanitizer + UBSan (the
+# interpreter is not instrumented, so the sanitizer runtimes are preloaded
+# and leak checking is off: CPython keeps objects until exit by design),
+# then over the normal build.
 if [ -d bindings/python/tests ] && ls bindings/python/tests/test_*.py >/dev/null 2>&1; then
+  echo "== pytest bindings/python (library under ASan + UBSan)"
+  bazel build "${BAZEL_FLAGS[@]}" --config=asan //bindings/c:libedgeroute.so 2>&1 | tee "$results/python-asan-build.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  asan_lib="$results/asan-lib"
+  mkdir -p "$asan_lib"
+  cp -f bazel-bin/bindings/c/libedgeroute.so "$asan_lib/"
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+    ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    EDGEROUTE_LIBRARY="$asan_lib/libedgeroute.so" \
+    PYTHONPATH="$PWD/bindings/python" \
+    /usr/bin/python3 -m pytest -q bindings/python/tests -p no:cacheprovider \
+    --junitxml="$results/pytest-asan.junit.xml" || status=1
   echo "== pytest bindings/python"
   bazel build "${BAZEL_FLAGS[@]}" //bindings/c:libedgeroute.so 2>&1 | tee "$results/python-build.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

@@ -63,6 +63,10 @@ constexpr int64_t kInfinite = std::numeric_limits<int64_t>::max();
 constexpr size_t kMaxGroupWriters = 256;
 // Cleanup writes its deletions in batches of at most this many references.
 constexpr size_t kCleanupChunk = 16384;
+// Free space the store keeps beyond its memtables' size (CheckFreeSpace):
+// for RocksDB's MANIFEST and OPTIONS writes and its info log. At most a
+// quarter of the reserve.
+constexpr uint64_t kFreeSpaceSlackBytes = 128u << 10;
 // Quarantine key "queue" of a corrupt reference count (payload_refs).
 constexpr uint32_t kNoQueue = UINT32_MAX;
 // Payload sequences start at 1: 0 stands for "unknown" (a corrupt reference).
@@ -108,6 +112,9 @@ struct Writer {
   absl::Span<const AppendItem> batch;
   absl::Status status;
   bool done = false;
+  // Set by the leader when the group was refused by CheckFreeSpace (and
+  // nothing was written): the writer may clean up and try once more.
+  bool refused_for_space = false;
   std::condition_variable cv;
 };
 
@@ -121,6 +128,12 @@ class StoreImpl final : public Store {
   absl::StatusOr<uint32_t> OpenQueue(const QueueId& id) override;
   std::vector<QueueId> ListQueues() const override;
   absl::Status Append(absl::Span<const AppendItem> batch) override;
+  // One attempt of Append; the status is not yet marked (MarkStoreError).
+  // `retry`: the previous attempt was refused for space. Sets
+  // `*refused_for_space` when CheckFreeSpace refused the group (nothing
+  // was written).
+  absl::Status AppendOnce(absl::Span<const AppendItem> batch, bool retry,
+                          bool* refused_for_space);
   absl::Status Read(uint32_t queue, size_t max,
                     std::vector<StoredMessage>* out) override {
     return ReadImpl(queue, /*after=*/0, /*from_checkpoint=*/true, max, out);
@@ -271,8 +284,30 @@ class StoreImpl final : public Store {
   uint64_t quarantined_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> errors_[kOpCount] = {};
 
+  // The disk-space guard. RocksDB turns ENOSPC in a WAL write or a flush
+  // into a "hard" error that only DB::Resume() clears, and Resume in the
+  // RocksDB this builds on (7.8) can wait forever for a flush that a
+  // background job, failing at the same moment, left unscheduled. So
+  // appends stop a little before the disk is full -- while it still holds
+  // what the memtables need to flush -- and the database never sees
+  // ENOSPC from a disk the store fills itself.
+  //
+  // OK when the disk has room for `group_bytes` more after keeping
+  // kFreeSpaceSlackBytes plus the memtables' size free, and then
+  // `*spare_bytes` is how much more may be appended before the next check;
+  // ResourceExhausted (saying how much is free and how much is kept)
+  // otherwise. OK as well when the file system cannot report free space
+  // (the reserve still guards).
+  absl::Status CheckFreeSpace(uint64_t group_bytes, uint64_t* spare_bytes);
+  // True after an append was refused for space: the next Append checks
+  // (and cleans up) before it queues. Relaxed: a hint, rechecked.
+  std::atomic<bool> low_space_{false};
+
   // Scratch space of the current group-commit leader; only the writer at
   // the front of writers_ uses it (so no lock is needed while it writes).
+  // Bytes the leaders may still append before the free space is read again
+  // (CheckFreeSpace); 0 = read it now.
+  uint64_t leader_space_budget_ = 0;
   std::vector<Writer*> leader_group_;
   std::vector<uint64_t> leader_sizes_;
   std::vector<std::pair<uint32_t, uint64_t>> leader_saved_offsets_;
@@ -549,11 +584,44 @@ std::vector<QueueId> StoreImpl::ListQueues() const {
 }
 
 absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
-  if (!reserve_->held()) {
-    // The disk filled up: appends wait until the reserve is back, so that
-    // the space it holds stays free for what frees space.
-    absl::Status reserved = reserve_->Acquire();
-    if (!reserved.ok() && MayFreeSpace()) {
+  bool refused_for_space = false;
+  absl::Status status = AppendOnce(batch, /*retry=*/false, &refused_for_space);
+  if (refused_for_space) {
+    // Refused for space as the group was about to be written: the space
+    // check (with a cleanup, when one can free something) runs now, and
+    // the batch, of which nothing was written, goes once more.
+    status = AppendOnce(batch, /*retry=*/true, &refused_for_space);
+  }
+  return MarkStoreError(std::move(status));
+}
+
+absl::Status StoreImpl::AppendOnce(absl::Span<const AppendItem> batch,
+                                   bool retry, bool* refused_for_space) {
+  if (retry || !reserve_->held() ||
+      low_space_.load(std::memory_order_relaxed)) {
+    // The disk filled up: appends wait until the reserve is back and the
+    // disk has room again, so that the space kept stays free for what
+    // frees space.
+    uint64_t spare = 0;
+    uint64_t charge = 0;  // As the leader reckons it (LeadGroup).
+    for (const AppendItem& item : batch) {
+      charge += 2 * (item.message.size() + f::kPayloadOverheadBytes +
+                     item.targets.size() * f::kRefBytes);
+    }
+    auto has_room = [&]() -> absl::Status {
+      absl::Status reserved = reserve_->Acquire();
+      if (!reserved.ok()) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("disk full: no space left on device for the store's ",
+                         options_.reserve_bytes, " byte reserve (",
+                         reserved.message(), ")"));
+      }
+      return CheckFreeSpace(charge, &spare);
+    };
+    absl::Status room = has_room();
+    // A retry cleans up even when the check passes now: the memtables were
+    // flushed meanwhile, but the disk is as full as it was.
+    if ((retry || !room.ok()) && MayFreeSpace()) {
       // Delivered or expired messages: cleanup and the compaction of what
       // it deleted give their space back now rather than at the next
       // background cleanup.
@@ -561,14 +629,13 @@ absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
       if (!CleanupLocked(/*force_compaction=*/true).ok()) {
         CountError(kCleanupOp);
       }
-      reserved = reserve_->Acquire();
+      room = has_room();
     }
-    if (!reserved.ok()) {
+    if (!room.ok()) {
       CountError(kAppendOp);
-      return MarkStoreError(absl::ResourceExhaustedError(absl::StrCat(
-          "disk full: no space left on device for the store's ",
-          options_.reserve_bytes, " byte reserve (", reserved.message(), ")")));
+      return room;
     }
+    low_space_.store(false, std::memory_order_relaxed);
   }
   Writer w(batch);
   std::unique_lock<std::mutex> lock(mu_);
@@ -576,7 +643,8 @@ absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
   writers_.push_back(&w);
   while (!w.done && writers_.front() != &w) w.cv.wait(lock);
   if (!w.done) LeadGroup(&w, lock);
-  return MarkStoreError(std::move(w.status));
+  *refused_for_space = w.refused_for_space;
+  return std::move(w.status);
 }
 
 void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
@@ -703,15 +771,27 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
   }
 
   absl::Status status;
+  bool refused_for_space = false;
   if (wb.Count() > 0) {
     lock.unlock();
-    rocksdb::Status s =
-        Write(AppendWriteOptions(), &wb, /*may_use_reserve=*/false);
-    lock.lock();
-    if (!s.ok()) {
-      status = RocksDbToStatus(s, "appending to the store");
-      CountError(kAppendOp);
+    // The batch goes to the WAL and, later, from the memtable into a table
+    // file: twice its size, before compression.
+    const uint64_t charge = 2 * static_cast<uint64_t>(wb.GetDataSize());
+    if (charge > leader_space_budget_) {
+      status = CheckFreeSpace(charge, &leader_space_budget_);
     }
+    if (status.ok()) {
+      leader_space_budget_ -= std::min(leader_space_budget_, charge);
+      rocksdb::Status s =
+          Write(AppendWriteOptions(), &wb, /*may_use_reserve=*/false);
+      if (!s.ok()) status = RocksDbToStatus(s, "appending to the store");
+    } else {
+      leader_space_budget_ = 0;
+      refused_for_space = true;
+      low_space_.store(true, std::memory_order_relaxed);
+    }
+    lock.lock();
+    if (!status.ok()) CountError(kAppendOp);
   }
   // Do not keep a huge buffer alive after an exceptionally large group.
   if (wb.GetDataSize() > (8u << 20)) {
@@ -735,12 +815,51 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
     next_seq_ = first_seq;
   }
   for (Writer* w : group) {
-    if (w->status.ok()) w->status = status;
+    if (w->status.ok()) {
+      w->status = status;
+      w->refused_for_space = refused_for_space;
+    }
     writers_.pop_front();
     w->done = true;
     if (w != self) w->cv.notify_one();
   }
   if (!writers_.empty()) writers_.front()->cv.notify_one();
+}
+
+absl::Status StoreImpl::CheckFreeSpace(uint64_t group_bytes,
+                                       uint64_t* spare_bytes) {
+  *spare_bytes = 0;
+  uint64_t free_bytes = 0;
+  if (!fs_->GetFreeSpace(options_.directory, rocksdb::IOOptions(), &free_bytes,
+                         nullptr)
+           .ok()) {
+    // Not every file system reports free space: then only the reserve and
+    // RocksDB's own error handling guard. Read again after 64 MiB.
+    *spare_bytes = 64u << 20;
+    return absl::OkStatus();
+  }
+  uint64_t memtable_bytes = 0;
+  for (rocksdb::ColumnFamilyHandle* cf : cfs_) {
+    uint64_t bytes = 0;
+    if (db_->GetIntProperty(cf, rocksdb::DB::Properties::kCurSizeAllMemTables,
+                            &bytes)) {
+      memtable_bytes += bytes;
+    }
+  }
+  // A store configured without a reserve (tests, tiny disks) keeps less.
+  const uint64_t kept =
+      memtable_bytes +
+      std::min<uint64_t>(kFreeSpaceSlackBytes, options_.reserve_bytes / 4);
+  if (free_bytes < kept + group_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "disk nearly full: ", free_bytes, " bytes free; the store keeps ", kept,
+        " free to flush what it holds in memory and needs ", group_bytes,
+        " more"));
+  }
+  // Half of what is left before the next read: compactions and other
+  // writers use the disk as well.
+  *spare_bytes = (free_bytes - kept) / 2;
+  return absl::OkStatus();
 }
 
 void StoreImpl::MakeRoom(uint64_t needed, std::unique_lock<std::mutex>& lock) {

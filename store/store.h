@@ -85,10 +85,14 @@ struct StoredMessage {
 
 // The store. Thread-safety: every method may be called concurrently from any
 // thread, except Close() and destruction, which must not race other calls.
-// Full disk: a failed write (ENOSPC, an I/O error) does not need a restart;
-// every write path resumes the database first, and a disk reserve
-// (StoreOptions::reserve_bytes) lets checkpoints and cleanup free space on
-// a disk the store filled itself.
+// Full disk: appends are refused (ResourceExhausted, "disk nearly full")
+// while the disk still holds what RocksDB needs to flush the memtables plus
+// a little, so a disk the store fills itself never makes RocksDB fail a
+// write; a refused append first cleans up what was delivered or expired and
+// tries once more. A failed write all the same (the disk filled by someone
+// else, an I/O error) does not need a restart: every write path resumes the
+// database first, and a disk reserve (StoreOptions::reserve_bytes) lets
+// checkpoints and cleanup free space.
 // Ordering: the offsets of one queue are assigned in commit order; a
 // message is visible to Read only after its Append returned (or is about to
 // return) OK.
