@@ -703,6 +703,9 @@ absl::StatusOr<DemoReport> RunDemo(const DemoOptions& options) {
   // missing reading is a loss.
   const int64_t reconnect_us = shared.reconnect_us.load();
   const int64_t ttl_us = static_cast<int64_t>(kAlertTtlSeconds * 1e6);
+  // An alert whose TTL passed after the reconnect, while the backlog was
+  // still draining (a slow drain: a sanitizer on a busy machine), is
+  // explained too -- as far as the expiry counters account for it.
   uint64_t missing_alerts = 0;
   uint64_t missing_bulk = 0;
   for (uint64_t seq = 0; seq < report.sent; ++seq) {
@@ -710,9 +713,12 @@ absl::StatusOr<DemoReport> RunDemo(const DemoOptions& options) {
       ++report.delivered_upstream;
     } else if (Temperature(seq) > kAlertThreshold) {
       ++missing_alerts;
-      if (reconnect_us != 0 && shared.forwarded_at_us[seq] != 0 &&
-          shared.forwarded_at_us[seq] + ttl_us <= reconnect_us + kTtlMarginUs) {
+      const int64_t forwarded_us = shared.forwarded_at_us[seq];
+      if (reconnect_us != 0 && forwarded_us != 0 &&
+          forwarded_us + ttl_us <= reconnect_us + kTtlMarginUs) {
         ++report.expired;
+      } else if (forwarded_us != 0 && forwarded_us + ttl_us <= end_us) {
+        ++report.expired_in_drain;
       }
     } else {
       ++missing_bulk;
@@ -844,18 +850,26 @@ absl::StatusOr<DemoReport> RunDemo(const DemoOptions& options) {
     // MQTT 3.1.1 has no negative PUBACK: the gateway either acknowledged a
     // reading (then it must arrive or expire) or closed the connection.
     const uint64_t missing = missing_alerts + missing_bulk;
-    const uint64_t lost =
-        missing > report.expired ? missing - report.expired : 0;
+    const uint64_t counted_beyond =
+        report.expired_counted > report.expired
+            ? report.expired_counted - report.expired
+            : 0;
+    const uint64_t explained =
+        report.expired + std::min(report.expired_in_drain, counted_beyond);
+    const uint64_t lost = missing > explained ? missing - explained : 0;
     const bool ok = lost == 0 && report.sent > 0;
     report.checks.push_back(
         {"nothing acknowledged lost", ok,
          absl::StrFormat(
              "%llu readings missing upstream (%llu alerts, %llu bulk): %llu "
-             "alerts past their TTL when the upstream came back, %llu lost",
+             "alerts past their TTL when the upstream came back, %llu "
+             "expired while the backlog drained, %llu lost",
              static_cast<unsigned long long>(missing),
              static_cast<unsigned long long>(missing_alerts),
              static_cast<unsigned long long>(missing_bulk),
              static_cast<unsigned long long>(report.expired),
+             static_cast<unsigned long long>(
+                 std::min(report.expired_in_drain, counted_beyond)),
              static_cast<unsigned long long>(lost))});
   }
   {

@@ -83,6 +83,8 @@ struct DemoReport {
   // Readings that did not reach the upstream because their TTL passed while
   // it was away (alerts forwarded more than the TTL before the reconnect).
   uint64_t expired = 0;
+  // Alerts whose TTL passed after the reconnect, while the backlog drained.
+  uint64_t expired_in_drain = 0;
   // The same as counted by the router and the store (EndpointMetrics::expired
   // + Store::Stats::expired); may be lower, see RunDemo.
   uint64_t expired_counted = 0;

@@ -14,6 +14,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "gateway/admission_queue.h"
 #include "message/status.h"
 
 namespace edgeroute {
@@ -142,6 +143,13 @@ class ServerImpl final : public LoopHandler {
               absl::ToInt64Milliseconds(shortest) / 4, 1, 1000));
     }
     EDGEROUTE_ASSIGN_OR_RETURN(loop_, EventLoop::Create(options_.loop, this));
+    if (options_.admission_queue_bytes > 0) {
+      admission_ = std::make_unique<AdmissionQueue>(
+          loop_.get(), hooks_, options_.admission_queue_bytes,
+          [this](absl::Span<const AdmissionQueue::Verdict> verdicts) {
+            Decided(verdicts);
+          });
+    }
     if (options_.tcp_port >= 0) {
       EDGEROUTE_ASSIGN_OR_RETURN(
           tcp_port_,
@@ -157,9 +165,7 @@ class ServerImpl final : public LoopHandler {
     if (thread_.joinable()) {
       return absl::FailedPreconditionError("server already started");
     }
-    if (options_.admission_queue_bytes > 0) {
-      admission_thread_ = std::thread([this] { RunAdmission(); });
-    }
+    if (admission_ != nullptr) admission_->Start();
     thread_ = std::thread([this] {
       current_loop_owner = this;
       loop_->Run();
@@ -173,14 +179,7 @@ class ServerImpl final : public LoopHandler {
     // The admission thread first: it finishes what is queued (posting the
     // acks to the loop, which runs them before it returns) and from then on
     // the loop refuses telemetry itself instead of waiting for room.
-    if (admission_thread_.joinable()) {
-      {
-        std::lock_guard<std::mutex> lock(admission_mu_);
-        admission_stop_ = true;
-      }
-      admission_cv_.notify_all();
-      admission_thread_.join();
-    }
+    if (admission_ != nullptr) admission_->Stop();
     loop_->Stop();
     thread_.join();
   }
@@ -504,7 +503,10 @@ class ServerImpl final : public LoopHandler {
     const MessageView stamped =
         StampIdentity(s.identity, output, message, &builder_, &scratch_);
     if (options_.admission_queue_bytes > 0) {
-      if (QueueAdmission(id, s.identity, output, t.sequence(), stamped)) {
+      bool paused = false;
+      if (admission_->Queue(id, t.sequence(), s.identity, output, stamped,
+                            &paused)) {
+        if (paused) Bump(counters_.producer_pauses);
         return true;
       }
       // Stopping: refused below without calling the hook.
@@ -527,110 +529,11 @@ class ServerImpl final : public LoopHandler {
     return loop_->EndSend(id);
   }
 
-  // A message waiting for the admission thread. Entries are reused, so
-  // their strings keep their capacity: no allocation once warmed up.
-  struct Admission {
-    ConnectionId id = 0;
-    uint64_t sequence = 0;
-    Identity identity;
-    std::string output;
-    std::string bytes;
-  };
-  struct AdmissionAck {
-    ConnectionId id;
-    uint64_t sequence;
-    fb::ErrorCode code;
-  };
-
-  // Loop thread: copies the stamped message into the admission queue,
-  // waiting while it is full. False once the server is stopping.
-  bool QueueAdmission(ConnectionId id, const Identity& identity,
-                      absl::string_view output, uint64_t sequence,
-                      const MessageView& message) {
-    const size_t size = message.bytes().size();
-    std::unique_lock<std::mutex> lock(admission_mu_);
-    if (admission_stop_) return false;
-    if (queued_count_ == queued_.size()) queued_.emplace_back();
-    Admission& a = queued_[queued_count_++];
-    a.id = id;
-    a.sequence = sequence;
-    a.identity.device_id.assign(identity.device_id);
-    a.identity.module_id.assign(identity.module_id);
-    a.output.assign(output.data(), output.size());
-    a.bytes.assign(reinterpret_cast<const char*>(message.bytes().data()), size);
-    queued_bytes_ += size;
-    const bool full = queued_bytes_ > options_.admission_queue_bytes;
-    lock.unlock();
-    admission_cv_.notify_one();
-    // Back-pressure on this producer, never on the loop: it is not read
-    // from until the queue has drained (ResumeProducers).
-    if (full && loop_->PauseReading(id)) Bump(counters_.producer_pauses);
-    return true;
-  }
-
-  // Loop thread, after each admission batch: once the queue is at most half
-  // full, the paused producers are read again.
-  void ResumeProducers() {
-    if (loop_->PausedCount() == 0) return;
-    {
-      std::lock_guard<std::mutex> lock(admission_mu_);
-      if (!admission_stop_ &&
-          queued_bytes_ > options_.admission_queue_bytes / 2) {
-        return;
-      }
-    }
-    loop_->ResumeAllReading();
-  }
-
-  // The admission thread: takes everything queued at once, hands each
-  // message to the hook in order, and posts the acks of the batch to the
-  // loop in one function.
-  void RunAdmission() {
-    std::vector<Admission> batch;
-    std::vector<TelemetryItem> items;
-    std::vector<fb::ErrorCode> verdicts;
-    for (;;) {
-      size_t n = 0;
-      {
-        std::unique_lock<std::mutex> lock(admission_mu_);
-        admission_cv_.wait(
-            lock, [&] { return admission_stop_ || queued_count_ > 0; });
-        if (queued_count_ == 0) return;  // stopping, and nothing left
-        batch.swap(queued_);
-        n = queued_count_;
-        queued_count_ = 0;
-        queued_bytes_ = 0;
-      }
-      auto acks = std::make_shared<std::vector<AdmissionAck>>();
-      acks->reserve(n);
-      items.clear();
-      for (size_t i = 0; i < n; ++i) {
-        const Admission& a = batch[i];
-        // std::string storage from the allocator is 8-byte aligned, as
-        // FlatBuffers wants; the bytes were verified on the loop thread.
-        items.push_back(
-            TelemetryItem{&a.identity, a.output,
-                          MessageView::FromTrustedBytes(absl::MakeConstSpan(
-                              reinterpret_cast<const uint8_t*>(a.bytes.data()),
-                              a.bytes.size()))});
-      }
-      verdicts.resize(n);
-      hooks_->OnTelemetryBatch(items, absl::MakeSpan(verdicts));
-      for (size_t i = 0; i < n; ++i) {
-        const Admission& a = batch[i];
-        const fb::ErrorCode code = verdicts[i];
-        if (code != fb::ErrorCode::kUnknown) Bump(counters_.telemetry_refused);
-        if (a.sequence != 0) acks->push_back({a.id, a.sequence, code});
-      }
-      // Always posted: besides the acks it resumes paused producers.
-      loop_->Post([this, acks] {
-        for (const AdmissionAck& ack : *acks) {
-          SendTelemetryAck(ack.id, ack.sequence, ack.code);
-        }
-        ResumeProducers();
-      });
-      // `batch` keeps its entries: the next swap hands them (and their
-      // strings' capacity) back to the loop thread.
+  // Loop thread: the admission thread's verdicts, in queued order.
+  void Decided(absl::Span<const AdmissionQueue::Verdict> verdicts) {
+    for (const AdmissionQueue::Verdict& v : verdicts) {
+      if (v.code != fb::ErrorCode::kUnknown) Bump(counters_.telemetry_refused);
+      if (v.tag != 0) SendTelemetryAck(v.id, v.tag, v.code);
     }
   }
 
@@ -778,15 +681,8 @@ class ServerImpl final : public LoopHandler {
   int tcp_port_ = -1;
   Counters counters_;
 
-  // Admission thread (admission_queue_bytes > 0). std::mutex rather than
-  // absl::Mutex: the system Abseil has no ThreadSanitizer annotations.
-  std::thread admission_thread_;
-  std::mutex admission_mu_;
-  std::condition_variable admission_cv_;  // something queued, or stopping
-  std::vector<Admission> queued_;         // guarded by admission_mu_
-  size_t queued_count_ = 0;               // guarded by admission_mu_
-  size_t queued_bytes_ = 0;               // guarded by admission_mu_
-  bool admission_stop_ = false;           // guarded by admission_mu_
+  // With admission_queue_bytes > 0.
+  std::unique_ptr<AdmissionQueue> admission_;
 
   // Loop-thread state.
   FrameDecoder decoder_;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/status.h"
+#include "gateway/admission_queue.h"
 #include "gateway/mqtt/iothub.h"
 #include "gateway/mqtt/session_files.h"
 
@@ -106,6 +107,13 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     loop.max_frame_bytes = options_.session.packet_limit();
     if (loop.tick_interval_ms == 0) loop.tick_interval_ms = 1000;
     EDGEROUTE_ASSIGN_OR_RETURN(loop_, EventLoop::Create(loop, this));
+    if (options_.admission_queue_bytes > 0) {
+      admission_ = std::make_unique<AdmissionQueue>(
+          loop_.get(), hooks_, options_.admission_queue_bytes,
+          [this](absl::Span<const AdmissionQueue::Verdict> verdicts) {
+            Decided(verdicts);
+          });
+    }
     for (const MqttListener& l : options_.listeners) {
       EDGEROUTE_ASSIGN_OR_RETURN(
           int port, loop_->ListenTcp(l.host, l.port, options_.tls));
@@ -127,9 +135,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     if (thread_.joinable()) {
       return absl::FailedPreconditionError("server already started");
     }
-    if (options_.admission_queue_bytes > 0) {
-      admission_thread_ = std::thread([this] { RunAdmission(); });
-    }
+    if (admission_ != nullptr) admission_->Start();
     thread_ = std::thread([this] {
       current_loop_owner = this;
       loop_->Run();
@@ -143,14 +149,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     // The admission thread first: it finishes what is queued (posting the
     // verdicts to the loop, which runs them before it returns) and from then
     // on the loop refuses telemetry itself instead of waiting for room.
-    if (admission_thread_.joinable()) {
-      {
-        std::lock_guard<std::mutex> lock(admission_mu_);
-        admission_stop_ = true;
-      }
-      admission_cv_.notify_all();
-      admission_thread_.join();
-    }
+    if (admission_ != nullptr) admission_->Stop();
     loop_->Stop();
     thread_.join();
   }
@@ -430,7 +429,9 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
                       const MessageView& message) override {
     Bump(counters_.telemetry_received);
     if (options_.admission_queue_bytes > 0) {
-      if (QueueAdmission(session->tag, from, output, message)) {
+      bool paused = false;
+      if (admission_->Queue(session->tag, 0, from, output, message, &paused)) {
+        if (paused) Bump(counters_.producer_pauses);
         return Admission::kQueued;
       }
       Bump(counters_.telemetry_refused);  // stopping
@@ -499,99 +500,12 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     return identity;
   }
 
-  // A message waiting for the admission thread. Entries are reused, so
-  // their strings keep their capacity: no allocation once warmed up.
-  struct QueuedMessage {
-    ConnectionId id = 0;
-    Identity identity;
-    std::string output;
-    std::string bytes;
-  };
-
-  // Loop thread: copies the stamped message into the admission queue,
-  // waiting while it is full. False once the server is stopping.
-  bool QueueAdmission(ConnectionId id, const Identity& identity,
-                      absl::string_view output, const MessageView& message) {
-    const size_t size = message.bytes().size();
-    std::unique_lock<std::mutex> lock(admission_mu_);
-    if (admission_stop_) return false;
-    if (queued_count_ == queued_.size()) queued_.emplace_back();
-    QueuedMessage& q = queued_[queued_count_++];
-    q.id = id;
-    q.identity.device_id.assign(identity.device_id);
-    q.identity.module_id.assign(identity.module_id);
-    q.output.assign(output.data(), output.size());
-    q.bytes.assign(reinterpret_cast<const char*>(message.bytes().data()), size);
-    queued_bytes_ += size;
-    const bool full = queued_bytes_ > options_.admission_queue_bytes;
-    lock.unlock();
-    admission_cv_.notify_one();
-    // Back-pressure on this producer, never on the loop: it is not read
-    // from until the queue has drained (ResumeProducers).
-    if (full && loop_->PauseReading(id)) Bump(counters_.producer_pauses);
-    return true;
-  }
-
-  // Loop thread, after each admission batch: once the queue is at most half
-  // full, the paused producers are read again.
-  void ResumeProducers() {
-    if (loop_->PausedCount() == 0) return;
-    {
-      std::lock_guard<std::mutex> lock(admission_mu_);
-      if (!admission_stop_ &&
-          queued_bytes_ > options_.admission_queue_bytes / 2) {
-        return;
-      }
-    }
-    loop_->ResumeAllReading();
-  }
-
-  // The admission thread: takes everything queued at once, hands each
-  // message to the hook in order, and posts the verdicts of the batch to
-  // the loop in one function.
-  void RunAdmission() {
-    std::vector<QueuedMessage> batch;
-    std::vector<TelemetryItem> items;
-    std::vector<fb::ErrorCode> codes;
-    for (;;) {
-      size_t n = 0;
-      {
-        std::unique_lock<std::mutex> lock(admission_mu_);
-        admission_cv_.wait(
-            lock, [&] { return admission_stop_ || queued_count_ > 0; });
-        if (queued_count_ == 0) return;  // stopping, and nothing left
-        batch.swap(queued_);
-        n = queued_count_;
-        queued_count_ = 0;
-        queued_bytes_ = 0;
-      }
-      auto verdicts =
-          std::make_shared<std::vector<std::pair<ConnectionId, bool>>>();
-      verdicts->reserve(n);
-      items.clear();
-      for (size_t i = 0; i < n; ++i) {
-        const QueuedMessage& q = batch[i];
-        // std::string storage from the allocator is 8-byte aligned, as
-        // FlatBuffers wants; the bytes were built on the loop thread.
-        items.push_back(
-            TelemetryItem{&q.identity, q.output,
-                          MessageView::FromTrustedBytes(absl::MakeConstSpan(
-                              reinterpret_cast<const uint8_t*>(q.bytes.data()),
-                              q.bytes.size()))});
-      }
-      codes.resize(n);
-      hooks_->OnTelemetryBatch(items, absl::MakeSpan(codes));
-      for (size_t i = 0; i < n; ++i) {
-        const bool admitted = codes[i] == fb::ErrorCode::kUnknown;
-        if (!admitted) Bump(counters_.telemetry_refused);
-        verdicts->emplace_back(batch[i].id, admitted);
-      }
-      loop_->Post([this, verdicts] {
-        for (const auto& [id, admitted] : *verdicts) Decided(id, admitted);
-        ResumeProducers();
-      });
-      // `batch` keeps its entries: the next swap hands them (and their
-      // strings' capacity) back to the loop thread.
+  // Loop thread: the admission thread's verdicts, in queued order.
+  void Decided(absl::Span<const AdmissionQueue::Verdict> verdicts) {
+    for (const AdmissionQueue::Verdict& v : verdicts) {
+      const bool admitted = v.code == fb::ErrorCode::kUnknown;
+      if (!admitted) Bump(counters_.telemetry_refused);
+      Decided(v.id, admitted);
     }
   }
 
@@ -747,15 +661,8 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
                       std::shared_ptr<const auth::IdentityRegistry>>
       forwarders_;
 
-  // Admission thread (admission_queue_bytes > 0). std::mutex rather than
-  // absl::Mutex: the system Abseil has no ThreadSanitizer annotations.
-  std::thread admission_thread_;
-  std::mutex admission_mu_;
-  std::condition_variable admission_cv_;  // something queued, or stopping
-  std::vector<QueuedMessage> queued_;     // guarded by admission_mu_
-  size_t queued_count_ = 0;               // guarded by admission_mu_
-  size_t queued_bytes_ = 0;               // guarded by admission_mu_
-  bool admission_stop_ = false;           // guarded by admission_mu_
+  // With admission_queue_bytes > 0.
+  std::unique_ptr<AdmissionQueue> admission_;
 
   // Loop-thread state.
   SessionScratch scratch_;
