@@ -406,15 +406,22 @@ class ConnectorImpl {
       renew_at_ = absl::InfiniteFuture();
       if (!options_.key_base64.empty()) {
         const absl::Time now = absl::Now();
+        // Whole seconds, as the token carries it: renewal is timed from the
+        // expiry the parent sees.
+        const absl::Time expiry = absl::FromUnixSeconds(
+            absl::ToUnixSeconds(now + options_.token_lifetime));
         password = auth::MakeSasToken(
             absl::StrCat(hub, "/devices/", options_.device_id),
-            options_.key_base64, now + options_.token_lifetime);
+            options_.key_base64, expiry);
         if (password.empty()) {
           Log("--upstream-key is not valid base64");
           mosquitto_destroy(mosq);
           return nullptr;
         }
-        renew_at_ = now + options_.token_lifetime * 8 / 10;
+        renew_at_ = now + (expiry - now) * 8 / 10;
+        // Acknowledgements get until 90% of the lifetime at most: the new
+        // token is in use before the old one expires.
+        renew_grace_ = std::min(kRenewGrace, (expiry - now) / 10);
       }
     }
     if (!username.empty() || !password.empty()) {
@@ -461,10 +468,7 @@ class ConnectorImpl {
       }
       if (connected_ && !renewing && absl::Now() >= renew_at_) {
         renewing = true;
-        // Acknowledgements get until 90% of the lifetime at most: the new
-        // token is in use before the old one expires.
-        renew_deadline =
-            absl::Now() + std::min(kRenewGrace, options_.token_lifetime / 10);
+        renew_deadline = absl::Now() + renew_grace_;
         Log("renewing the SAS token: reconnecting");
       }
       if (renewing &&
@@ -630,6 +634,7 @@ class ConnectorImpl {
   bool ever_connected_ = false;
   uint16_t receive_maximum_ = 0;
   absl::Time renew_at_ = absl::InfiniteFuture();
+  absl::Duration renew_grace_ = kRenewGrace;
   DeliveryBatch* batch_ = nullptr;
   size_t next_ = 0;       // next message of batch_ to publish
   size_t remaining_ = 0;  // messages of batch_ not completed
