@@ -500,7 +500,18 @@ class ConnectorImpl {
       if (mosquitto_want_write(mosq_)) fds[0].events |= POLLOUT;
       fds[1].fd = event_fd_;
       fds[1].events = POLLIN;
-      const int timeout = connected_ ? kIdlePollMs : kConnectingPollMs;
+      int timeout = connected_ ? kIdlePollMs : kConnectingPollMs;
+      if (connected_) {
+        // Wake in time for the renewal (short tokens are renewed within
+        // a fraction of a second of their margin).
+        const absl::Time timer = renewing ? renew_deadline : renew_at_;
+        if (timer != absl::InfiniteFuture()) {
+          const int64_t until_ms =
+              absl::ToInt64Milliseconds(timer - absl::Now()) + 1;
+          timeout = static_cast<int>(
+              std::clamp<int64_t>(until_ms, 0, int64_t{timeout}));
+        }
+      }
       const int n = poll(fds, 2, timeout);
       if (n < 0 && errno != EINTR) break;
       if (n > 0 && (fds[1].revents & POLLIN)) DrainWake();

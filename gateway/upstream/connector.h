@@ -17,8 +17,14 @@
 // libmosquitto call and every PUBACK is handled on that thread; the router's
 // executor only hands a batch over (under a mutex, then a write to the
 // eventfd). Connects go to the URLs in turn, with exponential backoff and
-// jitter between failures. With iothub:// and a key, the SAS token is
-// renewed by reconnecting after 80% of its lifetime.
+// jitter between failures. With iothub:// and a key, the SAS token
+// (valid for UpstreamOptions::token_lifetime) is renewed by reconnecting
+// after 80% of its lifetime; PUBLISHes in flight get until 90% to be
+// acknowledged, so the new token is in use before the old one expires.
+//
+// Backlog: what waits for the upstream is the router's (or the store's)
+// count for the endpoint, read through Router::GetMetrics; the connector
+// keeps no count of its own.
 //
 // In flight: at most min(max_in_flight, the broker's receive maximum, the
 // router's batch size) PUBLISHes wait for their PUBACK.
