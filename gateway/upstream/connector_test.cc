@@ -6,6 +6,7 @@
 #include "gateway/upstream/connector.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "message/message.h"
 #include "router/router.h"
+#include "store/store.h"
 
 namespace edgeroute::gateway::upstream {
 namespace {
@@ -78,11 +80,27 @@ class ConnectorTest : public ::testing::Test {
     return 0;
   }
 
+  // Replaces the router with one that keeps its queues in a new store.
+  void UseStore(absl::string_view name) {
+    router_->Close().IgnoreError();
+    router_.reset();
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    store::StoreOptions so;
+    so.directory = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", name);
+    store_ = store::Store::Open(so).value();
+    router::RouterOptions ro;
+    ro.store = store_.get();
+    router_ = router::Router::Create(ro, kRoutes).value();
+  }
+
+  void CheckBacklog();
+
   std::string Url() const {
     return absl::StrCat("mqtt://127.0.0.1:", broker_.port());
   }
 
   TestBroker broker_;
+  std::unique_ptr<store::Store> store_;  // outlives router_
   std::unique_ptr<router::Router> router_;
   std::unique_ptr<UpstreamConnector> connector_;
   int sent_ = 0;
@@ -112,9 +130,17 @@ TEST_F(ConnectorTest, DrainsAndKeepsWhatWaitsDuringAnOutage) {
             std::string::npos);
 }
 
-// The backlog metrics while the broker is away: the router's counts per
-// priority, an oldest age that grows, and zero once the broker is back.
-TEST_F(ConnectorTest, BacklogPerPriorityAndOldestAge) {
+// The backlog metrics while the broker is away: the router's (or the
+// store's) counts per priority, an oldest age that grows, and zero once the
+// broker is back.
+TEST_F(ConnectorTest, BacklogPerPriorityAndOldestAge) { CheckBacklog(); }
+
+TEST_F(ConnectorTest, BacklogPerPriorityAndOldestAgeFromTheStore) {
+  UseStore("backlog");
+  CheckBacklog();
+}
+
+void ConnectorTest::CheckBacklog() {
   const absl::Status routes = router_->UpdateRoutes(R"({
     "schemaVersion": "1.1", "routes": {
       "alerts": {"route": "FROM /messages/* WHERE kind = 'alert' INTO $upstream",
