@@ -964,6 +964,12 @@ class UpstreamTest(harness.GatewayTestCase):
                      "all %d messages across the renewals" % sent)
         self.assertEqual(received["child-gw"], set(range(sent)))
         connects = relay.snapshot()
+        start = connects[0][0]
+        sys.stderr.write(
+            "%d messages; CONNECTs at +s (token expiry +s): %s\n" %
+            (sent, ", ".join("%.2f (%.2f)" % (at - start,
+                                              token_expiry(token) - start)
+                             for at, token in connects)))
         for at, token in connects:
             lifetime = token_expiry(token) - at
             # Made just before the CONNECT, expiry in whole seconds.
