@@ -744,6 +744,9 @@ RouterMetrics RouterImpl::GetMetrics() const {
       for (const auto& q : stats.queues) {
         if (q.id.endpoint_id != e.endpoint_id) continue;
         depth += q.depth;
+        if (q.id.priority < kPriorityLevels) {
+          e.queue_depth_by_priority[q.id.priority] += q.depth;
+        }
         if (q.oldest_enqueue_us != 0 &&
             (oldest == 0 || q.oldest_enqueue_us < oldest)) {
           oldest = q.oldest_enqueue_us;

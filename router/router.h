@@ -228,6 +228,11 @@ struct LatencyHistogram {
   int64_t QuantileMicros(double q) const;
 };
 
+// Priority levels of an endpoint's queues: 0-9, then the default priority
+// (a route without "priority") as level kDefaultPriorityLevel.
+inline constexpr int kPriorityLevels = 11;
+inline constexpr int kDefaultPriorityLevel = 10;
+
 struct EndpointMetrics {
   std::string endpoint_id;
   // References to messages queued for this endpoint (after dedup).
@@ -245,6 +250,10 @@ struct EndpointMetrics {
   uint64_t dropped_close = 0;       // left over at Close()
   // Messages queued or in flight now.
   uint64_t queue_depth = 0;
+  // queue_depth by priority level (index 0-9: priority 0-9; index
+  // kDefaultPriorityLevel: the default priority). A batch in flight or
+  // waiting for a retry counts at its level.
+  uint64_t queue_depth_by_priority[kPriorityLevels] = {};
   // Age of the oldest message queued or in flight (0 when none). Updated by
   // the executor once per batch.
   int64_t oldest_message_age_micros = 0;

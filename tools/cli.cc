@@ -88,6 +88,7 @@ Usage:
                 [--upstream-key BASE64] [--upstream-cert PEM
                  --upstream-cert-key PEM] [--upstream-ca PEM]
                 [--upstream-hub NAME] [--upstream-max-in-flight N]
+                [--upstream-token-ttl SECONDS]
       Run the gateway until SIGTERM/SIGINT. The manifest is reloaded on
       SIGHUP and when the file changes: --watch auto (default) watches its
       directory with inotify, so files replaced by rename are seen, and
@@ -130,6 +131,8 @@ Usage:
       parent hub in the IoT Hub dialect (iothub://, TLS, signed in as
       --device with --upstream-key or --upstream-cert/--upstream-cert-key;
       --upstream-hub names the hub in tokens, default HOST;
+      --upstream-token-ttl is the tokens' lifetime, 5..31536000 s, default
+      3600, renewed by reconnecting after 80% of it;
       --upstream-max-in-flight bounds the PUBLISHes awaiting a PUBACK,
       default 1000, lowered to the broker's receive maximum). QoS 1; what
       cannot be sent waits in the store (or memory) and drains when the

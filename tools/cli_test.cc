@@ -139,6 +139,14 @@ TEST(Cli, RunAndDemoUsageErrors) {
                  "--upstream-protocol", "4"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("5 or 3.1.1"));
+  r = Edgeroute({"run", "--manifest=m.json", "--upstream=iothub://parent",
+                 "--upstream-key=a2V5", "--upstream-token-ttl", "4"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--upstream-token-ttl wants seconds, 5.."));
+  r = Edgeroute({"run", "--manifest=m.json", "--upstream=mqtt://b",
+                 "--upstream-token-ttl=60"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("applies to iothub:// with --upstream-key"));
   // demo: bounded options.
   EXPECT_EQ(Edgeroute({"demo", "--seconds", "5"}).code, 2);
   EXPECT_EQ(Edgeroute({"demo", "--seconds=51"}).code, 2);

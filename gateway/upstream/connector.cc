@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -21,6 +22,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gateway/auth/sas_token.h"
@@ -44,7 +46,8 @@ constexpr int kIdlePollMs = 500;
 // without the socket being ready (TLS handshake states).
 constexpr int kConnectingPollMs = 10;
 // After 80% of a SAS token's lifetime the connection is renewed; in-flight
-// PUBLISHes get this long to be acknowledged first.
+// PUBLISHes get this long (and at most a tenth of the lifetime) to be
+// acknowledged first.
 constexpr absl::Duration kRenewGrace = absl::Seconds(10);
 // A connection that lasted less than this counts as a failure for the
 // backoff (a broker that accepts and then drops at once).
@@ -146,6 +149,18 @@ class ConnectorImpl {
     m.rejected = rejected_.load(std::memory_order_relaxed);
     m.url_index = url_index_flag_.load(std::memory_order_relaxed);
     return m;
+  }
+
+  UpstreamBacklog GetBacklog() const {
+    UpstreamBacklog backlog;
+    for (const router::EndpointMetrics& e : router_->GetMetrics().endpoints) {
+      if (e.endpoint_id != endpoint_id_) continue;
+      std::copy(std::begin(e.queue_depth_by_priority),
+                std::end(e.queue_depth_by_priority),
+                std::begin(backlog.by_priority));
+      backlog.oldest_age = absl::Microseconds(e.oldest_message_age_micros);
+    }
+    return backlog;
   }
 
  private:
@@ -391,15 +406,22 @@ class ConnectorImpl {
       renew_at_ = absl::InfiniteFuture();
       if (!options_.key_base64.empty()) {
         const absl::Time now = absl::Now();
+        // Whole seconds, as the token carries it: renewal is timed from the
+        // expiry the parent sees.
+        const absl::Time expiry = absl::FromUnixSeconds(
+            absl::ToUnixSeconds(now + options_.token_lifetime));
         password = auth::MakeSasToken(
             absl::StrCat(hub, "/devices/", options_.device_id),
-            options_.key_base64, now + options_.token_lifetime);
+            options_.key_base64, expiry);
         if (password.empty()) {
           Log("--upstream-key is not valid base64");
           mosquitto_destroy(mosq);
           return nullptr;
         }
-        renew_at_ = now + options_.token_lifetime * 8 / 10;
+        renew_at_ = now + (expiry - now) * 8 / 10;
+        // Acknowledgements get until 90% of the lifetime at most: the new
+        // token is in use before the old one expires.
+        renew_grace_ = std::min(kRenewGrace, (expiry - now) / 10);
       }
     }
     if (!username.empty() || !password.empty()) {
@@ -446,7 +468,7 @@ class ConnectorImpl {
       }
       if (connected_ && !renewing && absl::Now() >= renew_at_) {
         renewing = true;
-        renew_deadline = absl::Now() + kRenewGrace;
+        renew_deadline = absl::Now() + renew_grace_;
         Log("renewing the SAS token: reconnecting");
       }
       if (renewing &&
@@ -478,7 +500,18 @@ class ConnectorImpl {
       if (mosquitto_want_write(mosq_)) fds[0].events |= POLLOUT;
       fds[1].fd = event_fd_;
       fds[1].events = POLLIN;
-      const int timeout = connected_ ? kIdlePollMs : kConnectingPollMs;
+      int timeout = connected_ ? kIdlePollMs : kConnectingPollMs;
+      if (connected_) {
+        // Wake in time for the renewal (short tokens are renewed within
+        // a fraction of a second of their margin).
+        const absl::Time timer = renewing ? renew_deadline : renew_at_;
+        if (timer != absl::InfiniteFuture()) {
+          const int64_t until_ms =
+              absl::ToInt64Milliseconds(timer - absl::Now()) + 1;
+          timeout = static_cast<int>(
+              std::clamp<int64_t>(until_ms, 0, int64_t{timeout}));
+        }
+      }
       const int n = poll(fds, 2, timeout);
       if (n < 0 && errno != EINTR) break;
       if (n > 0 && (fds[1].revents & POLLIN)) DrainWake();
@@ -612,6 +645,7 @@ class ConnectorImpl {
   bool ever_connected_ = false;
   uint16_t receive_maximum_ = 0;
   absl::Time renew_at_ = absl::InfiniteFuture();
+  absl::Duration renew_grace_ = kRenewGrace;
   DeliveryBatch* batch_ = nullptr;
   size_t next_ = 0;       // next message of batch_ to publish
   size_t remaining_ = 0;  // messages of batch_ not completed
@@ -656,10 +690,13 @@ void UpstreamConnector::Stop() { impl_->Stop(); }
 UpstreamMetrics UpstreamConnector::GetMetrics() const {
   return impl_->GetMetrics();
 }
+UpstreamBacklog UpstreamConnector::GetBacklog() const {
+  return impl_->GetBacklog();
+}
 
 std::string UpstreamConnector::PrometheusText() const {
   const UpstreamMetrics m = GetMetrics();
-  return absl::StrCat(
+  std::string out = absl::StrCat(
       "# HELP edgeroute_upstream_connected 1 while the upstream connection "
       "is up.\n"
       "# TYPE edgeroute_upstream_connected gauge\n"
@@ -702,6 +739,26 @@ std::string UpstreamConnector::PrometheusText() const {
       "\n"
       "edgeroute_upstream_dropped_total{reason=\"rejected\"} ",
       m.rejected, "\n");
+  const UpstreamBacklog backlog = GetBacklog();
+  absl::StrAppend(&out,
+                  "# HELP edgeroute_upstream_backlog Messages waiting for the "
+                  "upstream (queued or in flight), by route priority.\n"
+                  "# TYPE edgeroute_upstream_backlog gauge\n");
+  for (int level = 0; level < router::kPriorityLevels; ++level) {
+    absl::StrAppend(&out, "edgeroute_upstream_backlog{priority=\"",
+                    level == router::kDefaultPriorityLevel
+                        ? std::string("default")
+                        : absl::StrCat(level),
+                    "\"} ", backlog.by_priority[level], "\n");
+  }
+  absl::StrAppend(
+      &out,
+      "# HELP edgeroute_upstream_oldest_backlog_age_seconds Age of the "
+      "oldest message waiting for the upstream (0 when none).\n"
+      "# TYPE edgeroute_upstream_oldest_backlog_age_seconds gauge\n"
+      "edgeroute_upstream_oldest_backlog_age_seconds ",
+      absl::StrFormat("%.3f", absl::ToDoubleSeconds(backlog.oldest_age)), "\n");
+  return out;
 }
 
 }  // namespace upstream

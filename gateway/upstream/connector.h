@@ -17,13 +17,20 @@
 // libmosquitto call and every PUBACK is handled on that thread; the router's
 // executor only hands a batch over (under a mutex, then a write to the
 // eventfd). Connects go to the URLs in turn, with exponential backoff and
-// jitter between failures. With iothub:// and a key, the SAS token is
-// renewed by reconnecting after 80% of its lifetime.
+// jitter between failures. With iothub:// and a key, the SAS token
+// (valid for UpstreamOptions::token_lifetime) is renewed by reconnecting
+// after 80% of its lifetime; PUBLISHes in flight get until 90% to be
+// acknowledged, so the new token is in use before the old one expires.
+//
+// Backlog: what waits for the upstream is the router's (or the store's)
+// count for the endpoint, read through Router::GetMetrics; the connector
+// keeps no count of its own.
 //
 // In flight: at most min(max_in_flight, the broker's receive maximum, the
 // router's batch size) PUBLISHes wait for their PUBACK.
 //
-// Thread-safety: Start/Stop from one control thread; metrics from any.
+// Thread-safety: Start/Stop from one control thread; metrics and backlog
+// from any.
 
 #ifndef EDGEROUTE_GATEWAY_UPSTREAM_CONNECTOR_H_
 #define EDGEROUTE_GATEWAY_UPSTREAM_CONNECTOR_H_
@@ -36,6 +43,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "gateway/upstream/options.h"
 #include "router/router.h"
 
@@ -59,6 +67,17 @@ struct UpstreamMetrics {
   int url_index = -1;
 };
 
+// What waits for the upstream: the `$upstream` endpoint's queue as the
+// router (or, with a store, the store) counts it -- messages queued or in
+// flight, not yet acknowledged.
+struct UpstreamBacklog {
+  // By priority level: index 0-9 for priorities 0-9, index
+  // router::kDefaultPriorityLevel for the default priority.
+  uint64_t by_priority[router::kPriorityLevels] = {};
+  // Age of the oldest message waiting (0 when none).
+  absl::Duration oldest_age;
+};
+
 class ConnectorImpl;
 
 class UpstreamConnector {
@@ -80,8 +99,13 @@ class UpstreamConnector {
   // and joins the thread. Idempotent.
   void Stop();
 
+  // The connector's own counters: cheap, for polling.
   UpstreamMetrics GetMetrics() const;
-  // The metrics in Prometheus text format (edgeroute_upstream_*).
+  // The backlog, from the router's endpoint metrics (no second count):
+  // takes the router's metrics lock and, with a store, reads its
+  // statistics. Control plane.
+  UpstreamBacklog GetBacklog() const;
+  // Both in Prometheus text format (edgeroute_upstream_*).
   std::string PrometheusText() const;
 
  private:

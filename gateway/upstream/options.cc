@@ -145,6 +145,17 @@ absl::Status SetUpstreamFlag(absl::string_view name, absl::string_view value,
     options->ca_path = std::string(value);
   } else if (name == "--upstream-hub") {
     options->hub = std::string(value);
+  } else if (name == "--upstream-token-ttl") {
+    int64_t seconds = 0;
+    if (!absl::SimpleAtoi(value, &seconds) ||
+        seconds < absl::ToInt64Seconds(kMinTokenLifetime) ||
+        seconds > absl::ToInt64Seconds(kMaxTokenLifetime)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--upstream-token-ttl wants seconds, ",
+          absl::ToInt64Seconds(kMinTokenLifetime), "..",
+          absl::ToInt64Seconds(kMaxTokenLifetime), " (got '", value, "')"));
+    }
+    options->token_lifetime = absl::Seconds(seconds);
   } else if (name == "--upstream-max-in-flight") {
     int window = 0;
     if (!absl::SimpleAtoi(value, &window) || window < 1 || window > 65535) {
@@ -166,7 +177,8 @@ absl::Status ValidateUpstreamOptions(const UpstreamOptions& options) {
         options.topic_template != kDefaultTopicTemplate ||
         !options.key_base64.empty() || !options.cert_path.empty() ||
         !options.cert_key_path.empty() || !options.ca_path.empty() ||
-        !options.hub.empty() || options.protocol_level != 5;
+        !options.hub.empty() || options.protocol_level != 5 ||
+        options.token_lifetime != kDefaultTokenLifetime;
     return any ? absl::InvalidArgumentError(
                      "--upstream-* flags need --upstream URL")
                : absl::OkStatus();
@@ -189,6 +201,15 @@ absl::Status ValidateUpstreamOptions(const UpstreamOptions& options) {
     return absl::InvalidArgumentError(
         "--upstream-cert and --upstream-ca need a TLS upstream (mqtts:// or "
         "iothub://)");
+  }
+  if (options.token_lifetime != kDefaultTokenLifetime &&
+      (dialect != Dialect::kIotHub || options.key_base64.empty())) {
+    return absl::InvalidArgumentError(
+        "--upstream-token-ttl applies to iothub:// with --upstream-key");
+  }
+  if (options.token_lifetime < kMinTokenLifetime ||
+      options.token_lifetime > kMaxTokenLifetime) {
+    return absl::InvalidArgumentError("--upstream-token-ttl is out of range");
   }
   if (dialect == Dialect::kIotHub) {
     if (options.device_id.empty()) {

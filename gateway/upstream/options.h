@@ -34,6 +34,12 @@ inline constexpr absl::string_view kIotHubApiVersion = "2021-04-12";
 // five layers; also what stops a routing loop).
 inline constexpr int kMaxHops = 5;
 
+// Lifetime of the SAS tokens made from --upstream-key (IoT Hub's SDKs use
+// the same hour), and the range --upstream-token-ttl accepts.
+inline constexpr absl::Duration kDefaultTokenLifetime = absl::Hours(1);
+inline constexpr absl::Duration kMinTokenLifetime = absl::Seconds(5);
+inline constexpr absl::Duration kMaxTokenLifetime = absl::Hours(24 * 365);
+
 enum class Dialect : uint8_t {
   kMqtt,    // mqtt:// and mqtts://: topic template, MQTT 5 or 3.1.1
   kIotHub,  // iothub://: devices/{d}[/modules/{m}]/messages/events/{bag}
@@ -71,10 +77,10 @@ struct UpstreamOptions {
   // (default: the URL's host).
   std::string hub;
   // iothub://: the device's symmetric key (base64): SAS tokens are made
-  // from it, valid for token_lifetime and renewed (by reconnecting) after
-  // 80% of it.
+  // from it, valid for token_lifetime (--upstream-token-ttl SECONDS) and
+  // renewed (by reconnecting) after 80% of it.
   std::string key_base64;
-  absl::Duration token_lifetime = absl::Hours(1);
+  absl::Duration token_lifetime = kDefaultTokenLifetime;
   // A client certificate and its key (PEM files): the credential for
   // iothub:// without a key, optional for mqtts://.
   std::string cert_path;

@@ -105,5 +105,41 @@ TEST(Flags, SetAndValidate) {
   EXPECT_FALSE(ValidateUpstreamOptions(plain).ok());
 }
 
+TEST(Flags, TokenLifetime) {
+  UpstreamOptions o;
+  ASSERT_TRUE(SetUpstreamFlag("--upstream", "iothub://p", &o).ok());
+  o.device_id = "child";
+  ASSERT_TRUE(SetUpstreamFlag("--upstream-key", "a2V5", &o).ok());
+  EXPECT_EQ(o.token_lifetime, absl::Hours(1));
+  ASSERT_TRUE(SetUpstreamFlag("--upstream-token-ttl", "5", &o).ok());
+  EXPECT_EQ(o.token_lifetime, absl::Seconds(5));
+  ASSERT_TRUE(SetUpstreamFlag("--upstream-token-ttl", "31536000", &o).ok());
+  EXPECT_EQ(o.token_lifetime, absl::Hours(24 * 365));
+  // A refused value leaves the option as it was.
+  for (const char* bad : {"4", "0", "-5", "31536001", "10s", "1e3", ""}) {
+    EXPECT_EQ(SetUpstreamFlag("--upstream-token-ttl", bad, &o).code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(o.token_lifetime, absl::Hours(24 * 365));
+  EXPECT_TRUE(ValidateUpstreamOptions(o).ok());
+  o.token_lifetime = absl::Seconds(1);  // set around the flag
+  EXPECT_FALSE(ValidateUpstreamOptions(o).ok());
+
+  // Only tokens have a lifetime: not with a certificate, not for mqtt://.
+  UpstreamOptions cert;
+  ASSERT_TRUE(SetUpstreamFlag("--upstream", "iothub://p", &cert).ok());
+  cert.device_id = "child";
+  ASSERT_TRUE(SetUpstreamFlag("--upstream-cert", "c.pem", &cert).ok());
+  ASSERT_TRUE(SetUpstreamFlag("--upstream-cert-key", "k.pem", &cert).ok());
+  ASSERT_TRUE(SetUpstreamFlag("--upstream-token-ttl", "60", &cert).ok());
+  EXPECT_FALSE(ValidateUpstreamOptions(cert).ok());
+  UpstreamOptions plain;
+  ASSERT_TRUE(SetUpstreamFlag("--upstream-token-ttl", "60", &plain).ok());
+  EXPECT_FALSE(ValidateUpstreamOptions(plain).ok());  // no URL
+  ASSERT_TRUE(SetUpstreamFlag("--upstream", "mqtt://a", &plain).ok());
+  EXPECT_FALSE(ValidateUpstreamOptions(plain).ok());
+}
+
 }  // namespace
 }  // namespace edgeroute::gateway::upstream

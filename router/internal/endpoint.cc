@@ -296,6 +296,7 @@ bool Endpoint::TakeBatch() {
       p.offset = 0;
     }
     current_bucket_ = b;
+    in_flight_bucket_.store(b, std::memory_order_relaxed);
     return true;
   }
   return false;
@@ -342,6 +343,7 @@ bool Endpoint::TakeFromStore() {
     read_offset_[b] = store_buf_.back().offset;
     started_[b] = true;
     current_bucket_ = b;
+    in_flight_bucket_.store(b, std::memory_order_relaxed);
     return true;
   }
   store_seen_ = appended;
@@ -599,7 +601,9 @@ EndpointMetrics Endpoint::Metrics() const {
           lanes_[b].load(std::memory_order_acquire);
       if (lane == nullptr) continue;
       enqueued += lane->Pushed();
-      depth += lane->SizeGuess();
+      const uint64_t lane_depth = lane->SizeGuess();
+      depth += lane_depth;
+      m.queue_depth_by_priority[b] = lane_depth;
     }
   }
   m.enqueued = enqueued;
@@ -611,7 +615,12 @@ EndpointMetrics Endpoint::Metrics() const {
   m.dropped_dead = dropped_dead_.load(std::memory_order_relaxed);
   m.dropped_removed = dropped_removed_.load(std::memory_order_relaxed);
   m.dropped_close = dropped_close_.load(std::memory_order_relaxed);
-  m.queue_depth = depth + in_flight_.load(std::memory_order_relaxed);
+  const uint64_t in_flight = in_flight_.load(std::memory_order_relaxed);
+  m.queue_depth = depth + in_flight;
+  if (config_.store == nullptr) {
+    m.queue_depth_by_priority[in_flight_bucket_.load(
+        std::memory_order_relaxed)] += in_flight;
+  }
   const int64_t oldest = oldest_admit_wall_us_.load(std::memory_order_relaxed);
   if (oldest != 0) {
     const int64_t age = clock_->NowMicros() - oldest;

@@ -62,8 +62,8 @@
 
 namespace edgeroute::router::internal {
 
-inline constexpr int kPriorityBuckets = 11;
-inline constexpr int kDefaultBucket = 10;
+inline constexpr int kPriorityBuckets = kPriorityLevels;
+inline constexpr int kDefaultBucket = kDefaultPriorityLevel;
 
 inline int PriorityBucket(int priority) {
   return priority >= 0 && priority <= 9 ? priority : kDefaultBucket;
@@ -260,6 +260,8 @@ class Endpoint {
   std::atomic<uint64_t> dropped_close_{0};
   std::atomic<uint64_t> store_errors_{0};
   std::atomic<uint64_t> in_flight_{0};
+  // The bucket of the messages in flight (current_bucket_, for Metrics).
+  std::atomic<int> in_flight_bucket_{kDefaultBucket};
   std::atomic<int64_t> oldest_admit_wall_us_{0};
   std::atomic<int64_t> next_retry_mono_us_{0};
   std::atomic<bool> dead_flag_{false};

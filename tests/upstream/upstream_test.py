@@ -9,7 +9,11 @@ SAS tokens); see tests/mqtt/harness.py for the gateway and PKI pieces.
 
 import os
 import re
+import select
 import shutil
+import socket
+import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -166,7 +170,7 @@ class Counter:
     records every message it receives; reconnects by itself while the
     broker restarts."""
 
-    def __init__(self, port, topic_filter, protocol=mqtt.MQTTv5):
+    def __init__(self, port, topic_filter, protocol=mqtt.MQTTv5, ca=None):
         self.protocol = protocol
         self.messages = []
         self.lock = threading.Condition()
@@ -178,6 +182,9 @@ class Counter:
         else:
             self.client = mqtt.Client(client_id="upstream-counter",
                                       clean_session=False, protocol=protocol)
+        if ca is not None:  # TLS, the server checked against `ca`
+            self.client.tls_set(ca_certs=ca,
+                                tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -223,6 +230,139 @@ class Counter:
     def stop(self):
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def connect_password(data):
+    """The password of the MQTT 3.1.1 CONNECT at the start of `data` ("" if
+    it has none), or None while the packet is incomplete."""
+    length, multiplier, i = 0, 1, 1
+    while True:
+        if i >= len(data):
+            return None
+        byte = data[i]
+        length += (byte & 127) * multiplier
+        multiplier *= 128
+        i += 1
+        if not byte & 128:
+            break
+    if len(data) < i + length:
+        return None
+    packet = data[i:i + length]
+
+    def field(offset):
+        size = struct.unpack(">H", packet[offset:offset + 2])[0]
+        return packet[offset + 2:offset + 2 + size], offset + 2 + size
+
+    _, offset = field(0)  # protocol name
+    flags = packet[offset + 1]
+    _, offset = field(offset + 4)  # after level, flags, keep-alive: client id
+    if flags & 0x04:  # will topic and message
+        _, offset = field(offset)
+        _, offset = field(offset)
+    if flags & 0x80:
+        _, offset = field(offset)
+    password = b""
+    if flags & 0x40:
+        password, offset = field(offset)
+    return password.decode()
+
+
+class TlsRelay:
+    """A TLS relay between a child gateway and its parent (both legs TLS,
+    with the test PKI) that records, for every connection, the time its
+    CONNECT went through and the SAS token it carried: what the parent saw,
+    observed from outside both gateways."""
+
+    def __init__(self, pki, target_port):
+        self.server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_context.load_cert_chain(pki.server_cert, pki.server_key)
+        self.client_context = ssl.create_default_context(cafile=pki.ca_cert)
+        self.target_port = target_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.listener.settimeout(0.5)
+        self.port = self.listener.getsockname()[1]
+        self.connects = []  # (wall-clock time, password)
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(harness.CLIENT_TIMEOUT_S)
+            threading.Thread(target=self._serve, args=(conn,),
+                             daemon=True).start()
+
+    @staticmethod
+    def _read(sock):
+        """What one readable TLS socket has: a record, and whatever else
+        OpenSSL already decrypted. b"" at the end."""
+        try:
+            data = sock.recv(65536)
+        except ssl.SSLWantReadError:
+            return None
+        while data and sock.pending():
+            data += sock.recv(sock.pending())
+        return data
+
+    def _serve(self, raw):
+        try:
+            down = self.server_context.wrap_socket(raw, server_side=True)
+            up = self.client_context.wrap_socket(
+                socket.create_connection(("127.0.0.1", self.target_port),
+                                         harness.CLIENT_TIMEOUT_S),
+                server_hostname="localhost")
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        down.settimeout(None)
+        up.settimeout(None)
+        first = b""
+        recorded = False
+        try:
+            while not self.closed:
+                readable, _, _ = select.select([down, up], [], [], 0.5)
+                for sock in readable:
+                    data = self._read(sock)
+                    if data is None:
+                        continue
+                    if not data:
+                        return
+                    if sock is down and not recorded:
+                        first += data
+                        password = connect_password(first)
+                        if password is not None:
+                            recorded = True
+                            with self.lock:
+                                self.connects.append((time.time(), password))
+                    (up if sock is down else down).sendall(data)
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            down.close()
+            up.close()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.connects)
+
+    def close(self):
+        self.closed = True
+        self.listener.close()
+
+
+def token_expiry(token):
+    m = re.search(r"(?:^|[ &])se=(\d+)(?:&|$)", token)
+    if not m:
+        fail("no se= in the SAS token %r" % token)
+    return int(m.group(1))
 
 
 def user_properties(message):
@@ -299,6 +439,24 @@ class UpstreamGateway(harness.Gateway):
 def metric(text, name):
     m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
     return int(m.group(1)) if m else None
+
+
+def backlog(text):
+    """edgeroute_upstream_backlog by priority ("0".."9", "default") and
+    edgeroute_upstream_oldest_backlog_age_seconds."""
+    counts = {p: int(n) for p, n in re.findall(
+        r'^edgeroute_upstream_backlog\{priority="(\w+)"\} (\d+)$', text,
+        re.M)}
+    m = re.search(r"^edgeroute_upstream_oldest_backlog_age_seconds "
+                  r"([0-9.]+)$", text, re.M)
+    if len(counts) != 11 or not m:
+        fail("no upstream backlog metrics in:\n" + text)
+    return counts, float(m.group(1))
+
+
+def backlog_empty(gw):
+    counts, age = backlog(gw.metrics())
+    return not any(counts.values()) and age == 0
 
 
 class UpstreamTest(harness.GatewayTestCase):
@@ -380,6 +538,11 @@ class UpstreamTest(harness.GatewayTestCase):
         self.assertEqual(len(expected), total, "every message was PUBACKed")
         self.assertEqual(metric(gw.metrics(), "edgeroute_upstream_connected"),
                          0)
+        # The backlog, from the store: every message, at the default priority.
+        counts, age = backlog(gw.metrics())
+        self.assertEqual(counts["default"], total)
+        self.assertEqual(sum(counts.values()), total)
+        self.assertGreater(age, 0)
 
         broker.start()
 
@@ -415,6 +578,8 @@ class UpstreamTest(harness.GatewayTestCase):
             self.assertEqual(m.properties.ContentType, "application/json")
             self.assertEqual(m.properties.CorrelationData, b"c-%d" % n)
             self.assertGreater(m.properties.MessageExpiryInterval, 0)
+        harness.wait_until(lambda: backlog_empty(gw), DRAIN_TIMEOUT_S,
+                           "the backlog metrics to return to 0")
         text = gw.metrics()
         self.assertEqual(metric(text, "edgeroute_upstream_connected"), 1)
         # After a SIGKILL, the new process sent what the old one had not
@@ -732,6 +897,217 @@ class UpstreamTest(harness.GatewayTestCase):
         self.assertEqual(metric(text, "edgeroute_upstream_connected"), 0)
         self.assertGreater(
             metric(text, "edgeroute_upstream_connect_failures_total"), 0)
+
+
+    # -- SAS token renewal, X.509 sign-in, mqtts:// --------------------------
+
+    def parent_with_sink(self, children):
+        """A parent edgeroute that sends everything to module `sink`, and a
+        client subscribed to it."""
+        sink = harness.Identity("parent-gw", "sink", key=harness.random_key())
+        parent = self.gateway(
+            children + [sink],
+            {"toSink": "FROM /messages/* INTO "
+                       'BrokeredEndpoint("/modules/sink/inputs/in")'},
+            device="parent-gw", store=False)
+        receiver = self.paho(parent, sink)
+        receiver.subscribe(sink.inputs_filter())
+        return parent, receiver
+
+    @staticmethod
+    def collect(receiver, received, done, what):
+        """Adds what `receiver` gets to `received` ({device: {seq}}) until
+        done(received)."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while not done(received):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fail("timed out waiting for %s; got %s" % (
+                    what, {d: len(s) for d, s in received.items()}))
+            m = receiver.receive(timeout=left, what=what)
+            _, _, _, props = harness.split_input_topic(m.topic)
+            received.setdefault(props["$.cdid"], set()).add(
+                int(props["seq"]))
+
+    def test_iothub_sas_token_renewal(self):
+        """With 10-second tokens the child reconnects with a new token before
+        the old one expires, as a TLS relay in front of the parent sees, and
+        nothing is lost across the renewals."""
+        child_key = harness.random_key()
+        child = harness.Identity("child-gw", None, key=child_key)
+        parent, receiver = self.parent_with_sink([child])
+        relay = TlsRelay(self.pki, parent.port)
+        self.addCleanup(relay.close)
+        ttl = 10
+        gw = self.gateway(
+            [child], TO_UPSTREAM, device="child-gw",
+            extra_args=["--upstream", "iothub://localhost:%d" % relay.port,
+                        "--upstream-key", child_key,
+                        "--upstream-hub", harness.HUB,
+                        "--upstream-ca", self.pki.ca_cert,
+                        "--upstream-token-ttl", str(ttl),
+                        "--metrics", "127.0.0.1:0"])
+        device = self.paho(gw, child)
+        # Publish steadily until two renewals have gone through.
+        sent = 0
+        deadline = time.monotonic() + 6 * ttl
+        while len(relay.snapshot()) < 3 or sent < 20:
+            if time.monotonic() > deadline:
+                fail("fewer than 3 CONNECTs through the relay in %d s:\n%s" %
+                     (6 * ttl, gw.log()))
+            device.publish(child.events_topic + "seq=%d" % sent, "m%d" % sent)
+            sent += 1
+            time.sleep(0.02)  # pacing, not a sync
+        received = {}
+        self.collect(receiver, received,
+                     lambda r: r.get("child-gw", set()) >= set(range(sent)),
+                     "all %d messages across the renewals" % sent)
+        self.assertEqual(received["child-gw"], set(range(sent)))
+        connects = relay.snapshot()
+        start = connects[0][0]
+        sys.stderr.write(
+            "%d messages; CONNECTs at +s (token expiry +s): %s\n" %
+            (sent, ", ".join("%.2f (%.2f)" % (at - start,
+                                              token_expiry(token) - start)
+                             for at, token in connects)))
+        for at, token in connects:
+            lifetime = token_expiry(token) - at
+            # Made just before the CONNECT, expiry in whole seconds.
+            self.assertTrue(ttl - 3 < lifetime <= ttl, lifetime)
+        for (t0, token0), (t1, token1) in zip(connects, connects[1:]):
+            self.assertLess(t1, token_expiry(token0),
+                            "a new token before the old one expired")
+            self.assertGreater(t1 - t0, 0.6 * ttl, "renewed at about 80%")
+            self.assertGreater(token_expiry(token1), token_expiry(token0))
+        self.assertGreaterEqual(gw.log().count("renewing the SAS token"), 2)
+        text = gw.metrics()
+        self.assertEqual(
+            metric(text, "edgeroute_upstream_connect_failures_total"), 0)
+        self.assertGreaterEqual(
+            metric(text, "edgeroute_upstream_reconnects_total"), 2)
+
+    def test_iothub_x509_sign_in(self):
+        """Children sign in to the parent with certificates: one listed by
+        thumbprint (self-signed), one by CA and subject CN. A third presents
+        a certificate that is not the one listed: refused, reported, backed
+        off, its messages kept until the parent lists that certificate."""
+        tp_cert, tp_key, tp_print = self.pki.self_signed_client(
+            "child-tp", "child-tp")
+        ca_cert, ca_key, _ = self.pki.client("child-ca", "child-ca")
+        _, _, listed_print = self.pki.self_signed_client("listed", "child-bad")
+        bad_cert, bad_key, bad_print = self.pki.self_signed_client(
+            "presented", "child-bad")
+        parent_entries = [
+            harness.Identity("child-tp", thumbprint_hex=tp_print),
+            harness.Identity("child-ca", x509_ca=True),
+            harness.Identity("child-bad", thumbprint_hex=listed_print),
+        ]
+        parent, receiver = self.parent_with_sink(parent_entries)
+        children = {}
+        for name, cert, key in (("child-tp", tp_cert, tp_key),
+                                ("child-ca", ca_cert, ca_key),
+                                ("child-bad", bad_cert, bad_key)):
+            own = harness.device(name)
+            gw = self.gateway(
+                [own], TO_UPSTREAM, device=name,
+                extra_args=["--upstream", "iothub://localhost:%d" % parent.port,
+                            "--upstream-cert", cert, "--upstream-cert-key", key,
+                            "--upstream-hub", harness.HUB,
+                            "--upstream-ca", self.pki.ca_cert,
+                            "--metrics", "127.0.0.1:0"])
+            client = self.paho(gw, own)
+            for n in range(10):
+                client.publish(own.events_topic + "seq=%d" % n, "x509 %d" % n)
+            children[name] = gw
+        received = {}
+        self.collect(receiver, received,
+                     lambda r: all(len(r.get(c, ())) == 10
+                                   for c in ("child-tp", "child-ca")),
+                     "the messages of the certificate children")
+        bad = children["child-bad"]
+        harness.wait_until(
+            lambda: (metric(bad.metrics(),
+                            "edgeroute_upstream_connect_failures_total") or 0)
+            >= 1, harness.CLIENT_TIMEOUT_S, "the refusal to be counted")
+        self.assertIn("refused", bad.log())
+        # Backing off: after failure k the delay is at least 0.1 s * 2^(k-1)
+        # (200 ms doubling, jitter down to half), so from failure f on, the
+        # next three attempts take at least the delays after f+1 and f+2.
+        failures = metric(bad.metrics(),
+                          "edgeroute_upstream_connect_failures_total")
+        since = time.monotonic()
+        harness.wait_until(
+            lambda: metric(bad.metrics(),
+                           "edgeroute_upstream_connect_failures_total")
+            >= failures + 3, DRAIN_TIMEOUT_S, "three more attempts")
+        self.assertGreater(time.monotonic() - since,
+                           min(0.3 * 2 ** failures, 7.5) * 0.9)
+        text = bad.metrics()
+        self.assertEqual(metric(text, "edgeroute_upstream_connected"), 0)
+        counts, _ = backlog(text)
+        self.assertEqual(counts["default"], 10)  # kept
+        self.assertNotIn("child-bad", received)
+        # The parent lists the presented certificate: the backlog drains.
+        parent_entries[2] = harness.Identity("child-bad",
+                                             thumbprint_hex=bad_print)
+        parent.write_identities(parent_entries + [receiver.identity])
+        parent.reload()
+        self.collect(receiver, received,
+                     lambda r: len(r.get("child-bad", ())) == 10,
+                     "child-bad's kept messages")
+        self.assertEqual(received["child-bad"], set(range(10)))
+        harness.wait_until(lambda: backlog_empty(bad), DRAIN_TIMEOUT_S,
+                           "child-bad's backlog to return to 0")
+
+    def test_mqtts_broker_and_wrong_ca(self):
+        """mqtts:// to Debian's mosquitto with a TLS listener, checked
+        against --upstream-ca; a gateway given another CA refuses the
+        broker and keeps its messages, which arrive once it trusts the
+        right CA."""
+        broker = harness.Mosquitto(os.path.join(self.dir, "tls-broker"),
+                                   self.pki)
+        self.addCleanup(broker.stop)
+        counter = Counter(broker.port, "edgeroute/#",
+                          ca=self.pki.ca_cert).start()
+        self.addCleanup(counter.stop)
+        other_ca = harness.Pki(os.path.join(self.dir, "other-pki")).ca_cert
+        upstream = ["--upstream", "mqtts://localhost:%d" % broker.port,
+                    "--metrics", "127.0.0.1:0", "--upstream-ca"]
+        good_leaf, bad_leaf = harness.device("leaf-ok"), harness.device(
+            "leaf-bad")
+        good = self.gateway([good_leaf], TO_UPSTREAM,
+                            extra_args=upstream + [self.pki.ca_cert])
+        bad = self.gateway([bad_leaf], TO_UPSTREAM, device="edge-gw-2",
+                           extra_args=upstream + [other_ca])
+        for gw, leaf in ((good, good_leaf), (bad, bad_leaf)):
+            client = self.paho(gw, leaf)
+            for n in range(10):
+                client.publish(leaf.events_topic + "seq=%d" % n, "tls %d" % n)
+
+        def from_leaf(messages, device_id):
+            return {int(user_properties(m)["seq"]) for m in messages
+                    if m.topic == "edgeroute/%s//" % device_id}
+
+        counter.wait_for(lambda ms: from_leaf(ms, "leaf-ok") == set(range(10)),
+                         DRAIN_TIMEOUT_S, "leaf-ok's messages over TLS")
+        harness.wait_until(
+            lambda: (metric(bad.metrics(),
+                            "edgeroute_upstream_connect_failures_total") or 0)
+            >= 2, harness.CLIENT_TIMEOUT_S, "the wrong CA to fail connects")
+        self.assertIn("cannot connect to localhost:%d (mqtts)" % broker.port,
+                      bad.log())
+        text = bad.metrics()
+        self.assertEqual(metric(text, "edgeroute_upstream_connected"), 0)
+        self.assertEqual(metric(text, "edgeroute_upstream_sent_total"), 0)
+        self.assertEqual(backlog(text)[0]["default"], 10)
+        self.assertEqual(from_leaf(counter.snapshot(), "leaf-bad"), set())
+        # The same store, the right CA: everything kept arrives.
+        bad.stop()
+        bad.extra_args[bad.extra_args.index(other_ca)] = self.pki.ca_cert
+        bad.start()
+        counter.wait_for(
+            lambda ms: from_leaf(ms, "leaf-bad") == set(range(10)),
+            DRAIN_TIMEOUT_S, "leaf-bad's kept messages")
 
 
 if __name__ == "__main__":
