@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/backoff.h"
 #include "gateway/auth/sas_token.h"
 #include "gateway/upstream/publish.h"
 
@@ -570,14 +571,16 @@ class ConnectorImpl {
   // Sleeps for the backoff delay (or until Stop), sending back any batch
   // handed over meanwhile.
   void Backoff(int failures) {
-    double delay_us = absl::ToDoubleMicroseconds(options_.backoff_initial);
-    for (int k = 1; k < failures && delay_us < 1e12; ++k) delay_us *= 2;
-    delay_us =
-        std::min(delay_us, absl::ToDoubleMicroseconds(options_.backoff_max));
+    // Doubling from backoff_initial up to backoff_max, then a draw from
+    // half to all of it, so that gateways cut off together do not
+    // reconnect together.
+    const int64_t delay_us = BackoffMicros(
+        failures, absl::ToInt64Microseconds(options_.backoff_initial),
+        absl::ToInt64Microseconds(options_.backoff_max), /*factor=*/1.0);
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     const absl::Time until =
-        absl::Now() +
-        absl::Microseconds(static_cast<int64_t>(delay_us * jitter(rng_)));
+        absl::Now() + absl::Microseconds(static_cast<int64_t>(
+                          static_cast<double>(delay_us) * jitter(rng_)));
     while (!stop_.load(std::memory_order_acquire)) {
       TakeHandoff();
       FailBack();

@@ -1,4 +1,5 @@
-// Retry delays and latency buckets: small pure functions, unit-tested alone.
+// Latency buckets (and the shared retry delays of base/backoff.h): small
+// pure functions, unit-tested alone.
 
 #ifndef EDGEROUTE_ROUTER_INTERNAL_BACKOFF_H_
 #define EDGEROUTE_ROUTER_INTERNAL_BACKOFF_H_
@@ -6,21 +7,11 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "base/backoff.h"
+
 namespace edgeroute::router::internal {
 
-// The delay before retry `retry` (1-based) in microseconds:
-// min(initial + (2^(retry-1) - 1) * factor * initial, max), where `factor`
-// is the jitter draw in [1 - jitter, 1 + jitter].
-// REQUIRES: retry >= 1, initial_us >= 0, max_us >= 0.
-inline int64_t BackoffMicros(int retry, int64_t initial_us, int64_t max_us,
-                             double factor) {
-  const int n = std::min(retry - 1, 62);
-  const double growth = static_cast<double>((int64_t{1} << n) - 1);
-  const double delay = static_cast<double>(initial_us) +
-                       growth * factor * static_cast<double>(initial_us);
-  if (delay >= static_cast<double>(max_us)) return max_us;
-  return static_cast<int64_t>(delay);
-}
+using ::edgeroute::BackoffMicros;
 
 // The latency bucket of `micros`: the smallest i with micros <= 2^i, capped
 // at `buckets - 1`.
