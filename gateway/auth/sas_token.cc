@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/percent_encoding.h"
 
 namespace edgeroute {
 namespace gateway {
@@ -21,18 +22,6 @@ namespace {
 constexpr absl::string_view kSasPrefix = "SharedAccessSignature ";
 // Longest `se` accepted: int64 seconds.
 constexpr size_t kMaxExpiryDigits = 18;
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool IsUnreserved(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
-         c == '_' || c == '.' || c == '~';
-}
 
 bool IsBase64Char(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '+' ||
@@ -97,37 +86,14 @@ std::optional<std::string> Base64Decode(absl::string_view text) {
 }
 
 std::string UrlEncode(absl::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    if (IsUnreserved(c)) {
-      out.push_back(c);
-    } else {
-      const unsigned char byte = static_cast<unsigned char>(c);
-      out.push_back('%');
-      out.push_back(kHex[byte >> 4]);
-      out.push_back(kHex[byte & 0xf]);
-    }
-  }
+  PercentEncode(text, &out);
   return out;
 }
 
 std::optional<std::string> UrlDecode(absl::string_view text) {
   std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out.push_back(text[i]);
-      continue;
-    }
-    if (i + 2 >= text.size()) return std::nullopt;
-    const int high = HexValue(text[i + 1]);
-    const int low = HexValue(text[i + 2]);
-    if (high < 0 || low < 0) return std::nullopt;
-    out.push_back(static_cast<char>(high * 16 + low));
-    i += 2;
-  }
+  if (!PercentDecode(text, PercentDecoding::kStrict, &out)) return std::nullopt;
   return out;
 }
 

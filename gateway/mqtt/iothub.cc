@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/percent_encoding.h"
 #include "base/utf8.h"
 
 namespace edgeroute {
@@ -88,13 +89,6 @@ absl::string_view FindRid(absl::string_view query) {
     }
   }
   return absl::string_view();
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 }  // namespace
@@ -187,19 +181,7 @@ FilterGrant ClassifyFilter(absl::string_view filter, IdentityRef identity) {
 
 void UrlDecode(absl::string_view text, std::string* out) {
   const size_t start = out->size();
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '%' && i + 2 < text.size()) {
-      const int hi = HexValue(text[i + 1]);
-      const int lo = HexValue(text[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out->push_back(static_cast<char>(hi << 4 | lo));
-        i += 2;
-        continue;
-      }
-    }
-    out->push_back(c);
-  }
+  PercentDecode(text, PercentDecoding::kLenient, out);
   // Repair what is not UTF-8 (only escapes can produce it: the codec
   // refuses topics that are not UTF-8).
   const absl::string_view decoded = absl::string_view(*out).substr(start);
@@ -211,18 +193,7 @@ void UrlDecode(absl::string_view text, std::string* out) {
 }
 
 void UrlEncode(absl::string_view text, std::string* out) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (const char c : text) {
-    if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
-        c == '.' || c == '_' || c == '~') {
-      out->push_back(c);
-    } else {
-      const auto b = static_cast<unsigned char>(c);
-      out->push_back('%');
-      out->push_back(kHex[b >> 4]);
-      out->push_back(kHex[b & 0x0F]);
-    }
-  }
+  PercentEncode(text, out);
 }
 
 bool BuildTelemetry(IdentityRef identity, absl::string_view bag,
