@@ -373,6 +373,39 @@ TEST(ExecutorThreadsTest, ABusyEndpointYieldsTheThreadBetweenSlices) {
   ASSERT_TRUE((*router)->Close().ok());
 }
 
+// Close waits for a batch that a sink completes later, then drains the
+// rest: nothing is lost, nothing is delivered twice.
+TEST(ExecutorThreadsTest, CloseWaitsForABatchASinkCompletesLater) {
+  RouterOptions o;
+  o.executor_threads = 1;
+  o.endpoint_batch_size = 2;
+  o.drain_on_close = true;
+  o.close_timeout = kWait;
+  auto router = Router::Create(o, OneRoutePerModule(1), -1);
+  ASSERT_TRUE(router.ok()) << router.status();
+  auto sink = std::make_shared<StallingSink>();
+  ASSERT_TRUE((*router)->SetSink(Target(0), sink).ok());
+  for (uint64_t seq = 0; seq < 5; ++seq) {
+    ASSERT_TRUE(SendFrom(**router, "m0", "out", seq).ok());
+  }
+  ASSERT_TRUE(sink->WaitForHeld(1, kWait));
+  std::atomic<bool> closed{false};
+  std::thread closer([&] {
+    EXPECT_TRUE((*router)->Close().ok());
+    closed.store(true, std::memory_order_release);
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(closed.load(std::memory_order_acquire));
+  sink->Release(/*stay_open=*/true);  // completes from this thread
+  closer.join();
+  EXPECT_EQ(sink->delivered(), 5u);
+  const RouterMetrics m = (*router)->GetMetrics();
+  ASSERT_EQ(m.endpoints.size(), 1u);
+  EXPECT_EQ(m.endpoints[0].delivered, 5u);
+  EXPECT_EQ(m.endpoints[0].dropped_close, 0u);
+  EXPECT_EQ(m.endpoints[0].queue_depth, 0u);
+}
+
 TEST(ExecutorThreadsTest, ThePoolSizeIsValidated) {
   for (int bad : {-1, 257}) {
     RouterOptions o;
