@@ -289,6 +289,7 @@ class GatewayImpl final : public ServerHooks {
     RouterOptions router_options;
     router_options.device_id = options_.device_id;
     router_options.dispatch_workers = options_.dispatch_workers;
+    router_options.executor_threads = options_.executor_threads;
     // A full router answers TelemetryAck{kOverloaded} soon rather than hold
     // up admission (on the I/O thread, or the admission thread with its
     // queue behind it).

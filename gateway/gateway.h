@@ -136,6 +136,10 @@ struct GatewayOptions {
   // zero waits forever.
   absl::Duration ack_timeout = absl::Seconds(30);
   int dispatch_workers = 2;
+  // The router's executor threads, shared by every endpoint (module inputs,
+  // $upstream); 0 = one per hardware thread, at most 8
+  // (RouterOptions::executor_threads).
+  int executor_threads = 0;
   // With a store, telemetry is admitted to the router on a thread of its
   // own, so that a store append never stalls the sockets; up to this many
   // message bytes wait for it (ServerOptions::admission_queue_bytes).

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -124,11 +125,16 @@ struct RouteSet::Impl {
   void IndexSources() {
     sources.clear();
     source_of.clear();
+    // A hash index, not a scan of the sources so far: a table with 10,000
+    // distinct sources (one route per module input) would otherwise take
+    // 50 million string comparisons to compile.
+    absl::flat_hash_map<absl::string_view, uint32_t> index;
+    index.reserve(routes.size());
     for (const RouteInfo& r : routes) {
-      size_t k = 0;
-      while (k < sources.size() && sources[k] != r.source) ++k;
-      if (k == sources.size()) sources.push_back(r.source);
-      source_of.push_back(uint32_t(k));
+      auto [it, added] = index.try_emplace(
+          absl::string_view(r.source), static_cast<uint32_t>(sources.size()));
+      if (added) sources.push_back(r.source);
+      source_of.push_back(it->second);
     }
   }
 };

@@ -18,6 +18,7 @@
 #include "query/manifest.h"
 #include "router/internal/endpoint.h"
 #include "router/internal/event_count.h"
+#include "router/internal/executor_pool.h"
 #include "router/internal/message_node.h"
 #include "router/internal/mpsc_ring.h"
 #include "router/internal/route_table.h"
@@ -29,6 +30,7 @@ using internal::Bump;
 using internal::Endpoint;
 using internal::EndpointConfig;
 using internal::EventCount;
+using internal::ExecutorPool;
 using internal::FutexWait;
 using internal::FutexWake;
 using internal::kCacheLine;
@@ -42,19 +44,23 @@ Sink::~Sink() = default;
 
 void DeliveryBatch::Complete(size_t i, DeliveryOutcome outcome) {
   outcomes_[i] = outcome;
-  // Release: publishes outcomes_[i] to the executor's acquire load. After
-  // the decrement that reaches zero the batch may be reused at once, so
-  // nothing but the futex wake (which only uses the address) follows it.
+  // acq_rel: publishes outcomes_[i] (and acquires the earlier completions'
+  // outcomes when this is the last one). Reaching 0 here means the executor
+  // has left Deliver: the batch goes back to its endpoint, which stays
+  // alive until that hand-off is over (Endpoint::OnBatchCompleted, Join).
   if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    FutexWake(&remaining_);
+    owner_->OnBatchCompleted();
   }
 }
 
 void DeliveryBatch::CompleteAll(DeliveryOutcome outcome) {
   for (DeliveryOutcome& o : outcomes_) o = outcome;
-  // Release: as in Complete.
-  remaining_.store(0, std::memory_order_release);
-  FutexWake(&remaining_);
+  const uint32_t n = static_cast<uint32_t>(outcomes_.size());
+  // acq_rel: as in Complete. REQUIRES (no earlier Complete): the count was
+  // n + 1 with the executor still in Deliver, else n.
+  if (remaining_.fetch_sub(n, std::memory_order_acq_rel) == n) {
+    owner_->OnBatchCompleted();
+  }
 }
 
 int64_t LatencyHistogram::QuantileMicros(double q) const {
@@ -172,6 +178,9 @@ class RouterImpl {
   Clock* const clock_;
 
   std::vector<std::unique_ptr<Worker>> workers_;
+  // Runs every endpoint's executor. Started in Init, stopped in Close after
+  // every endpoint has finished.
+  std::unique_ptr<ExecutorPool> pool_;
 
   // The current table. Workers re-read it when generation_ changes.
   mutable std::mutex table_mu_;
@@ -258,6 +267,7 @@ absl::StatusOr<Endpoint*> RouterImpl::GetOrCreateEndpoint(
       absl::ToInt64Microseconds(options_.dead_revive_period);
   config.clock = clock_;
   config.store = options_.store;
+  config.pool = pool_.get();
   config.seed = 0x9e3779b97f4a7c15ull * endpoint_seed_++;
   auto ep = std::make_unique<Endpoint>(id, config);
   EDGEROUTE_RETURN_IF_ERROR(ep->AdoptStoreQueues());
@@ -383,6 +393,19 @@ absl::Status RouterImpl::Init(std::unique_ptr<query::RouteSet> set,
   if (o.admission_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("admission_timeout must be >= 0");
   }
+  if (o.executor_threads < 0 || o.executor_threads > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "executor_threads must be 0 (one per hardware thread, at most 8) or "
+        "1..256, got ",
+        o.executor_threads));
+  }
+  int executor_threads = o.executor_threads;
+  if (executor_threads == 0) {
+    const unsigned hardware = std::thread::hardware_concurrency();
+    executor_threads = static_cast<int>(std::clamp(hardware, 1u, 8u));
+  }
+  pool_ = std::make_unique<ExecutorPool>(executor_threads, clock_);
+  pool_->Start();
   for (int i = 0; i < o.dispatch_workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, o.admission_capacity));
   }
@@ -920,6 +943,8 @@ absl::Status RouterImpl::Close() {
     ep->BeginClose(options_.drain_on_close, deadline);
   }
   for (auto& [id, ep] : endpoints_) ep->Join();
+  // 3. Every executor has finished: nothing is queued on the pool any more.
+  if (pool_ != nullptr) pool_->Stop();
   return absl::OkStatus();
 }
 

@@ -7,7 +7,8 @@
 //
 // Flow: Send -> admission ring (one per dispatch worker, sharded by message
 // source) -> dispatch worker (source index, route conditions, per-endpoint
-// dedup) -> per-endpoint lane per priority -> endpoint executor -> Sink.
+// dedup) -> per-endpoint lane per priority -> endpoint executor (a task on a
+// fixed pool of executor threads) -> Sink.
 //
 // Semantics (edgeHub's, see the route-language specification, section 6):
 //  * An endpoint receives a message at most once however many routes select
@@ -123,16 +124,27 @@ class DeliveryBatch {
   std::vector<int64_t> expires_wall_us_;
   int priority_ = query::kDefaultPriority;
   int attempt_ = 1;
-  // Messages not completed yet, also the futex word the executor sleeps on.
-  // Each completion decrements it with release (publishing its outcome);
-  // the executor reads it with acquire; the last one wakes the executor.
+  // Messages not completed yet, plus 1 while the executor is in Deliver.
+  // Each completion decrements it (acq_rel, publishing its outcome);
+  // whoever takes it to 0 ends the batch: the executor goes on, or the last
+  // completion hands the batch back to the owner (a pool task).
   std::atomic<uint32_t> remaining_{0};
+  internal::Endpoint* owner_ = nullptr;
 };
 
 // The user's side of an endpoint.
-// Thread-safety: Deliver is called by the endpoint's executor thread only,
-// one batch at a time (the next batch comes after every message of the
-// previous one is completed).
+// Thread-safety: Deliver is called on one of the router's executor threads
+// (a pool of RouterOptions::executor_threads shared by every endpoint), for
+// one endpoint one batch at a time (the next batch comes after every message
+// of the previous one is completed), not always on the same thread.
+//
+// Isolation: a sink that may wait (a network write, an acknowledgement from
+// a client) should return from Deliver at once and complete the messages
+// later from its own thread: while it waits it holds no executor thread, so
+// any number of slow endpoints leave the others running. A Deliver that
+// blocks holds one executor thread until it returns; the other endpoints
+// keep running as long as fewer than executor_threads sinks block at the
+// same time.
 class Sink {
  public:
   virtual ~Sink();
@@ -162,6 +174,11 @@ struct RouterOptions {
   std::string device_id = "DEV";
   // Dispatch worker threads (each with its own admission ring). >= 1.
   int dispatch_workers = 2;
+  // Executor threads: one pool that drives every endpoint (batches, retries,
+  // TTL, sink calls), however many endpoints there are. 0 = the number of
+  // hardware threads, at most 8; otherwise 1..256. The router's threads are
+  // dispatch_workers + executor threads + 1 timer thread.
+  int executor_threads = 0;
   // Capacity of each admission ring, in messages (rounded up to a power of
   // two).
   size_t admission_capacity = 65536;
@@ -349,7 +366,7 @@ class Router {
   // the timeout passes: DeadlineExceeded). For tests and benchmarks.
   absl::Status WaitIdle(absl::Duration timeout);
 
-  // Wakes every endpoint executor so that it re-reads the clock (retry
+  // Runs every endpoint executor so that it re-reads the clock (retry
   // backoff, dead-endpoint revival). With the system clock executors wake by
   // themselves; with a FakeClock, tests advance the clock and call this.
   void WakeExecutors();

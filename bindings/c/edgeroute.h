@@ -509,8 +509,11 @@ typedef struct edgeroute_batch_t edgeroute_batch_t;
                               (1 s, 2 s, 4 s ... 60 s) while its TTL lasts */
 #define EDGEROUTE_REJECT 2 /* never deliverable; dropped and counted */
 
-/* Called on the endpoint's executor thread, one batch at a time per
- * endpoint. Must not call edgeroute_router_close, _destroy or _wait_idle.
+/* Called on one of the router's executor threads (a fixed pool shared by
+ * every endpoint), one batch at a time per endpoint. A callback that may
+ * wait should keep the batch, return, and acknowledge later from its own
+ * thread: a callback that blocks holds an executor thread until it
+ * returns. Must not call edgeroute_router_close, _destroy or _wait_idle.
  * A sink that wants strict ordering on failure acknowledges RETRY for every
  * message after the first failed one. */
 typedef void (*edgeroute_sink_fn)(void* state, edgeroute_batch_t* batch);

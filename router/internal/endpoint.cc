@@ -1,9 +1,12 @@
 #include "router/internal/endpoint.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -12,12 +15,19 @@
 namespace edgeroute::router::internal {
 namespace {
 
-// Longest sleep of an idle executor (real time). Every event that matters
-// wakes it earlier; this only bounds the cost of a missed clock change.
-constexpr int64_t kMaxSleepUs = 1'000'000;
-constexpr int kIdleSpins = 200;
+// How often Join schedules an executor that has not finished, so that it
+// re-reads the close deadline (real time) while it waits for a retry.
+constexpr int64_t kJoinPollMicros = 50'000;
 
 int64_t RealNowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+// A monotonic real-time clock for slice budgets (not the router's clock,
+// which may be a FakeClock).
+int64_t RealMonoMicros() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000;
+}
 
 }  // namespace
 
@@ -27,7 +37,9 @@ Endpoint::Endpoint(std::string id, const EndpointConfig& config)
       clock_(config.clock != nullptr ? config.clock : SystemClock()),
       rng_(config.seed) {
   for (int b = 0; b < kPriorityBuckets; ++b) store_queues_[b] = UINT32_MAX;
+  AttachPool(config.pool);
   batch_.endpoint_id_ = id_;
+  batch_.owner_ = this;
   current_.reserve(config_.batch_size);
 }
 
@@ -93,18 +105,12 @@ void Endpoint::SetSink(std::shared_ptr<Sink> sink) {
     // Release: the executor acquires the generation, then locks sink_mu_.
     sink_generation_.fetch_add(1, std::memory_order_release);
   }
-  control_generation_.fetch_add(1, std::memory_order_release);
-  wake_.Notify();
+  Schedule();
 }
 
 void Endpoint::SetRemoved(bool removed) {
   removed_.store(removed, std::memory_order_release);
-  control_generation_.fetch_add(1, std::memory_order_release);
-  wake_.Notify();
-}
-
-void Endpoint::Start() {
-  thread_ = std::thread([this] { Run(); });
+  Schedule();
 }
 
 void Endpoint::BeginClose(bool drain, absl::Time deadline) {
@@ -113,33 +119,35 @@ void Endpoint::BeginClose(bool drain, absl::Time deadline) {
                            std::memory_order_relaxed);
   // Release: publishes drain_ and the deadline with the flag.
   closing_.store(true, std::memory_order_release);
-  control_generation_.fetch_add(1, std::memory_order_release);
-  wake_.Notify();
-}
-
-void Endpoint::Wake() {
-  control_generation_.fetch_add(1, std::memory_order_release);
-  wake_.Notify();
+  Schedule();
 }
 
 void Endpoint::Join() {
-  if (thread_.joinable()) thread_.join();
+  // Acquire: pairs with the release store in Finish; the executor's last
+  // writes (counters, released messages) are visible.
+  while (finished_.load(std::memory_order_acquire) == 0) {
+    // Again and again: a draining executor that waits for a retry must see
+    // the close deadline pass (a spurious slice costs little).
+    Schedule();
+    FutexWait(&finished_, 0, kJoinPollMicros);
+  }
+  // A completer that handed a batch over may still be inside
+  // OnBatchCompleted (a few instructions).
+  while (completing_.load(std::memory_order_acquire) != 0) {
+    std::this_thread::yield();
+  }
 }
 
-bool Endpoint::LanesEmpty() const {
-  for (int b = 0; b < kPriorityBuckets; ++b) {
-    const MpscRing<QueuedRef>* lane = lanes_[b].load(std::memory_order_acquire);
-    if (lane != nullptr && lane->SizeGuess() != 0) return false;
-  }
-  return true;
-}
-
-bool Endpoint::HasWork() const {
-  if (config_.store != nullptr) {
-    return store_initial_scan_ ||
-           store_appended_.load(std::memory_order_acquire) != store_seen_;
-  }
-  return !LanesEmpty();
+void Endpoint::OnBatchCompleted() {
+  // Raised before the executor can see the batch as complete (batch_ready_
+  // below), so that Join, which runs after the executor finished, waits for
+  // the decrement: nothing of `this` is touched after it.
+  completing_.fetch_add(1, std::memory_order_relaxed);
+  // Release: the outcomes (acquired by the count's decrement chain) and the
+  // count reaching 0 happen before the slice that reads this with acquire.
+  batch_ready_.store(true, std::memory_order_release);
+  Schedule();
+  completing_.fetch_sub(1, std::memory_order_release);
 }
 
 uint64_t Endpoint::Finished() const {
@@ -180,26 +188,6 @@ std::shared_ptr<Sink> Endpoint::CurrentSink() {
     cached_sink_generation_ = sink_generation_.load(std::memory_order_relaxed);
   }
   return cached_sink_;
-}
-
-void Endpoint::Sleep(int64_t timeout_us, bool wait_for_data,
-                     int64_t until_mono_us) {
-  if (wait_for_data) {
-    // Spin briefly first (see the dispatch workers): saves the producers'
-    // futex wake-ups under load.
-    for (int spin = 0; spin < kIdleSpins; ++spin) {
-      CpuRelax();
-      if (HasWork()) return;
-    }
-  }
-  const uint32_t key = wake_.PrepareWait();
-  if (control_generation_.load(std::memory_order_acquire) != seen_control_ ||
-      (wait_for_data && HasWork()) ||
-      (until_mono_us > 0 && clock_->MonotonicMicros() >= until_mono_us)) {
-    wake_.CancelWait();
-    return;
-  }
-  wake_.Wait(key, std::min(timeout_us, kMaxSleepUs));
 }
 
 void Endpoint::Count(Reason reason, uint64_t n) {
@@ -395,20 +383,33 @@ void Endpoint::PublishOldest() {
   oldest_admit_wall_us_.store(oldest, std::memory_order_relaxed);
 }
 
-void Endpoint::Run() {
+PoolTask::Slice Endpoint::RunSlice() {
+  using Next = Slice::Next;
   const bool store_mode = config_.store != nullptr;
-  for (;;) {
-    // Acquire: pairs with the control methods' release increments.
-    seen_control_ = control_generation_.load(std::memory_order_acquire);
+  const int64_t slice_end = RealMonoMicros() + kSliceMicros;
+  for (int step = 0;; ++step) {
+    if (awaiting_completion_) {
+      // Acquire: pairs with OnBatchCompleted; the outcomes are visible.
+      if (!batch_ready_.load(std::memory_order_acquire)) {
+        return Slice{Next::kIdle, 0};  // the last Complete schedules us
+      }
+      batch_ready_.store(false, std::memory_order_relaxed);
+      awaiting_completion_ = false;
+      FinishAttempt();
+      continue;
+    }
+    if (step >= kMaxStepsPerSlice ||
+        (step > 0 && RealMonoMicros() >= slice_end)) {
+      return Slice{Next::kMore, 0};
+    }
     const bool closing = closing_.load(std::memory_order_acquire);
     if (removed_.load(std::memory_order_acquire)) {
       DropCurrent(Reason::kRemoved);
       DrainAll(Reason::kRemoved);
       in_flight_.store(0, std::memory_order_release);
       oldest_admit_wall_us_.store(0, std::memory_order_relaxed);
-      if (closing) break;
-      Sleep(kMaxSleepUs, /*wait_for_data=*/true, 0);
-      continue;
+      if (closing) return Finish();
+      return Slice{Next::kIdle, 0};  // the next Push schedules us
     }
     if (closing) {
       // With a store everything is persisted: stop after the batch in
@@ -417,31 +418,23 @@ void Endpoint::Run() {
           drain_.load(std::memory_order_relaxed) && config_.store == nullptr;
       const bool late =
           RealNowMicros() >= close_deadline_us_.load(std::memory_order_relaxed);
-      if (!drain || late) {
-        DropCurrent(Reason::kClose);
-        DrainAll(Reason::kClose);
-        break;
-      }
+      if (!drain || late) return Finish();
     }
     if (current_.empty() && !has_sink_.load(std::memory_order_acquire) &&
         !dead_) {
       // No sink: leave the messages in their lanes (so priorities still
-      // apply when one is set) and sleep until something changes. Keep the
-      // oldest-age gauge current; wake for data only while it is unset.
-      if (closing) break;
+      // apply when one is set) until SetSink schedules us. Keep the
+      // oldest-age gauge current (a Push schedules us too).
+      if (closing) return Finish();
       PublishOldest();
-      const bool lanes_had_data =
-          oldest_admit_wall_us_.load(std::memory_order_relaxed) != 0;
-      Sleep(kMaxSleepUs, /*wait_for_data=*/!lanes_had_data, 0);
-      continue;
+      return Slice{Next::kIdle, 0};
     }
     if (current_.empty()) {
       if (!TakeBatch()) {
         in_flight_.store(0, std::memory_order_release);
         oldest_admit_wall_us_.store(0, std::memory_order_relaxed);
-        if (closing) break;  // drained
-        Sleep(kMaxSleepUs, /*wait_for_data=*/true, 0);
-        continue;
+        if (closing) return Finish();  // drained
+        return Slice{Next::kIdle, 0};
       }
       attempt_ = 0;
       // Release: Idle() readers see the batch before the lane looks empty.
@@ -482,15 +475,10 @@ void Endpoint::Run() {
       dead_flag_.store(false, std::memory_order_relaxed);
     }
     if (attempt_ > 0 && now_mono < next_attempt_mono_us_) {
-      Sleep(next_attempt_mono_us_ - now_mono, /*wait_for_data=*/false,
-            next_attempt_mono_us_);
-      continue;
+      return Slice{Next::kWakeAt, next_attempt_mono_us_};
     }
     std::shared_ptr<Sink> sink = CurrentSink();
-    if (sink == nullptr) {
-      Sleep(kMaxSleepUs, /*wait_for_data=*/false, 0);
-      continue;
-    }
+    if (sink == nullptr) return Slice{Next::kIdle, 0};  // SetSink schedules
 
     // Deliver.
     const size_t n = current_.size();
@@ -509,84 +497,102 @@ void Endpoint::Run() {
     batch_.attempt_ = attempt_ + 1;
     if (attempt_ > 0) Bump(retried_, n);
     // Relaxed: Deliver is called after this store on this thread, and the
-    // sink's completions are ordered after Deliver.
-    batch_.remaining_.store(static_cast<uint32_t>(n),
+    // sink's completions are ordered after Deliver. The extra unit is ours.
+    batch_.remaining_.store(static_cast<uint32_t>(n) + 1,
                             std::memory_order_relaxed);
     sink->Deliver(&batch_);
-    for (;;) {
-      // Acquire: pairs with the release decrements in Complete; every
-      // outcome written before them is visible.
-      const uint32_t r = batch_.remaining_.load(std::memory_order_acquire);
-      if (r == 0) break;
-      FutexWait(&batch_.remaining_, r, kMaxSleepUs);
+    // acq_rel: if this takes the count to 0, every completion's outcome
+    // (released by its decrement) is visible; otherwise our earlier writes
+    // go to the completer that will.
+    if (batch_.remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+      // The sink answers later: free this pool thread.
+      awaiting_completion_ = true;
+      delivering_sink_ = std::move(sink);
+      return Slice{Next::kIdle, 0};
     }
-    ++attempt_;
-
-    const int64_t done_wall = clock_->NowMicros();
-    const int64_t done_mono = clock_->MonotonicMicros();
-    keep = 0;
-    uint64_t delivered = 0, rejected = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const DeliveryOutcome o = batch_.outcomes_[i];
-      if (o == DeliveryOutcome::kRetry) {
-        if (keep != i) current_[keep] = std::move(current_[i]);
-        ++keep;
-        continue;
-      }
-      Pending& p = current_[i];
-      if (o == DeliveryOutcome::kDelivered) {
-        ++delivered;
-        const int64_t latency = p.admit_mono_us != 0
-                                    ? done_mono - p.admit_mono_us
-                                    : done_wall - p.admit_wall_us;
-        const int bucket = LatencyBucket(latency, kLatencyBuckets);
-        Bump(latency_counts_[bucket]);
-        Bump(latency_sum_us_, static_cast<uint64_t>(latency > 0 ? latency : 0));
-      } else {
-        ++rejected;
-      }
-      if (store_mode) {
-        done_offset_ = std::max(done_offset_, p.offset);
-        done_offsets_.push_back(p.offset);
-      }
-      ReleaseCurrent(i);
-    }
-    current_.resize(keep);
-    Bump(latency_count_, delivered);
-    Count(Reason::kDelivered, delivered);
-    Count(Reason::kRejected, rejected);
-    FinishStoreBatch();
-    if (!current_.empty()) {
-      if (config_.retry.max_attempts > 0 &&
-          attempt_ >= config_.retry.max_attempts) {
-        DropCurrent(Reason::kDead);
-        dead_ = true;
-        dead_flag_.store(true, std::memory_order_relaxed);
-        revive_mono_us_ = done_mono + config_.revive_period_us;
-      } else {
-        const double jitter = config_.retry.jitter;
-        std::uniform_real_distribution<double> dist(1.0 - jitter, 1.0 + jitter);
-        const double factor = jitter > 0 ? dist(rng_) : 1.0;
-        next_attempt_mono_us_ =
-            done_mono +
-            BackoffMicros(attempt_,
-                          absl::ToInt64Microseconds(config_.retry.initial),
-                          absl::ToInt64Microseconds(config_.retry.max), factor);
-        next_retry_mono_us_.store(next_attempt_mono_us_,
-                                  std::memory_order_relaxed);
-      }
-    }
-    if (current_.empty()) {
-      next_retry_mono_us_.store(0, std::memory_order_relaxed);
-    }
-    in_flight_.store(current_.size(), std::memory_order_release);
+    FinishAttempt();
   }
+}
+
+void Endpoint::FinishAttempt() {
+  delivering_sink_.reset();
+  const bool store_mode = config_.store != nullptr;
+  const size_t n = batch_.views_.size();
+  ++attempt_;
+  const int64_t done_wall = clock_->NowMicros();
+  const int64_t done_mono = clock_->MonotonicMicros();
+  size_t keep = 0;
+  uint64_t delivered = 0, rejected = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const DeliveryOutcome o = batch_.outcomes_[i];
+    if (o == DeliveryOutcome::kRetry) {
+      if (keep != i) current_[keep] = std::move(current_[i]);
+      ++keep;
+      continue;
+    }
+    Pending& p = current_[i];
+    if (o == DeliveryOutcome::kDelivered) {
+      ++delivered;
+      const int64_t latency = p.admit_mono_us != 0
+                                  ? done_mono - p.admit_mono_us
+                                  : done_wall - p.admit_wall_us;
+      const int bucket = LatencyBucket(latency, kLatencyBuckets);
+      Bump(latency_counts_[bucket]);
+      Bump(latency_sum_us_, static_cast<uint64_t>(latency > 0 ? latency : 0));
+    } else {
+      ++rejected;
+    }
+    if (store_mode) {
+      done_offset_ = std::max(done_offset_, p.offset);
+      done_offsets_.push_back(p.offset);
+    }
+    ReleaseCurrent(i);
+  }
+  current_.resize(keep);
+  Bump(latency_count_, delivered);
+  Count(Reason::kDelivered, delivered);
+  Count(Reason::kRejected, rejected);
+  FinishStoreBatch();
+  if (!current_.empty()) {
+    if (config_.retry.max_attempts > 0 &&
+        attempt_ >= config_.retry.max_attempts) {
+      DropCurrent(Reason::kDead);
+      dead_ = true;
+      dead_flag_.store(true, std::memory_order_relaxed);
+      revive_mono_us_ = done_mono + config_.revive_period_us;
+    } else {
+      const double jitter = config_.retry.jitter;
+      std::uniform_real_distribution<double> dist(1.0 - jitter, 1.0 + jitter);
+      const double factor = jitter > 0 ? dist(rng_) : 1.0;
+      next_attempt_mono_us_ =
+          done_mono +
+          BackoffMicros(attempt_,
+                        absl::ToInt64Microseconds(config_.retry.initial),
+                        absl::ToInt64Microseconds(config_.retry.max), factor);
+      next_retry_mono_us_.store(next_attempt_mono_us_,
+                                std::memory_order_relaxed);
+    }
+  }
+  if (current_.empty()) {
+    next_retry_mono_us_.store(0, std::memory_order_relaxed);
+  }
+  in_flight_.store(current_.size(), std::memory_order_release);
+}
+
+PoolTask::Slice Endpoint::Finish() {
   // Whatever is left (no sink to drain to, or not draining) is dropped and
   // counted; in store mode it stays in the store.
   DropCurrent(Reason::kClose);
   DrainAll(Reason::kClose);
   in_flight_.store(0, std::memory_order_release);
   oldest_admit_wall_us_.store(0, std::memory_order_relaxed);
+  CancelTimer();
+  // Release: pairs with Join's acquire load. After this store the owner may
+  // destroy the endpoint: only the futex wake (which uses the address, not
+  // the memory) follows, and the pool does not touch a finished task.
+  finished_.store(1, std::memory_order_release);
+  FutexWake(&finished_);
+  return Slice{Slice::Next::kFinished, 0};
 }
 
 EndpointMetrics Endpoint::Metrics() const {

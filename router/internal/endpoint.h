@@ -1,43 +1,71 @@
 // Endpoint: the queues of one endpoint (one lane per priority) and its
-// executor thread, which drains the lanes strictly by priority, in batches,
-// to the endpoint's Sink, with TTL checks, retry with backoff, and the
-// dead/revive state machine.
+// executor: a task on the router's ExecutorPool (executor_pool.h) that
+// drains the lanes strictly by priority, in batches, to the endpoint's Sink,
+// with TTL checks, retry with backoff, and the dead/revive state machine.
+// Endpoints do not own threads: any number of them share the pool's.
 //
 // Lanes: lane b (b = 0..9 for priorities 0-9, 10 for the default priority)
 // is an MpscRing of QueuedRef. Producers are the dispatch workers (Push);
-// the consumer is the executor thread. See mpsc_ring.h for the ordering
-// argument; a lane pointer is published with a release store when the lane
-// is created (control plane, under lanes_mu_) and read with acquire.
+// the consumer is the executor (the pool runs one slice of an endpoint at a
+// time, so the ring has one consumer at a time). See mpsc_ring.h for the
+// ordering argument; a lane pointer is published with a release store when
+// the lane is created (control plane, under lanes_mu_) and read with
+// acquire.
 //
 // Store mode (a store::Store is given): the lanes are not used. Dispatch
 // workers append to the store and then call NoteStoreAppend, which bumps an
-// atomic counter (release) and wakes the executor; the executor reads the
+// atomic counter (release) and schedules the executor; the executor reads the
 // store queues after the last offset it has read and checkpoints after the
 // sink has answered (edgeHub's rule: the highest delivered or rejected offset
 // below the lowest offset still to be retried).
 //
-// Executor algorithm, per iteration:
+// Executor algorithm, per step of a slice:
 //   1. If there is no current batch, take up to batch_size refs from the
 //      first non-empty lane in priority order (0 first; edgeHub restarts from
-//      the highest priority after every batch). Sleep when there is none.
+//      the highest priority after every batch). End the slice (idle) when
+//      there is none: the next Push's NotifyWork schedules it again.
 //   2. Before every attempt, drop refs whose TTL has passed (counted as
 //      expired). edgeHub checks TTL only when reading from the queue; here
 //      a message is also never re-sent after its TTL during retries.
 //   3. While the endpoint is dead (retries exhausted), batches are dropped
 //      (counted) until the revive time; then it lives again.
-//   4. Wait for the backoff time of a retried batch, and for a sink.
-//   5. Deliver, wait until every message is completed, then release the
-//      delivered and rejected ones and keep the kRetry ones (in order) as the
-//      next current batch. A batch finishes before the next one starts
-//      (head-of-line blocking per endpoint, as in edgeHub).
+//   4. A retried batch waits for its backoff time: the slice ends with a
+//      timer on the pool. Without a sink the slice ends (SetSink schedules).
+//   5. Deliver. If the sink completed every message before Deliver returned,
+//      go on at once; otherwise the slice ends and the pool thread is free:
+//      the sink's last Complete schedules the endpoint again
+//      (OnBatchCompleted). Then release the delivered and rejected messages
+//      and keep the kRetry ones (in order) as the next current batch. A batch
+//      finishes before the next one starts (head-of-line blocking per
+//      endpoint, as in edgeHub).
+// A slice ends after kMaxStepsPerSlice steps or about kSliceMicros of real
+// time, whichever comes first, and the endpoint goes to the back of the run
+// queue if it still has work: one busy endpoint cannot keep the others
+// waiting for more than a slice.
 //
-// Counters are written only by the executor thread (relaxed load + store on
-// its own cache line), except dropped_queue_full_, which producers bump
-// with a relaxed fetch_add (a rare event).
+// Isolation: a sink that answers later (completes from its own thread) holds
+// no pool thread while it waits. A sink whose Deliver blocks holds one pool
+// thread for as long as it blocks; up to (pool size - 1) such endpoints at
+// once leave at least one thread for the others (router.h, Sink).
 //
-// Thread-safety: Push/NoteStoreAppend from dispatch workers; the control
-// methods from any thread (they take mu_ or use atomics); Metrics from any
-// thread.
+// Completion hand-off: DeliveryBatch::remaining_ starts at size + 1; the
+// extra unit belongs to the executor, which drops it after Deliver returns.
+// Whoever takes the count to 0 owns the batch's end: the executor (it goes
+// on in the same slice) or the sink's last Complete, which calls
+// OnBatchCompleted: it raises completing_, sets batch_ready_ (release),
+// schedules the endpoint, and lowers completing_. A slice that finds the
+// endpoint waiting acts only on batch_ready_, never on remaining_, and Join
+// waits for completing_ to be 0, so no completer touches the endpoint after
+// its owner may destroy it.
+//
+// Counters are written only by the executor (relaxed load + store on its own
+// cache line; one slice at a time, each after the previous one), except
+// dropped_queue_full_, which producers bump with a relaxed fetch_add (a rare
+// event).
+//
+// Thread-safety: Push/NoteStoreAppend/NotifyWork from dispatch workers; the
+// control methods from any thread (they take mu_ or use atomics); Metrics
+// from any thread.
 
 #ifndef EDGEROUTE_ROUTER_INTERNAL_ENDPOINT_H_
 #define EDGEROUTE_ROUTER_INTERNAL_ENDPOINT_H_
@@ -48,13 +76,13 @@
 #include <mutex>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
 #include "router/internal/event_count.h"
+#include "router/internal/executor_pool.h"
 #include "router/internal/message_node.h"
 #include "router/internal/mpsc_ring.h"
 #include "router/router.h"
@@ -86,6 +114,9 @@ struct EndpointConfig {
   int64_t revive_period_us = 30'000'000;
   Clock* clock = nullptr;
   store::Store* store = nullptr;
+  // The pool that runs the executor (not owned; outlives the endpoint's
+  // executor). Required.
+  ExecutorPool* pool = nullptr;
   uint64_t seed = 1;
 };
 
@@ -95,11 +126,12 @@ inline void Bump(std::atomic<uint64_t>& counter, uint64_t delta = 1) {
                 std::memory_order_relaxed);
 }
 
-class Endpoint {
+class Endpoint final : public PoolTask {
  public:
   Endpoint(std::string id, const EndpointConfig& config);
-  // REQUIRES: the executor was never started or was joined.
-  ~Endpoint();
+  // REQUIRES: the executor was never started (and never scheduled) or was
+  // joined.
+  ~Endpoint() override;
   Endpoint(const Endpoint&) = delete;
   Endpoint& operator=(const Endpoint&) = delete;
 
@@ -117,14 +149,23 @@ class Endpoint {
   void SetSink(std::shared_ptr<Sink> sink);
   // kDrop rule: while removed, everything queued is dropped and counted.
   void SetRemoved(bool removed);
-  void Start();
+  // Schedules the executor's first slice (in store mode it scans the store
+  // for messages left by an earlier run). Every control method and
+  // NotifyWork schedules a slice as well, started or not.
+  void Start() { Schedule(); }
   // Tells the executor to finish: drain (deliver everything, up to
   // `deadline`) or stop after the batch in flight. Remaining messages are
   // dropped and counted (memory mode) or left in the store.
   void BeginClose(bool drain, absl::Time deadline);
+  // Waits until the executor has finished (after BeginClose). Waits for a
+  // batch in flight: its sink must complete it.
   void Join();
   // Makes the executor re-read the clock and its configuration.
-  void Wake();
+  void Wake() { Schedule(); }
+
+  // Called by the completion that takes a batch's count to 0 when the
+  // executor has already left Deliver (see the header comment).
+  void OnBatchCompleted();
 
   // Data plane (dispatch workers). Returns false when the lane is full (the
   // caller still owns the reference); counts the drop.
@@ -143,8 +184,8 @@ class Endpoint {
     // before.
     store_appended_.fetch_add(count, std::memory_order_release);
   }
-  // Wakes the executor after pushes (once per dispatch batch).
-  void NotifyWork() { wake_.Notify(); }
+  // Schedules the executor after pushes (once per dispatch batch).
+  void NotifyWork() { Schedule(); }
 
   // True when every message queued so far has been finished (delivered,
   // expired, rejected or dropped), or no sink is set.
@@ -173,9 +214,18 @@ class Endpoint {
     kClose
   };
 
-  void Run();
-  bool LanesEmpty() const;
-  bool HasWork() const;
+  // At most this many steps (batches taken, delivered or dropped) per slice.
+  static constexpr int kMaxStepsPerSlice = 16;
+  // A slice ends at its next step after this much real time.
+  static constexpr int64_t kSliceMicros = 2000;
+
+  Slice RunSlice() override;
+  // The end of the executor: drops or leaves what is left, marks it
+  // finished and wakes Join. Nothing of the endpoint is touched by the
+  // executor afterwards.
+  Slice Finish();
+  // Steps 5's second half: the outcomes of the batch just delivered.
+  void FinishAttempt();
   // Messages the executor is done with (delivered, expired, rejected,
   // dropped by it).
   uint64_t Finished() const;
@@ -189,9 +239,6 @@ class Endpoint {
   void FinishStoreBatch();
   void PublishOldest();
   std::shared_ptr<Sink> CurrentSink();
-  // Sleeps until a control event, new data (when `wait_for_data`), the
-  // clock reaching `until_mono_us` (when > 0) or `timeout_us` of real time.
-  void Sleep(int64_t timeout_us, bool wait_for_data, int64_t until_mono_us);
 
   const std::string id_;
   const EndpointConfig config_;
@@ -210,11 +257,6 @@ class Endpoint {
   // found the store empty.
   std::atomic<uint64_t> store_idle_{0};
 
-  EventCount wake_;
-  // Bumped (release) by every control event; the executor sleeps only if it
-  // has not changed since the top of its loop.
-  std::atomic<uint64_t> control_generation_{0};
-
   std::mutex sink_mu_;
   std::shared_ptr<Sink> sink_ ABSL_GUARDED_BY(sink_mu_);
   std::atomic<uint64_t> sink_generation_{0};
@@ -224,10 +266,17 @@ class Endpoint {
   std::atomic<bool> closing_{false};
   std::atomic<bool> drain_{true};
   std::atomic<int64_t> close_deadline_us_{0};  // absl::Now() micros
-  std::thread thread_;
+  // Completion hand-off (see the header comment).
+  std::atomic<bool> batch_ready_{false};
+  std::atomic<uint32_t> completing_{0};
+  // 1 once the executor has finished; the futex word Join sleeps on.
+  std::atomic<uint32_t> finished_{0};
 
   // Executor-private state.
-  uint64_t seen_control_ = 0;
+  // A batch is with the sink and the slice that delivered it has ended.
+  bool awaiting_completion_ = false;
+  // The sink of that batch, kept alive until it completes.
+  std::shared_ptr<Sink> delivering_sink_;
   std::vector<Pending> current_;
   int current_bucket_ = kDefaultBucket;
   int attempt_ = 0;  // attempts made on current_

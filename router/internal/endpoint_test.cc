@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "gtest/gtest.h"
 #include "message/message.h"
+#include "router/internal/executor_pool.h"
 #include "router/internal/message_node.h"
 #include "router/sinks.h"
 
@@ -70,8 +71,11 @@ class EndpointTest : public ::testing::Test {
     config.retry.jitter = 0;  // exact backoff times
     config.revive_period_us = 30'000'000;
     config.clock = &clock_;
+    config.pool = &pool_;
     return config;
   }
+
+  void SetUp() override { pool_.Start(); }
 
   // Pushes `node` to lane `bucket` and wakes the executor.
   static void Push(Endpoint* ep, int bucket, MessageNode* node,
@@ -86,6 +90,8 @@ class EndpointTest : public ::testing::Test {
   }
 
   FakeClock clock_;
+  // One thread: every test also shows that an endpoint needs none of its own.
+  ExecutorPool pool_{1, &clock_};
 };
 
 TEST_F(EndpointTest, DrainsTheHighestPriorityFirstInBatchesInQueueOrder) {
@@ -126,10 +132,12 @@ TEST_F(EndpointTest, RetriesOnlyWhenTheBackoffHasPassedOnTheClock) {
                    ? DeliveryOutcome::kRetry
                    : DeliveryOutcome::kDelivered;
       });
-  ep.SetSink(sink);
+  // Both messages are queued before the sink is set (SetSink schedules the
+  // executor), so that they go out as one batch.
   Push(&ep, kDefaultBucket, NewNode(1));
   Push(&ep, kDefaultBucket, NewNode(2));
   const int64_t start = clock_.MonotonicMicros();
+  ep.SetSink(sink);
   ep.Start();
   ASSERT_TRUE(WaitFor([&] { return ep.NextRetryMonoMicros() != 0; }));
   EXPECT_EQ(ep.NextRetryMonoMicros(), start + 1'000'000);  // 1 s, no jitter

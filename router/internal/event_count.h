@@ -37,7 +37,7 @@ namespace edgeroute::router::internal {
 
 inline void FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
                       int64_t timeout_micros);
-inline void FutexWake(std::atomic<uint32_t>* word);
+inline void FutexWake(std::atomic<uint32_t>* word, int count = INT_MAX);
 
 #if defined(__SANITIZE_THREAD__)
 #define EDGEROUTE_TSAN_BUILD 1
@@ -105,7 +105,20 @@ class EventCount {
     if (waiters_.load(std::memory_order_relaxed) == 0) return;
     // Release: see Wait.
     epoch_.fetch_add(1, std::memory_order_release);
-    FutexWake(&epoch_);
+    FutexWake(&epoch_, INT_MAX);
+  }
+
+  // Wakes at least one thread waiting now (if any), for a condition that
+  // one waiter is enough to handle (one task queued for a pool of
+  // interchangeable threads). Every waiter that has not reached the futex
+  // yet sees the new epoch and returns as well; a waiter asleep in the
+  // futex stays asleep unless it is the one woken, and is counted in
+  // waiters_, so the next NotifyOne wakes it.
+  void NotifyOne() {
+    SeqCstFence();
+    if (waiters_.load(std::memory_order_relaxed) == 0) return;
+    epoch_.fetch_add(1, std::memory_order_release);
+    FutexWake(&epoch_, 1);
   }
 
  private:
@@ -130,12 +143,12 @@ inline void FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
           expected, tsp, nullptr, 0);
 }
 
-// Wakes threads blocked in FutexWait on `word`. Safe to call after the
-// memory holding *word was freed by a woken thread: FUTEX_WAKE only uses the
-// address as a key and never reads it.
-inline void FutexWake(std::atomic<uint32_t>* word) {
+// Wakes up to `count` threads blocked in FutexWait on `word`. Safe to call
+// after the memory holding *word was freed by a woken thread: FUTEX_WAKE
+// only uses the address as a key and never reads it.
+inline void FutexWake(std::atomic<uint32_t>* word, int count) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE,
-          INT_MAX, nullptr, nullptr, 0);
+          count, nullptr, nullptr, 0);
 }
 
 }  // namespace edgeroute::router::internal

@@ -32,7 +32,8 @@
 // Popped() == Pushed() after Close().
 //
 // Thread-safety: TryPush and Close from any number of threads; TryPop, PopBatch
-// and Front from one consumer thread at a time. SizeGuess/Pushed/Popped from
+// and Front from one consumer thread at a time, or instead TryPopShared from
+// any number of consumer threads. SizeGuess/Pushed/Popped from
 // any thread (best-effort snapshots).
 
 #ifndef EDGEROUTE_ROUTER_INTERNAL_MPSC_RING_H_
@@ -122,6 +123,38 @@ class MpscRing {
     // Release: note 2.
     slot->seq.store(pos + capacity_, std::memory_order_release);
     head_.store(pos + 1, std::memory_order_relaxed);
+    return true;
+  }
+
+  // Multi-consumer pop: may be called by any number of threads at once
+  // (Vyukov's MPMC dequeue: a consumer claims position h with a CAS on
+  // head_ when its slot has seq == h + 1, then reads the value and hands the
+  // slot on as TryPop does). A ring whose consumers use this must not use
+  // TryPop, PopBatch or Front. A producer may see the ring full for a moment
+  // while a consumer that claimed a slot has not released it yet.
+  bool TryPopShared(T* value) {
+    uint64_t pos = head_.load(std::memory_order_relaxed);
+    Slot* slot;
+    for (;;) {
+      slot = &slots_[pos & mask_];
+      // Acquire: note 1.
+      const uint64_t seq = slot->seq.load(std::memory_order_acquire);
+      const int64_t diff = static_cast<int64_t>(seq - (pos + 1));
+      if (diff == 0) {
+        // Relaxed: the slot's seq, not head_, carries the data (note 3).
+        if (head_.compare_exchange_weak(pos, pos + 1,
+                                        std::memory_order_relaxed)) {
+          break;
+        }
+      } else if (diff < 0) {
+        return false;  // empty, or the oldest slot is still being written
+      } else {
+        pos = head_.load(std::memory_order_relaxed);
+      }
+    }
+    *value = slot->value;
+    // Release: note 2.
+    slot->seq.store(pos + capacity_, std::memory_order_release);
     return true;
   }
 
