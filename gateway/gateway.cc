@@ -280,6 +280,11 @@ class GatewayImpl final : public ServerHooks {
           "a deployment manifest is required (manifest_path)");
     }
     last_manifest_ = manifest;
+    if (options_.connect_timeout <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          "connect_timeout must be positive: a connection that never says "
+          "CONNECT or Hello would otherwise stay open forever");
+    }
     if (!options_.identities_path.empty()) {
       EDGEROUTE_RETURN_IF_ERROR(ApplyIdentities(/*only_if_changed=*/false));
     }
@@ -328,6 +333,7 @@ class GatewayImpl final : public ServerHooks {
     server_options.loop.max_send_queue_bytes = options_.max_send_queue_bytes;
     server_options.loop.max_connections = options_.max_connections;
     server_options.ack_timeout = options_.ack_timeout;
+    server_options.hello_timeout = options_.connect_timeout;
     server_options.tcp_host = options_.tcp_host;
     server_options.tcp_port = options_.tcp_port;
     server_options.unix_path = options_.unix_path;
@@ -646,6 +652,8 @@ class GatewayImpl final : public ServerHooks {
     mqtt_options.loop.max_connections = options_.max_connections;
     mqtt_options.session.ack_timeout_micros =
         absl::ToInt64Microseconds(options_.ack_timeout);
+    mqtt_options.session.connect_timeout_micros =
+        absl::ToInt64Microseconds(options_.connect_timeout);
     mqtt_options.listeners = options_.mqtt_listeners;
     mqtt_options.session.max_message_bytes = options_.max_message_bytes;
     // As for the native head: only a store makes admission wait.

@@ -698,6 +698,36 @@ TEST_F(GatewayMqttTest, NonLoopbackMqttNeedsIdentities) {
   EXPECT_TRUE(absl::StrContains(gateway.status().message(), "identities"));
 }
 
+// GatewayOptions::connect_timeout reaches both heads: a native socket that
+// sends only a length prefix and an MQTT socket that sends half a CONNECT
+// are closed at the deadline (both heads' defaults are 10 s). A deadline
+// that is not positive is refused.
+TEST_F(GatewayMqttTest, ConnectTimeoutClosesSilentSocketsOnBothHeads) {
+  GatewayOptions options;
+  options.connect_timeout = absl::Milliseconds(500);
+  StartMqtt(options);
+  auto native = TestSocket::ConnectTcp(gateway_->tcp_port());
+  ASSERT_TRUE(native.ok()) << native.status();
+  ASSERT_TRUE(native->Write(std::string("\x40\x00\x00\x00", 4)).ok());
+  auto mqtt = TestSocket::ConnectTcp(mqtt_port_);
+  ASSERT_TRUE(mqtt.ok()) << mqtt.status();
+  ASSERT_TRUE(mqtt->Write(std::string("\x10\x20\x00\x04MQ", 6)).ok());
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(native->ReadsEof());
+  EXPECT_TRUE(mqtt->ReadsEof());
+  // Well before the 10 s default (the MQTT head checks once a second).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  GatewayOptions zero;
+  zero.manifest_json = kManifest;
+  zero.tcp_port = 0;
+  zero.connect_timeout = absl::ZeroDuration();
+  auto refused = Gateway::Create(zero);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "connect_timeout"))
+      << refused.status();
+}
+
 // Real clients no one here wrote: mosquitto_sub as the filter module,
 // mosquitto_pub as the sensor, through the gateway's routes.
 TEST_F(GatewayMqttTest, MosquittoClientsThroughTheRoutes) {
