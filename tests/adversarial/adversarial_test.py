@@ -379,7 +379,12 @@ class Probe:
                          if a[3] == "accepted" and a[0] >= since]
             return kinds.count("mqtt") >= count and \
                 kinds.count("native") >= count
-        harness.wait_until(enough, harness.CLIENT_TIMEOUT_S, what)
+        try:
+            harness.wait_until(enough, harness.CLIENT_TIMEOUT_S, what)
+        except AssertionError as e:
+            with self._lock:
+                fail("%s; the probe's attempts:\n%s" % (e,
+                                                       describe(self.attempts)))
 
     def stop(self):
         if self.process.poll() is None:
@@ -649,8 +654,8 @@ class AdversarialTest(harness.GatewayTestCase):
             max_s=CONNECT_TIMEOUT_S + CLOSE_SLACK_S)
         after = time.monotonic()
         self.probe.wait_for_accepted(
-            MIN_PROBE_ATTEMPTS // 2, "the legitimate client to get in after "
-            "the flood", since=after)
+            MIN_PROBE_ATTEMPTS, "the legitimate client to get in after the "
+            "flood", since=after)
         self.assert_legit_clients_answered(after, time.monotonic())
         if min(lived[s] for s in timed_out) > 0.8 + (all_open - start):
             self.assert_idle_cpu(all_open + 0.3,
