@@ -983,7 +983,7 @@ class UringLoop final : public LoopBase {
     kWake = 4,
     kCancel = 5,
     kTick = 6,
-    kAcceptRetry = 7,  // the pause after accept ran out of descriptors
+    kAcceptRetry = 7,  // accept ran out of descriptors: wait for a client
   };
 
   static uint64_t Tag(const void* p, Kind kind) {
@@ -1071,16 +1071,27 @@ class UringLoop final : public LoopBase {
   // Aligned so that its address can carry a 3-bit tag.
   struct alignas(8) Accept {
     int fd = -1;
-    // io_uring's accept fails with EMFILE at once, pending connection or
-    // not: re-arming it straight away would spin. After a failure that
-    // refused nothing, accepting resumes after this pause.
+    // See ArmAcceptRetry.
     __kernel_timespec retry_after{0, 100'000'000};
   };
 
+  // io_uring's accept fails with EMFILE at once, pending connection or not:
+  // re-arming it straight away would spin. After a failure that refused
+  // nothing, accepting resumes when the next client is pending (then it is
+  // accepted if a descriptor freed meanwhile, else refused at once), so a
+  // client is not left waiting for a timer. Only when a client is pending
+  // already -- it could not be refused, the spare descriptor being lost --
+  // does accepting resume after a pause instead, which a poll would not
+  // make.
   void ArmAcceptRetry(size_t index) {
     Accept& a = accepts_[index];
     io_uring_sqe* sqe = Sqe();
-    io_uring_prep_timeout(sqe, &a.retry_after, 0, 0);
+    pollfd pending{listen_fds_[index], POLLIN, 0};
+    if (poll(&pending, 1, 0) == 1) {
+      io_uring_prep_timeout(sqe, &a.retry_after, 0, 0);
+    } else {
+      io_uring_prep_poll_add(sqe, listen_fds_[index], POLLIN);
+    }
     io_uring_sqe_set_data64(sqe, Tag(&a, kAcceptRetry));
     ++inflight_;
   }

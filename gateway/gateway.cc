@@ -280,6 +280,11 @@ class GatewayImpl final : public ServerHooks {
           "a deployment manifest is required (manifest_path)");
     }
     last_manifest_ = manifest;
+    if (options_.connect_timeout <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          "connect_timeout must be positive: a connection that never says "
+          "CONNECT or Hello would otherwise stay open forever");
+    }
     if (!options_.identities_path.empty()) {
       EDGEROUTE_RETURN_IF_ERROR(ApplyIdentities(/*only_if_changed=*/false));
     }
@@ -298,6 +303,10 @@ class GatewayImpl final : public ServerHooks {
     router_options.store = store_.get();
     EDGEROUTE_ASSIGN_OR_RETURN(router_,
                                Router::Create(router_options, manifest));
+    {
+      std::lock_guard<std::mutex> lock(sinks_mu_);
+      RefreshKnownEndpoints();
+    }
 
     twins::TwinStoreOptions twin_options;
     twin_options.device_id = options_.device_id;
@@ -329,6 +338,7 @@ class GatewayImpl final : public ServerHooks {
     server_options.loop.max_send_queue_bytes = options_.max_send_queue_bytes;
     server_options.loop.max_connections = options_.max_connections;
     server_options.ack_timeout = options_.ack_timeout;
+    server_options.hello_timeout = options_.connect_timeout;
     server_options.tcp_host = options_.tcp_host;
     server_options.tcp_port = options_.tcp_port;
     server_options.unix_path = options_.unix_path;
@@ -647,6 +657,8 @@ class GatewayImpl final : public ServerHooks {
     mqtt_options.loop.max_connections = options_.max_connections;
     mqtt_options.session.ack_timeout_micros =
         absl::ToInt64Microseconds(options_.ack_timeout);
+    mqtt_options.session.connect_timeout_micros =
+        absl::ToInt64Microseconds(options_.connect_timeout);
     mqtt_options.listeners = options_.mqtt_listeners;
     mqtt_options.session.max_message_bytes = options_.max_message_bytes;
     // As for the native head: only a store makes admission wait.
@@ -710,6 +722,15 @@ class GatewayImpl final : public ServerHooks {
     SetEndpointSink(head, endpoint, identity, input, active);
   }
 
+  // REQUIRES: sinks_mu_ held. The router's endpoints: those the routes
+  // name, those with messages in the store, and those a route once named.
+  void RefreshKnownEndpoints() {
+    known_endpoints_.clear();
+    for (const EndpointMetrics& e : router_->GetMetrics().endpoints) {
+      known_endpoints_.insert(e.endpoint_id);
+    }
+  }
+
   // The endpoints of the current routes whose ids start with `prefix`.
   std::vector<std::string> ModuleEndpoints(const std::string& prefix) const {
     std::vector<std::string> ids;
@@ -726,6 +747,18 @@ class GatewayImpl final : public ServerHooks {
   void SetEndpointSink(Head head, const std::string& endpoint,
                        const Identity& identity, absl::string_view input,
                        bool active) {
+    // A subscription to an input no route names creates no router endpoint
+    // (each has an executor thread, for the life of the process): it waits
+    // here, one entry per subscription, until a reload names its endpoint.
+    if (!known_endpoints_.contains(endpoint)) {
+      auto waiting = unrouted_.find(endpoint);
+      if (active) {
+        unrouted_[endpoint] = Unrouted{head, identity, std::string(input)};
+      } else if (waiting != unrouted_.end() && waiting->second.head == head) {
+        unrouted_.erase(waiting);
+      }
+      return;
+    }
     auto owned = sinks_.find(endpoint);
     if (!active && (owned == sinks_.end() || owned->second.head != head ||
                     owned->second.sink == nullptr)) {
@@ -768,6 +801,19 @@ class GatewayImpl final : public ServerHooks {
   // sinks for the inputs the new routes name.
   void CoverNewEndpoints() {
     std::lock_guard<std::mutex> lock(sinks_mu_);
+    RefreshKnownEndpoints();
+    // Subscriptions that waited for a route naming their endpoint.
+    std::vector<std::pair<std::string, Unrouted>> routed;
+    for (const auto& [endpoint, waiting] : unrouted_) {
+      if (known_endpoints_.contains(endpoint)) {
+        routed.emplace_back(endpoint, waiting);
+      }
+    }
+    for (const auto& [endpoint, waiting] : routed) {
+      unrouted_.erase(endpoint);
+      SetEndpointSink(waiting.head, endpoint, waiting.identity, waiting.input,
+                      true);
+    }
     for (const std::string& module : all_inputs_) {
       const std::string prefix =
           absl::StrCat(options_.device_id, "/", module, "/");
@@ -877,6 +923,16 @@ class GatewayImpl final : public ServerHooks {
   // subscribed by name (guarded by sinks_mu_).
   absl::flat_hash_set<std::string> all_inputs_;
   absl::flat_hash_set<std::string> explicit_mqtt_;
+  // The router's endpoints (RefreshKnownEndpoints), and the subscriptions
+  // to endpoints it does not have (guarded by sinks_mu_). unrouted_ holds
+  // at most one entry per open subscription.
+  absl::flat_hash_set<std::string> known_endpoints_;
+  struct Unrouted {
+    Head head;
+    Identity identity;
+    std::string input;
+  };
+  absl::flat_hash_map<std::string, Unrouted> unrouted_;
   std::atomic<bool> closing_{false};
   // std::mutex rather than absl::Mutex: the system Abseil has no
   // ThreadSanitizer annotations.

@@ -135,6 +135,12 @@ struct GatewayOptions {
   // within this time goes back to its queue for a retry (edgeHub's 30 s);
   // zero waits forever.
   absl::Duration ack_timeout = absl::Seconds(30);
+  // A connection that has not completed its CONNECT or Hello (the TLS
+  // handshake included) within this time is closed, on every listener
+  // (ServerOptions::hello_timeout, mqtt::SessionOptions::
+  // connect_timeout_micros), so that sockets that connect and then say
+  // nothing, or half a packet, cannot pile up. Must be positive.
+  absl::Duration connect_timeout = absl::Seconds(10);
   int dispatch_workers = 2;
   // The router's executor threads, shared by every endpoint (module inputs,
   // $upstream); 0 = one per hardware thread, at most 8

@@ -14,6 +14,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -297,6 +298,69 @@ TEST_F(GatewayTest, ServesPrometheusMetrics) {
             std::string::npos);
   EXPECT_NE(HttpGet(gateway_->metrics_port(), "/other").find("404"),
             std::string::npos);
+}
+
+// A subscription to an input no route names creates no router endpoint
+// (each would keep an executor thread for the life of the process, so a
+// client reconnecting with new input names could add threads without end);
+// it takes effect when a reload names the input.
+TEST_F(GatewayTest, SubscriptionsToUnroutedInputsCreateNoEndpoints) {
+  const std::string path = TempPath("manifest-unrouted.json");
+  std::ofstream(path, std::ios::trunc) << kManifest;
+  GatewayOptions options;
+  options.manifest_path = path;
+  options.manifest_watch = ManifestWatch::kOff;
+  Start(options);
+  const size_t routed = gateway_->RouterMetricsSnapshot().endpoints.size();
+  auto subscribe = [](Client* c, absl::string_view prefix, int n,
+                      std::vector<std::string> extra) {
+    std::vector<std::string> names = std::move(extra);
+    for (int i = 0; i < n; ++i) names.push_back(absl::StrCat(prefix, i));
+    std::vector<absl::string_view> views(names.begin(), names.end());
+    ASSERT_TRUE(c->Subscribe(absl::MakeConstSpan(views)).ok());
+    // Frames are handled in order: once this is acknowledged, the
+    // subscriptions are in place.
+    ASSERT_TRUE(c->SendTelemetry("sync", AsBytes(Message("s")), true).ok());
+    ASSERT_TRUE(c->WaitForAcks(c->acks_received() + 1).ok());
+  };
+  auto filter = Connect("filter");
+  ASSERT_TRUE(filter);
+  subscribe(filter.get(), "x", 40, {"input1", "later"});
+  EXPECT_EQ(gateway_->RouterMetricsSnapshot().endpoints.size(), routed);
+
+  // A reload that names filter/later attaches the waiting subscription.
+  std::string manifest = kManifest;
+  const std::string route = R"("toFilter": )";
+  manifest.insert(
+      manifest.find(route),
+      R"json("later": "FROM /messages/modules/sensor/outputs/temperature INTO BrokeredEndpoint(\"/modules/filter/inputs/later\")",
+    )json");
+  std::ofstream(path, std::ios::trunc) << manifest;
+  absl::Status reloaded = gateway_->Reload();
+  ASSERT_TRUE(reloaded.ok()) << reloaded;
+  auto sensor = Connect("sensor");
+  ASSERT_TRUE(sensor);
+  ASSERT_TRUE(
+      sensor->SendTelemetry("temperature", AsBytes(Message("t")), true).ok());
+  ASSERT_TRUE(sensor->WaitForAcks(1).ok());
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 2; ++i) {
+    auto d = filter->Receive(10000);
+    ASSERT_TRUE(d.ok()) << d.status();
+    inputs.emplace_back(d->input);
+    ASSERT_TRUE(filter->Ack(d->delivery_id).ok());
+  }
+  std::sort(inputs.begin(), inputs.end());
+  EXPECT_EQ(inputs, (std::vector<std::string>{"input1", "later"}));
+
+  // Reconnecting with other names adds nothing either.
+  filter.reset();
+  for (int round = 0; round < 3; ++round) {
+    auto again = Connect("filter");
+    ASSERT_TRUE(again);
+    subscribe(again.get(), absl::StrCat("y", round, "_"), 60, {});
+  }
+  EXPECT_EQ(gateway_->RouterMetricsSnapshot().endpoints.size(), routed + 1);
 }
 
 TEST_F(GatewayTest, ReloadSwapsRoutesAndKeepsThemOnError) {
@@ -696,6 +760,36 @@ TEST_F(GatewayMqttTest, NonLoopbackMqttNeedsIdentities) {
   auto gateway = Gateway::Create(options);
   ASSERT_FALSE(gateway.ok());
   EXPECT_TRUE(absl::StrContains(gateway.status().message(), "identities"));
+}
+
+// GatewayOptions::connect_timeout reaches both heads: a native socket that
+// sends only a length prefix and an MQTT socket that sends half a CONNECT
+// are closed at the deadline (both heads' defaults are 10 s). A deadline
+// that is not positive is refused.
+TEST_F(GatewayMqttTest, ConnectTimeoutClosesSilentSocketsOnBothHeads) {
+  GatewayOptions options;
+  options.connect_timeout = absl::Milliseconds(500);
+  StartMqtt(options);
+  auto native = TestSocket::ConnectTcp(gateway_->tcp_port());
+  ASSERT_TRUE(native.ok()) << native.status();
+  ASSERT_TRUE(native->Write(std::string("\x40\x00\x00\x00", 4)).ok());
+  auto mqtt = TestSocket::ConnectTcp(mqtt_port_);
+  ASSERT_TRUE(mqtt.ok()) << mqtt.status();
+  ASSERT_TRUE(mqtt->Write(std::string("\x10\x20\x00\x04MQ", 6)).ok());
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(native->ReadsEof());
+  EXPECT_TRUE(mqtt->ReadsEof());
+  // Well before the 10 s default (the MQTT head checks once a second).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  GatewayOptions zero;
+  zero.manifest_json = kManifest;
+  zero.tcp_port = 0;
+  zero.connect_timeout = absl::ZeroDuration();
+  auto refused = Gateway::Create(zero);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "connect_timeout"))
+      << refused.status();
 }
 
 // Real clients no one here wrote: mosquitto_sub as the filter module,

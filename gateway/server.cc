@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gateway/admission_queue.h"
+#include "gateway/log_limiter.h"
 #include "message/status.h"
 
 namespace edgeroute {
@@ -247,7 +248,7 @@ class ServerImpl final : public LoopHandler {
       auto it = sessions_.find(id);
       if (it == sessions_.end() || it->second.hello) continue;
       Bump(counters_.hello_timeouts);
-      if (options_.log) {
+      if (options_.log && log_limiter_.Allow()) {
         const PeerInfo* peer = loop_->Peer(id);
         options_.log(absl::StrCat(
             "no Hello within ", absl::FormatDuration(options_.hello_timeout),
@@ -353,6 +354,7 @@ class ServerImpl final : public LoopHandler {
   };
   // Connections without a Hello yet, with their deadlines (ascending).
   std::deque<std::pair<ConnectionId, absl::Time>> awaiting_hello_;
+  LogLimiter log_limiter_;
 
   struct Session {
     bool hello = false;
@@ -435,7 +437,7 @@ class ServerImpl final : public LoopHandler {
     }
     if (status.ok()) return true;
     Bump(counters_.hellos_not_authorized);
-    if (options_.log) {
+    if (options_.log && log_limiter_.Allow()) {
       options_.log(absl::StrCat("Hello refused from ",
                                 peer != nullptr ? peer->address : "?", ": ",
                                 status.message()));
@@ -590,7 +592,7 @@ class ServerImpl final : public LoopHandler {
         Bump(counters_.deliveries_timed_out);
         pending.batch->Complete(pending.index, DeliveryResult::kRetry);
       }
-      if (options_.log) {
+      if (options_.log && log_limiter_.Allow()) {
         options_.log(
             absl::StrCat(late.size(), " deliveries to ", s.identity.device_id,
                          "/", s.identity.module_id, " not acknowledged within ",

@@ -113,7 +113,9 @@ struct ServerOptions {
   // connection is closed. Server::SetIdentities replaces it while running.
   std::shared_ptr<const auth::IdentityRegistry> identities;
   // Called on the loop thread with one line per refused Hello (who, from
-  // where, why; never a token); null = silent.
+  // where, why; never a token), missing Hello and expired deliveries --
+  // the first 100, then one in 1,000 (LogLimiter), so that hostile clients
+  // cannot flood the log; null = silent.
   std::function<void(absl::string_view)> log;
   // Unix-domain listener path; empty = none.
   std::string unix_path;

@@ -79,6 +79,7 @@ Usage:
                 [--max-message-bytes N]
                 [--listen unix:PATH|tcp:HOST:PORT|tls:HOST:PORT ...]
                 [--max-connections N] [--ack-timeout SECONDS]
+                [--connect-timeout SECONDS]
                 [--metrics HOST:PORT]
                 [--io epoll|uring] [--watch auto|poll|off]
                 [--upstream mqtt://HOST[:PORT]|mqtts://HOST[:PORT]|
@@ -111,7 +112,8 @@ Usage:
       --max-connections bounds the open connections of each protocol head
       (default 10000); beyond it a client gets a "busy" answer (CONNACK 3,
       or Error Overloaded) and is closed. A connection must complete its
-      CONNECT or Hello within 10 s. A delivery not acknowledged within
+      CONNECT or Hello (and TLS handshake) within --connect-timeout
+      (default 10 s, 1..3600), else it is closed. A delivery not acknowledged within
       --ack-timeout (default 30 s, 0 = forever) goes back to its queue and
       is sent again (to another $upstream subscriber where there is one).
       --store-max-bytes bounds what the store holds (0 = no limit; default:
@@ -354,6 +356,15 @@ int RunCommand(const CommandContext& ctx) {
         return kExitUsage;
       }
       options.ack_timeout = absl::Seconds(seconds);
+    } else if (IsFlag(arg, "--connect-timeout")) {
+      if (!FlagValue(ctx, "--connect-timeout", &i, &value)) return kExitUsage;
+      int64_t seconds = 0;
+      if (!absl::SimpleAtoi(value, &seconds) || seconds < 1 || seconds > 3600) {
+        *ctx.err << "edgeroute: --connect-timeout wants 1..3600 seconds (got '"
+                 << value << "')\n";
+        return kExitUsage;
+      }
+      options.connect_timeout = absl::Seconds(seconds);
     } else if (IsFlag(arg, "--max-connections")) {
       if (!FlagValue(ctx, "--max-connections", &i, &value)) return kExitUsage;
       if (!absl::SimpleAtoi(value, &options.max_connections) ||

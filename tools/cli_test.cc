@@ -106,6 +106,13 @@ TEST(Cli, RunAndDemoUsageErrors) {
         Edgeroute({"run", "--manifest=m.json", "--ack-timeout", bad}).code, 2)
         << bad;
   }
+  for (const char* bad : {"0", "-1", "3601", "1.5", "x", ""}) {
+    const CliRun refused =
+        Edgeroute({"run", "--manifest=m.json", "--connect-timeout", bad});
+    EXPECT_EQ(refused.code, 2) << bad;
+    EXPECT_THAT(refused.err, HasSubstr("--connect-timeout wants 1..3600"))
+        << bad;
+  }
   // A native TLS listener needs the certificate; one TCP listener at most.
   const CliRun tls_alone =
       Edgeroute({"run", "--manifest=m.json", "--listen=tls:127.0.0.1:1"});

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "base/status.h"
 #include "gateway/admission_queue.h"
+#include "gateway/log_limiter.h"
 #include "gateway/mqtt/iothub.h"
 #include "gateway/mqtt/session_files.h"
 
@@ -635,11 +636,9 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
     }
   }
 
-  // The first lines, then one in a thousand: a flood of bad clients cannot
-  // flood the log (everything is counted).
+  // A flood of bad clients cannot flood the log (everything is counted).
   void LogLimited(absl::string_view line) {
-    const uint64_t n = ++limited_lines_;
-    if (n <= 100 || n % 1000 == 0) Log(line);
+    if (log_limiter_.Allow()) Log(line);
   }
 
   void LogIfError(const absl::Status& status) {
@@ -674,7 +673,7 @@ class MqttServerImpl final : public LoopHandler, public SessionHost {
   // Client id -> inputs announced active through OnSubscription.
   absl::flat_hash_map<std::string, std::set<std::string>> announced_;
   std::unique_ptr<SessionFiles> files_;
-  uint64_t limited_lines_ = 0;
+  LogLimiter log_limiter_;
 };
 
 absl::StatusOr<std::unique_ptr<MqttServer>> MqttServer::Create(
