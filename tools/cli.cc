@@ -79,7 +79,7 @@ Usage:
                 [--max-message-bytes N]
                 [--listen unix:PATH|tcp:HOST:PORT|tls:HOST:PORT ...]
                 [--max-connections N] [--ack-timeout SECONDS]
-                [--connect-timeout SECONDS]
+                [--connect-timeout SECONDS] [--executor-threads N]
                 [--metrics HOST:PORT]
                 [--io epoll|uring] [--watch auto|poll|off]
                 [--upstream mqtt://HOST[:PORT]|mqtts://HOST[:PORT]|
@@ -116,6 +116,9 @@ Usage:
       (default 10 s, 1..3600), else it is closed. A delivery not acknowledged within
       --ack-timeout (default 30 s, 0 = forever) goes back to its queue and
       is sent again (to another $upstream subscriber where there is one).
+      --executor-threads sets the threads that deliver to every endpoint
+      (module inputs, $upstream), however many there are (default 0: one
+      per hardware thread, at most 8; 1..256).
       --store-max-bytes bounds what the store holds (0 = no limit; default:
       the manifest's storeLimits.maxSizeBytes, else no limit; edgeroute
       check shows which applies). At the limit, or on a full disk,
@@ -365,6 +368,14 @@ int RunCommand(const CommandContext& ctx) {
         return kExitUsage;
       }
       options.connect_timeout = absl::Seconds(seconds);
+    } else if (IsFlag(arg, "--executor-threads")) {
+      if (!FlagValue(ctx, "--executor-threads", &i, &value)) return kExitUsage;
+      if (!absl::SimpleAtoi(value, &options.executor_threads) ||
+          options.executor_threads < 0 || options.executor_threads > 256) {
+        *ctx.err << "edgeroute: --executor-threads wants 0..256 (got '" << value
+                 << "')\n";
+        return kExitUsage;
+      }
     } else if (IsFlag(arg, "--max-connections")) {
       if (!FlagValue(ctx, "--max-connections", &i, &value)) return kExitUsage;
       if (!absl::SimpleAtoi(value, &options.max_connections) ||

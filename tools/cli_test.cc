@@ -106,6 +106,13 @@ TEST(Cli, RunAndDemoUsageErrors) {
         Edgeroute({"run", "--manifest=m.json", "--ack-timeout", bad}).code, 2)
         << bad;
   }
+  for (const char* bad : {"-1", "257", "x", ""}) {
+    const CliRun refused =
+        Edgeroute({"run", "--manifest=m.json", "--executor-threads", bad});
+    EXPECT_EQ(refused.code, 2) << bad;
+    EXPECT_THAT(refused.err, HasSubstr("--executor-threads wants 0..256"))
+        << bad;
+  }
   for (const char* bad : {"0", "-1", "3601", "1.5", "x", ""}) {
     const CliRun refused =
         Edgeroute({"run", "--manifest=m.json", "--connect-timeout", bad});
