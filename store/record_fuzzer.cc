@@ -123,6 +123,36 @@ Model BuildModel(const std::vector<Record>& records) {
   return m;
 }
 
+// EDGEROUTE_FUZZ_SKIP_UNFIXED=1 (store/fuzz.sh sets it) steps around the
+// findings of fuzz_corpus/records_unfixed, so that a long run can look for
+// others; the replay test checks everything.
+bool SkipUnfixed() {
+  static const bool skip = [] {
+    const char* v = std::getenv("EDGEROUTE_FUZZ_SKIP_UNFIXED");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return skip;
+}
+
+// records_unfixed/inspect_reference_of_queue_handle_beyond_2_20.
+bool HasHugeQueueHandle(const Model& m) {
+  for (const auto& entry : m.cf[3]) {
+    const std::string& key = entry.first;
+    if (key.size() == f::kRefKeySize && f::GetBe32(key.data()) >= (1u << 20)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// records_unfixed/removal_marker_at_max_offset.
+bool HasOffsetWithoutRoom(const Store::Stats& stats) {
+  for (const Store::QueueStats& q : stats.queues) {
+    if (q.tail >= (uint64_t{1} << 63)) return true;
+  }
+  return false;
+}
+
 // format.h: whatever decodes encodes back to the same bytes.
 void CheckRoundTrips(const Model& m) {
   for (const auto& [key, value] : m.cf[3]) {
@@ -343,7 +373,7 @@ void Run(const uint8_t* data, size_t size) {
     Check(
         DocumentedOpenError(opened.status()),
         "Open failed with an undocumented code: " + opened.status().ToString());
-    if (real) {
+    if (real && !(SkipUnfixed() && HasHugeQueueHandle(model))) {
       InspectStore(dir, &clock).IgnoreError();
       RepairStore(dir).IgnoreError();
     }
@@ -407,7 +437,7 @@ void Run(const uint8_t* data, size_t size) {
     }
   }
   // A message appended now reaches every queue after what was read.
-  if (!queues.empty()) {
+  if (!queues.empty() && !(SkipUnfixed() && HasOffsetWithoutRoom(stats))) {
     MessageBuilder builder;
     builder.SetBody("{\"appended\":true}");
     const absl::Span<const uint8_t> bytes = builder.Finish();
@@ -458,7 +488,7 @@ void Run(const uint8_t* data, size_t size) {
   Check(store->Close().ok(), "Close after reopen");
   store.reset();
 
-  if (real) {
+  if (real && !(SkipUnfixed() && HasHugeQueueHandle(model))) {
     absl::StatusOr<std::string> report = InspectStore(dir, &clock);
     Check(report.ok(), "inspect: " + report.status().ToString());
     report = RepairStore(dir);
