@@ -153,6 +153,14 @@ bool HasOffsetWithoutRoom(const Store::Stats& stats) {
   return false;
 }
 
+// records_unfixed/payload_floor_zero.
+bool HasFloorWithoutRoom(const Model& m) {
+  auto floor = m.cf[0].find(f::kPayloadFloorKey);
+  if (floor == m.cf[0].end() || floor->second.size() != 8) return false;
+  const uint64_t value = f::GetBe64(floor->second.data());
+  return value == 0 || value >= (uint64_t{1} << 63);
+}
+
 // format.h: whatever decodes encodes back to the same bytes.
 void CheckRoundTrips(const Model& m) {
   for (const auto& [key, value] : m.cf[3]) {
@@ -437,7 +445,8 @@ void Run(const uint8_t* data, size_t size) {
     }
   }
   // A message appended now reaches every queue after what was read.
-  if (!queues.empty() && !(SkipUnfixed() && HasOffsetWithoutRoom(stats))) {
+  if (!queues.empty() && !(SkipUnfixed() && (HasOffsetWithoutRoom(stats) ||
+                                             HasFloorWithoutRoom(model)))) {
     MessageBuilder builder;
     builder.SetBody("{\"appended\":true}");
     const absl::Span<const uint8_t> bytes = builder.Finish();
