@@ -412,11 +412,15 @@ class UpstreamGateway(harness.Gateway):
 
     def start(self):
         # harness.Gateway takes the only listening port when the log has no
-        # MQTT line yet; with --metrics there are two: read the log's line.
+        # MQTT line yet; with --metrics there are two: read the log's line,
+        # this process's (after a restart the log holds earlier ones too).
+        offset = (os.path.getsize(self.log_path)
+                  if os.path.exists(self.log_path) else 0)
         super().start()
 
         def mqtt_port():
             with open(self.log_path, errors="replace") as f:
+                f.seek(offset)
                 ports = re.findall(r"mqtt listening on 127\.0\.0\.1:(\d+)",
                                    f.read())
             return int(ports[-1]) if ports else None
