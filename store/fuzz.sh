@@ -29,8 +29,5 @@ corpus="store/fuzz_corpus/records"
 work="$out/corpus"
 mkdir -p "$work"
 cp "$corpus"/* "$work"/ 2>/dev/null || true
-# Known findings (fuzz_corpus/records_unfixed) are stepped around so that a
-# run can find others; the replay test checks them.
-EDGEROUTE_FUZZ_SKIP_UNFIXED=${EDGEROUTE_FUZZ_SKIP_UNFIXED:-1} \
 "$out/record_fuzzer" -max_total_time="$seconds" -print_final_stats=1 \
   -max_len=8192 -timeout=30 -artifact_prefix="$out/" "$@" "$work" "$corpus"

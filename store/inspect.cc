@@ -138,6 +138,9 @@ absl::StatusOr<std::string> InspectStore(const std::string& directory,
       if (it->key().size() != f::kRefKeySize) continue;
       uint32_t q = f::GetBe32(it->key().data());
       uint64_t offset = f::GetBe64(it->key().data() + 4);
+      // A corrupt handle (as in the metadata scan above): never size the
+      // report by it.
+      if (q >= (1u << 20)) continue;
       if (q >= queues.size()) queues.resize(q + 1);
       QueueReport& r = queues[q];
       f::RefValue ref;

@@ -69,6 +69,10 @@ constexpr size_t kCleanupChunk = 16384;
 constexpr uint64_t kFreeSpaceSlackBytes = 128u << 10;
 // Quarantine key "queue" of a corrupt reference count (payload_refs).
 constexpr uint32_t kNoQueue = UINT32_MAX;
+// Offsets and payload sequences count appends from 1; one at or past 2^63
+// (never reached: 2^63 appends) can only come from a corrupt record, and
+// taken as a tail or a floor it would make the next one wrap to 0.
+constexpr uint64_t kMaxSaneCounter = uint64_t{1} << 63;
 // Payload sequences start at 1: 0 stands for "unknown" (a corrupt reference).
 constexpr uint64_t kUnknownSeq = 0;
 
@@ -445,7 +449,7 @@ absl::Status StoreImpl::Init() {
         state.id.priority = static_cast<uint8_t>(val[0]);
         state.id.endpoint_id.assign(val.data() + 1, val.size() - 1);
       } else if (tag == f::kCheckpointTag || tag == f::kRemovedTag) {
-        if (val.size() != 8) {
+        if (val.size() != 8 || f::GetBe64(val.data()) >= kMaxSaneCounter) {
           // Checked after the reference scan (a missing checkpoint
           // re-delivers from the removal marker: at-least-once).
           corrupt_markers.emplace_back(q, tag);
@@ -479,6 +483,11 @@ absl::Status StoreImpl::Init() {
             absl::StrCat("reference for unknown queue handle ", q));
       }
       const uint64_t offset = f::GetBe64(key.data() + 4);
+      if (offset >= kMaxSaneCounter) {
+        // Not a tail: the next append would wrap. Left where it is.
+        QuarantineLocked(q, offset, "reference key's offset is corrupt");
+        continue;
+      }
       queues_[q].tail = std::max(queues_[q].tail, offset);
       stored_bytes_ += f::kRefBytes;
       if (!ref.Decode({it->value().data(), it->value().size()})) {
@@ -518,7 +527,15 @@ absl::Status StoreImpl::Init() {
   // Payload counts and sizes.
   {
     s = db_->Get(rocksdb::ReadOptions(), meta_cf_, f::kPayloadFloorKey, &value);
-    if (s.ok() && value.size() == 8) next_seq_ = f::GetBe64(value.data());
+    if (s.ok() && value.size() == 8) {
+      // Sequences start at 1 (0 is no payload): the floor only raises it.
+      const uint64_t floor = f::GetBe64(value.data());
+      if (floor < kMaxSaneCounter) {
+        next_seq_ = std::max(next_seq_, floor);
+      } else {
+        QuarantineLocked(kNoQueue, 0, "payload floor record is corrupt");
+      }
+    }
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(rocksdb::ReadOptions(), payload_refs_cf_));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -526,13 +543,17 @@ absl::Status StoreImpl::Init() {
       if (it->key().size() != 8) {
         return absl::DataLossError("a payload reference count key is corrupt");
       }
+      const uint64_t seq = f::GetBe64(it->key().data());
+      if (seq >= kMaxSaneCounter) {
+        QuarantineLocked(kNoQueue, seq, "payload sequence is corrupt");
+        continue;
+      }
       if (!pr.Decode({it->value().data(), it->value().size()})) {
-        const uint64_t seq = f::GetBe64(it->key().data());
         next_seq_ = std::max(next_seq_, seq + 1);
         QuarantineLocked(kNoQueue, seq, "reference count record is corrupt");
         continue;
       }
-      next_seq_ = std::max(next_seq_, f::GetBe64(it->key().data()) + 1);
+      next_seq_ = std::max(next_seq_, seq + 1);
       stored_bytes_ += pr.size + f::kPayloadOverheadBytes;
       ++payload_count_;
     }
