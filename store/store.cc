@@ -442,7 +442,9 @@ absl::Status StoreImpl::Init() {
       if (q >= queues_.size()) queues_.resize(q + 1);
       QueueState& state = queues_[q];
       if (tag == f::kQueueTag) {
-        if (val.size() < 2) {
+        // A priority OpenQueue would refuse is as corrupt as a short
+        // record (the router would never read the queue).
+        if (val.size() < 2 || static_cast<uint8_t>(val[0]) > kDefaultPriority) {
           return absl::DataLossError(
               absl::StrCat("queue ", q, ": metadata record is corrupt"));
         }

@@ -259,6 +259,23 @@ TEST_F(StoreCorruptionTest, CorruptCheckpointDeliversAgainInsteadOfLosing) {
   EXPECT_TRUE(ReadNumbers(store.get()).empty());
 }
 
+// A queue record whose priority OpenQueue would refuse: no router reads
+// such a queue, so its messages would wait forever. The open says so.
+TEST_F(StoreCorruptionTest, QueueRecordWithImpossiblePriorityIsDataLoss) {
+  Fill(2);
+  Damage([](rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>& cf) {
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cf[kMeta], MetaKey('Q', 0),
+                        std::string("\x0bq"))
+                    .ok());
+  });
+  absl::StatusOr<std::unique_ptr<Store>> broken = Store::Open(options_);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.status().code(), absl::StatusCode::kDataLoss)
+      << broken.status();
+  EXPECT_NE(broken.status().message().find("queue 0"), std::string::npos)
+      << broken.status();
+}
+
 TEST_F(StoreCorruptionTest, RepairRemovesDamagedRecordsAndRecounts) {
   Fill(6);
   {
