@@ -136,6 +136,20 @@ void TuneAccepted(int fd) {
   const int one = 1;
   // Harmless (ENOPROTOOPT) on Unix-domain sockets.
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  // A peer that vanished (power cut, cable pulled) leaves a connection that
+  // is idle forever: TCP finds it. Keep-alive probes start after 60 s of
+  // silence, every 10 s, and 3 unanswered close it; data unacknowledged for
+  // 90 s closes it too. Not an application idle timeout: the native
+  // protocol has no ping, and a subscriber may rightly be silent for hours
+  // (MQTT has its own keep-alive on top).
+  const int idle_s = 60, interval_s = 10, probes = 3;
+  const unsigned user_timeout_ms = 90'000;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+             sizeof(user_timeout_ms));
 }
 
 // Fills the address fields of `peer` for the accepted socket `fd`;

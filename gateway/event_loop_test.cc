@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <future>
@@ -33,6 +34,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "gateway/demo_pki.h"
 #include "gateway/net/tls.h"
@@ -423,6 +426,40 @@ TEST_P(EventLoopTest, ManyConnectionsSendingAtOnce) {
       EXPECT_EQ(*frame, absl::StrCat("c", i, "r", round));
     }
   }
+}
+
+// Accepted TCP connections have TCP keep-alive on, so a vanished peer is
+// found: the kernel shows the server side's keep-alive timer (timer kind 2
+// in /proc/net/tcp) while the connection is idle.
+TEST_P(EventLoopTest, AcceptedTcpConnectionsUseKeepAlive) {
+  Start();
+  auto tcp = TestSocket::ConnectTcp(port_);
+  ASSERT_TRUE(tcp.ok());
+  ASSERT_TRUE(tcp->Write(Frame("idle")).ok());
+  EXPECT_EQ(*tcp->ReadFrame(), "idle");
+  sockaddr_in local{};
+  socklen_t len = sizeof(local);
+  ASSERT_EQ(getsockname(tcp->fd(), reinterpret_cast<sockaddr*>(&local), &len),
+            0);
+  // The server's side: local 127.0.0.1:port_, remote the client's port.
+  const std::string server_side = absl::StrFormat("0100007F:%04X 0100007F:%04X",
+                                                  port_, ntohs(local.sin_port));
+  std::string line;
+  {
+    FILE* f = std::fopen("/proc/net/tcp", "r");
+    ASSERT_NE(f, nullptr);
+    char buf[512];
+    while (std::fgets(buf, sizeof(buf), f) != nullptr) {
+      if (absl::StrContains(buf, server_side)) line = buf;
+    }
+    std::fclose(f);
+  }
+  ASSERT_FALSE(line.empty()) << server_side;
+  // Fields: sl local rem st tx:rx tr:when ...
+  std::vector<std::string> fields =
+      absl::StrSplit(line, ' ', absl::SkipWhitespace());
+  ASSERT_GT(fields.size(), 5u) << line;
+  EXPECT_EQ(fields[5].substr(0, 3), "02:") << line;
 }
 
 TEST_P(EventLoopTest, PeerReportsLoopbackAddresses) {
