@@ -216,8 +216,18 @@ class StoreImpl final : public Store {
   }
   rocksdb::Status WriteLocked(const rocksdb::WriteOptions& wo,
                               rocksdb::WriteBatch* batch) {
+    const bool was_stopped = needs_resume_;
     rocksdb::Status s = ResumeLocked();
     if (s.ok()) s = db_->Write(wo, batch);
+    if (!s.ok() && !was_stopped && !s.IsNoSpace()) {
+      // Not this write's own failure but a background job's (a flush or
+      // compaction that met a full disk a moment ago) that stopped the
+      // database: resume once and write again, rather than fail a write
+      // the disk has room for.
+      needs_resume_ = true;
+      s = ResumeLocked();
+      if (s.ok()) s = db_->Write(wo, batch);
+    }
     if (!s.ok()) needs_resume_ = true;
     return s;
   }
