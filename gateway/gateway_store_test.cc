@@ -92,6 +92,38 @@ class GatewayStoreTest : public ::testing::Test {
     return sensor->acks_refused() == refused;
   }
 
+  // The "filter" module subscribes and receives and acks messages
+  // 0..count-1 in order; then the sensor sends message `next` until the
+  // store takes it -- checkpoints follow the acks asynchronously, and a
+  // full store's append path runs the cleanup -- retrying every `pause`
+  // for up to `within`; the filter receives and acks it too.
+  void DrainThenAppendAgain(Client* sensor, int count, int next,
+                            absl::Duration within, absl::Duration pause,
+                            std::unique_ptr<Client>* filter) {
+    *filter = Connect("filter");
+    ASSERT_NE(*filter, nullptr);
+    ASSERT_TRUE((*filter)->Subscribe({"input1"}).ok());
+    for (int n = 0; n < count; ++n) {
+      auto d = (*filter)->Receive(10000);
+      ASSERT_TRUE(d.ok()) << n << ": " << d.status();
+      ASSERT_EQ(d->message.FindProperty("n").value, absl::StrCat(n));
+      ASSERT_TRUE((*filter)->Ack(d->delivery_id).ok());
+    }
+    ASSERT_TRUE((*filter)->Flush().ok());
+    const absl::Time deadline = absl::Now() + within;
+    bool resumed = false;
+    while (!resumed && absl::Now() < deadline) {
+      resumed = SendOne(sensor, next);
+      if (!resumed) absl::SleepFor(pause);
+    }
+    ASSERT_TRUE(resumed) << "appends did not resume after the module drained";
+    auto d = (*filter)->Receive(10000);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->message.FindProperty("n").value, absl::StrCat(next));
+    ASSERT_TRUE((*filter)->Ack(d->delivery_id).ok());
+    ASSERT_TRUE((*filter)->Flush().ok());
+  }
+
   std::unique_ptr<Gateway> gateway_;
 };
 
@@ -134,30 +166,10 @@ TEST_F(GatewayStoreTest, ManifestLimitIsEnforcedAndAppendsResumeAfterDrain) {
   EXPECT_NE(metrics.find("edgeroute_store_quarantined_total 0"),
             std::string::npos);
 
-  // The consumer drains the store.
-  auto filter = Connect("filter");
-  ASSERT_NE(filter, nullptr);
-  ASSERT_TRUE(filter->Subscribe({"input1"}).ok());
-  for (int n = 0; n < accepted; ++n) {
-    auto d = filter->Receive(10000);
-    ASSERT_TRUE(d.ok()) << n << ": " << d.status();
-    EXPECT_EQ(d->message.FindProperty("n").value, absl::StrCat(n));
-    ASSERT_TRUE(filter->Ack(d->delivery_id).ok());
-  }
-  ASSERT_TRUE(filter->Flush().ok());
-  // The checkpoint follows the acks asynchronously: retry until the store
-  // took the next message (cleanup runs from the append path when full).
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  bool resumed = false;
-  int n = 1000;
-  while (!resumed && absl::Now() < deadline) {
-    resumed = SendOne(sensor.get(), n);
-    if (!resumed) absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_TRUE(resumed) << "appends did not resume after the consumer drained";
-  auto d = filter->Receive(10000);
-  ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->message.FindProperty("n").value, absl::StrCat(n));
+  // The consumer drains the store; appends are accepted again.
+  std::unique_ptr<Client> filter;
+  DrainThenAppendAgain(sensor.get(), accepted, 1000, absl::Seconds(20),
+                       absl::Milliseconds(20), &filter);
 }
 
 // --store-max-bytes (GatewayOptions::store_max_bytes) wins over the
@@ -222,30 +234,10 @@ TEST_F(GatewayStoreTest, FullDiskGivesStoreFullAndRecoversAfterDrain) {
                 "edgeroute_store_errors_total{op=\"append\"} 0\n"),
             std::string::npos);
 
-  auto filter = Connect("filter");
-  ASSERT_NE(filter, nullptr);
-  ASSERT_TRUE(filter->Subscribe({"input1"}).ok());
-  for (int n = 0; n < accepted; ++n) {
-    auto d = filter->Receive(10000);
-    ASSERT_TRUE(d.ok()) << n << ": " << d.status();
-    ASSERT_EQ(d->message.FindProperty("n").value, absl::StrCat(n));
-    ASSERT_TRUE(filter->Ack(d->delivery_id).ok());
-  }
-  ASSERT_TRUE(filter->Flush().ok());
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  bool resumed = false;
-  const int next = 100000;
-  while (!resumed && absl::Now() < deadline) {
-    resumed = SendOne(sensor.get(), next);
-    if (!resumed) absl::SleepFor(absl::Milliseconds(50));
-  }
-  ASSERT_TRUE(resumed) << "appends did not resume after the module drained"
-                       << " (budget " << fs->budget() << ")";
-  auto d = filter->Receive(10000);
-  ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->message.FindProperty("n").value, absl::StrCat(next));
-  ASSERT_TRUE(filter->Ack(d->delivery_id).ok());
-  ASSERT_TRUE(filter->Flush().ok());
+  std::unique_ptr<Client> filter;
+  DrainThenAppendAgain(sensor.get(), accepted, 100000, absl::Seconds(30),
+                       absl::Milliseconds(50), &filter);
+  ASSERT_FALSE(HasFatalFailure()) << "budget " << fs->budget();
   ASSERT_TRUE(gateway_->Shutdown().ok());
   gateway_.reset();  // Before the environment goes.
 }
