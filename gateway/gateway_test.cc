@@ -105,6 +105,23 @@ class GatewayTest : public ::testing::Test {
   std::unique_ptr<Gateway> gateway_;
 };
 
+// GatewayOptions::executor_threads reaches the router, which checks it.
+TEST(GatewayCreateTest, ExecutorThreadsReachTheRouter) {
+  GatewayOptions options;
+  options.manifest_json = kManifest;
+  options.tcp_port = -1;
+  options.metrics_port = -1;
+  options.executor_threads = 257;
+  auto refused = Gateway::Create(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "executor_threads"))
+      << refused.status();
+  options.executor_threads = 1;
+  auto gateway = Gateway::Create(options);
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  EXPECT_TRUE((*gateway)->Shutdown().ok());
+}
+
 // A listener that cannot be opened fails Create with the reason, and the
 // half-made gateway is torn down cleanly (it once crashed here).
 TEST(GatewayCreateTest, UnopenableListenerFailsCreateCleanly) {
