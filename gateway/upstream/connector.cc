@@ -61,6 +61,11 @@ void InitLibraryOnce() {
 
 int64_t NowWallMicros() { return absl::ToUnixMicros(absl::Now()); }
 
+// libmosquitto's text for rc; MOSQ_ERR_ERRNO means errno holds the cause.
+const char* ErrorText(int rc) {
+  return rc == MOSQ_ERR_ERRNO ? std::strerror(errno) : mosquitto_strerror(rc);
+}
+
 // "HOST:PORT (scheme)" for log lines: the address first, so that tools that
 // look for the MQTT listener's port in the log ("mqtt ... HOST:PORT") do
 // not take an upstream broker's for it.
@@ -367,9 +372,7 @@ class ConnectorImpl {
       return nullptr;
     }
     auto fail = [&](absl::string_view what, int rc) -> mosquitto* {
-      Log(absl::StrCat(Describe(url), ": ", what, ": ",
-                       rc == MOSQ_ERR_ERRNO ? std::strerror(errno)
-                                            : mosquitto_strerror(rc)));
+      Log(absl::StrCat(Describe(url), ": ", what, ": ", ErrorText(rc)));
       mosquitto_destroy(mosq);
       return nullptr;
     };
@@ -434,7 +437,12 @@ class ConnectorImpl {
     rc = mosquitto_connect_async(mosq, url.host.c_str(), url.port,
                                  options_.keep_alive_seconds);
     if (rc != MOSQ_ERR_SUCCESS) {
-      return fail("cannot connect", rc);
+      // The same line as a connect refused later in the loop: on loopback
+      // the TCP connect and the TLS handshake may end inside this call.
+      Log(absl::StrCat("cannot connect to ", Describe(url), ": ",
+                       ErrorText(rc)));
+      mosquitto_destroy(mosq);
+      return nullptr;
     }
     return mosq;
   }
@@ -522,10 +530,10 @@ class ConnectorImpl {
       if (rc != MOSQ_ERR_SUCCESS) {
         if (connected_) {
           Log(absl::StrCat("connection to ", Describe(options_.urls[url_]),
-                           " lost: ", mosquitto_strerror(rc)));
+                           " lost: ", ErrorText(rc)));
         } else if (!refused_) {
           Log(absl::StrCat("cannot connect to ", Describe(options_.urls[url_]),
-                           ": ", mosquitto_strerror(rc)));
+                           ": ", ErrorText(rc)));
         }
         break;
       }

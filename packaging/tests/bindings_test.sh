@@ -21,6 +21,10 @@ export LD_LIBRARY_PATH="$prefix/lib"
 unset EDGEROUTE_LIBRARY
 # Go: no module downloads (the binding has no dependencies).
 export GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local
+# A build cache of this run's own: Go keys cached cgo packages without the
+# pkg-config output, so a cache from an earlier run links against that
+# run's (deleted) scratch prefix ("cannot find -ledgeroute").
+export GOCACHE="$work/go-cache"
 
 junit_begin packaging.bindings "$junit"
 run_case install_into_prefix \
