@@ -1,7 +1,7 @@
 // libFuzzer target for the native protocol's session: any bytes, as a client
 // would send them over a connection, into a real gateway::Server (its event
 // loop, framing, decoder, sessions, subscriptions, deliveries and acks).
-// Build and run with gateway/fuzz.sh; the checked-in corpus
+// Build and run with scripts/fuzz.sh server; the checked-in corpus
 // (fuzz_corpus/server/, seeds made by server_fuzz_seeds.py) is replayed by
 // //gateway:server_fuzzer_replay_test.
 //

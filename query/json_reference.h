@@ -1,7 +1,7 @@
 // The JSON parser as it was before it was tuned, kept to test the tuned one
 // against: json_test and json_fuzzer require both to give the same result
 // and the same tape for every input. Test-only (//query:json_reference is
-// testonly); header-only, so query/fuzz.sh never compiles it into the
+// testonly); header-only, so scripts/fuzz.sh never compiles it into the
 // product.
 
 #ifndef EDGEROUTE_QUERY_JSON_REFERENCE_H_

@@ -20,7 +20,7 @@
 //  * after `repair`, the store opens.
 //
 // Replayed as a test by //store:record_fuzzer_replay_test; build and run
-// with clang: bash store/fuzz.sh SECONDS.
+// with clang: bash scripts/fuzz.sh store_records SECONDS.
 
 #include <unistd.h>
 

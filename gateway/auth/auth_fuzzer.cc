@@ -1,7 +1,7 @@
 // libFuzzer target for everything in gateway/auth that reads outside input:
 // identities files (with their positions) and what an MQTT CONNECT or a
 // native Hello offers (client id, user name, SAS token). Built with clang by
-// fuzz.sh; its corpus is replayed as //gateway/auth:auth_fuzzer_replay_test.
+// scripts/fuzz.sh auth; its corpus is replayed as //gateway/auth:auth_fuzzer_replay_test.
 //
 // The first byte picks the mode; the rest is the input.
 //   even: an identities file. Parse never crashes; an error is "L:C: ..."

@@ -1,6 +1,6 @@
 // libFuzzer target for the MQTT codec and the session state machine: any
 // bytes, in any order, as a client would send them. Build and run with
-// gateway/mqtt/fuzz.sh; the checked-in corpus (fuzz_corpus/) is replayed by
+// scripts/fuzz.sh mqtt; the checked-in corpus (fuzz_corpus/) is replayed by
 // //gateway/mqtt:mqtt_fuzzer_replay_test.
 //
 // Checks, beyond "no crash, no sanitizer report":
