@@ -27,9 +27,9 @@
 namespace edgeroute::router {
 
 using internal::Bump;
+using internal::Doorbell;
 using internal::Endpoint;
 using internal::EndpointConfig;
-using internal::EventCount;
 using internal::ExecutorPool;
 using internal::FutexWait;
 using internal::FutexWake;
@@ -100,8 +100,8 @@ struct Worker {
   explicit Worker(int i, size_t capacity) : index(i), ring(capacity) {}
   const int index;
   MpscRing<MessageNode*> ring;
-  EventCount not_empty;  // producers -> worker
-  EventCount not_full;   // worker -> producers waiting for room
+  Doorbell not_empty;  // producers -> worker
+  Doorbell not_full;   // worker -> producers waiting for room
   // Ring positions fully dispatched (release; read by UpdateRoutes and
   // WaitIdle with acquire).
   alignas(kCacheLine) std::atomic<uint64_t> processed{0};
@@ -486,12 +486,12 @@ absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
       const uint32_t key = w->not_full.PrepareWait();
       r = w->ring.TryPush(node);
       if (r != Push::kFull) {
-        w->not_full.CancelWait();
+        w->not_full.CancelWait(key);
         break;
       }
       const absl::Duration left = deadline - absl::Now();
       if (left <= absl::ZeroDuration()) {
-        w->not_full.CancelWait();
+        w->not_full.CancelWait(key);
         break;
       }
       w->not_full.Wait(key, absl::ToInt64Microseconds(left) + 1);
@@ -536,7 +536,7 @@ void RouterImpl::WorkerLoop(Worker* w) {
       if (w->ring.closed() && w->ring.Popped() == w->ring.Pushed()) break;
       const uint32_t key = w->not_empty.PrepareWait();
       if (w->ring.SizeGuess() != 0 || w->ring.closed()) {
-        w->not_empty.CancelWait();
+        w->not_empty.CancelWait(key);
         // A producer claimed a slot and is about to publish it.
         std::this_thread::yield();
         continue;

@@ -1,4 +1,5 @@
-// Tests of the lock-free ring, the event count and the backoff arithmetic.
+// Tests of the lock-free ring, the event count, the doorbell and the backoff
+// arithmetic.
 
 #include <atomic>
 #include <chrono>
@@ -150,6 +151,116 @@ TEST(EventCountTest, NoLostWakeUpsInAPingPong) {
       if (t >= kTurns) return;
       turn.store(t + 1);
       ec.Notify();
+    }
+  };
+  const auto start = std::chrono::steady_clock::now();
+  std::thread even(player, 0), odd(player, 1);
+  even.join();
+  odd.join();
+  EXPECT_EQ(turn.load(), kTurns);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(9));
+}
+
+// As EventCountTest.NotifyWakesWaiter, for the Doorbell.
+TEST(DoorbellTest, NotifyWakesWaiter) {
+  Doorbell bell;
+  std::atomic<bool> flag{false};
+  std::atomic<bool> waiting{false};
+  std::atomic<int> sleeps{0};
+  std::atomic<bool> saw_flag{false};
+  std::thread waiter([&] {
+    while (true) {
+      const uint32_t key = bell.PrepareWait();
+      if (flag.load()) {
+        bell.CancelWait(key);
+        saw_flag.store(true);
+        return;
+      }
+      sleeps.fetch_add(1);
+      waiting.store(true);
+      bell.Wait(key, -1);  // no timeout: only Notify ends this
+    }
+  });
+  while (!waiting.load()) std::this_thread::yield();
+  flag.store(true);
+  bell.Notify();
+  waiter.join();
+  EXPECT_TRUE(saw_flag.load());
+  EXPECT_GE(sleeps.load(), 1);
+}
+
+// One Notify wakes every thread asleep without a timeout.
+TEST(DoorbellTest, NotifyWakesEveryWaiter) {
+  constexpr int kWaiters = 4;
+  Doorbell bell;
+  std::atomic<bool> flag{false};
+  std::atomic<int> asleep{0};
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < kWaiters; ++i) {
+    waiters.emplace_back([&] {
+      bool counted = false;
+      for (;;) {
+        const uint32_t key = bell.PrepareWait();
+        if (flag.load()) {
+          bell.CancelWait(key);
+          return;
+        }
+        if (!counted) asleep.fetch_add(1);
+        counted = true;
+        bell.Wait(key, -1);
+      }
+    });
+  }
+  while (asleep.load() < kWaiters) std::this_thread::yield();
+  flag.store(true);
+  bell.Notify();
+  for (auto& t : waiters) t.join();
+}
+
+// The point of the Doorbell: a registered waiter that has not left yet (a
+// woken thread not running again) is counted off by the first Notify;
+// later ones find nobody and leave the epoch alone. The epoch is the key a
+// new PrepareWait returns.
+TEST(DoorbellTest, OneEpochStepPerRoundOfWaits) {
+  Doorbell bell;
+  const uint32_t key = bell.PrepareWait();
+  for (int i = 0; i < 100; ++i) bell.Notify();
+  bell.Wait(key, 0);  // returns at once: the epoch moved
+  const uint32_t next = bell.PrepareWait();
+  EXPECT_EQ(next, key + 1);
+  bell.CancelWait(next);
+  // A wait that times out leaves, so Notify has nobody to count off.
+  const uint32_t k2 = bell.PrepareWait();
+  bell.Wait(k2, 1000);
+  bell.Notify();
+  const uint32_t k3 = bell.PrepareWait();
+  EXPECT_EQ(k3, k2);
+  bell.CancelWait(k3);
+  bell.Notify();
+  EXPECT_EQ(bell.PrepareWait(), k2);
+}
+
+// As EventCountTest.NoLostWakeUpsInAPingPong, for the Doorbell.
+TEST(DoorbellTest, NoLostWakeUpsInAPingPong) {
+  constexpr uint64_t kTurns = 2000;
+  Doorbell bell;
+  std::atomic<uint64_t> turn{0};
+  auto player = [&](uint64_t parity) {
+    for (;;) {
+      uint64_t t = turn.load();
+      while (t < kTurns && t % 2 != parity) {
+        const uint32_t key = bell.PrepareWait();
+        t = turn.load();
+        if (t >= kTurns || t % 2 == parity) {
+          bell.CancelWait(key);
+          break;
+        }
+        bell.Wait(key, 10'000'000);
+        t = turn.load();
+      }
+      if (t >= kTurns) return;
+      turn.store(t + 1);
+      bell.Notify();
     }
   };
   const auto start = std::chrono::steady_clock::now();
