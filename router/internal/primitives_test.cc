@@ -1,9 +1,10 @@
-// Tests of the lock-free ring, the event count, the doorbell and the backoff
-// arithmetic.
+// Tests of the lock-free ring, the event count, the doorbell, the node
+// cache and the backoff arithmetic.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "router/internal/backoff.h"
 #include "router/internal/event_count.h"
 #include "router/internal/mpsc_ring.h"
+#include "router/internal/node_cache.h"
 
 namespace edgeroute::router::internal {
 namespace {
@@ -269,6 +271,93 @@ TEST(DoorbellTest, NoLostWakeUpsInAPingPong) {
   odd.join();
   EXPECT_EQ(turn.load(), kTurns);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(9));
+}
+
+TEST(NodeCacheTest, ClassesCoverEverySize) {
+  for (size_t bytes = 1; bytes <= NodeCache::kMaxBlock; ++bytes) {
+    const int c = NodeCache::ClassOf(bytes);
+    ASSERT_GE(c, 0);
+    ASSERT_LT(c, NodeCache::kClasses);
+    ASSERT_GE(NodeCache::ClassBytes(c), bytes);
+    if (c > 0) {
+      ASSERT_LT(NodeCache::ClassBytes(c - 1), bytes);
+    }
+  }
+  EXPECT_EQ(NodeCache::ClassOf(NodeCache::kMaxBlock + 1), -1);
+}
+
+#ifndef EDGEROUTE_NODE_CACHE_OFF
+// A released block is the next one allocated in its class on that thread.
+TEST(NodeCacheTest, ReusesReleasedBlocks) {
+  void* a = NodeCache::Allocate(300);
+  NodeCache::Release(a, 300);
+  EXPECT_EQ(NodeCache::Allocate(290), a);  // same class (257-320)
+  void* b = NodeCache::Allocate(300);
+  EXPECT_NE(b, a);
+  NodeCache::Release(b, 300);
+  NodeCache::Release(a, 300);
+}
+
+// Blocks released on another thread come back to the allocating thread
+// through the shared list: after the other thread released (and so handed
+// over) many blocks, this thread's allocations reuse them.
+TEST(NodeCacheTest, BlocksReleasedElsewhereComeBack) {
+  constexpr size_t kBytes = 2000;
+  constexpr int kBlocks = 1000;
+  std::vector<void*> blocks;
+  for (int i = 0; i < kBlocks; ++i)
+    blocks.push_back(NodeCache::Allocate(kBytes));
+  std::thread([&] {
+    for (void* p : blocks) NodeCache::Release(p, kBytes);
+  }).join();  // the thread's own list goes to the shared list on exit
+  std::set<void*> released(blocks.begin(), blocks.end());
+  int reused = 0;
+  std::vector<void*> again;
+  for (int i = 0; i < kBlocks; ++i) {
+    again.push_back(NodeCache::Allocate(kBytes));
+    if (released.count(again.back()) != 0) ++reused;
+  }
+  EXPECT_EQ(reused, kBlocks);
+  for (void* p : again) NodeCache::Release(p, kBytes);
+}
+#endif
+
+// Producers allocate blocks of several sizes, fill them and pass them
+// through a ring to a consumer that checks and releases them: no block is
+// handed out twice while in use (the contents would be overwritten).
+TEST(NodeCacheTest, CrossThreadRecyclingKeepsContents) {
+  constexpr int kProducers = 2;
+  constexpr uint64_t kPerProducer = 50000;
+  MpscRing<uint64_t*> ring(1024);
+  std::vector<std::thread> producers;
+  auto size_of = [](uint64_t v) { return 64 + (v % 7) * 150; };
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (uint64_t i = 0; i < kPerProducer; ++i) {
+        const uint64_t v = (static_cast<uint64_t>(p) << 32) | i;
+        const size_t bytes = size_of(v);
+        auto* block = static_cast<uint64_t*>(NodeCache::Allocate(bytes));
+        for (size_t k = 0; k < bytes / 8; ++k) block[k] = v + k;
+        while (ring.TryPush(block) != MpscRing<uint64_t*>::PushResult::kOk) {
+          std::this_thread::yield();
+        }
+      }
+    });
+  }
+  uint64_t received = 0;
+  while (received < kProducers * kPerProducer) {
+    uint64_t* block;
+    if (!ring.TryPop(&block)) {
+      std::this_thread::yield();
+      continue;
+    }
+    const uint64_t v = block[0];
+    const size_t bytes = size_of(v);
+    for (size_t k = 0; k < bytes / 8; ++k) ASSERT_EQ(block[k], v + k);
+    NodeCache::Release(block, bytes);
+    ++received;
+  }
+  for (auto& t : producers) t.join();
 }
 
 TEST(BackoffTest, DoublesFromInitialUpToMax) {
