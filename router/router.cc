@@ -22,6 +22,7 @@
 #include "router/internal/executor_pool.h"
 #include "router/internal/message_node.h"
 #include "router/internal/mpsc_ring.h"
+#include "router/internal/node_cache.h"
 #include "router/internal/route_table.h"
 #include "store/store.h"
 
@@ -561,6 +562,9 @@ void RouterImpl::WorkerLoop(Worker* w) {
         std::this_thread::yield();
         continue;
       }
+      // Memory a burst left in the node cache goes back to the allocator
+      // once no message has needed it for a while.
+      internal::NodeCache::TrimIfIdle();
       w->not_empty.Wait(key, 1'000'000);
       continue;
     }
@@ -985,6 +989,7 @@ absl::Status RouterImpl::Close() {
   for (auto& [id, ep] : endpoints_) ep->Join();
   // 3. Every executor has finished: nothing is queued on the pool any more.
   if (pool_ != nullptr) pool_->Stop();
+  internal::NodeCache::Trim(internal::NodeCache::kIdleKeepBytes);
   return absl::OkStatus();
 }
 

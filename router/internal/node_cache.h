@@ -3,44 +3,49 @@
 //
 // Why: a node is allocated by the thread that calls Send and freed by an
 // executor thread, so with glibc's malloc every free goes to another
-// thread's arena under its lock. In the router benchmark that was a fifth
-// of all instructions and, once the admission wake-ups were batched, two
-// thirds of the remaining futex system calls (arena lock contention).
+// thread's arena under its lock, and a burst that outgrows the arena makes
+// it grow (page faults) and shrink again. In the router benchmark malloc
+// and free were a fifth of all instructions and, once the admission
+// wake-ups were batched, two thirds of the remaining futex system calls
+// (arena lock contention).
 //
 // Design: blocks come in size classes (64-byte steps up to 1 KiB, 256-byte
 // steps up to 4 KiB; larger nodes use operator new/delete). Each thread
 // keeps a private free list per class; Allocate pops from it, Release
-// pushes onto it. A thread that holds more than kLocalBlocks of a class
-// hands half of them to the class's shared list in one CAS; a thread whose
-// list is empty takes the whole shared list in one exchange. So a producer
-// and the executors that free its messages meet once per tens of messages
-// per class, not once per message.
+// pushes onto it. Threads exchange blocks in chains of about 16 KiB
+// (ChainBlocks) through a bounded lock-free ring per class (MpscRing with
+// its multi-consumer pop, so neither side has an ABA problem or reads a
+// block another thread may have freed): a thread that holds two chains'
+// worth hands one over, a thread whose list is empty takes one. So a
+// producer and the executors that free its messages meet once per chain
+// (32 blocks of 512 bytes), not once per message. The ring's release and
+// acquire on its slot sequence numbers publish a chain's links and the
+// blocks' last use.
 //
-// The shared list is a Treiber stack that is only ever emptied whole
-// (exchange), so it has no ABA problem: a push links its chain's tail to
-// the head it read and CASes the head from that value, which stays right
-// whatever happened in between. Memory ordering: the pusher writes the
-// links (and finished with the blocks) before its release CAS; the taker's
-// acquire exchange makes both visible before it reads the links or reuses
-// a block.
-//
-// Bounds: a class's shared list holds at most kSharedBytes (beyond that
-// blocks go back to operator delete); a thread's list holds at most
-// kLocalBlocks plus what it last took from the shared list. A thread's
-// blocks go back to the shared lists (or operator delete) when it exits.
+// Bounds, per class: the ring holds at most kRingChains chains (~64 MiB;
+// beyond that blocks go back to operator delete); TrimIfIdle, which a
+// dispatch worker calls before it sleeps, frees what the ring holds beyond
+// kIdleKeepBytes once no thread took a chain for kIdleTrimMicros, so after a
+// burst the memory goes back to the allocator when traffic stops; a
+// thread's own list holds at most two chains, and goes to the ring (or
+// operator delete) when the thread exits.
 //
 // Under AddressSanitizer the cache is off (every block is new/delete), so
 // that a use after free is still reported.
 //
-// Thread-safety: Allocate/Release from any thread.
+// Thread-safety: every method from any thread.
 
 #ifndef EDGEROUTE_ROUTER_INTERNAL_NODE_CACHE_H_
 #define EDGEROUTE_ROUTER_INTERNAL_NODE_CACHE_H_
+
+#include <time.h>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <new>
+
+#include "router/internal/mpsc_ring.h"
 
 namespace edgeroute::router::internal {
 
@@ -56,10 +61,13 @@ class NodeCache {
  public:
   // Largest block the cache keeps; larger ones are new/delete.
   static constexpr size_t kMaxBlock = 4096;
-  // Per class: blocks a thread keeps before it hands half over, and bytes
-  // the shared list keeps.
-  static constexpr size_t kLocalBlocks = 64;
-  static constexpr size_t kSharedBytes = size_t{2} << 20;
+  static constexpr int kClasses = 28;
+  // Bytes per chain handed between threads; chains per class ring.
+  static constexpr size_t kChainBytes = 16384;
+  static constexpr size_t kRingChains = 4096;
+  // What TrimIfIdle keeps per class, and after how long without a take.
+  static constexpr size_t kIdleKeepBytes = size_t{2} << 20;
+  static constexpr int64_t kIdleTrimMicros = 1'000'000;
 
   // A block of at least `bytes` bytes, aligned for any type (16 bytes).
   static void* Allocate(size_t bytes) {
@@ -67,11 +75,15 @@ class NodeCache {
     const int c = ClassOf(bytes);
     if (c >= 0) {
       Local& local = ThisThread().classes[c];
-      if (local.head == nullptr) TakeShared(c, &local);
+      if (local.head == nullptr) TakeChain(c, &local);
       if (local.head != nullptr) {
         Block* b = local.head;
         local.head = b->next;
-        if (local.count != 0) --local.count;  // counts are a bound only
+        --local.count;
+        // The next block's line is most likely in the cache of the thread
+        // that released it: fetch it now, so that the next Allocate does
+        // not wait for it to read its link.
+        if (local.head != nullptr) __builtin_prefetch(local.head, 1);
         return b;
       }
       return ::operator new(ClassBytes(c));
@@ -89,103 +101,156 @@ class NodeCache {
       Block* b = static_cast<Block*>(p);
       b->next = local.head;
       local.head = b;
-      if (++local.count > kLocalBlocks) HandOver(c, &local, kLocalBlocks / 2);
+      if (++local.count >= 2 * ChainBlocks(c)) HandOver(c, &local);
       return;
     }
 #endif
     ::operator delete(p);
   }
 
+  // Frees what the rings hold beyond kIdleKeepBytes per class if no thread
+  // took a chain for kIdleTrimMicros. Cheap when there is nothing to do.
+  static void TrimIfIdle() {
+    if (MonoMicros() - LastTake().load(std::memory_order_relaxed) >=
+        kIdleTrimMicros) {
+      Trim(kIdleKeepBytes);
+    }
+  }
+
+  // Frees what each class's ring holds beyond `keep_bytes`.
+  static void Trim(size_t keep_bytes) {
+    for (int c = 0; c < kClasses; ++c) {
+      ChainRing* ring = Rings()[c].load(std::memory_order_acquire);
+      if (ring == nullptr) continue;
+      const size_t keep = keep_bytes / kChainBytes;
+      Chain chain;
+      while (ring->SizeGuess() > keep && ring->TryPopShared(&chain)) {
+        FreeChain(chain.head);
+      }
+    }
+  }
+
+  // Blocks in class c's ring, about (for tests).
+  static size_t SharedBlocks(int c) {
+    ChainRing* ring = Rings()[c].load(std::memory_order_acquire);
+    return ring == nullptr ? 0 : ring->SizeGuess() * ChainBlocks(c);
+  }
+
   // The size class of a block of `bytes` bytes, -1 beyond kMaxBlock.
   static int ClassOf(size_t bytes) {
-    if (bytes <= 1024)
+    if (bytes <= 1024) {
       return bytes == 0 ? 0 : static_cast<int>((bytes - 1) / 64);
+    }
     if (bytes <= kMaxBlock) return 16 + static_cast<int>((bytes - 1025) / 256);
     return -1;
   }
   static size_t ClassBytes(int c) {
     return c < 16 ? size_t(c + 1) * 64 : 1024 + size_t(c - 15) * 256;
   }
-  static constexpr int kClasses = 28;
+  // Blocks per chain of class c (at least 4).
+  static size_t ChainBlocks(int c) {
+    const size_t n = kChainBytes / ClassBytes(c);
+    return n < 4 ? 4 : n;
+  }
 
  private:
   struct Block {
     Block* next;
   };
+  // A chain in a ring: its first block and its length.
+  struct Chain {
+    Block* head;
+    size_t count;
+  };
+  using ChainRing = MpscRing<Chain>;
   struct Local {
     Block* head = nullptr;
-    size_t count = 0;
+    size_t count = 0;  // blocks on the list
   };
-  // A thread's lists; on thread exit they go back to the shared lists.
+  // A thread's lists; on thread exit they go to the rings.
   struct Locals {
     Local classes[kClasses];
     ~Locals() {
-      for (int c = 0; c < kClasses; ++c) HandOver(c, &classes[c], SIZE_MAX);
+      for (int c = 0; c < kClasses; ++c) {
+        while (classes[c].head != nullptr) HandOver(c, &classes[c]);
+      }
     }
-  };
-  struct alignas(64) Shared {
-    std::atomic<Block*> head{nullptr};
-    // Blocks on the list, approximately (updated after the list itself):
-    // only a bound.
-    std::atomic<size_t> count{0};
   };
 
   static Locals& ThisThread() {
     static thread_local Locals locals;
     return locals;
   }
-  static Shared* SharedLists() {
-    // Never destroyed: threads exiting during static destruction still
-    // hand their blocks over.
-    static Shared* lists = new Shared[kClasses];
-    return lists;
+  // Created on first use, never destroyed: threads exiting during static
+  // destruction still hand their blocks over.
+  static std::atomic<ChainRing*>* Rings() {
+    static std::atomic<ChainRing*> rings[kClasses] = {};
+    return rings;
   }
-
-  static void TakeShared(int c, Local* local) {
-    Shared& s = SharedLists()[c];
-    // Relaxed peek first: an empty list costs no read-modify-write.
-    if (s.head.load(std::memory_order_relaxed) == nullptr) return;
-    // Acquire: pairs with the release CAS in HandOver (links and the
-    // blocks' last use are visible).
-    Block* list = s.head.exchange(nullptr, std::memory_order_acquire);
-    if (list == nullptr) return;
-    // Only called with an empty local list. The count may be off by a
-    // chain handed over meanwhile: it only decides when to hand over.
-    local->head = list;
-    local->count = s.count.exchange(0, std::memory_order_relaxed);
-  }
-
-  // Moves `n` blocks from the front of *local to the shared list, or to
-  // operator delete when the shared list is at its bound.
-  static void HandOver(int c, Local* local, size_t n) {
-    if (n == 0 || local->head == nullptr) return;
-    Block* first = local->head;
-    Block* last = first;
-    size_t taken = 1;
-    while (taken < n && last->next != nullptr) {
-      last = last->next;
-      ++taken;
+  static ChainRing* RingOf(int c) {
+    std::atomic<ChainRing*>& slot = Rings()[c];
+    // Acquire: pairs with the release CAS below (an initialised ring).
+    ChainRing* ring = slot.load(std::memory_order_acquire);
+    if (ring != nullptr) return ring;
+    auto* fresh = new ChainRing(kRingChains);
+    if (slot.compare_exchange_strong(ring, fresh, std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+      return fresh;
     }
-    local->head = last->next;
-    local->count -= taken;
-    last->next = nullptr;
-    Shared& s = SharedLists()[c];
-    if (s.count.load(std::memory_order_relaxed) * ClassBytes(c) >=
-        kSharedBytes) {
-      while (first != nullptr) {
-        Block* next = first->next;
-        ::operator delete(first);
-        first = next;
-      }
+    delete fresh;  // another thread created it first
+    return ring;
+  }
+  // When a thread last took a chain (MonoMicros).
+  static std::atomic<int64_t>& LastTake() {
+    alignas(64) static std::atomic<int64_t> last{0};
+    return last;
+  }
+  static int64_t MonoMicros() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000;
+  }
+
+  static void FreeChain(Block* chain) {
+    while (chain != nullptr) {
+      Block* next = chain->next;
+      ::operator delete(chain);
+      chain = next;
+    }
+  }
+
+  // Takes one chain from the ring into the (empty) local list.
+  static void TakeChain(int c, Local* local) {
+    ChainRing* ring = Rings()[c].load(std::memory_order_acquire);
+    Chain chain;
+    // SizeGuess first: an empty ring costs no read-modify-write.
+    if (ring == nullptr || ring->SizeGuess() == 0 ||
+        !ring->TryPopShared(&chain)) {
       return;
     }
-    Block* head = s.head.load(std::memory_order_relaxed);
-    do {
-      last->next = head;
-      // Release: see the header comment.
-    } while (!s.head.compare_exchange_weak(
-        head, first, std::memory_order_release, std::memory_order_relaxed));
-    s.count.fetch_add(taken, std::memory_order_relaxed);
+    local->head = chain.head;
+    local->count = chain.count;
+    __builtin_prefetch(chain.head, 1);
+    LastTake().store(MonoMicros(), std::memory_order_relaxed);
+  }
+
+  // Moves a chain of up to ChainBlocks(c) blocks from the front of *local
+  // to the ring, or to operator delete when the ring is full.
+  static void HandOver(int c, Local* local) {
+    Block* first = local->head;
+    if (first == nullptr) return;
+    Block* last = first;
+    size_t n = 1;
+    while (n < ChainBlocks(c) && last->next != nullptr) {
+      last = last->next;
+      ++n;
+    }
+    local->head = last->next;
+    local->count -= n;
+    last->next = nullptr;
+    if (RingOf(c)->TryPush(Chain{first, n}) != ChainRing::PushResult::kOk) {
+      FreeChain(first);
+    }
   }
 };
 

@@ -318,7 +318,17 @@ TEST(NodeCacheTest, BlocksReleasedElsewhereComeBack) {
     if (released.count(again.back()) != 0) ++reused;
   }
   EXPECT_EQ(reused, kBlocks);
-  for (void* p : again) NodeCache::Release(p, kBytes);
+  // Blocks another thread frees go to the shared ring; a chain was just
+  // taken, so TrimIfIdle keeps them; Trim(0) frees them all.
+  const int c = NodeCache::ClassOf(kBytes);
+  std::thread([&] {
+    for (void* p : again) NodeCache::Release(p, kBytes);
+  }).join();
+  EXPECT_GE(NodeCache::SharedBlocks(c), static_cast<size_t>(kBlocks));
+  NodeCache::TrimIfIdle();
+  EXPECT_GE(NodeCache::SharedBlocks(c), static_cast<size_t>(kBlocks));
+  NodeCache::Trim(0);
+  EXPECT_EQ(NodeCache::SharedBlocks(c), 0u);
 }
 #endif
 
