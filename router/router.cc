@@ -534,7 +534,9 @@ absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
         absl::StrCat("admission queue full for ",
                      absl::FormatDuration(options_.admission_timeout)));
   }
-  w->not_empty.Notify();
+  // The push's claim (a seq_cst CAS) is what the worker checks before it
+  // sleeps: no second fence needed.
+  w->not_empty.NotifyAfterSeqCstRmw();
   return absl::OkStatus();
 }
 

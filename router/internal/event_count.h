@@ -186,7 +186,20 @@ class Doorbell {
   void Notify() {
     // seq_cst: pairs with the fence in PrepareWait.
     SeqCstFence();
-    uint64_t s = state_.load(std::memory_order_relaxed);
+    NotifyAfterSeqCstRmw();
+  }
+
+  // As Notify, without its fence, for a caller that made its condition true
+  // with a seq_cst read-modify-write (a ring's claim of a position):
+  // either that write precedes the waiter's fence in the seq_cst total
+  // order, and the waiter's re-check sees it, or the fence precedes it, and
+  // then this seq_cst load, which follows the write in that order, sees
+  // the waiter's registration ([atomics.order]: a fence X sequenced after
+  // a modification A, and a seq_cst read B after X in the order, B sees A).
+  // On x86 the read-modify-write is already a full barrier: this saves the
+  // second one per message.
+  void NotifyAfterSeqCstRmw() {
+    uint64_t s = state_.load(std::memory_order_seq_cst);
     while (Waiters(s) != 0) {
       const uint64_t next = uint64_t{Epoch(s) + 1} << 32;
       // Release: a waiter that sees the new epoch sees what the caller

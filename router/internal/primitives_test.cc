@@ -273,6 +273,42 @@ TEST(DoorbellTest, NoLostWakeUpsInAPingPong) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(9));
 }
 
+// The admission pattern: a producer's ring push (a seq_cst claim) is the
+// condition, announced with NotifyAfterSeqCstRmw (no fence of its own); the
+// consumer sleeps on the doorbell whenever the ring is empty, with a 10 s
+// timeout. The producer waits for each value to be taken before the next,
+// so the consumer goes to sleep about once per value: one lost wake-up
+// would cost 10 s.
+TEST(DoorbellTest, RingPushWakesSleepingConsumer) {
+  constexpr uint64_t kValues = 2000;
+  Ring ring(64);
+  Doorbell bell;
+  std::atomic<uint64_t> taken{0};
+  std::thread consumer([&] {
+    uint64_t v;
+    while (taken.load() < kValues) {
+      if (ring.TryPop(&v)) {
+        taken.fetch_add(1);
+        continue;
+      }
+      const uint32_t key = bell.PrepareWait();
+      if (ring.SizeGuess() != 0) {
+        bell.CancelWait(key);
+        continue;
+      }
+      bell.Wait(key, 10'000'000);
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0; i < kValues; ++i) {
+    ASSERT_EQ(ring.TryPush(i), Ring::PushResult::kOk);
+    bell.NotifyAfterSeqCstRmw();
+    while (taken.load() <= i) std::this_thread::yield();
+  }
+  consumer.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(9));
+}
+
 TEST(NodeCacheTest, ClassesCoverEverySize) {
   for (size_t bytes = 1; bytes <= NodeCache::kMaxBlock; ++bytes) {
     const int c = NodeCache::ClassOf(bytes);
