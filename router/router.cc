@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -21,15 +22,16 @@
 #include "router/internal/executor_pool.h"
 #include "router/internal/message_node.h"
 #include "router/internal/mpsc_ring.h"
+#include "router/internal/node_cache.h"
 #include "router/internal/route_table.h"
 #include "store/store.h"
 
 namespace edgeroute::router {
 
 using internal::Bump;
+using internal::Doorbell;
 using internal::Endpoint;
 using internal::EndpointConfig;
-using internal::EventCount;
 using internal::ExecutorPool;
 using internal::FutexWait;
 using internal::FutexWake;
@@ -94,14 +96,20 @@ namespace {
 constexpr size_t kDispatchBatch = 256;
 constexpr size_t kSourceCacheLimit = 16384;
 constexpr int kIdleSpins = 200;
+// Messages ahead of the one being dispatched whose first bytes are
+// prefetched: the producer wrote them on another core, and the worker's
+// first reads (the source, the route's properties) otherwise wait for each
+// message's cache lines in turn.
+constexpr size_t kPrefetchAhead = 3;
+constexpr size_t kPrefetchBytes = 512;
 
 // One dispatch worker: its admission ring and thread.
 struct Worker {
   explicit Worker(int i, size_t capacity) : index(i), ring(capacity) {}
   const int index;
   MpscRing<MessageNode*> ring;
-  EventCount not_empty;  // producers -> worker
-  EventCount not_full;   // worker -> producers waiting for room
+  Doorbell not_empty;  // producers -> worker
+  Doorbell not_full;   // worker -> producers waiting for room
   // Ring positions fully dispatched (release; read by UpdateRoutes and
   // WaitIdle with acquire).
   alignas(kCacheLine) std::atomic<uint64_t> processed{0};
@@ -173,6 +181,9 @@ class RouterImpl {
   void WorkerLoop(Worker* w);
   void Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
                 const RouteTable& table, WorkerState* state);
+  // Adds the messages counted in the worker's source entries to their
+  // routes' evaluated counters.
+  void FlushEvaluated(Worker* w, const RouteTable& table, WorkerState* state);
 
   const RouterOptions options_;
   Clock* const clock_;
@@ -234,14 +245,30 @@ struct SourceEq {
   }
 };
 
+// The routes a source can match, as a worker caches them.
+struct SourceEntry {
+  // Route indices, ascending; kNoCondition is set on a route without a
+  // WHERE clause (no evaluation, no look at its Route until it matches).
+  std::vector<uint32_t> candidates;
+  // Messages of this source dispatched since the routes' evaluated counters
+  // were last brought up to date: every candidate was evaluated for each,
+  // so the counters get one addition per route per dispatch batch instead
+  // of one per route per message (with thousands of routes, the counters'
+  // cache lines were a large part of a message's cost).
+  uint64_t unflushed = 0;
+};
+constexpr uint32_t kNoCondition = uint32_t{1} << 31;
+
 // Per-worker state that is not shared.
 struct WorkerState {
   std::shared_ptr<const RouteTable> table;
   uint64_t generation = 0;
   std::unique_ptr<query::EvalScratch> scratch;
-  absl::flat_hash_map<SourceCacheKey, std::vector<uint32_t>, SourceHash,
-                      SourceEq>
+  // node_hash_map: `flush` keeps pointers to entries.
+  absl::node_hash_map<SourceCacheKey, SourceEntry, SourceHash, SourceEq>
       source_cache;
+  // Entries with unflushed messages (see SourceEntry).
+  std::vector<SourceEntry*> flush;
   // Dedup per message: best route per table endpoint index (-1 = none).
   std::vector<int32_t> best;
   std::vector<uint32_t> touched;
@@ -486,12 +513,12 @@ absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
       const uint32_t key = w->not_full.PrepareWait();
       r = w->ring.TryPush(node);
       if (r != Push::kFull) {
-        w->not_full.CancelWait();
+        w->not_full.CancelWait(key);
         break;
       }
       const absl::Duration left = deadline - absl::Now();
       if (left <= absl::ZeroDuration()) {
-        w->not_full.CancelWait();
+        w->not_full.CancelWait(key);
         break;
       }
       w->not_full.Wait(key, absl::ToInt64Microseconds(left) + 1);
@@ -507,7 +534,9 @@ absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
         absl::StrCat("admission queue full for ",
                      absl::FormatDuration(options_.admission_timeout)));
   }
-  w->not_empty.Notify();
+  // The push's claim (a seq_cst CAS) is what the worker checks before it
+  // sleeps: no second fence needed.
+  w->not_empty.NotifyAfterSeqCstRmw();
   return absl::OkStatus();
 }
 
@@ -536,11 +565,14 @@ void RouterImpl::WorkerLoop(Worker* w) {
       if (w->ring.closed() && w->ring.Popped() == w->ring.Pushed()) break;
       const uint32_t key = w->not_empty.PrepareWait();
       if (w->ring.SizeGuess() != 0 || w->ring.closed()) {
-        w->not_empty.CancelWait();
+        w->not_empty.CancelWait(key);
         // A producer claimed a slot and is about to publish it.
         std::this_thread::yield();
         continue;
       }
+      // Memory a burst left in the node cache goes back to the allocator
+      // once no message has needed it for a while.
+      internal::NodeCache::TrimIfIdle();
       w->not_empty.Wait(key, 1'000'000);
       continue;
     }
@@ -588,32 +620,46 @@ void RouterImpl::Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
     s->target_ranges.clear();
   }
   for (size_t m = 0; m < n; ++m) {
+    if (m + kPrefetchAhead < n) {
+      const char* ahead =
+          reinterpret_cast<const char*>(nodes[m + kPrefetchAhead]);
+      for (size_t b = 0; b < kPrefetchBytes; b += kCacheLine) {
+        __builtin_prefetch(ahead + b);
+      }
+    }
     MessageNode* node = nodes[m];
     const MessageView view = node->view();
     const absl::string_view source = view.source();
     auto it = s->source_cache.find(SourceKey{source, node->source_hash});
     if (it == s->source_cache.end()) {
-      if (s->source_cache.size() >= kSourceCacheLimit) s->source_cache.clear();
-      std::vector<uint32_t> candidates;
-      table.Candidates(source, &candidates);
+      if (s->source_cache.size() >= kSourceCacheLimit) {
+        FlushEvaluated(w, table, s);
+        s->source_cache.clear();
+      }
+      SourceEntry entry;
+      table.Candidates(source, &entry.candidates);
+      for (uint32_t& c : entry.candidates) {
+        if (table.route(c).always_true) c |= kNoCondition;
+      }
       it = s->source_cache
                .emplace(SourceCacheKey{std::string(source), node->source_hash},
-                        std::move(candidates))
+                        std::move(entry))
                .first;
     }
+    SourceEntry& entry = it->second;
+    if (entry.unflushed++ == 0) s->flush.push_back(&entry);
     // Buffers are reused by the allocator: forget the previous message.
     if (s->scratch != nullptr) query::RouteSet::Reset(s->scratch.get());
     s->touched.clear();
-    for (uint32_t idx : it->second) {
-      const RouteTable::Route& r = table.route(idx);
-      RouteCounters::Slot& c = r.counters->slots[w->index];
-      Bump(c.evaluated);
-      if (!r.always_true &&
+    for (const uint32_t c : entry.candidates) {
+      const uint32_t idx = c & ~kNoCondition;
+      if ((c & kNoCondition) == 0 &&
           set.EvaluateCondition(idx, view, s->scratch.get()) !=
               query::Tri::kTrue) {
         continue;
       }
-      Bump(c.matched);
+      const RouteTable::Route& r = table.route(idx);
+      Bump(r.counters->slots[w->index].matched);
       int32_t& best = s->best[r.endpoint_index];
       if (best < 0) {
         best = static_cast<int32_t>(idx);
@@ -703,7 +749,20 @@ void RouterImpl::Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
     if (e < s->notify_mark.size()) s->notify_mark[e] = 0;
   }
   s->notify.clear();
+  FlushEvaluated(w, table, s);
   if (orphaned != 0) Bump(w->orphaned, orphaned);
+}
+
+void RouterImpl::FlushEvaluated(Worker* w, const RouteTable& table,
+                                WorkerState* s) {
+  for (SourceEntry* entry : s->flush) {
+    for (const uint32_t c : entry->candidates) {
+      Bump(table.route(c & ~kNoCondition).counters->slots[w->index].evaluated,
+           entry->unflushed);
+    }
+    entry->unflushed = 0;
+  }
+  s->flush.clear();
 }
 
 absl::Status RouterImpl::WaitIdle(absl::Duration timeout) {
@@ -945,6 +1004,7 @@ absl::Status RouterImpl::Close() {
   for (auto& [id, ep] : endpoints_) ep->Join();
   // 3. Every executor has finished: nothing is queued on the pool any more.
   if (pool_ != nullptr) pool_->Stop();
+  internal::NodeCache::Trim(internal::NodeCache::kIdleKeepBytes);
   return absl::OkStatus();
 }
 

@@ -1,5 +1,6 @@
 // MessageNode: one admitted message, allocated once by Send with its bytes
-// inline after the header, shared by every endpoint lane it was routed to.
+// inline after the header (from the NodeCache, node_cache.h), shared by
+// every endpoint lane it was routed to.
 //
 // Lifetime: created by Send, owned by the admission ring until a dispatch
 // worker takes it; the worker sets `refs` to the number of endpoint lanes it
@@ -22,6 +23,7 @@
 
 #include "absl/types/span.h"
 #include "message/message.h"
+#include "router/internal/node_cache.h"
 
 namespace edgeroute::router::internal {
 
@@ -48,7 +50,7 @@ struct alignas(16) MessageNode {
   MessageView view() const { return MessageView::FromTrustedBytes(bytes()); }
 
   static MessageNode* New(absl::Span<const uint8_t> bytes) {
-    void* mem = ::operator new(sizeof(MessageNode) + bytes.size());
+    void* mem = NodeCache::Allocate(sizeof(MessageNode) + bytes.size());
     MessageNode* node = new (mem) MessageNode;
     node->refs.store(0, std::memory_order_relaxed);
     node->size = static_cast<uint32_t>(bytes.size());
@@ -62,8 +64,9 @@ struct alignas(16) MessageNode {
   }
 
   static void Free(MessageNode* node) {
+    const size_t bytes = sizeof(MessageNode) + node->size;
     node->~MessageNode();
-    ::operator delete(node);
+    NodeCache::Release(node, bytes);
   }
 
   // Drops one reference; frees the node when it was the last.

@@ -21,8 +21,9 @@
 //      slot is free; a producer's acquire load of seq synchronizes with it,
 //      so the consumer's read of the old value happens before the
 //      producer's overwrite.
-//   3. tail_ is only a position counter (relaxed CAS): slot ownership is
-//      decided by the seq protocol above, not by tail_.
+//   3. tail_ is only a position counter: slot ownership is decided by the
+//      seq protocol above, not by tail_. (The claim is a seq_cst CAS only
+//      for the producer's wake-up of a sleeping consumer, see TryPush.)
 //   4. head_ is written only by the consumer; it is atomic (relaxed) only so
 //      that other threads can read it for SizeGuess and Popped.
 //
@@ -88,8 +89,10 @@ class MpscRing {
       const uint64_t seq = slot->seq.load(std::memory_order_acquire);
       const int64_t diff = static_cast<int64_t>(seq - pos);
       if (diff == 0) {
-        // Relaxed: note 3.
-        if (tail_.compare_exchange_weak(pos, pos + 1,
+        // Note 3; seq_cst (the same locked instruction as relaxed on x86)
+        // so that a producer can wake the consumer with
+        // Doorbell::NotifyAfterSeqCstRmw, without a fence of its own.
+        if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
                                         std::memory_order_relaxed)) {
           break;
         }
