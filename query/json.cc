@@ -471,13 +471,25 @@ __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
   at->next = next;
 }
 
+// Put for Value: writes the entry at *out and advances *out and *next, or
+// does nothing when the caller only checks the value.
+template <bool kEmit>
+__attribute__((always_inline)) inline void Emit(JsonTape::Entry** out,
+                                                uint32_t* next,
+                                                uint32_t type_flags,
+                                                size_t begin, size_t end) {
+  if (kEmit) Put((*out)++, type_flags, begin, end, (*next)++);
+}
+
 // What Value found.
 enum class Step { kScalar, kObject, kArray, kError };
 
 // Parses the value at base[*i] (after optional whitespace) if it is a
 // scalar, writing its entry; for a container, leaves *i at the bracket for
 // the caller. Inlined once per container kind, so that each caller knows
-// where to go next without a flag.
+// where to go next without a flag. Without kEmit it only checks the value
+// (out and next are left alone).
+template <bool kEmit>
 __attribute__((always_inline)) inline Step Value(
     const char* base, const uint64_t* stops, const uint32_t* offsets,
     size_t* j_out, size_t* i_out, JsonTape::Entry** out, uint32_t* next) {
@@ -490,27 +502,27 @@ __attribute__((always_inline)) inline Step Value(
     if (c == '"') {
       uint64_t span;
       if (__builtin_expect(QuickString(base, offsets, i, j_out, &span), 1)) {
-        Put((*out)++, JsonTape::kString, span >> 32, uint32_t(span), (*next)++);
+        Emit<kEmit>(out, next, JsonTape::kString, span >> 32, uint32_t(span));
         *i_out = uint32_t(span) + 1;
         return Step::kScalar;
       }
       scan = StringEndSlow(base, stops, i + 1);
       if (scan.end == 0) return Step::kError;
-      Put((*out)++, JsonTape::kString | uint32_t{scan.flags} << 8, i + 1,
-          scan.end, (*next)++);
+      Emit<kEmit>(out, next, JsonTape::kString | uint32_t{scan.flags} << 8,
+                  i + 1, scan.end);
       *i_out = scan.end + 1;
       return Step::kScalar;
     }
     if (IsDigit(c) || c == '-') {
       if (__builtin_expect(QuickNumber(base, i, &end, &type_flags), 1)) {
-        Put((*out)++, type_flags, i, end, (*next)++);
+        Emit<kEmit>(out, next, type_flags, i, end);
         *i_out = end;
         return Step::kScalar;
       }
       scan = NumberSlow(base, base + i);
       if (scan.end == 0) return Step::kError;
-      Put((*out)++, JsonTape::kNumber | uint32_t{scan.flags} << 8, i, scan.end,
-          (*next)++);
+      Emit<kEmit>(out, next, JsonTape::kNumber | uint32_t{scan.flags} << 8, i,
+                  scan.end);
       *i_out = scan.end;
       return Step::kScalar;
     }
@@ -523,17 +535,17 @@ __attribute__((always_inline)) inline Step Value(
         return Step::kArray;
       case 't':
         if (std::memcmp(base + i, "true", 4) != 0) return Step::kError;
-        Put((*out)++, JsonTape::kTrue, i, i + 4, (*next)++);
+        Emit<kEmit>(out, next, JsonTape::kTrue, i, i + 4);
         *i_out = i + 4;
         return Step::kScalar;
       case 'f':
         if (std::memcmp(base + i + 1, "alse", 4) != 0) return Step::kError;
-        Put((*out)++, JsonTape::kFalse, i, i + 5, (*next)++);
+        Emit<kEmit>(out, next, JsonTape::kFalse, i, i + 5);
         *i_out = i + 5;
         return Step::kScalar;
       case 'n':
         if (std::memcmp(base + i, "null", 4) != 0) return Step::kError;
-        Put((*out)++, JsonTape::kNull, i, i + 4, (*next)++);
+        Emit<kEmit>(out, next, JsonTape::kNull, i, i + 4);
         *i_out = i + 4;
         return Step::kScalar;
       case ' ':
@@ -548,14 +560,186 @@ __attribute__((always_inline)) inline Step Value(
   }
 }
 
+// Checks the value at base[*i] (after optional whitespace) as Parse does,
+// without tape entries: `depth` containers are open around it. On success
+// moves *i past it and *j along the stop offsets. The same states as
+// Parse; one bit per container opened here says whether it is an array.
+__attribute__((noinline)) bool SkipValue(const char* base,
+                                         const uint64_t* stops,
+                                         const uint32_t* offsets, size_t* j_io,
+                                         size_t* i_io, int depth) {
+  size_t i = *i_io;
+  size_t j = *j_io;
+  const int outer = depth;
+  uint64_t arrays = 0;  // bit 0: the innermost container opened here
+  JsonTape::Entry* no_out = nullptr;
+  uint32_t no_next = 0;
+  Scan scan;
+  uint64_t span = 0;
+  switch (Value<false>(base, stops, offsets, &j, &i, &no_out, &no_next)) {
+    case Step::kScalar:
+      goto done;
+    case Step::kObject:
+      goto open_object;
+    case Step::kArray:
+      goto open_array;
+    case Step::kError:
+      return false;
+  }
+
+open_object:
+  if (depth >= JsonTape::kMaxDepth) return false;
+  ++depth;
+  arrays <<= 1;
+  ++i;
+  if (base[i] != '"') {
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] == '}') {
+      ++i;
+      goto close;
+    }
+    if (base[i] != '"') return false;
+  }
+key:  // base[i] == '"'
+  if (__builtin_expect(QuickString(base, offsets, i, &j, &span), 1)) {
+    i = uint32_t(span) + 1;
+  } else {
+    scan = StringEndSlow(base, stops, i + 1);
+    if (scan.end == 0) return false;
+    i = scan.end + 1;
+  }
+  if (__builtin_expect(base[i] != ':', 0)) {
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] != ':') return false;
+  }
+  ++i;
+  switch (Value<false>(base, stops, offsets, &j, &i, &no_out, &no_next)) {
+    case Step::kScalar:
+      goto object_next;
+    case Step::kObject:
+      goto open_object;
+    case Step::kArray:
+      goto open_array;
+    case Step::kError:
+      return false;
+  }
+
+array_value:
+  switch (Value<false>(base, stops, offsets, &j, &i, &no_out, &no_next)) {
+    case Step::kScalar:
+      goto array_next;
+    case Step::kObject:
+      goto open_object;
+    case Step::kArray:
+      goto open_array;
+    case Step::kError:
+      return false;
+  }
+
+object_next:
+  if (__builtin_expect(Load16(base + i) == (',' | '"' << 8), 1)) {
+    ++i;
+    goto key;
+  }
+  if (base[i] == ',') {
+    ++i;
+    if (base[i] == '"') goto key;
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] == '"') goto key;
+    return false;
+  }
+  if (base[i] == '}') {
+    ++i;
+    goto close;
+  }
+  if (!kBytes.ws[U(base[i])]) return false;
+  i = size_t(SkipWsSlow(base + i) - base);
+  goto object_next;
+
+array_next:
+  if (base[i] == ',') {
+    ++i;
+    goto array_value;
+  }
+  if (base[i] == ']') {
+    ++i;
+    goto close;
+  }
+  if (!kBytes.ws[U(base[i])]) return false;
+  i = size_t(SkipWsSlow(base + i) - base);
+  goto array_next;
+
+close:
+  --depth;
+  arrays >>= 1;
+  if (depth == outer) goto done;
+  if (arrays & 1) goto array_next;
+  goto object_next;
+
+open_array:
+  if (depth >= JsonTape::kMaxDepth) return false;
+  ++depth;
+  arrays = arrays << 1 | 1;
+  ++i;
+  if (base[i] == ']') {
+    ++i;
+    goto close;
+  }
+  if (kBytes.ws[U(base[i])]) {
+    i = size_t(SkipWsSlow(base + i) - base);
+    if (base[i] == ']') {
+      ++i;
+      goto close;
+    }
+  }
+  goto array_value;
+
+done:
+  *i_io = i;
+  *j_io = j;
+  return true;
+}
+
 }  // namespace
+
+void JsonMemberSet::Add(absl::string_view name) {
+  for (const std::string& have : names_) {
+    if (have == name) return;
+  }
+  names_.emplace_back(name);
+  length_bits_ |= uint64_t{1} << (name.size() % 64);
+  // A linear search is cheaper than hashing for a few names.
+  constexpr size_t kLinear = 8;
+  if (names_.size() > kLinear) large_.insert(names_.begin(), names_.end());
+}
+
+bool JsonMemberSet::Contains(absl::string_view key) const {
+  if (((length_bits_ >> (key.size() % 64)) & 1) == 0) return false;
+  if (!large_.empty()) return large_.contains(key);
+  for (const std::string& name : names_) {
+    if (name == key) return true;
+  }
+  return false;
+}
+
+bool JsonTape::Parse(absl::string_view text) {
+  return ParseImpl<false>(text, nullptr);
+}
+
+bool JsonTape::Parse(absl::string_view text, const JsonMemberSet& keep) {
+  if (keep.all()) return ParseImpl<false>(text, nullptr);
+  return ParseImpl<true>(text, &keep);
+}
 
 // One function, with the container stack in an array and gotos between
 // states, so that positions and counters stay in registers and nothing
 // recurses. Each state tests for the byte compact JSON has there first and
 // only then for whitespace. `text` is copied into padded_; offsets are the
 // same in both.
-bool JsonTape::Parse(absl::string_view text) {
+// kFiltered: members of the top-level object that *keep leaves out go
+// through SkipValue instead.
+template <bool kFiltered>
+bool JsonTape::ParseImpl(absl::string_view text, const JsonMemberSet* keep) {
   text_ = text;
   const size_t n = text.size();
   if (n > size_t{0xFFFFFFFF} - kPadding) return false;  // offsets are 32-bit
@@ -584,6 +768,10 @@ bool JsonTape::Parse(absl::string_view text) {
   int depth = 0;
   Scan scan;
   uint64_t span = 0;
+  uint32_t key_type_flags = 0;
+  size_t key_begin = 0, key_end = 0;
+  // A copy: the tape's byte stores may alias *keep.
+  const uint64_t keep_lengths = kFiltered ? keep->length_bits() : 0;
   // Offsets rather than pointers: they are what the tape stores.
   size_t i = size_t(SkipWs(base) - base);
   if (base[i] != '{') return false;
@@ -604,21 +792,41 @@ open_object:
   }
 key:  // base[i] == '"'
   if (__builtin_expect(QuickString(base, offsets, i, &j, &span), 1)) {
-    Put(out++, kString, span >> 32, uint32_t(span), next);
-    i = uint32_t(span) + 1;
+    key_type_flags = kString;
+    key_begin = span >> 32;
+    key_end = uint32_t(span);
   } else {
     scan = StringEndSlow(base, stops, i + 1);
     if (scan.end == 0) return false;
-    Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next);
-    i = scan.end + 1;
+    key_type_flags = kString | uint32_t{scan.flags} << 8;
+    key_begin = i + 1;
+    key_end = scan.end;
   }
-  ++next;
+  i = key_end + 1;
   if (__builtin_expect(base[i] != ':', 0)) {
     i = size_t(SkipWs(base + i) - base);
     if (base[i] != ':') return false;
   }
   ++i;
-  switch (Value(base, stops, offsets, &j, &i, &out, &next)) {
+  if (kFiltered && depth == 1 && (key_type_flags & kEscaped << 8) == 0 &&
+      (((keep_lengths >> ((key_end - key_begin) % 64)) & 1) == 0 ||
+       !keep->Contains(
+           absl::string_view(base + key_begin, key_end - key_begin)))) {
+    // Scalars inline; a container (i is at its bracket) in SkipValue.
+    switch (Value<false>(base, stops, offsets, &j, &i, &out, &next)) {
+      case Step::kScalar:
+        goto object_next;
+      case Step::kObject:
+      case Step::kArray:
+        if (!SkipValue(base, stops, offsets, &j, &i, depth)) return false;
+        goto object_next;
+      case Step::kError:
+        return false;
+    }
+  }
+  Put(out++, key_type_flags, key_begin, key_end, next);
+  ++next;
+  switch (Value<true>(base, stops, offsets, &j, &i, &out, &next)) {
     case Step::kScalar:
       goto object_next;
     case Step::kObject:
@@ -630,7 +838,7 @@ key:  // base[i] == '"'
   }
 
 array_value:
-  switch (Value(base, stops, offsets, &j, &i, &out, &next)) {
+  switch (Value<true>(base, stops, offsets, &j, &i, &out, &next)) {
     case Step::kScalar:
       goto array_next;
     case Step::kObject:
