@@ -42,8 +42,11 @@ void CheckTape(const JsonTape& tape, const std::vector<JsonTape::Entry>& want) {
     }
     if (a.type == JsonTape::kNumber) {
       CheckNumber(tape.raw(a));
+      const std::string copy(tape.raw(a));
+      const double want_value = std::strtod(copy.c_str(), nullptr);
       double d = 0;
       if (!tape.NumberValue(a, &d)) std::abort();
+      if (std::memcmp(&d, &want_value, sizeof d) != 0) std::abort();
     }
   }
 }
@@ -96,7 +99,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (number_tape.Parse(doc) &&
       number_tape.entry(2).type == JsonTape::kNumber &&
       number_tape.entry(0).next == 3) {
-    CheckNumber(number_tape.raw(number_tape.entry(2)));
+    const absl::string_view token = number_tape.raw(number_tape.entry(2));
+    CheckNumber(token);
+    const std::string copy(token);
+    const double want_value = std::strtod(copy.c_str(), nullptr);
+    double d = 0;
+    number_tape.NumberValue(number_tape.entry(2), &d);
+    if (std::memcmp(&d, &want_value, sizeof d) != 0) std::abort();
   }
   return 0;
 }

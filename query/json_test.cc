@@ -529,10 +529,26 @@ uint64_t Bits(double d) {
 ::testing::AssertionResult SameNumber(const std::string& token) {
   const double want = std::strtod(token.c_str(), nullptr);
   const double got = JsonNumberValue(token);
-  if (Bits(got) == Bits(want)) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << token << ": " << absl::StrCat(got) << " (" << Bits(got)
-         << "), strtod " << absl::StrCat(want) << " (" << Bits(want) << ")";
+  if (Bits(got) != Bits(want)) {
+    return ::testing::AssertionFailure()
+           << token << ": " << absl::StrCat(got) << " (" << Bits(got)
+           << "), strtod " << absl::StrCat(want) << " (" << Bits(want) << ")";
+  }
+  // The tape's NumberValue (its own fast path) for a valid token.
+  JsonTape tape;
+  const std::string doc = absl::StrCat("{\"n\":", token, "}");
+  if (tape.Parse(doc) &&
+      tape.entry(2).type == JsonTape::kNumber) {
+    double from_tape = 0;
+    tape.NumberValue(tape.entry(2), &from_tape);
+    if (Bits(from_tape) != Bits(want)) {
+      return ::testing::AssertionFailure()
+             << token << ": NumberValue " << absl::StrCat(from_tape) << " ("
+             << Bits(from_tape) << "), strtod " << absl::StrCat(want) << " ("
+             << Bits(want) << ")";
+    }
+  }
+  return ::testing::AssertionSuccess();
 }
 
 // Parse(text, keep): what the tape holds, and that the members left out
