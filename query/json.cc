@@ -223,21 +223,34 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) size_t ListStopsBmi(
   return size_t(p - out);
 }
 
-// The same with AVX-512 VBMI2: one compress of the byte indexes 0..63 by
-// the word's bits lists them all at once.
+// With AVX-512 VBMI2 (IndexVbmi2), one compress of the byte indexes 0..63
+// by a word's bits lists them all at once.
 #define EDGEROUTE_AVX512 target("avx512f,avx512bw,avx512vbmi2,popcnt")
-// base + each of the 16 bytes at `bytes`, as 32-bit lanes.
+// base + each byte of 16-byte lane kLane of `packed`, as 32-bit lanes,
+// straight from the register. (The masked forms keep GCC's intrinsics from
+// reading an undefined register.)
+template <int kLane>
 __attribute__((EDGEROUTE_AVX512, always_inline)) inline __m512i Widen(
-    __m512i base, const uint8_t* bytes) {
+    __m512i base, __m512i packed) {
   return _mm512_add_epi32(
       base, _mm512_maskz_cvtepu8_epi32(
                 __mmask16(0xFFFF),
-                _mm_load_si128(reinterpret_cast<const __m128i*>(bytes))));
+                _mm512_maskz_extracti32x4_epi32(__mmask8(0xF), packed, kLane)));
 }
 
-__attribute__((EDGEROUTE_AVX512)) size_t ListStopsVbmi2(const uint64_t* map,
-                                                        size_t words,
-                                                        uint32_t* out) {
+// Copy, stop map and stop list in one pass with AVX-512: each 64-byte block
+// of the text is loaded once (the last one masked, which reads nothing past
+// the text and gives NULs), stored whole into the padded copy, classified
+// as BuildStopMap does, and its stops listed as ListStops does. Whole
+// 64-byte stores and loads also spare the later loads of the copy a wait
+// for narrower overlapping stores to reach the cache. Writes `words` + 1
+// blocks of `padded` (the last all NULs) and `words` words of `map`;
+// returns the number of offsets (see ListStops for what it writes past
+// them).
+__attribute__((EDGEROUTE_AVX512)) size_t IndexVbmi2(const char* text, size_t n,
+                                                    size_t words, char* padded,
+                                                    uint64_t* map,
+                                                    uint32_t* out) {
   static constexpr struct Indexes {
     uint8_t bytes[64];
     constexpr Indexes() : bytes() {
@@ -245,23 +258,35 @@ __attribute__((EDGEROUTE_AVX512)) size_t ListStopsVbmi2(const uint64_t* map,
     }
   } kIndexes;
   const __m512i indexes = _mm512_loadu_si512(kIndexes.bytes);
+  const __m512i flip = _mm512_set1_epi8(0x02);
+  const __m512i limit = _mm512_set1_epi8(0x21);
+  const __m512i backslash = _mm512_set1_epi8('\\');
   uint32_t* p = out;
   for (size_t w = 0; w < words; ++w) {
-    const uint64_t bits = map[w];
+    const size_t at = w * 64;
+    const size_t left = n - at;  // the last block: 0..63
+    const __mmask64 valid =
+        left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+    const __m512i v = _mm512_maskz_loadu_epi8(valid, text + at);
+    _mm512_storeu_si512(padded + at, v);
+    const uint64_t bits =
+        _mm512_cmplt_epi8_mask(_mm512_xor_si512(v, flip), limit) |
+        _mm512_cmpeq_epi8_mask(v, backslash);
+    map[w] = bits;
     const int count = __builtin_popcountll(bits);
-    alignas(64) uint8_t packed[64];
-    _mm512_store_si512(packed, _mm512_maskz_compress_epi8(bits, indexes));
-    const __m512i base = _mm512_set1_epi32(int(w * 64));
-    _mm512_storeu_si512(p, Widen(base, packed));
+    const __m512i packed = _mm512_maskz_compress_epi8(bits, indexes);
+    const __m512i base = _mm512_set1_epi32(int(at));
+    _mm512_storeu_si512(p, Widen<0>(base, packed));
     if (count > 16) {
-      _mm512_storeu_si512(p + 16, Widen(base, packed + 16));
+      _mm512_storeu_si512(p + 16, Widen<1>(base, packed));
       if (count > 32) {
-        _mm512_storeu_si512(p + 32, Widen(base, packed + 32));
-        _mm512_storeu_si512(p + 48, Widen(base, packed + 48));
+        _mm512_storeu_si512(p + 32, Widen<2>(base, packed));
+        _mm512_storeu_si512(p + 48, Widen<3>(base, packed));
       }
     }
     p += count;
   }
+  _mm512_storeu_si512(padded + words * 64, _mm512_setzero_si512());
   return size_t(p - out);
 }
 
@@ -289,9 +314,7 @@ void ListStops(const uint64_t* map, size_t n, uint32_t* out) {
   const size_t words = n / 64 + 1;
   size_t count;
 #if defined(EDGEROUTE_JSON_AVX2)
-  if (HaveAvx512Vbmi2()) {
-    count = ListStopsVbmi2(map, words, out);
-  } else if (HaveAvx2()) {
+  if (HaveAvx2()) {
     count = ListStopsBmi(map, words, out);
   } else {
     count = ListStopsScalar(map, words, out);
@@ -607,23 +630,38 @@ template <bool kFiltered>
 bool JsonTape::ParseImpl(absl::string_view text, const JsonMemberSet* keep) {
   text_ = text;
   const size_t n = text.size();
-  if (n > size_t{0xFFFFFFFF} - kPadding) return false;  // offsets are 32-bit
-  if (padded_.size() < n + kPadding) padded_.resize(n + kPadding);
+  if (n > size_t{0xFFFFFFFF} - 2 * kPadding) return false;  // 32-bit offsets
+  // The stop map's words: bytes 0..n.
+  const size_t words = n / 64 + 1;
+  // Whole blocks and one more, so that the copy can be written a block at
+  // a time; at least kPadding NULs follow the text.
+  static_assert(kPadding == 64, "a block of padding");
+  if (padded_.size() < (words + 1) * 64) padded_.resize((words + 1) * 64);
   char* const base = padded_.data();
-  if (n != 0) std::memcpy(base, text.data(), n);
-  std::memset(base + n, 0, kPadding);
   // A value takes at least one byte plus a separator, except an unclosed
   // container's opening bracket; at most kMaxDepth of those are open.
   const size_t max_entries = n / 2 + 2 + kMaxDepth;
   if (entries_.size() < max_entries) entries_.resize(max_entries);
   Entry* const tape = entries_.data();
-  if (stops_.size() < n / 64 + 1) stops_.resize(n / 64 + 1);
+  if (stops_.size() < words) stops_.resize(words);
   const uint64_t* const stops = stops_.data();
-  BuildStopMap(base, n, stops_.data());
-  const size_t offset_slots = (n / 64 + 1) * 64 + 40;
+  const size_t offset_slots = words * 64 + 40;
   if (stop_offsets_.size() < offset_slots) stop_offsets_.resize(offset_slots);
   const uint32_t* const offsets = stop_offsets_.data();
-  ListStops(stops, n, stop_offsets_.data());
+#if defined(EDGEROUTE_JSON_AVX2)
+  if (HaveAvx512Vbmi2()) {
+    const size_t count = IndexVbmi2(text.data(), n, words, base, stops_.data(),
+                                    stop_offsets_.data());
+    stop_offsets_[count] = uint32_t(n);
+    stop_offsets_[count + 1] = uint32_t(n);
+  } else  // NOLINT(readability/braces)
+#endif
+  {
+    if (n != 0) std::memcpy(base, text.data(), n);
+    std::memset(base + n, 0, kPadding);
+    BuildStopMap(base, n, stops_.data());
+    ListStops(stops, n, stop_offsets_.data());
+  }
   size_t j = 0;  // the first offset QuickString may need
 
   // The entry to write next, and its index + 1 (its next field).

@@ -71,8 +71,11 @@ const std::vector<JsonMemberSet>& KeepSets() {
     (*v)[1].Add("a");
     (*v)[1].Add("temperature");
     (*v)[1].Add("k\xC3\xA9y");
-    for (const char* name : {"b", "c", "d", "e", "f", "n", "z", "s", "x", "",
-                             "note", "key", std::string(70, 'k').c_str()}) {
+    for (const std::string& name :
+         {std::string("b"), std::string("c"), std::string("d"),
+          std::string("e"), std::string("f"), std::string("n"),
+          std::string("z"), std::string("s"), std::string("x"), std::string(),
+          std::string("note"), std::string("key"), std::string(70, 'k')}) {
       (*v)[2].Add(name);
     }
     return v;
@@ -537,8 +540,7 @@ uint64_t Bits(double d) {
   // The tape's NumberValue (its own fast path) for a valid token.
   JsonTape tape;
   const std::string doc = absl::StrCat("{\"n\":", token, "}");
-  if (tape.Parse(doc) &&
-      tape.entry(2).type == JsonTape::kNumber) {
+  if (tape.Parse(doc) && tape.entry(2).type == JsonTape::kNumber) {
     double from_tape = 0;
     tape.NumberValue(tape.entry(2), &from_tape);
     if (Bits(from_tape) != Bits(want)) {
