@@ -175,7 +175,9 @@ bool Evaluator::EnsureBody() {
       static_cast<unsigned char>(text[2]) == 0xBF) {
     return false;
   }
-  if (!s_->body_tape_.Parse(text)) return false;
+  // Validates all of the text; the tape holds only the members the
+  // program's paths can reach.
+  if (!s_->body_tape_.Parse(text, p_.body_members())) return false;
   s_->body_ok_ = true;
   return true;
 }

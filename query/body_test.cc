@@ -124,6 +124,44 @@ TEST_F(QueryTest, BodyMustBeStrictJsonObject) {
             "true");
 }
 
+// The tape holds only the members the paths start with, but the whole
+// body is still checked, and lookups find what a full tape gives.
+TEST_F(QueryTest, BodyMembersNoPathReads) {
+  for (const char* bad :
+       {"{\"i\":5,\"x\":[1,2,]}", "{\"i\":5,\"x\":{\"y\":\"\\q\"}}",
+        "{\"i\":5,\"x\":01}", "{\"i\":5,\"x\":\"a\x01\"}", "{\"i\":5} x",
+        "{\"x\":[1,,2],\"i\":5}", "{\"i\":5,\"x\":{\"y\":1,}}"}) {
+    EXPECT_EQ(Eval("$body.i = 5", Body(bad)), "undefined") << bad;
+    EXPECT_EQ(Eval("is_defined($body.missing)", Body(bad)), "false") << bad;
+  }
+  // The depth limit (64 open containers) inside a member no path reads.
+  for (int levels = 62; levels <= 66; ++levels) {
+    const std::string body =
+        absl::StrCat("{\"i\":5,\"x\":", std::string(size_t(levels), '['),
+                     std::string(size_t(levels), ']'), "}");
+    EXPECT_EQ(Eval("$body.i = 5", Body(body)),
+              levels < 64 ? "true" : "undefined")
+        << levels;
+  }
+  const std::string b =
+      "{\"k\":1,\"o\":{\"k\":7,\"a\":[1,{\"b\":2}]},\"arr\":[10,[20,30]],"
+      "\"x\":{\"y\":[1,2,3]},\"k\":3,\"t\\u0065mp\":9}";
+  EXPECT_EQ(Eval("$body.k = 3", Body(b)), "true");  // last duplicate wins
+  EXPECT_EQ(Eval("$body.o.k = 7", Body(b)), "true");
+  EXPECT_EQ(Eval("$body.o.a[1].b = 2", Body(b)), "true");
+  EXPECT_EQ(Eval("$body.arr[1][0] = 20", Body(b)), "true");
+  EXPECT_EQ(Eval("$body.arr[5] = null", Body(b)), "true");
+  EXPECT_EQ(Eval("$body.temp = 9", Body(b)), "true");  // escaped key
+  // Not found (the null of a missing path), also under left-out members.
+  EXPECT_EQ(Eval("$body.y = null", Body(b)), "true");
+  EXPECT_EQ(Eval("$body.o.missing = null", Body(b)), "true");
+  EXPECT_EQ(Eval("$body.missing.k = null", Body(b)), "true");
+  EXPECT_EQ(Eval("$body.x.y[3] = null", Body(b)), "true");
+  // Several paths in one condition share one parse.
+  EXPECT_EQ(Eval("$body.k = 3 AND $body.x.y[2] = 3 AND $body.o.k = 7", Body(b)),
+            "true");
+}
+
 TEST_F(QueryTest, DateStringsAreUndefined) {
   for (const char* date :
        {"2017-03-09T00:00:00Z", "2017-03-09T00:00:00.123+01:00",

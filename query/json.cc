@@ -200,12 +200,15 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) size_t ListStopsBmi(
     uint64_t bits = map[w];
     const uint32_t base = uint32_t(w * 64);
     const int count = __builtin_popcountll(bits);
-    // Eight at a time without a branch per bit (tzcnt of 0 is 64).
+    // Eight at a time without a branch per bit (tzcnt of 0 is 64), unrolled
+    // (GCC keeps these loops otherwise).
+#pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       p[k] = base + uint32_t(_tzcnt_u64(bits));
       bits = _blsr_u64(bits);
     }
     if (count > 8) {
+#pragma GCC unroll 8
       for (int k = 8; k < 16; ++k) {
         p[k] = base + uint32_t(_tzcnt_u64(bits));
         bits = _blsr_u64(bits);
@@ -220,21 +223,34 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) size_t ListStopsBmi(
   return size_t(p - out);
 }
 
-// The same with AVX-512 VBMI2: one compress of the byte indexes 0..63 by
-// the word's bits lists them all at once.
+// With AVX-512 VBMI2 (IndexVbmi2), one compress of the byte indexes 0..63
+// by a word's bits lists them all at once.
 #define EDGEROUTE_AVX512 target("avx512f,avx512bw,avx512vbmi2,popcnt")
-// base + each of the 16 bytes at `bytes`, as 32-bit lanes.
+// base + each byte of 16-byte lane kLane of `packed`, as 32-bit lanes,
+// straight from the register. (The masked forms keep GCC's intrinsics from
+// reading an undefined register.)
+template <int kLane>
 __attribute__((EDGEROUTE_AVX512, always_inline)) inline __m512i Widen(
-    __m512i base, const uint8_t* bytes) {
+    __m512i base, __m512i packed) {
   return _mm512_add_epi32(
       base, _mm512_maskz_cvtepu8_epi32(
                 __mmask16(0xFFFF),
-                _mm_load_si128(reinterpret_cast<const __m128i*>(bytes))));
+                _mm512_maskz_extracti32x4_epi32(__mmask8(0xF), packed, kLane)));
 }
 
-__attribute__((EDGEROUTE_AVX512)) size_t ListStopsVbmi2(const uint64_t* map,
-                                                        size_t words,
-                                                        uint32_t* out) {
+// Copy, stop map and stop list in one pass with AVX-512: each 64-byte block
+// of the text is loaded once (the last one masked, which reads nothing past
+// the text and gives NULs), stored whole into the padded copy, classified
+// as BuildStopMap does, and its stops listed as ListStops does. Whole
+// 64-byte stores and loads also spare the later loads of the copy a wait
+// for narrower overlapping stores to reach the cache. Writes `words` + 1
+// blocks of `padded` (the last all NULs) and `words` words of `map`;
+// returns the number of offsets (see ListStops for what it writes past
+// them).
+__attribute__((EDGEROUTE_AVX512)) size_t IndexVbmi2(const char* text, size_t n,
+                                                    size_t words, char* padded,
+                                                    uint64_t* map,
+                                                    uint32_t* out) {
   static constexpr struct Indexes {
     uint8_t bytes[64];
     constexpr Indexes() : bytes() {
@@ -242,23 +258,35 @@ __attribute__((EDGEROUTE_AVX512)) size_t ListStopsVbmi2(const uint64_t* map,
     }
   } kIndexes;
   const __m512i indexes = _mm512_loadu_si512(kIndexes.bytes);
+  const __m512i flip = _mm512_set1_epi8(0x02);
+  const __m512i limit = _mm512_set1_epi8(0x21);
+  const __m512i backslash = _mm512_set1_epi8('\\');
   uint32_t* p = out;
   for (size_t w = 0; w < words; ++w) {
-    const uint64_t bits = map[w];
+    const size_t at = w * 64;
+    const size_t left = n - at;  // the last block: 0..63
+    const __mmask64 valid =
+        left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+    const __m512i v = _mm512_maskz_loadu_epi8(valid, text + at);
+    _mm512_storeu_si512(padded + at, v);
+    const uint64_t bits =
+        _mm512_cmplt_epi8_mask(_mm512_xor_si512(v, flip), limit) |
+        _mm512_cmpeq_epi8_mask(v, backslash);
+    map[w] = bits;
     const int count = __builtin_popcountll(bits);
-    alignas(64) uint8_t packed[64];
-    _mm512_store_si512(packed, _mm512_maskz_compress_epi8(bits, indexes));
-    const __m512i base = _mm512_set1_epi32(int(w * 64));
-    _mm512_storeu_si512(p, Widen(base, packed));
+    const __m512i packed = _mm512_maskz_compress_epi8(bits, indexes);
+    const __m512i base = _mm512_set1_epi32(int(at));
+    _mm512_storeu_si512(p, Widen<0>(base, packed));
     if (count > 16) {
-      _mm512_storeu_si512(p + 16, Widen(base, packed + 16));
+      _mm512_storeu_si512(p + 16, Widen<1>(base, packed));
       if (count > 32) {
-        _mm512_storeu_si512(p + 32, Widen(base, packed + 32));
-        _mm512_storeu_si512(p + 48, Widen(base, packed + 48));
+        _mm512_storeu_si512(p + 32, Widen<2>(base, packed));
+        _mm512_storeu_si512(p + 48, Widen<3>(base, packed));
       }
     }
     p += count;
   }
+  _mm512_storeu_si512(padded + words * 64, _mm512_setzero_si512());
   return size_t(p - out);
 }
 
@@ -286,9 +314,7 @@ void ListStops(const uint64_t* map, size_t n, uint32_t* out) {
   const size_t words = n / 64 + 1;
   size_t count;
 #if defined(EDGEROUTE_JSON_AVX2)
-  if (HaveAvx512Vbmi2()) {
-    count = ListStopsVbmi2(map, words, out);
-  } else if (HaveAvx2()) {
+  if (HaveAvx2()) {
     count = ListStopsBmi(map, words, out);
   } else {
     count = ListStopsScalar(map, words, out);
@@ -471,13 +497,25 @@ __attribute__((always_inline)) inline void Put(JsonTape::Entry* at,
   at->next = next;
 }
 
+// Put for Value: writes the entry at *out and advances *out and *next, or
+// does nothing when the caller only checks the value.
+template <bool kEmit>
+__attribute__((always_inline)) inline void Emit(JsonTape::Entry** out,
+                                                uint32_t* next,
+                                                uint32_t type_flags,
+                                                size_t begin, size_t end) {
+  if (kEmit) Put((*out)++, type_flags, begin, end, (*next)++);
+}
+
 // What Value found.
 enum class Step { kScalar, kObject, kArray, kError };
 
 // Parses the value at base[*i] (after optional whitespace) if it is a
 // scalar, writing its entry; for a container, leaves *i at the bracket for
 // the caller. Inlined once per container kind, so that each caller knows
-// where to go next without a flag.
+// where to go next without a flag. Without kEmit it only checks the value
+// (out and next are left alone).
+template <bool kEmit>
 __attribute__((always_inline)) inline Step Value(
     const char* base, const uint64_t* stops, const uint32_t* offsets,
     size_t* j_out, size_t* i_out, JsonTape::Entry** out, uint32_t* next) {
@@ -490,27 +528,27 @@ __attribute__((always_inline)) inline Step Value(
     if (c == '"') {
       uint64_t span;
       if (__builtin_expect(QuickString(base, offsets, i, j_out, &span), 1)) {
-        Put((*out)++, JsonTape::kString, span >> 32, uint32_t(span), (*next)++);
+        Emit<kEmit>(out, next, JsonTape::kString, span >> 32, uint32_t(span));
         *i_out = uint32_t(span) + 1;
         return Step::kScalar;
       }
       scan = StringEndSlow(base, stops, i + 1);
       if (scan.end == 0) return Step::kError;
-      Put((*out)++, JsonTape::kString | uint32_t{scan.flags} << 8, i + 1,
-          scan.end, (*next)++);
+      Emit<kEmit>(out, next, JsonTape::kString | uint32_t{scan.flags} << 8,
+                  i + 1, scan.end);
       *i_out = scan.end + 1;
       return Step::kScalar;
     }
     if (IsDigit(c) || c == '-') {
       if (__builtin_expect(QuickNumber(base, i, &end, &type_flags), 1)) {
-        Put((*out)++, type_flags, i, end, (*next)++);
+        Emit<kEmit>(out, next, type_flags, i, end);
         *i_out = end;
         return Step::kScalar;
       }
       scan = NumberSlow(base, base + i);
       if (scan.end == 0) return Step::kError;
-      Put((*out)++, JsonTape::kNumber | uint32_t{scan.flags} << 8, i, scan.end,
-          (*next)++);
+      Emit<kEmit>(out, next, JsonTape::kNumber | uint32_t{scan.flags} << 8, i,
+                  scan.end);
       *i_out = scan.end;
       return Step::kScalar;
     }
@@ -523,17 +561,17 @@ __attribute__((always_inline)) inline Step Value(
         return Step::kArray;
       case 't':
         if (std::memcmp(base + i, "true", 4) != 0) return Step::kError;
-        Put((*out)++, JsonTape::kTrue, i, i + 4, (*next)++);
+        Emit<kEmit>(out, next, JsonTape::kTrue, i, i + 4);
         *i_out = i + 4;
         return Step::kScalar;
       case 'f':
         if (std::memcmp(base + i + 1, "alse", 4) != 0) return Step::kError;
-        Put((*out)++, JsonTape::kFalse, i, i + 5, (*next)++);
+        Emit<kEmit>(out, next, JsonTape::kFalse, i, i + 5);
         *i_out = i + 5;
         return Step::kScalar;
       case 'n':
         if (std::memcmp(base + i, "null", 4) != 0) return Step::kError;
-        Put((*out)++, JsonTape::kNull, i, i + 4, (*next)++);
+        Emit<kEmit>(out, next, JsonTape::kNull, i, i + 4);
         *i_out = i + 4;
         return Step::kScalar;
       case ' ':
@@ -550,31 +588,80 @@ __attribute__((always_inline)) inline Step Value(
 
 }  // namespace
 
+void JsonMemberSet::Add(absl::string_view name) {
+  for (const std::string& have : names_) {
+    if (have == name) return;
+  }
+  names_.emplace_back(name);
+  length_bits_ |= uint64_t{1} << (name.size() % 64);
+  // A linear search is cheaper than hashing for a few names.
+  constexpr size_t kLinear = 8;
+  if (names_.size() > kLinear) large_.insert(names_.begin(), names_.end());
+}
+
+bool JsonMemberSet::Contains(absl::string_view key) const {
+  if (((length_bits_ >> (key.size() % 64)) & 1) == 0) return false;
+  if (!large_.empty()) return large_.contains(key);
+  for (const std::string& name : names_) {
+    if (name == key) return true;
+  }
+  return false;
+}
+
+bool JsonTape::Parse(absl::string_view text) {
+  return ParseImpl<false>(text, nullptr);
+}
+
+bool JsonTape::Parse(absl::string_view text, const JsonMemberSet& keep) {
+  if (keep.all()) return ParseImpl<false>(text, nullptr);
+  return ParseImpl<true>(text, &keep);
+}
+
 // One function, with the container stack in an array and gotos between
 // states, so that positions and counters stay in registers and nothing
 // recurses. Each state tests for the byte compact JSON has there first and
 // only then for whitespace. `text` is copied into padded_; offsets are the
 // same in both.
-bool JsonTape::Parse(absl::string_view text) {
+// kFiltered: a member of the top-level object that *keep leaves out is
+// parsed the same way, and then its entries are dropped: a scalar's are
+// never written, a container's are written and the tape rewinds over them
+// when it closes.
+template <bool kFiltered>
+bool JsonTape::ParseImpl(absl::string_view text, const JsonMemberSet* keep) {
   text_ = text;
   const size_t n = text.size();
-  if (n > size_t{0xFFFFFFFF} - kPadding) return false;  // offsets are 32-bit
-  if (padded_.size() < n + kPadding) padded_.resize(n + kPadding);
+  if (n > size_t{0xFFFFFFFF} - 2 * kPadding) return false;  // 32-bit offsets
+  // The stop map's words: bytes 0..n.
+  const size_t words = n / 64 + 1;
+  // Whole blocks and one more, so that the copy can be written a block at
+  // a time; at least kPadding NULs follow the text.
+  static_assert(kPadding == 64, "a block of padding");
+  if (padded_.size() < (words + 1) * 64) padded_.resize((words + 1) * 64);
   char* const base = padded_.data();
-  if (n != 0) std::memcpy(base, text.data(), n);
-  std::memset(base + n, 0, kPadding);
   // A value takes at least one byte plus a separator, except an unclosed
   // container's opening bracket; at most kMaxDepth of those are open.
   const size_t max_entries = n / 2 + 2 + kMaxDepth;
   if (entries_.size() < max_entries) entries_.resize(max_entries);
   Entry* const tape = entries_.data();
-  if (stops_.size() < n / 64 + 1) stops_.resize(n / 64 + 1);
+  if (stops_.size() < words) stops_.resize(words);
   const uint64_t* const stops = stops_.data();
-  BuildStopMap(base, n, stops_.data());
-  const size_t offset_slots = (n / 64 + 1) * 64 + 40;
+  const size_t offset_slots = words * 64 + 40;
   if (stop_offsets_.size() < offset_slots) stop_offsets_.resize(offset_slots);
   const uint32_t* const offsets = stop_offsets_.data();
-  ListStops(stops, n, stop_offsets_.data());
+#if defined(EDGEROUTE_JSON_AVX2)
+  if (HaveAvx512Vbmi2()) {
+    const size_t count = IndexVbmi2(text.data(), n, words, base, stops_.data(),
+                                    stop_offsets_.data());
+    stop_offsets_[count] = uint32_t(n);
+    stop_offsets_[count + 1] = uint32_t(n);
+  } else  // NOLINT(readability/braces)
+#endif
+  {
+    if (n != 0) std::memcpy(base, text.data(), n);
+    std::memset(base + n, 0, kPadding);
+    BuildStopMap(base, n, stops_.data());
+    ListStops(stops, n, stop_offsets_.data());
+  }
   size_t j = 0;  // the first offset QuickString may need
 
   // The entry to write next, and its index + 1 (its next field).
@@ -584,6 +671,12 @@ bool JsonTape::Parse(absl::string_view text) {
   int depth = 0;
   Scan scan;
   uint64_t span = 0;
+  uint32_t key_type_flags = 0;
+  size_t key_begin = 0, key_end = 0;
+  // kFiltered: where the open container of a left-out member starts.
+  Entry* rewind_out = nullptr;
+  // A copy: the tape's byte stores may alias *keep.
+  const uint64_t keep_lengths = kFiltered ? keep->length_bits() : 0;
   // Offsets rather than pointers: they are what the tape stores.
   size_t i = size_t(SkipWs(base) - base);
   if (base[i] != '{') return false;
@@ -604,21 +697,42 @@ open_object:
   }
 key:  // base[i] == '"'
   if (__builtin_expect(QuickString(base, offsets, i, &j, &span), 1)) {
-    Put(out++, kString, span >> 32, uint32_t(span), next);
-    i = uint32_t(span) + 1;
+    key_type_flags = kString;
+    key_begin = span >> 32;
+    key_end = uint32_t(span);
   } else {
     scan = StringEndSlow(base, stops, i + 1);
     if (scan.end == 0) return false;
-    Put(out++, kString | uint32_t{scan.flags} << 8, i + 1, scan.end, next);
-    i = scan.end + 1;
+    key_type_flags = kString | uint32_t{scan.flags} << 8;
+    key_begin = i + 1;
+    key_end = scan.end;
   }
-  ++next;
+  i = key_end + 1;
   if (__builtin_expect(base[i] != ':', 0)) {
     i = size_t(SkipWs(base + i) - base);
     if (base[i] != ':') return false;
   }
   ++i;
-  switch (Value(base, stops, offsets, &j, &i, &out, &next)) {
+  if (kFiltered && depth == 1 && (key_type_flags & kEscaped << 8) == 0 &&
+      (((keep_lengths >> ((key_end - key_begin) % 64)) & 1) == 0 ||
+       !keep->Contains(
+           absl::string_view(base + key_begin, key_end - key_begin)))) {
+    switch (Value<false>(base, stops, offsets, &j, &i, &out, &next)) {
+      case Step::kScalar:
+        goto object_next;
+      case Step::kObject:
+        rewind_out = out;
+        goto open_object;
+      case Step::kArray:
+        rewind_out = out;
+        goto open_array;
+      case Step::kError:
+        return false;
+    }
+  }
+  Put(out++, key_type_flags, key_begin, key_end, next);
+  ++next;
+  switch (Value<true>(base, stops, offsets, &j, &i, &out, &next)) {
     case Step::kScalar:
       goto object_next;
     case Step::kObject:
@@ -630,7 +744,7 @@ key:  // base[i] == '"'
   }
 
 array_value:
-  switch (Value(base, stops, offsets, &j, &i, &out, &next)) {
+  switch (Value<true>(base, stops, offsets, &j, &i, &out, &next)) {
     case Step::kScalar:
       goto array_next;
     case Step::kObject:
@@ -680,6 +794,12 @@ close : {
   tape[self].end = uint32_t(i);
   tape[self].next = next - 1;
 }
+  if (kFiltered && depth == 1 && rewind_out != nullptr) {
+    // A left-out member's container closed: drop its entries.
+    out = rewind_out;
+    next = uint32_t(out - tape) + 1;
+    rewind_out = nullptr;
+  }
   if (depth == 0) {
     if (!kBytes.ws[U(base[i])]) return i == n;
     return SkipWsSlow(base + i) == base + n;
@@ -776,6 +896,27 @@ double JsonNumberValue(absl::string_view token) {
 
 bool JsonTape::NumberValue(const Entry& e, double* out) const {
   if (e.type != kNumber) return false;
+#if FLT_EVAL_METHOD == 0
+  // The common token (up to 19 digits, a fraction, no exponent) read from
+  // the padded copy, whose bytes after the token end every digit loop
+  // without a bounds check: JsonNumberValue's fast path for that shape.
+  const char* p = padded_.data() + e.begin;
+  const bool negative = *p == '-';
+  p += negative;
+  uint64_t w = 0;
+  int digits = 0;
+  for (; IsDigit(*p); ++p, ++digits) w = w * 10 + unsigned(*p - '0');
+  int fraction = 0;
+  if (*p == '.') {
+    for (++p; IsDigit(*p); ++p, ++fraction) w = w * 10 + unsigned(*p - '0');
+  }
+  if ((U(*p) | 0x20) != 'e' && digits + fraction <= 19 && fraction <= 22 &&
+      w <= (uint64_t{1} << 53)) {
+    const double d = double(w) / kPow10[fraction];
+    *out = negative ? -d : d;
+    return true;
+  }
+#endif
   *out = JsonNumberValue(raw(e));
   return true;
 }

@@ -7,12 +7,39 @@
 #ifndef EDGEROUTE_QUERY_JSON_H_
 #define EDGEROUTE_QUERY_JSON_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 
 namespace edgeroute::query::internal {
+
+// The members of the top-level object a parse puts on the tape: the names
+// the $body paths of a program start with (JsonTape::Parse). Empty keeps
+// none. Built once, then read-only (safe to share between threads).
+class JsonMemberSet {
+ public:
+  // Keeps the members named `name` (a key matches by its raw text).
+  void Add(absl::string_view name);
+  // Keeps every member.
+  void AddAll() { all_ = true; }
+  bool all() const { return all_; }
+  // Bit k is set when some name's length is k modulo 64: a key whose
+  // length's bit is clear is not kept (one shift in the parser's loop).
+  uint64_t length_bits() const { return length_bits_; }
+  // Whether a member whose key, written without escapes, is `key` is kept.
+  bool Contains(absl::string_view key) const;
+
+ private:
+  bool all_ = false;
+  uint64_t length_bits_ = 0;
+  std::vector<std::string> names_;
+  // All names once there are more than a few.
+  absl::flat_hash_set<std::string> large_;
+};
 
 class JsonTape {
  public:
@@ -45,6 +72,14 @@ class JsonTape {
   // The tape's contents are unspecified after a failed parse.
   bool Parse(absl::string_view text);
 
+  // The same validation of all of `text`, but the top-level object's tape
+  // holds only the members `keep` keeps, and those whose key has escapes
+  // (which only a lookup can compare); the other members are checked
+  // without entries. Their order, duplicates and subtrees are as Parse
+  // gives them. A lookup whose first name `keep` holds finds the same
+  // value in both tapes.
+  bool Parse(absl::string_view text, const JsonMemberSet& keep);
+
   // The double a kNumber entry denotes: bit for bit what std::strtod reads
   // from its token (correctly rounded; out of range gives +-inf or +-0, and
   // "-0" gives -0.0). Returns false, leaving *out alone, for other types.
@@ -62,6 +97,9 @@ class JsonTape {
   // UnescapeValidJsonString (base/json_string.h).
 
  private:
+  template <bool kFiltered>
+  bool ParseImpl(absl::string_view text, const JsonMemberSet* keep);
+
   absl::string_view text_;
   std::vector<Entry> entries_;
   // A copy of the text followed by NUL bytes, so that the scanners need no

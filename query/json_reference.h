@@ -289,6 +289,34 @@ inline bool Parse(absl::string_view text, std::vector<JsonTape::Entry>* tape) {
   return true;
 }
 
+// A full tape (from Parse) cut down to what JsonTape::Parse(text, keep)
+// gives: the top-level members whose key has escapes or that `keep` keeps,
+// in order, with their subtrees and links renumbered.
+inline std::vector<JsonTape::Entry> KeepMembers(
+    const std::vector<JsonTape::Entry>& full, absl::string_view text,
+    const JsonMemberSet& keep) {
+  if (keep.all()) return full;
+  std::vector<JsonTape::Entry> out;
+  out.push_back(full[0]);
+  for (uint32_t k = 1; k < full[0].next; k = full[k + 1].next) {
+    const JsonTape::Entry& key = full[k];
+    if (!(key.flags & JsonTape::kEscaped) &&
+        !keep.Contains(text.substr(key.begin, key.end - key.begin))) {
+      continue;
+    }
+    // The member's entries keep their order; links move down by what was
+    // left out before them.
+    const uint32_t removed = k - uint32_t(out.size());
+    for (uint32_t e = k; e < full[k + 1].next; ++e) {
+      JsonTape::Entry copy = full[e];
+      copy.next -= removed;
+      out.push_back(copy);
+    }
+  }
+  out[0].next = uint32_t(out.size());
+  return out;
+}
+
 }  // namespace edgeroute::query::internal::reference
 
 #endif  // EDGEROUTE_QUERY_JSON_REFERENCE_H_

@@ -35,8 +35,57 @@ std::string Show(absl::string_view text) {
   return out;
 }
 
+// Compares `tape`'s entries with `want`.
+::testing::AssertionResult SameTape(const JsonTape& tape,
+                                    const std::vector<JsonTape::Entry>& want,
+                                    absl::string_view text,
+                                    absl::string_view what) {
+  if (tape.entry(0).next != want.size()) {
+    return ::testing::AssertionFailure()
+           << what << ": tape has " << tape.entry(0).next
+           << " entries, reference " << want.size() << " for '" << Show(text)
+           << "'";
+  }
+  for (size_t i = 0; i < want.size(); ++i) {
+    const JsonTape::Entry& a = tape.entry(uint32_t(i));
+    const JsonTape::Entry& b = want[i];
+    if (a.type != b.type || a.flags != b.flags || a.begin != b.begin ||
+        a.end != b.end || a.next != b.next) {
+      return ::testing::AssertionFailure()
+             << what << ": entry " << i << " differs: {" << int(a.type) << ","
+             << int(a.flags) << "," << a.begin << "," << a.end << "," << a.next
+             << "} vs reference {" << int(b.type) << "," << int(b.flags) << ","
+             << b.begin << "," << b.end << "," << b.next << "} for '"
+             << Show(text) << "'";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// The member sets every text is also parsed with: none (only escaped keys
+// stay), a few of the names the tests use, and more than the linear
+// search takes (the hash set).
+const std::vector<JsonMemberSet>& KeepSets() {
+  static const std::vector<JsonMemberSet>* sets = [] {
+    auto* v = new std::vector<JsonMemberSet>(3);
+    (*v)[1].Add("a");
+    (*v)[1].Add("temperature");
+    (*v)[1].Add("k\xC3\xA9y");
+    for (const std::string& name :
+         {std::string("b"), std::string("c"), std::string("d"),
+          std::string("e"), std::string("f"), std::string("n"),
+          std::string("z"), std::string("s"), std::string("x"), std::string(),
+          std::string("note"), std::string("key"), std::string(70, 'k')}) {
+      (*v)[2].Add(name);
+    }
+    return v;
+  }();
+  return *sets;
+}
+
 // Compares `tape`'s parse of `text` with the reference's: the result, and
-// on success every entry.
+// on success every entry; then the same for each member set of KeepSets()
+// against the reference's tape cut down to its members.
 ::testing::AssertionResult SameParse(JsonTape& tape, absl::string_view text) {
   std::vector<JsonTape::Entry> want;
   const bool want_ok = reference::Parse(text, &want);
@@ -46,27 +95,26 @@ std::string Show(absl::string_view text) {
            << "Parse gives " << ok << ", reference " << want_ok << " for '"
            << Show(text) << "'";
   }
-  if (!ok) return ::testing::AssertionSuccess();
-  if (tape.text().data() != text.data() || tape.text().size() != text.size()) {
-    return ::testing::AssertionFailure() << "text() is not the parsed text";
-  }
-  if (tape.entry(0).next != want.size()) {
-    return ::testing::AssertionFailure()
-           << "tape has " << tape.entry(0).next << " entries, reference "
-           << want.size() << " for '" << Show(text) << "'";
-  }
-  for (size_t i = 0; i < want.size(); ++i) {
-    const JsonTape::Entry& a = tape.entry(uint32_t(i));
-    const JsonTape::Entry& b = want[i];
-    if (a.type != b.type || a.flags != b.flags || a.begin != b.begin ||
-        a.end != b.end || a.next != b.next) {
-      return ::testing::AssertionFailure()
-             << "entry " << i << " differs: {" << int(a.type) << ","
-             << int(a.flags) << "," << a.begin << "," << a.end << "," << a.next
-             << "} vs reference {" << int(b.type) << "," << int(b.flags) << ","
-             << b.begin << "," << b.end << "," << b.next << "} for '"
-             << Show(text) << "'";
+  if (ok) {
+    if (tape.text().data() != text.data() ||
+        tape.text().size() != text.size()) {
+      return ::testing::AssertionFailure() << "text() is not the parsed text";
     }
+    ::testing::AssertionResult same = SameTape(tape, want, text, "full");
+    if (!same) return same;
+  }
+  for (size_t s = 0; s < KeepSets().size(); ++s) {
+    const JsonMemberSet& keep = KeepSets()[s];
+    const std::string what = absl::StrCat("member set ", s);
+    if (tape.Parse(text, keep) != want_ok) {
+      return ::testing::AssertionFailure()
+             << what << ": Parse gives " << !want_ok << ", reference "
+             << want_ok << " for '" << Show(text) << "'";
+    }
+    if (!want_ok) continue;
+    ::testing::AssertionResult same =
+        SameTape(tape, reference::KeepMembers(want, text, keep), text, what);
+    if (!same) return same;
   }
   return ::testing::AssertionSuccess();
 }
@@ -484,10 +532,122 @@ uint64_t Bits(double d) {
 ::testing::AssertionResult SameNumber(const std::string& token) {
   const double want = std::strtod(token.c_str(), nullptr);
   const double got = JsonNumberValue(token);
-  if (Bits(got) == Bits(want)) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << token << ": " << absl::StrCat(got) << " (" << Bits(got)
-         << "), strtod " << absl::StrCat(want) << " (" << Bits(want) << ")";
+  if (Bits(got) != Bits(want)) {
+    return ::testing::AssertionFailure()
+           << token << ": " << absl::StrCat(got) << " (" << Bits(got)
+           << "), strtod " << absl::StrCat(want) << " (" << Bits(want) << ")";
+  }
+  // The tape's NumberValue (its own fast path) for a valid token.
+  JsonTape tape;
+  const std::string doc = absl::StrCat("{\"n\":", token, "}");
+  if (tape.Parse(doc) && tape.entry(2).type == JsonTape::kNumber) {
+    double from_tape = 0;
+    tape.NumberValue(tape.entry(2), &from_tape);
+    if (Bits(from_tape) != Bits(want)) {
+      return ::testing::AssertionFailure()
+             << token << ": NumberValue " << absl::StrCat(from_tape) << " ("
+             << Bits(from_tape) << "), strtod " << absl::StrCat(want) << " ("
+             << Bits(want) << ")";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Parse(text, keep): what the tape holds, and that the members left out
+// are still checked (SameParse compares every other test's texts too).
+TEST(JsonTapeTest, KeptMembers) {
+  JsonMemberSet keep;
+  keep.Add("temperature");
+  JsonTape tape;
+  const std::string doc =
+      "{\"a\":1,\"temperature\":72.5,\"b\":[1,{\"c\":2}],\"s\":\"x\"}";
+  ASSERT_TRUE(tape.Parse(doc, keep));
+  ASSERT_EQ(tape.entry(0).next, 3u);
+  EXPECT_EQ(tape.entry(0).end, doc.size());
+  EXPECT_EQ(tape.raw(tape.entry(1)), "temperature");
+  EXPECT_EQ(tape.entry(2).type, JsonTape::kNumber);
+  EXPECT_EQ(tape.raw(tape.entry(2)), "72.5");
+  EXPECT_TRUE(SameParse(tape, doc));
+
+  // Anything invalid after (or before) the kept member fails the parse.
+  for (const char* bad :
+       {",\"x\":[1,2,]}", ",\"x\":\"\\u12G4\"}", ",\"x\":01}", ",\"x\":tru}",
+        ",\"x\":{\"y\" 1}}", "} x", ",}", ",\"x\":\"a\x01\"}", ",\"x\":[}",
+        ",\"x\":{]}", ",\"x\":-}", ",\"x\":1.}", ",\"x\":[1 2]}", "",
+        ",\"x\":{\"y\":1,}}", ",\"x\":nul}", ",\"x\":\"abc}"}) {
+    const std::string text = absl::StrCat("{\"temperature\":1", bad);
+    EXPECT_FALSE(tape.Parse(text, keep)) << Show(text);
+    EXPECT_TRUE(SameParse(tape, text));
+    const std::string before =
+        absl::StrCat("{\"x\":", absl::string_view(bad).substr(0, 0), "[1,,2]",
+                     ",\"temperature\":1}");
+    EXPECT_FALSE(tape.Parse(before, keep)) << Show(before);
+  }
+
+  // Duplicates stay, in order, with a skipped member between them.
+  JsonMemberSet t;
+  t.Add("t");
+  ASSERT_TRUE(tape.Parse("{\"t\":1,\"x\":{\"t\":5},\"t\":3}", t));
+  ASSERT_EQ(tape.entry(0).next, 5u);
+  EXPECT_EQ(tape.raw(tape.entry(2)), "1");
+  EXPECT_EQ(tape.entry(2).next, 3u);
+  EXPECT_EQ(tape.raw(tape.entry(4)), "3");
+
+  // A key with escapes stays whatever it says.
+  ASSERT_TRUE(tape.Parse("{\"t\\u0065mp\":7,\"x\":1}", t));
+  ASSERT_EQ(tape.entry(0).next, 3u);
+  EXPECT_EQ(tape.entry(1).flags & JsonTape::kEscaped, JsonTape::kEscaped);
+
+  // None kept: the object alone.
+  ASSERT_TRUE(tape.Parse("{\"a\":{\"b\":[1,2]},\"c\":\"d\"}", JsonMemberSet()));
+  EXPECT_EQ(tape.entry(0).next, 1u);
+
+  // Every member.
+  JsonMemberSet all;
+  all.AddAll();
+  ASSERT_TRUE(tape.Parse(doc, all));
+  EXPECT_EQ(tape.entry(0).next, 13u);
+}
+
+// The depth limit holds inside a member that is left out.
+TEST(JsonTapeTest, KeptMembersDepth) {
+  JsonMemberSet keep;
+  keep.Add("t");
+  JsonTape tape;
+  for (int levels = 1; levels <= 70; ++levels) {
+    for (const char* open : {"[", "{\"y\":"}) {
+      const char* close = open[0] == '[' ? "]" : "}";
+      std::string nested;
+      for (int i = 1; i < levels; ++i) nested += open;
+      nested += "1";
+      for (int i = 1; i < levels; ++i) nested += close;
+      const std::string text =
+          absl::StrCat("{\"t\":0,\"x\":", nested, ",\"t\":2}");
+      EXPECT_EQ(tape.Parse(text, keep), levels <= JsonTape::kMaxDepth)
+          << levels << " " << open;
+      EXPECT_TRUE(SameParse(tape, text));
+    }
+  }
+}
+
+// More names than the linear search takes.
+TEST(JsonTapeTest, ManyKeptMembers) {
+  JsonMemberSet keep;
+  std::string doc = "{";
+  for (int i = 0; i < 40; ++i) {
+    if (i % 2 == 0) keep.Add(absl::StrCat("m", i));
+    absl::StrAppend(&doc, i == 0 ? "" : ",", "\"m", i, "\":", i);
+  }
+  doc += "}";
+  EXPECT_TRUE(keep.Contains("m38"));
+  EXPECT_FALSE(keep.Contains("m39"));
+  EXPECT_FALSE(keep.Contains("m3"));
+  JsonTape tape;
+  ASSERT_TRUE(tape.Parse(doc, keep));
+  ASSERT_EQ(tape.entry(0).next, 41u);
+  for (uint32_t k = 1, i = 0; k < 41; k += 2, i += 2) {
+    EXPECT_EQ(tape.raw(tape.entry(k)), absl::StrCat("m", i));
+  }
 }
 
 TEST(JsonNumberValueTest, Edges) {

@@ -73,6 +73,12 @@ int Program::BodySlot(absl::string_view path, BodyPath parsed) {
   parsed.top_member = parsed.segments.size() == 1 &&
                       parsed.segments[0].indexes.empty() &&
                       parsed.segments[0].name != "*";
+  // A wildcard first segment reads every member.
+  if (parsed.segments[0].name == "*") {
+    body_members_.AddAll();
+  } else {
+    body_members_.Add(parsed.segments[0].name);
+  }
   body_paths_.push_back(std::move(parsed));
   body_index_.emplace(std::move(key), slot);
   return slot;

@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "query/body.h"
+#include "query/json.h"
 #include "query/value.h"
 
 namespace edgeroute::query::internal {
@@ -120,6 +121,9 @@ class Program {
   size_t sys_slots() const { return sys_names_.size(); }
   size_t body_slots() const { return body_paths_.size(); }
   size_t body_cache_slots() const { return body_cache_keys_.size(); }
+  // The top-level members the body paths start with: the only ones the
+  // body's tape needs (JsonTape::Parse).
+  const JsonMemberSet& body_members() const { return body_members_; }
 
  private:
   std::vector<Node> nodes_;
@@ -127,6 +131,7 @@ class Program {
   std::vector<std::string> app_names_, sys_names_;
   absl::flat_hash_map<std::string, int> app_index_, sys_index_, body_index_;
   std::vector<BodyPath> body_paths_;
+  JsonMemberSet body_members_;
   std::vector<std::pair<int, int>> body_cache_keys_;
   absl::flat_hash_map<std::pair<int, int>, int> body_cache_index_;
 };
