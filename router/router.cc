@@ -80,8 +80,14 @@ namespace internal {
 
 // The rendezvous of a store-mode Send with its dispatch worker.
 struct SendWaiter {
-  // 0 until the worker has set `status`; the futex word Send sleeps on.
-  std::atomic<uint32_t> done{0};
+  // The futex word Send sleeps on: kPending until the worker has set
+  // `status` (then kDone); kSleeping once Send is about to sleep, so the
+  // worker makes the wake-up system call only for a Send that waits (a
+  // batch's later messages are usually settled before Send looks).
+  static constexpr uint32_t kPending = 0;
+  static constexpr uint32_t kDone = 1;
+  static constexpr uint32_t kSleeping = 2;
+  std::atomic<uint32_t> done{kPending};
   absl::Status status;
 };
 
@@ -513,9 +519,15 @@ absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
 
 absl::Status RouterImpl::Await(SendWaiter* waiter) {
   for (;;) {
-    // Acquire: pairs with the worker's release store; status is visible.
-    if (waiter->done.load(std::memory_order_acquire) != 0) break;
-    FutexWait(&waiter->done, 0, 1'000'000);
+    // Acquire: pairs with the worker's release exchange; status is visible.
+    uint32_t state = waiter->done.load(std::memory_order_acquire);
+    if (state == SendWaiter::kDone) break;
+    if (state == SendWaiter::kPending &&
+        !waiter->done.compare_exchange_strong(state, SendWaiter::kSleeping,
+                                              std::memory_order_acquire)) {
+      continue;  // settled meanwhile
+    }
+    FutexWait(&waiter->done, SendWaiter::kSleeping, 1'000'000);
   }
   return std::move(waiter->status);
 }
@@ -693,8 +705,11 @@ void RouterImpl::Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
         waiter->status = status;
         // Release: publishes status to the Send that acquires done. The
         // waiter may be gone right after; only the address is used below.
-        waiter->done.store(1, std::memory_order_release);
-        FutexWake(&waiter->done);
+        if (waiter->done.exchange(SendWaiter::kDone,
+                                  std::memory_order_acq_rel) ==
+            SendWaiter::kSleeping) {
+          FutexWake(&waiter->done);
+        }
       }
     }
   }

@@ -79,6 +79,12 @@ struct StoreOptions {
   // compaction. Larger values mean fewer rewrites of flash. Default: 4 MiB.
   uint64_t compact_after_bytes = 4u << 20;
 
+  // Memory for the read cache: the bytes of the most recent appends, from
+  // which a reader that keeps up with the appenders is served instead of
+  // RocksDB (plus an index of up to 40 bytes per cached message and queue).
+  // 0 = no cache. Default: 8 MiB.
+  uint64_t read_cache_bytes = 8u << 20;
+
   // RocksDB memtable size per column family; also bounds how much
   // un-flushed data a recovery replays. Default: 16 MiB.
   uint64_t write_buffer_bytes = 16u << 20;

@@ -196,6 +196,17 @@ class Store {
     // Bytes RocksDB wrote to files since Open (write-ahead log, flushes,
     // compactions): the numerator of write amplification.
     uint64_t bytes_written_to_disk = 0;
+    // What the store asked of RocksDB since Open (RocksDB's statistics), to
+    // count the cost of a message: write calls (one per append group,
+    // checkpoint or cleanup chunk), records written (puts, deletes, range
+    // deletes) and their bytes, write-ahead log bytes and syncs, and
+    // records read (point and multi-get lookups, iterator seeks and steps).
+    uint64_t db_writes = 0;
+    uint64_t db_records_written = 0;
+    uint64_t db_bytes_written = 0;
+    uint64_t wal_bytes = 0;
+    uint64_t wal_syncs = 0;
+    uint64_t db_records_read = 0;
   };
   // Control plane: takes a few file-system and RocksDB calls.
   virtual Stats GetStats() const = 0;
