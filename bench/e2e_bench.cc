@@ -9,7 +9,7 @@
 // same at `power` durability, every append fsynced). Every gateway run
 // reports cpu_us_per_msg, the CPU time of the whole process (gateway and
 // both clients) per message, which a busy machine disturbs less than the
-// rate; runs with a store also report what the store asked of RocksDB per
+// rate, and switches_per_msg, its threads' context switches; runs with a store also report what the store asked of RocksDB per
 // message, cleanup included (Store::Stats: db_writes, records written,
 // bytes written, write-ahead log bytes and syncs, records read).
 //
@@ -141,6 +141,14 @@ double ProcessCpuSeconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// Context switches of every thread of this process (a thread that sleeps
+// and is woken, or is preempted).
+double ProcessContextSwitches() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_nvcsw + u.ru_nivcsw);
+}
+
 // ---------------------------------------------------------------------------
 // edgeroute gateway
 
@@ -226,6 +234,7 @@ void BM_Gateway(benchmark::State& state) {
   edgeroute::store::Store::Stats store_before;
   if (store != 0) store_before = *rig.gateway->StoreStats();
   const double cpu_before = ProcessCpuSeconds();
+  const double switches_before = ProcessContextSwitches();
   for (auto _ : state) {
     std::thread sender([&] {
       edgeroute::MessageBuilder builder;
@@ -277,6 +286,8 @@ void BM_Gateway(benchmark::State& state) {
   const double messages = static_cast<double>(state.iterations() * kBatch);
   state.counters["cpu_us_per_msg"] =
       (ProcessCpuSeconds() - cpu_before) * 1e6 / messages;
+  state.counters["switches_per_msg"] =
+      (ProcessContextSwitches() - switches_before) / messages;
   if (store != 0) {
     // Everything was delivered and acknowledged: the cleanup that would
     // run in the background removes it now, and its writes are counted.

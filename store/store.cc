@@ -1236,24 +1236,72 @@ absl::Status StoreImpl::RemoveRefs(
     f::RefKey key(queue, refs[i].first);
     wb.Delete(refs_cf_, ToSlice(key.view()));
   }
-  // Reference counts: payload sequences of one queue ascend.
-  std::map<uint64_t, uint32_t> decrements;
+  // Reference counts: (payload sequence, references removed), ascending.
+  // A queue's sequences ascend with its offsets, so this is nearly sorted.
+  std::vector<std::pair<uint64_t, uint32_t>> decrements;
+  decrements.reserve(refs.size());
   for (const auto& [offset, seq] : refs) {
     (void)offset;
-    if (seq != kUnknownSeq) ++decrements[seq];
+    if (seq != kUnknownSeq) decrements.emplace_back(seq, 1);
+  }
+  std::sort(decrements.begin(), decrements.end());
+  size_t unique = 0;
+  for (size_t i = 0; i < decrements.size(); ++i) {
+    if (unique > 0 && decrements[unique - 1].first == decrements[i].first) {
+      ++decrements[unique - 1].second;
+    } else {
+      decrements[unique++] = decrements[i];
+    }
+  }
+  decrements.resize(unique);
+  // Every count in one sorted MultiGet rather than a Get each.
+  std::vector<f::SeqKey> count_keys;
+  std::vector<rocksdb::Slice> count_slices;
+  count_keys.reserve(decrements.size());
+  count_slices.reserve(decrements.size());
+  for (const auto& [seq, dec] : decrements) {
+    (void)dec;
+    count_keys.emplace_back(seq);
+    count_slices.push_back(ToSlice(count_keys.back().view()));
+  }
+  std::vector<rocksdb::PinnableSlice> count_values(decrements.size());
+  std::vector<rocksdb::Status> count_statuses(decrements.size());
+  if (!decrements.empty()) {
+    db_->MultiGet(rocksdb::ReadOptions(), payload_refs_cf_, decrements.size(),
+                  count_slices.data(), count_values.data(),
+                  count_statuses.data(), /*sorted_input=*/true);
   }
   uint64_t freed = refs.size() * f::kRefBytes;
   uint64_t payloads_deleted = 0;
   char counts[f::kPayloadRefsValueSize];
-  for (const auto& [seq, dec] : decrements) {
-    f::SeqKey key(seq);
-    std::string value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), payload_refs_cf_,
-                                 ToSlice(key.view()), &value);
+  // Payloads whose last reference goes, deleted by runs of consecutive
+  // sequences: a run of several is one range deletion per column family
+  // instead of a tombstone per payload (one queue's messages usually have
+  // consecutive sequences). Every sequence in a run is in this batch, so
+  // no live payload is inside one.
+  uint64_t run_first = 0, run_last = 0;
+  auto flush_run = [&] {
+    if (run_first == 0) return;
+    if (run_first == run_last) {
+      f::SeqKey key(run_first);
+      wb.Delete(payloads_cf_, ToSlice(key.view()));
+      wb.Delete(payload_refs_cf_, ToSlice(key.view()));
+    } else {
+      f::SeqKey from(run_first), to(run_last + 1);
+      wb.DeleteRange(payloads_cf_, ToSlice(from.view()), ToSlice(to.view()));
+      wb.DeleteRange(payload_refs_cf_, ToSlice(from.view()),
+                     ToSlice(to.view()));
+    }
+    run_first = run_last = 0;
+  };
+  for (size_t i = 0; i < decrements.size(); ++i) {
+    const uint64_t seq = decrements[i].first;
+    const uint32_t dec = decrements[i].second;
+    const rocksdb::Status& s = count_statuses[i];
     f::PayloadRefsValue pr;
     if (s.IsNotFound()) continue;  // Already gone: nothing to free.
     if (!s.ok()) return RocksDbToStatus(s, "reading a reference count");
-    if (!pr.Decode(value)) {
+    if (!pr.Decode({count_values[i].data(), count_values[i].size()})) {
       // Left alone (other queues may still read the payload); `edgeroute
       // store repair` recounts it.
       std::lock_guard<std::mutex> lock(mu_);
@@ -1261,8 +1309,12 @@ absl::Status StoreImpl::RemoveRefs(
       continue;
     }
     if (pr.refs <= dec) {
-      wb.Delete(payloads_cf_, ToSlice(key.view()));
-      wb.Delete(payload_refs_cf_, ToSlice(key.view()));
+      if (run_first != 0 && run_last + 1 == seq) {
+        run_last = seq;
+      } else {
+        flush_run();
+        run_first = run_last = seq;
+      }
       freed += pr.size + f::kPayloadOverheadBytes;
       ++payloads_deleted;
       dirty_seq_min_ = std::min(dirty_seq_min_, seq);
@@ -1270,10 +1322,12 @@ absl::Status StoreImpl::RemoveRefs(
     } else {
       pr.refs -= dec;
       pr.Encode(counts);
+      f::SeqKey key(seq);
       wb.Put(payload_refs_cf_, ToSlice(key.view()),
              rocksdb::Slice(counts, sizeof(counts)));
     }
   }
+  flush_run();
   {
     std::lock_guard<std::mutex> lock(mu_);
     wb.Put(meta_cf_, f::kPayloadFloorKey, f::Be64String(next_seq_));
