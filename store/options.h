@@ -71,7 +71,9 @@ struct StoreOptions {
   Clock* clock = SystemClock();
 
   // Period of the background cleanup, in milliseconds of real time. 0 = no
-  // background cleanup (call RunCleanup() yourself). Default: 30 s.
+  // background cleanup (call RunCleanup() yourself). Besides, the background
+  // thread cleans up (without compacting) whenever a checkpoint follows half
+  // a write buffer of appends (Store::RunCleanup). Default: 30 s.
   int64_t cleanup_interval_ms = 30'000;
 
   // Cleanup compacts the ranges it deleted (returning the space to the file

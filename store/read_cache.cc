@@ -1,6 +1,9 @@
 #include "store/read_cache.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -13,6 +16,11 @@ namespace {
 constexpr size_t kRingBytesPerEntry = 64;
 constexpr size_t kMaxEntriesPerQueue = 1u << 16;
 constexpr size_t kFirstSlots = 64;
+constexpr size_t kHugePageBytes = 2u << 20;
+
+size_t RingAllocationBytes(size_t capacity) {
+  return (capacity + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+}
 
 }  // namespace
 
@@ -32,7 +40,17 @@ ReadCache::ReadCache(size_t capacity_bytes)
 
 uint64_t ReadCache::AddPayload(absl::Span<const uint8_t> bytes) {
   if (capacity_ == 0 || bytes.size() > capacity_ / 4) return kNotCached;
-  if (ring_.empty()) ring_.resize(capacity_);
+  if (ring_ == nullptr) {
+    if (ring_failed_) return kNotCached;
+    const size_t bytes = RingAllocationBytes(capacity_);
+    ring_.reset(static_cast<char*>(std::aligned_alloc(kHugePageBytes, bytes)));
+    if (ring_ == nullptr) {
+      ring_failed_ = true;  // no memory: the store reads RocksDB
+      return kNotCached;
+    }
+    // A hint; without transparent huge pages nothing changes.
+    madvise(ring_.get(), bytes, MADV_HUGEPAGE);
+  }
   // A payload never wraps: it starts the next lap instead.
   const uint64_t offset_in_lap = head_ % capacity_;
   if (offset_in_lap + bytes.size() > capacity_) {
@@ -40,7 +58,7 @@ uint64_t ReadCache::AddPayload(absl::Span<const uint8_t> bytes) {
   }
   const uint64_t pos = head_;
   if (!bytes.empty()) {
-    std::memcpy(ring_.data() + pos % capacity_, bytes.data(), bytes.size());
+    std::memcpy(ring_.get() + pos % capacity_, bytes.data(), bytes.size());
   }
   head_ += bytes.size();
   return pos;
@@ -82,12 +100,14 @@ void ReadCache::Forget(uint32_t queue, uint64_t offset) {
   if (q.size() == 0) q.first = q.end;
 }
 
+void ReadCache::Free::operator()(char* p) const { std::free(p); }
+
 void ReadCache::DropOverwritten(QueueIndex* q) {
   while (q->size() != 0 && !Intact(q->at(q->first).payload)) ++q->first;
 }
 
 size_t ReadCache::MemoryBytes() const {
-  size_t bytes = ring_.capacity();
+  size_t bytes = ring_ != nullptr ? RingAllocationBytes(capacity_) : 0;
   for (const QueueIndex& q : queues_)
     bytes += q.slots.capacity() * sizeof(Entry);
   return bytes;

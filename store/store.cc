@@ -66,6 +66,9 @@ constexpr int64_t kInfinite = std::numeric_limits<int64_t>::max();
 constexpr size_t kMaxGroupWriters = 256;
 // Cleanup writes its deletions in batches of at most this many references.
 constexpr size_t kCleanupChunk = 16384;
+// Cleanup reads reference counts with MultiGets of this many keys: what
+// RocksDB's MultiGet handles on the stack (MultiGetContext::MAX_BATCH_SIZE).
+constexpr size_t kCountsPerMultiGet = 32;
 // Free space the store keeps beyond its memtables' size (CheckFreeSpace):
 // for RocksDB's MANIFEST and OPTIONS writes and its info log. At most a
 // quarter of the reserve.
@@ -178,7 +181,9 @@ class StoreImpl final : public Store {
   // and re-acquired inside).
   void MakeRoom(uint64_t needed, std::unique_lock<std::mutex>& lock)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CleanupLocked(bool force_compaction)
+  // `may_compact` false: compacts only if forced (the early cleanup that
+  // Checkpoint asks for leaves compaction to the periodic one).
+  absl::Status CleanupLocked(bool force_compaction, bool may_compact = true)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
   // Removes the references [first..last] of `queue` (`refs` lists them with
   // their payloads) plus point deletions, updating counts and payloads.
@@ -191,6 +196,8 @@ class StoreImpl final : public Store {
   absl::Status DropOldestLocked(uint64_t needed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
   absl::Status CompactLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
+  // RunCleanup, counting errors; `may_compact` as for CleanupLocked.
+  absl::Status CleanUp(bool force_compaction, bool may_compact);
   void BackgroundLoop();
   // Every write to RocksDB goes through write_mu_, so RocksDB never forms a
   // write group of its own: appends are already grouped by our leader, and
@@ -308,6 +315,10 @@ class StoreImpl final : public Store {
   // a cleanup when full only if one of them says it can free something.
   int64_t min_expiry_hint_ ABSL_GUARDED_BY(mu_) = kInfinite;
   bool checkpoint_moved_ ABSL_GUARDED_BY(mu_) = false;
+  // Bytes appended since the last cleanup took its snapshot, and whether
+  // the background thread was asked to clean up early (Checkpoint).
+  uint64_t appended_since_cleanup_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cleanup_requested_ ABSL_GUARDED_BY(mu_) = false;
   // Earliest expiry appended since the running cleanup took its snapshot.
   int64_t appended_min_expiry_ ABSL_GUARDED_BY(mu_) = kInfinite;
   // Corrupt records already logged and counted: (queue, offset) of
@@ -372,6 +383,7 @@ class StoreImpl final : public Store {
 
   std::mutex bg_mu_;
   bool bg_stop_ ABSL_GUARDED_BY(bg_mu_) = false;
+  bool bg_early_ ABSL_GUARDED_BY(bg_mu_) = false;
   std::condition_variable bg_cv_;
   std::thread bg_thread_;
 };
@@ -884,6 +896,7 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
       queues_[queue].tail = queues_[queue].next_offset - 1;
     }
     stored_bytes_ += admitted_bytes;
+    appended_since_cleanup_ += admitted_bytes;
     payload_count_ += payloads;
     min_expiry_hint_ = std::min(min_expiry_hint_, min_expiry);
     appended_min_expiry_ = std::min(appended_min_expiry_, min_expiry);
@@ -1203,10 +1216,25 @@ absl::Status StoreImpl::Checkpoint(uint32_t queue, uint64_t offset) {
     CountError(kCheckpointOp);
     return RocksDbToStatus(s, "writing a checkpoint");
   }
+  bool early_cleanup = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queues_[queue].checkpoint = std::max(queues_[queue].checkpoint, offset);
     checkpoint_moved_ = true;
+    // Half a memtable of appends since the last cleanup, and something was
+    // delivered: clean up now, so that delivered messages are deleted
+    // while their memtable is still in memory -- its flush then drops
+    // them instead of writing them to a table file.
+    if (options_.cleanup_interval_ms > 0 && !cleanup_requested_ &&
+        appended_since_cleanup_ >= options_.write_buffer_bytes / 2) {
+      cleanup_requested_ = true;
+      early_cleanup = true;
+    }
+  }
+  if (early_cleanup) {
+    std::lock_guard<std::mutex> lock(bg_mu_);
+    bg_early_ = true;
+    bg_cv_.notify_all();
   }
   if (read_cache_enabled_) {
     std::lock_guard<std::mutex> cache_lock(cache_mu_);
@@ -1254,23 +1282,6 @@ absl::Status StoreImpl::RemoveRefs(
     }
   }
   decrements.resize(unique);
-  // Every count in one sorted MultiGet rather than a Get each.
-  std::vector<f::SeqKey> count_keys;
-  std::vector<rocksdb::Slice> count_slices;
-  count_keys.reserve(decrements.size());
-  count_slices.reserve(decrements.size());
-  for (const auto& [seq, dec] : decrements) {
-    (void)dec;
-    count_keys.emplace_back(seq);
-    count_slices.push_back(ToSlice(count_keys.back().view()));
-  }
-  std::vector<rocksdb::PinnableSlice> count_values(decrements.size());
-  std::vector<rocksdb::Status> count_statuses(decrements.size());
-  if (!decrements.empty()) {
-    db_->MultiGet(rocksdb::ReadOptions(), payload_refs_cf_, decrements.size(),
-                  count_slices.data(), count_values.data(),
-                  count_statuses.data(), /*sorted_input=*/true);
-  }
   uint64_t freed = refs.size() * f::kRefBytes;
   uint64_t payloads_deleted = 0;
   char counts[f::kPayloadRefsValueSize];
@@ -1294,14 +1305,31 @@ absl::Status StoreImpl::RemoveRefs(
     }
     run_first = run_last = 0;
   };
+  // The counts are read with sorted MultiGets of kCountsPerMultiGet keys
+  // rather than a Get each; RocksDB handles that many without allocating.
+  char count_keys[kCountsPerMultiGet][8];
+  rocksdb::Slice count_slices[kCountsPerMultiGet];
+  rocksdb::PinnableSlice count_values[kCountsPerMultiGet];
+  rocksdb::Status count_statuses[kCountsPerMultiGet];
   for (size_t i = 0; i < decrements.size(); ++i) {
+    const size_t slot = i % kCountsPerMultiGet;
+    if (slot == 0) {
+      const size_t n = std::min(kCountsPerMultiGet, decrements.size() - i);
+      for (size_t k = 0; k < n; ++k) {
+        f::PutBe64(count_keys[k], decrements[i + k].first);
+        count_slices[k] = rocksdb::Slice(count_keys[k], sizeof(count_keys[k]));
+        count_values[k].Reset();
+      }
+      db_->MultiGet(rocksdb::ReadOptions(), payload_refs_cf_, n, count_slices,
+                    count_values, count_statuses, /*sorted_input=*/true);
+    }
     const uint64_t seq = decrements[i].first;
     const uint32_t dec = decrements[i].second;
-    const rocksdb::Status& s = count_statuses[i];
+    const rocksdb::Status& s = count_statuses[slot];
     f::PayloadRefsValue pr;
     if (s.IsNotFound()) continue;  // Already gone: nothing to free.
     if (!s.ok()) return RocksDbToStatus(s, "reading a reference count");
-    if (!pr.Decode({count_values[i].data(), count_values[i].size()})) {
+    if (!pr.Decode({count_values[slot].data(), count_values[slot].size()})) {
       // Left alone (other queues may still read the payload); `edgeroute
       // store repair` recounts it.
       std::lock_guard<std::mutex> lock(mu_);
@@ -1357,7 +1385,7 @@ absl::Status StoreImpl::RemoveRefs(
   return absl::OkStatus();
 }
 
-absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
+absl::Status StoreImpl::CleanupLocked(bool force_compaction, bool may_compact) {
   std::vector<QueueState> queues;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1365,6 +1393,8 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
     queues = queues_;
     checkpoint_moved_ = false;
     appended_min_expiry_ = kInfinite;
+    appended_since_cleanup_ = 0;
+    cleanup_requested_ = false;
   }
   const int64_t now = options_.clock->NowMicros();
   int64_t min_expiry = kInfinite;
@@ -1433,8 +1463,8 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
     // Appends made after the queue snapshot were not scanned.
     min_expiry_hint_ = std::min(min_expiry, appended_min_expiry_);
   }
-  if (force_compaction ||
-      freed_since_compaction_ >= options_.compact_after_bytes) {
+  if (force_compaction || (may_compact && freed_since_compaction_ >=
+                                              options_.compact_after_bytes)) {
     return CompactLocked();
   }
   return absl::OkStatus();
@@ -1541,9 +1571,13 @@ absl::Status StoreImpl::CompactLocked() {
 }
 
 absl::Status StoreImpl::RunCleanup(bool force_compaction) {
+  return CleanUp(force_compaction, /*may_compact=*/true);
+}
+
+absl::Status StoreImpl::CleanUp(bool force_compaction, bool may_compact) {
   QuietRocksDbPerfContext();
   std::lock_guard<std::mutex> lock(cleanup_mu_);
-  absl::Status status = CleanupLocked(force_compaction);
+  absl::Status status = CleanupLocked(force_compaction, may_compact);
   if (!status.ok() && status.code() != absl::StatusCode::kFailedPrecondition) {
     CountError(kCleanupOp);
   }
@@ -1551,14 +1585,22 @@ absl::Status StoreImpl::RunCleanup(bool force_compaction) {
 }
 
 void StoreImpl::BackgroundLoop() {
+  const auto period = std::chrono::milliseconds(options_.cleanup_interval_ms);
+  auto next_periodic = std::chrono::steady_clock::now() + period;
   std::unique_lock<std::mutex> lock(bg_mu_);
   while (!bg_stop_) {
-    bg_cv_.wait_for(lock,
-                    std::chrono::milliseconds(options_.cleanup_interval_ms));
+    bg_cv_.wait_until(lock, next_periodic,
+                      [&] { return bg_stop_ || bg_early_; });
     if (bg_stop_) break;
+    // An early cleanup (Checkpoint asked) only deletes; the periodic one
+    // also compacts what was deleted, once there is enough of it.
+    const bool periodic = std::chrono::steady_clock::now() >= next_periodic;
+    bg_early_ = false;
     lock.unlock();
-    RunCleanup(false).IgnoreError();  // Retried next period.
+    // Errors are counted; the next run retries.
+    CleanUp(/*force_compaction=*/false, /*may_compact=*/periodic).IgnoreError();
     lock.lock();
+    if (periodic) next_periodic = std::chrono::steady_clock::now() + period;
   }
 }
 

@@ -214,7 +214,10 @@ class Store {
   // Removes delivered and expired references, deletes payloads nobody
   // references, and compacts what was deleted once compact_after_bytes is
   // reached (or when `force_compaction`). Runs in the background every
-  // cleanup_interval_ms as well; never blocks Append except under
+  // cleanup_interval_ms as well, and (without compacting) as soon as a
+  // checkpoint follows half a write buffer (write_buffer_bytes) of appends,
+  // so that delivered messages are deleted before their memtable is
+  // flushed and never reach a table file; never blocks Append except under
   // kDropOldest when the store is full.
   virtual absl::Status RunCleanup(bool force_compaction = false) = 0;
 
