@@ -44,7 +44,6 @@
 #include "message/message.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
-#include "rocksdb/perf_context.h"
 #include "rocksdb/perf_level.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"

@@ -131,7 +131,10 @@ class Store {
   virtual absl::Status Append(absl::Span<const AppendItem> batch) = 0;
 
   // Replaces *out with up to `max` unexpired messages that follow the
-  // queue's checkpoint, in offset order. Expired references are skipped and
+  // queue's checkpoint, in offset order. Messages still in the read cache
+  // (StoreOptions::read_cache_bytes: the most recent appends, while the
+  // reader keeps up) come from memory, as they were appended; the others
+  // from RocksDB, verified as described below. Expired references are skipped and
   // counted (Stats::expired), never returned. A corrupt record (a reference
   // that does not decode, a payload that is missing, fails its checksum or
   // does not verify as a message) is quarantined: logged on stderr with
