@@ -22,9 +22,6 @@ size_t RingAllocationBytes(size_t capacity) {
   return (capacity + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
 }
 
-}  // namespace
-
-namespace {
 size_t MaxEntries(size_t capacity_bytes) {
   size_t max = 1;
   while (max < kMaxEntriesPerQueue &&
@@ -33,10 +30,14 @@ size_t MaxEntries(size_t capacity_bytes) {
   }
   return max;
 }
+
 }  // namespace
 
 ReadCache::ReadCache(size_t capacity_bytes)
-    : capacity_(capacity_bytes), max_entries_(MaxEntries(capacity_bytes)) {}
+    : capacity_(capacity_bytes),
+      max_entries_(MaxEntries(capacity_bytes)),
+      max_total_entries_(
+          std::max(kFirstSlots, capacity_bytes / kRingBytesPerEntry)) {}
 
 uint64_t ReadCache::AddPayload(absl::Span<const uint8_t> bytes) {
   if (capacity_ == 0 || bytes.size() > capacity_ / 4) return kNotCached;
@@ -70,15 +71,25 @@ void ReadCache::AddRef(uint32_t queue, uint64_t offset, int64_t enqueue_us,
   if (queue >= queues_.size()) queues_.resize(queue + 1);
   QueueIndex& q = queues_[queue];
   if (q.size() != 0 && q.at(q.end - 1).offset + 1 != offset) {
-    q.first = q.end;  // a gap: start again from here
+    Clear(&q);  // a gap: start again from here
   }
   if (payload == kNotCached) {
-    q.first = q.end;
+    Clear(&q);
     return;
+  }
+  if (total_entries_ >= max_total_entries_) {
+    // Every queue's index together stays bounded: first drop what the ring
+    // no longer holds, then this queue's oldest (or, if it has none, do
+    // not index this reference).
+    for (QueueIndex& other : queues_) DropOverwritten(&other);
+    if (total_entries_ >= max_total_entries_) {
+      if (q.size() == 0) return;
+      PopFront(&q);
+    }
   }
   if (q.size() == q.slots.size()) {
     if (q.slots.size() >= max_entries_) {
-      ++q.first;  // the oldest goes
+      PopFront(&q);  // the oldest goes
     } else {
       // Powers of two up to max_entries_ (one as well).
       const size_t slots = q.slots.empty() ? std::min(kFirstSlots, max_entries_)
@@ -91,19 +102,36 @@ void ReadCache::AddRef(uint32_t queue, uint64_t offset, int64_t enqueue_us,
     }
   }
   q.at(q.end++) = Entry{offset, enqueue_us, expiry_us, payload, size};
+  ++total_entries_;
+}
+
+void ReadCache::PopFront(QueueIndex* q) {
+  ++q->first;
+  --total_entries_;
+  if (q->size() == 0) ReleaseIfLarge(q);
+}
+
+void ReadCache::Clear(QueueIndex* q) {
+  total_entries_ -= q->size();
+  q->first = q->end;
+  ReleaseIfLarge(q);
+}
+
+void ReadCache::ReleaseIfLarge(QueueIndex* q) {
+  // An empty index gives back what a backlog made it grow to.
+  if (q->slots.size() > kFirstSlots) std::vector<Entry>().swap(q->slots);
 }
 
 void ReadCache::Forget(uint32_t queue, uint64_t offset) {
   if (queue >= queues_.size()) return;
   QueueIndex& q = queues_[queue];
-  while (q.size() != 0 && q.at(q.first).offset <= offset) ++q.first;
-  if (q.size() == 0) q.first = q.end;
+  while (q.size() != 0 && q.at(q.first).offset <= offset) PopFront(&q);
 }
 
 void ReadCache::Free::operator()(char* p) const { std::free(p); }
 
 void ReadCache::DropOverwritten(QueueIndex* q) {
-  while (q->size() != 0 && !Intact(q->at(q->first).payload)) ++q->first;
+  while (q->size() != 0 && !Intact(q->at(q->first).payload)) PopFront(q);
 }
 
 size_t ReadCache::MemoryBytes() const {

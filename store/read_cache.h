@@ -111,10 +111,16 @@ class ReadCache {
   // True while the bytes at logical position [pos, pos + size) are intact.
   bool Intact(uint64_t pos) const { return head_ - pos <= capacity_; }
   void DropOverwritten(QueueIndex* q);
+  void PopFront(QueueIndex* q);
+  void Clear(QueueIndex* q);
+  void ReleaseIfLarge(QueueIndex* q);
 
   const size_t capacity_;
-  // Most index entries one queue holds (the oldest go first).
+  // Most index entries one queue holds (the oldest go first), and all
+  // queues together (one per 64 ring bytes).
   const size_t max_entries_;
+  const size_t max_total_entries_;
+  size_t total_entries_ = 0;
   struct Free {
     void operator()(char* p) const;
   };

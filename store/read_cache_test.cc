@@ -119,6 +119,22 @@ TEST(ReadCacheTest, OverwrittenBytesAreNeverServed) {
   EXPECT_LE(cache.MemoryBytes(), (2u << 20) + 2 * 64 * 48);
 }
 
+TEST(ReadCacheTest, ManyLaggingQueuesShareOneBoundedIndex) {
+  // 64 KiB ring: at most 1024 index entries in all, however many queues
+  // hold references nobody reads.
+  ReadCache cache(64 << 10);
+  const std::string text(10, 'x');  // small: the ring alone bounds little
+  for (uint32_t queue = 0; queue < 100; ++queue) {
+    for (uint64_t o = 1; o <= 1000; ++o) Add(&cache, queue, o, text);
+  }
+  EXPECT_LE(cache.MemoryBytes(), (2u << 20) + 2 * 1024 * 48 + 100 * 64 * 48);
+  // The newest references of the last queue are still served.
+  EXPECT_EQ(Read(&cache, 99, 1000, 1000), (std::vector<std::string>{text}));
+  // A queue whose reader catches up gives its index back.
+  cache.Forget(99, 1000);
+  EXPECT_EQ(Read(&cache, 99, 1000, 1000), (std::vector<std::string>{"miss"}));
+}
+
 TEST(ReadCacheTest, DisabledCachesNothing) {
   ReadCache cache(0);
   EXPECT_FALSE(cache.enabled());
