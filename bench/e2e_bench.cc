@@ -5,7 +5,14 @@
 // (items_per_second) and the p50/p99 latency from the producer's send call
 // to the consumer's receive (counters p50_us, p99_us). Each gateway run is
 // made without and with store-and-forward (store:0 / store:1, RocksDB in a
-// temporary directory at the default `process` durability).
+// temporary directory at the default `process` durability; store:2 is the
+// same at `power` durability, every append fsynced). Every gateway run
+// reports cpu_us_per_msg, the CPU time of the whole process (gateway and
+// both clients) per message, which a busy machine disturbs less than the
+// rate, and switches_per_msg, its threads' context switches; runs with a store also report what the store asked of RocksDB per
+// message, cleanup included (Store::Stats: db_writes, records written,
+// bytes written, write-ahead log bytes and syncs, records read), and
+// disk_B_per_msg, what RocksDB wrote to files during the run.
 //
 // Baseline, same run, same machine: Debian's mosquitto broker on a loopback
 // port with libmosquitto clients (publisher -> broker -> subscriber) at MQTT
@@ -42,6 +49,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -126,6 +134,22 @@ int64_t LatencyOf(const void* body) {
   return NowNanos() - sent;
 }
 
+// CPU time of every thread of this process (user + system), in seconds.
+double ProcessCpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Context switches of every thread of this process (a thread that sleeps
+// and is woken, or is preempted).
+double ProcessContextSwitches() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_nvcsw + u.ru_nivcsw);
+}
+
 // ---------------------------------------------------------------------------
 // edgeroute gateway
 
@@ -139,13 +163,16 @@ struct GatewayRig {
   std::string store_dir;  // removed by the destructor
 
   // Returns nullptr when everything is connected, else what failed. With
-  // `with_store`, the gateway keeps its queues in a RocksDB store in a fresh
-  // temporary directory (the store's default durability, `process`).
-  const char* Start(bool with_store = false) {
+  // `store` 1 or 2, the gateway keeps its queues in a RocksDB store in a
+  // fresh temporary directory, at `process` (1) or `power` (2) durability.
+  const char* Start(int store = 0) {
     GatewayOptions options;
     options.device_id = kDevice;
     options.tcp_port = 0;
-    if (with_store) {
+    if (store != 0) {
+      options.store_durability = store == 2
+                                     ? edgeroute::store::Durability::kPower
+                                     : edgeroute::store::Durability::kProcess;
       std::error_code ec;
       std::string dir = (std::filesystem::temp_directory_path(ec) /
                          "edgeroute-e2e-bench-XXXXXX")
@@ -196,7 +223,8 @@ struct GatewayRig {
 void BM_Gateway(benchmark::State& state) {
   const bool qos1 = state.range(0) == 1;
   GatewayRig rig;
-  if (const char* error = rig.Start(/*with_store=*/state.range(1) == 1)) {
+  const int store = static_cast<int>(state.range(1));
+  if (const char* error = rig.Start(store)) {
     state.SkipWithError(error);
     return;
   }
@@ -204,6 +232,10 @@ void BM_Gateway(benchmark::State& state) {
   latencies.Reserve(static_cast<size_t>(kBatch) * 8);
   uint64_t acked = 0;
   std::atomic<bool> failed{false};
+  edgeroute::store::Store::Stats store_before;
+  if (store != 0) store_before = *rig.gateway->StoreStats();
+  const double cpu_before = ProcessCpuSeconds();
+  const double switches_before = ProcessContextSwitches();
   for (auto _ : state) {
     std::thread sender([&] {
       edgeroute::MessageBuilder builder;
@@ -252,19 +284,54 @@ void BM_Gateway(benchmark::State& state) {
       break;
     }
   }
+  const double messages = static_cast<double>(state.iterations() * kBatch);
+  state.counters["cpu_us_per_msg"] =
+      (ProcessCpuSeconds() - cpu_before) * 1e6 / messages;
+  state.counters["switches_per_msg"] =
+      (ProcessContextSwitches() - switches_before) / messages;
+  if (store != 0) {
+    // What RocksDB wrote to files during the run (write-ahead log, memtable
+    // flushes, compactions), before the forced compaction below.
+    state.counters["disk_B_per_msg"] =
+        static_cast<double>(rig.gateway->StoreStats()->bytes_written_to_disk -
+                            store_before.bytes_written_to_disk) /
+        messages;
+    // Everything was delivered and acknowledged: the cleanup that would
+    // run in the background removes it now, and its writes are counted.
+    rig.gateway->WaitIdle(10000).IgnoreError();
+    rig.gateway->CleanUpStore().IgnoreError();
+    const edgeroute::store::Store::Stats after = *rig.gateway->StoreStats();
+    auto per_message = [&](uint64_t a, uint64_t b) {
+      return static_cast<double>(a - b) / messages;
+    };
+    state.counters["db_writes_per_msg"] =
+        per_message(after.db_writes, store_before.db_writes);
+    state.counters["records_w_per_msg"] =
+        per_message(after.db_records_written, store_before.db_records_written);
+    state.counters["B_w_per_msg"] =
+        per_message(after.db_bytes_written, store_before.db_bytes_written);
+    state.counters["wal_B_per_msg"] =
+        per_message(after.wal_bytes, store_before.wal_bytes);
+    state.counters["syncs_per_msg"] =
+        per_message(after.wal_syncs, store_before.wal_syncs);
+    state.counters["records_r_per_msg"] =
+        per_message(after.db_records_read, store_before.db_records_read);
+  }
   state.SetItemsProcessed(state.iterations() * kBatch);
   latencies.Report(state);
   state.counters["backend_io_uring"] =
       rig.gateway->backend() == edgeroute::gateway::IoBackend::kIoUring;
 }
-// store=1: store-and-forward on RocksDB (`process` durability); with qos=1
-// the producer's acknowledgement waits for the store append.
+// store=1: store-and-forward on RocksDB (`process` durability), store=2 at
+// `power` durability; with qos=1 the producer's acknowledgement waits for
+// the store append.
 BENCHMARK(BM_Gateway)
     ->ArgNames({"qos", "store"})
     ->Args({0, 0})
     ->Args({1, 0})
     ->Args({0, 1})
     ->Args({1, 1})
+    ->Args({1, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

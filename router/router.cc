@@ -82,8 +82,14 @@ namespace internal {
 
 // The rendezvous of a store-mode Send with its dispatch worker.
 struct SendWaiter {
-  // 0 until the worker has set `status`; the futex word Send sleeps on.
-  std::atomic<uint32_t> done{0};
+  // The futex word Send sleeps on: kPending until the worker has set
+  // `status` (then kDone); kSleeping once Send is about to sleep, so the
+  // worker makes the wake-up system call only for a Send that waits (a
+  // batch's later messages are usually settled before Send looks).
+  static constexpr uint32_t kPending = 0;
+  static constexpr uint32_t kDone = 1;
+  static constexpr uint32_t kSleeping = 2;
+  std::atomic<uint32_t> done{kPending};
   absl::Status status;
 };
 
@@ -159,7 +165,10 @@ class RouterImpl {
   // Pushes the message to its worker's ring (waiting for room up to the
   // admission timeout) and wakes the worker; with a store, `waiter` is told
   // when the message is appended. On error the message is not admitted.
-  absl::Status Enqueue(const MessageView& view, SendWaiter* waiter);
+  // With `wake_later`, the worker is not woken (unless its ring is full)
+  // but its index is set there: the caller wakes it after a batch.
+  absl::Status Enqueue(const MessageView& view, SendWaiter* waiter,
+                       size_t* wake_later = nullptr);
   // Waits until the worker has settled `waiter`; returns its status.
   absl::Status Await(SendWaiter* waiter);
   absl::Status SendView(const MessageView& view);
@@ -484,16 +493,29 @@ void RouterImpl::SendViews(absl::Span<const MessageView> views,
   // Everything is in the rings before the first wait, so that the workers
   // append the whole batch in one store write group instead of one message
   // per round trip.
+  // Each worker is woken once, after the batch is in its ring (a wake-up
+  // per message would make a system call each while the worker is on its
+  // way).
   std::unique_ptr<SendWaiter[]> waiters(new SendWaiter[views.size()]);
+  std::vector<char> wake(workers_.size(), 0);
   for (size_t i = 0; i < views.size(); ++i) {
-    results[i] = Enqueue(views[i], &waiters[i]);
+    size_t worker = 0;
+    results[i] = Enqueue(views[i], &waiters[i], &worker);
+    if (results[i].ok()) wake[worker] = 1;
   }
-  for (size_t i = 0; i < views.size(); ++i) {
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    if (wake[w]) workers_[w]->not_empty.Notify();
+  }
+  // Last first: a worker settles its messages in ring order, so once a
+  // worker's last message is settled so are its others, and Send sleeps
+  // about once per worker instead of once per append group.
+  for (size_t i = views.size(); i-- > 0;) {
     if (results[i].ok()) results[i] = Await(&waiters[i]);
   }
 }
 
-absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
+absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter,
+                                 size_t* wake_later) {
   MessageNode* node = MessageNode::New(view.bytes());
   const uint64_t hash = internal::HashSourceIgnoreCase(view.source());
   node->source_hash = hash;
@@ -501,6 +523,8 @@ absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
   Worker* w = workers_[hash % workers_.size()].get();
   using Push = MpscRing<MessageNode*>::PushResult;
   Push r = w->ring.TryPush(node);
+  // A full ring needs its worker awake to drain, deferred wake-up or not.
+  if (r == Push::kFull && wake_later != nullptr) w->not_empty.Notify();
   for (int spin = 0; r == Push::kFull && spin < 64; ++spin) {
     // Brief back-off first: the worker frees room in microseconds.
     std::this_thread::yield();
@@ -534,17 +558,27 @@ absl::Status RouterImpl::Enqueue(const MessageView& view, SendWaiter* waiter) {
         absl::StrCat("admission queue full for ",
                      absl::FormatDuration(options_.admission_timeout)));
   }
-  // The push's claim (a seq_cst CAS) is what the worker checks before it
-  // sleeps: no second fence needed.
-  w->not_empty.NotifyAfterSeqCstRmw();
+  if (wake_later != nullptr) {
+    *wake_later = hash % workers_.size();
+  } else {
+    // The push's claim (a seq_cst CAS) is what the worker checks before it
+    // sleeps: no second fence needed.
+    w->not_empty.NotifyAfterSeqCstRmw();
+  }
   return absl::OkStatus();
 }
 
 absl::Status RouterImpl::Await(SendWaiter* waiter) {
   for (;;) {
-    // Acquire: pairs with the worker's release store; status is visible.
-    if (waiter->done.load(std::memory_order_acquire) != 0) break;
-    FutexWait(&waiter->done, 0, 1'000'000);
+    // Acquire: pairs with the worker's release exchange; status is visible.
+    uint32_t state = waiter->done.load(std::memory_order_acquire);
+    if (state == SendWaiter::kDone) break;
+    if (state == SendWaiter::kPending &&
+        !waiter->done.compare_exchange_strong(state, SendWaiter::kSleeping,
+                                              std::memory_order_acquire)) {
+      continue;  // settled meanwhile
+    }
+    FutexWait(&waiter->done, SendWaiter::kSleeping, 1'000'000);
   }
   return std::move(waiter->status);
 }
@@ -739,8 +773,11 @@ void RouterImpl::Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
         waiter->status = status;
         // Release: publishes status to the Send that acquires done. The
         // waiter may be gone right after; only the address is used below.
-        waiter->done.store(1, std::memory_order_release);
-        FutexWake(&waiter->done);
+        if (waiter->done.exchange(SendWaiter::kDone,
+                                  std::memory_order_acq_rel) ==
+            SendWaiter::kSleeping) {
+          FutexWake(&waiter->done);
+        }
       }
     }
   }

@@ -71,13 +71,21 @@ struct StoreOptions {
   Clock* clock = SystemClock();
 
   // Period of the background cleanup, in milliseconds of real time. 0 = no
-  // background cleanup (call RunCleanup() yourself). Default: 30 s.
+  // background cleanup (call RunCleanup() yourself). Besides, the background
+  // thread cleans up (without compacting) whenever a checkpoint follows half
+  // a write buffer of appends (Store::RunCleanup). Default: 30 s.
   int64_t cleanup_interval_ms = 30'000;
 
   // Cleanup compacts the ranges it deleted (returning the space to the file
   // system) once at least this many bytes were removed since the last
   // compaction. Larger values mean fewer rewrites of flash. Default: 4 MiB.
   uint64_t compact_after_bytes = 4u << 20;
+
+  // Memory for the read cache: the bytes of the most recent appends, from
+  // which a reader that keeps up with the appenders is served instead of
+  // RocksDB (plus an index of up to 40 bytes per cached message and queue).
+  // 0 = no cache. Default: 8 MiB.
+  uint64_t read_cache_bytes = 8u << 20;
 
   // RocksDB memtable size per column family; also bounds how much
   // un-flushed data a recovery replays. Default: 16 MiB.

@@ -44,11 +44,13 @@
 #include "message/message.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
+#include "rocksdb/perf_level.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
 #include "store/disk_reserve.h"
 #include "store/format.h"
 #include "store/marker.h"
+#include "store/read_cache.h"
 #include "store/rocksdb_options.h"
 #include "store/rocksdb_status.h"
 #include "store/store_internal.h"
@@ -63,6 +65,9 @@ constexpr int64_t kInfinite = std::numeric_limits<int64_t>::max();
 constexpr size_t kMaxGroupWriters = 256;
 // Cleanup writes its deletions in batches of at most this many references.
 constexpr size_t kCleanupChunk = 16384;
+// Cleanup reads reference counts with MultiGets of this many keys: what
+// RocksDB's MultiGet handles on the stack (MultiGetContext::MAX_BATCH_SIZE).
+constexpr size_t kCountsPerMultiGet = 32;
 // Free space the store keeps beyond its memtables' size (CheckFreeSpace):
 // for RocksDB's MANIFEST and OPTIONS writes and its info log. At most a
 // quarter of the reserve.
@@ -77,6 +82,17 @@ constexpr uint64_t kMaxSaneCounter = uint64_t{1} << 63;
 constexpr uint64_t kUnknownSeq = 0;
 
 rocksdb::Slice ToSlice(absl::string_view s) { return {s.data(), s.size()}; }
+
+// RocksDB counts every key comparison and more in a thread-local perf
+// context at its default level; the store never reads those counts, so its
+// callers' threads switch them off (once per thread).
+void QuietRocksDbPerfContext() {
+  thread_local bool quiet = false;
+  if (!quiet) {
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+    quiet = true;
+  }
+}
 
 int64_t ExpiryFor(int64_t now_us, int64_t ttl_secs) {
   if (ttl_secs <= 0) return kInfinite;  // Negative or zero TTL: infinite.
@@ -108,6 +124,8 @@ struct PendingRef {
   uint32_t queue;
   uint64_t offset;
   format::RefValue value;
+  // Index of its message in the group (StoreImpl::leader_payloads_).
+  uint32_t payload_index;
 };
 
 // One waiting Append.
@@ -124,7 +142,8 @@ struct Writer {
 
 class StoreImpl final : public Store {
  public:
-  explicit StoreImpl(const StoreOptions& options) : options_(options) {}
+  explicit StoreImpl(const StoreOptions& options)
+      : options_(options), read_cache_(options.read_cache_bytes) {}
   ~StoreImpl() override { Close().IgnoreError(); }
 
   absl::Status Init();
@@ -161,7 +180,9 @@ class StoreImpl final : public Store {
   // and re-acquired inside).
   void MakeRoom(uint64_t needed, std::unique_lock<std::mutex>& lock)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CleanupLocked(bool force_compaction)
+  // `may_compact` false: compacts only if forced (the early cleanup that
+  // Checkpoint asks for leaves compaction to the periodic one).
+  absl::Status CleanupLocked(bool force_compaction, bool may_compact = true)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
   // Removes the references [first..last] of `queue` (`refs` lists them with
   // their payloads) plus point deletions, updating counts and payloads.
@@ -174,6 +195,8 @@ class StoreImpl final : public Store {
   absl::Status DropOldestLocked(uint64_t needed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
   absl::Status CompactLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cleanup_mu_);
+  // RunCleanup, counting errors; `may_compact` as for CleanupLocked.
+  absl::Status CleanUp(bool force_compaction, bool may_compact);
   void BackgroundLoop();
   // Every write to RocksDB goes through write_mu_, so RocksDB never forms a
   // write group of its own: appends are already grouped by our leader, and
@@ -263,6 +286,7 @@ class StoreImpl final : public Store {
   }
 
   const StoreOptions options_;
+  const bool read_cache_enabled_ = options_.read_cache_bytes > 0;
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<rocksdb::FileSystem> fs_;
   std::unique_ptr<internal::DiskReserve> reserve_;
@@ -290,6 +314,10 @@ class StoreImpl final : public Store {
   // a cleanup when full only if one of them says it can free something.
   int64_t min_expiry_hint_ ABSL_GUARDED_BY(mu_) = kInfinite;
   bool checkpoint_moved_ ABSL_GUARDED_BY(mu_) = false;
+  // Bytes appended since the last cleanup took its snapshot, and whether
+  // the background thread was asked to clean up early (Checkpoint).
+  uint64_t appended_since_cleanup_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cleanup_requested_ ABSL_GUARDED_BY(mu_) = false;
   // Earliest expiry appended since the running cleanup took its snapshot.
   int64_t appended_min_expiry_ ABSL_GUARDED_BY(mu_) = kInfinite;
   // Corrupt records already logged and counted: (queue, offset) of
@@ -327,6 +355,14 @@ class StoreImpl final : public Store {
   std::vector<std::pair<uint32_t, uint64_t>> leader_saved_offsets_;
   rocksdb::WriteBatch leader_batch_;
   std::vector<PendingRef> leader_refs_;
+  // The group's messages in sequence order, and their read cache handles.
+  std::vector<absl::Span<const uint8_t>> leader_payloads_;
+  std::vector<uint64_t> leader_cache_handles_;
+
+  // The most recent appends, for readers that keep up (read_cache.h).
+  // Never held together with mu_.
+  std::mutex cache_mu_;
+  internal::ReadCache read_cache_ ABSL_GUARDED_BY(cache_mu_);
 
   // Held around every RocksDB write (see Write()). Innermost lock.
   std::mutex write_mu_;
@@ -346,6 +382,7 @@ class StoreImpl final : public Store {
 
   std::mutex bg_mu_;
   bool bg_stop_ ABSL_GUARDED_BY(bg_mu_) = false;
+  bool bg_early_ ABSL_GUARDED_BY(bg_mu_) = false;
   std::condition_variable bg_cv_;
   std::thread bg_thread_;
 };
@@ -617,6 +654,7 @@ std::vector<QueueId> StoreImpl::ListQueues() const {
 }
 
 absl::Status StoreImpl::Append(absl::Span<const AppendItem> batch) {
+  QuietRocksDbPerfContext();
   bool refused_for_space = false;
   absl::Status status = AppendOnce(batch, /*retry=*/false, &refused_for_space);
   if (refused_for_space) {
@@ -752,6 +790,8 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
   wb.Clear();
   std::vector<PendingRef>& refs = leader_refs_;
   refs.clear();
+  std::vector<absl::Span<const uint8_t>>& payload_bytes = leader_payloads_;
+  payload_bytes.clear();
   const int64_t now = options_.clock->NowMicros();
   uint64_t payloads = 0;
   int64_t min_expiry = kInfinite;
@@ -763,6 +803,7 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
       if (item.targets.empty()) continue;
       const uint64_t seq = next_seq_++;
       ++payloads;
+      payload_bytes.push_back(item.message);
       f::SeqKey seq_key(seq);
       wb.Put(payloads_cf_, ToSlice(seq_key.view()),
              rocksdb::Slice(reinterpret_cast<const char*>(item.message.data()),
@@ -784,6 +825,7 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
         ref.value.payload_seq = seq;
         ref.value.enqueue_us = now;
         ref.value.expiry_us = ExpiryFor(now, t.ttl_secs);
+        ref.payload_index = static_cast<uint32_t>(payload_bytes.size() - 1);
         min_expiry = std::min(min_expiry, ref.value.expiry_us);
         refs.push_back(ref);
       }
@@ -818,6 +860,22 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
       rocksdb::Status s =
           Write(AppendWriteOptions(), &wb, /*may_use_reserve=*/false);
       if (!s.ok()) status = RocksDbToStatus(s, "appending to the store");
+      if (status.ok() && read_cache_enabled_) {
+        // Before the tails are published below: a reader that sees a tail
+        // finds everything up to it cached.
+        std::lock_guard<std::mutex> cache_lock(cache_mu_);
+        std::vector<uint64_t>& handles = leader_cache_handles_;
+        handles.clear();
+        for (absl::Span<const uint8_t> bytes : payload_bytes) {
+          handles.push_back(read_cache_.AddPayload(bytes));
+        }
+        for (const PendingRef& ref : refs) {
+          read_cache_.AddRef(
+              ref.queue, ref.offset, ref.value.enqueue_us, ref.value.expiry_us,
+              handles[ref.payload_index],
+              static_cast<uint32_t>(payload_bytes[ref.payload_index].size()));
+        }
+      }
     } else {
       leader_space_budget_ = 0;
       refused_for_space = true;
@@ -837,6 +895,7 @@ void StoreImpl::LeadGroup(Writer* self, std::unique_lock<std::mutex>& lock) {
       queues_[queue].tail = queues_[queue].next_offset - 1;
     }
     stored_bytes_ += admitted_bytes;
+    appended_since_cleanup_ += admitted_bytes;
     payload_count_ += payloads;
     min_expiry_hint_ = std::min(min_expiry_hint_, min_expiry);
     appended_min_expiry_ = std::min(appended_min_expiry_, min_expiry);
@@ -936,6 +995,7 @@ bool StoreImpl::QuarantineLocked(uint32_t queue, uint64_t offset,
 absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
                                  bool from_checkpoint, size_t max,
                                  std::vector<StoredMessage>* out) {
+  QuietRocksDbPerfContext();
   out->clear();
   uint64_t tail;
   QueueId id;
@@ -954,11 +1014,6 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
   }
   if (after >= tail || max == 0) return absl::OkStatus();
 
-  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot;
-  f::RefKey upper(queue, tail + 1);
-  rocksdb::Slice upper_slice = ToSlice(upper.view());
   const int64_t now = options_.clock->NowMicros();
   // Expired references at the start of the range (nothing live before
   // them): counted once and skipped by later reads.
@@ -971,109 +1026,141 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
   // below, never returned.
   std::vector<std::pair<uint64_t, std::string>> corrupt;
   absl::Status status;
-  std::vector<uint64_t> seqs;
-  std::vector<bool> keep;
-  // One pass reads up to `max` references from `after`. A pass that skipped
-  // corrupt records and stopped at its limit runs again from where it
-  // stopped, so corrupt records never make a read come back short (the
-  // router takes a short read for "nothing more").
-  for (;;) {
-    const size_t first_new = out->size();
-    const size_t corrupt_before = corrupt.size();
-    bool hit_limit = false;
-    uint64_t last_scanned = after;
-    seqs.clear();
-    {
-      ro.iterate_upper_bound = &upper_slice;
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, refs_cf_));
-      f::RefKey start(queue, after + 1);
-      for (it->Seek(ToSlice(start.view())); it->Valid(); it->Next()) {
-        if (out->size() >= max) {
-          hit_limit = true;
-          break;
+  // A reader that keeps up finds the range in the read cache: the bytes
+  // this store wrote, so neither RocksDB nor a verification is needed.
+  bool cached = false;
+  if (read_cache_enabled_) {
+    std::lock_guard<std::mutex> cache_lock(cache_mu_);
+    cached = read_cache_.Visit(
+        queue, after + 1, tail, [&](const internal::ReadCache::Ref& ref) {
+          if (out->size() >= max) return false;
+          if (ref.expiry_us <= now) {
+            if (may_count && out->empty()) expired_prefix.push_back(ref.offset);
+            expired_skipped.push_back(ref.offset);
+            return true;
+          }
+          out->emplace_back();
+          StoredMessage& m = out->back();
+          m.offset = ref.offset;
+          m.enqueue_time_us = ref.enqueue_us;
+          m.expiry_us = ref.expiry_us;
+          m.bytes.assign(ref.bytes.data(), ref.bytes.size());
+          return true;
+        });
+  }
+  if (!cached) {
+    const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot;
+    f::RefKey upper(queue, tail + 1);
+    rocksdb::Slice upper_slice = ToSlice(upper.view());
+    std::vector<uint64_t> seqs;
+    std::vector<bool> keep;
+    // One pass reads up to `max` references from `after`. A pass that skipped
+    // corrupt records and stopped at its limit runs again from where it
+    // stopped, so corrupt records never make a read come back short (the
+    // router takes a short read for "nothing more").
+    for (;;) {
+      const size_t first_new = out->size();
+      const size_t corrupt_before = corrupt.size();
+      bool hit_limit = false;
+      uint64_t last_scanned = after;
+      seqs.clear();
+      {
+        ro.iterate_upper_bound = &upper_slice;
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, refs_cf_));
+        f::RefKey start(queue, after + 1);
+        for (it->Seek(ToSlice(start.view())); it->Valid(); it->Next()) {
+          if (out->size() >= max) {
+            hit_limit = true;
+            break;
+          }
+          const uint64_t offset = f::GetBe64(it->key().data() + 4);
+          last_scanned = offset;
+          f::RefValue ref;
+          if (!ref.Decode({it->value().data(), it->value().size()})) {
+            corrupt.emplace_back(offset, "reference record is corrupt");
+            continue;
+          }
+          if (ref.expiry_us <= now) {
+            if (may_count && out->empty()) expired_prefix.push_back(offset);
+            expired_skipped.push_back(offset);
+            continue;
+          }
+          StoredMessage m;
+          m.offset = offset;
+          m.enqueue_time_us = ref.enqueue_us;
+          m.expiry_us = ref.expiry_us;
+          out->push_back(std::move(m));
+          seqs.push_back(ref.payload_seq);
         }
-        const uint64_t offset = f::GetBe64(it->key().data() + 4);
-        last_scanned = offset;
-        f::RefValue ref;
-        if (!ref.Decode({it->value().data(), it->value().size()})) {
-          corrupt.emplace_back(offset, "reference record is corrupt");
-          continue;
-        }
-        if (ref.expiry_us <= now) {
-          if (may_count && out->empty()) expired_prefix.push_back(offset);
-          expired_skipped.push_back(offset);
-          continue;
-        }
-        StoredMessage m;
-        m.offset = offset;
-        m.enqueue_time_us = ref.enqueue_us;
-        m.expiry_us = ref.expiry_us;
-        out->push_back(std::move(m));
-        seqs.push_back(ref.payload_seq);
-      }
-      if (!it->status().ok()) {
-        status = RocksDbToStatus(
-            it->status(), absl::StrCat("reading queue '", id.endpoint_id, "'"));
-      }
-    }
-    if (status.ok() && !seqs.empty()) {
-      std::vector<f::SeqKey> keys;
-      keys.reserve(seqs.size());
-      std::vector<rocksdb::Slice> slices;
-      slices.reserve(seqs.size());
-      for (uint64_t seq : seqs) {
-        keys.emplace_back(seq);
-        slices.push_back(ToSlice(keys.back().view()));
-      }
-      std::vector<rocksdb::PinnableSlice> values(seqs.size());
-      std::vector<rocksdb::Status> statuses(seqs.size());
-      ro.iterate_upper_bound = nullptr;
-      db_->MultiGet(ro, payloads_cf_, seqs.size(), slices.data(), values.data(),
-                    statuses.data(), /*sorted_input=*/false);
-      keep.assign(seqs.size(), true);
-      for (size_t i = 0; i < seqs.size() && status.ok(); ++i) {
-        StoredMessage& m = (*out)[first_new + i];
-        if (statuses[i].IsNotFound()) {
-          corrupt.emplace_back(
-              m.offset, absl::StrCat("payload ", seqs[i], " is missing"));
-          keep[i] = false;
-        } else if (statuses[i].IsCorruption()) {
-          corrupt.emplace_back(m.offset, absl::StrCat("payload ", seqs[i], ": ",
-                                                      statuses[i].ToString()));
-          keep[i] = false;
-        } else if (!statuses[i].ok()) {
+        if (!it->status().ok()) {
           status = RocksDbToStatus(
-              statuses[i], absl::StrCat("queue '", id.endpoint_id, "' offset ",
-                                        m.offset, ": payload ", seqs[i]));
-        } else {
-          m.bytes.assign(values[i].data(), values[i].size());
-          absl::StatusOr<MessageView> view = MessageView::Verify(
-              {reinterpret_cast<const uint8_t*>(m.bytes.data()),
-               m.bytes.size()});
-          if (!view.ok()) {
+              it->status(),
+              absl::StrCat("reading queue '", id.endpoint_id, "'"));
+        }
+      }
+      if (status.ok() && !seqs.empty()) {
+        std::vector<f::SeqKey> keys;
+        keys.reserve(seqs.size());
+        std::vector<rocksdb::Slice> slices;
+        slices.reserve(seqs.size());
+        for (uint64_t seq : seqs) {
+          keys.emplace_back(seq);
+          slices.push_back(ToSlice(keys.back().view()));
+        }
+        std::vector<rocksdb::PinnableSlice> values(seqs.size());
+        std::vector<rocksdb::Status> statuses(seqs.size());
+        ro.iterate_upper_bound = nullptr;
+        db_->MultiGet(ro, payloads_cf_, seqs.size(), slices.data(),
+                      values.data(), statuses.data(), /*sorted_input=*/false);
+        keep.assign(seqs.size(), true);
+        for (size_t i = 0; i < seqs.size() && status.ok(); ++i) {
+          StoredMessage& m = (*out)[first_new + i];
+          if (statuses[i].IsNotFound()) {
             corrupt.emplace_back(
-                m.offset,
-                absl::StrCat("payload ", seqs[i], " is not a valid message: ",
-                             view.status().message()));
+                m.offset, absl::StrCat("payload ", seqs[i], " is missing"));
             keep[i] = false;
+          } else if (statuses[i].IsCorruption()) {
+            corrupt.emplace_back(m.offset,
+                                 absl::StrCat("payload ", seqs[i], ": ",
+                                              statuses[i].ToString()));
+            keep[i] = false;
+          } else if (!statuses[i].ok()) {
+            status = RocksDbToStatus(
+                statuses[i],
+                absl::StrCat("queue '", id.endpoint_id, "' offset ", m.offset,
+                             ": payload ", seqs[i]));
+          } else {
+            m.bytes.assign(values[i].data(), values[i].size());
+            absl::StatusOr<MessageView> view = MessageView::Verify(
+                {reinterpret_cast<const uint8_t*>(m.bytes.data()),
+                 m.bytes.size()});
+            if (!view.ok()) {
+              corrupt.emplace_back(
+                  m.offset,
+                  absl::StrCat("payload ", seqs[i], " is not a valid message: ",
+                               view.status().message()));
+              keep[i] = false;
+            }
           }
         }
-      }
-      if (corrupt.size() > corrupt_before) {
-        size_t kept = first_new;
-        for (size_t i = 0; i < seqs.size(); ++i) {
-          if (!keep[i]) continue;
-          if (kept != first_new + i)
-            (*out)[kept] = std::move((*out)[first_new + i]);
-          ++kept;
+        if (corrupt.size() > corrupt_before) {
+          size_t kept = first_new;
+          for (size_t i = 0; i < seqs.size(); ++i) {
+            if (!keep[i]) continue;
+            if (kept != first_new + i)
+              (*out)[kept] = std::move((*out)[first_new + i]);
+            ++kept;
+          }
+          out->resize(kept);
         }
-        out->resize(kept);
       }
+      if (!status.ok() || corrupt.size() == corrupt_before || !hit_limit) break;
+      after = last_scanned;
     }
-    if (!status.ok() || corrupt.size() == corrupt_before || !hit_limit) break;
-    after = last_scanned;
+    db_->ReleaseSnapshot(snapshot);
   }
-  db_->ReleaseSnapshot(snapshot);
   if (!corrupt.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [offset, what] : corrupt) {
@@ -1104,6 +1191,7 @@ absl::Status StoreImpl::ReadImpl(uint32_t queue, uint64_t after,
 }
 
 absl::Status StoreImpl::Checkpoint(uint32_t queue, uint64_t offset) {
+  QuietRocksDbPerfContext();
   std::lock_guard<std::mutex> ckpt_lock(checkpoint_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1127,9 +1215,30 @@ absl::Status StoreImpl::Checkpoint(uint32_t queue, uint64_t offset) {
     CountError(kCheckpointOp);
     return RocksDbToStatus(s, "writing a checkpoint");
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  queues_[queue].checkpoint = std::max(queues_[queue].checkpoint, offset);
-  checkpoint_moved_ = true;
+  bool early_cleanup = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queues_[queue].checkpoint = std::max(queues_[queue].checkpoint, offset);
+    checkpoint_moved_ = true;
+    // Half a memtable of appends since the last cleanup, and something was
+    // delivered: clean up now, so that delivered messages are deleted
+    // while their memtable is still in memory -- its flush then drops
+    // them instead of writing them to a table file.
+    if (options_.cleanup_interval_ms > 0 && !cleanup_requested_ &&
+        appended_since_cleanup_ >= options_.write_buffer_bytes / 2) {
+      cleanup_requested_ = true;
+      early_cleanup = true;
+    }
+  }
+  if (early_cleanup) {
+    std::lock_guard<std::mutex> lock(bg_mu_);
+    bg_early_ = true;
+    bg_cv_.notify_all();
+  }
+  if (read_cache_enabled_) {
+    std::lock_guard<std::mutex> cache_lock(cache_mu_);
+    read_cache_.Forget(queue, offset);
+  }
   return absl::OkStatus();
 }
 
@@ -1154,24 +1263,72 @@ absl::Status StoreImpl::RemoveRefs(
     f::RefKey key(queue, refs[i].first);
     wb.Delete(refs_cf_, ToSlice(key.view()));
   }
-  // Reference counts: payload sequences of one queue ascend.
-  std::map<uint64_t, uint32_t> decrements;
+  // Reference counts: (payload sequence, references removed), ascending.
+  // A queue's sequences ascend with its offsets, so this is nearly sorted.
+  std::vector<std::pair<uint64_t, uint32_t>> decrements;
+  decrements.reserve(refs.size());
   for (const auto& [offset, seq] : refs) {
     (void)offset;
-    if (seq != kUnknownSeq) ++decrements[seq];
+    if (seq != kUnknownSeq) decrements.emplace_back(seq, 1);
   }
+  std::sort(decrements.begin(), decrements.end());
+  size_t unique = 0;
+  for (size_t i = 0; i < decrements.size(); ++i) {
+    if (unique > 0 && decrements[unique - 1].first == decrements[i].first) {
+      ++decrements[unique - 1].second;
+    } else {
+      decrements[unique++] = decrements[i];
+    }
+  }
+  decrements.resize(unique);
   uint64_t freed = refs.size() * f::kRefBytes;
   uint64_t payloads_deleted = 0;
   char counts[f::kPayloadRefsValueSize];
-  for (const auto& [seq, dec] : decrements) {
-    f::SeqKey key(seq);
-    std::string value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), payload_refs_cf_,
-                                 ToSlice(key.view()), &value);
+  // Payloads whose last reference goes, deleted by runs of consecutive
+  // sequences: a run of several is one range deletion per column family
+  // instead of a tombstone per payload (one queue's messages usually have
+  // consecutive sequences). Every sequence in a run is in this batch, so
+  // no live payload is inside one.
+  uint64_t run_first = 0, run_last = 0;
+  auto flush_run = [&] {
+    if (run_first == 0) return;
+    if (run_first == run_last) {
+      f::SeqKey key(run_first);
+      wb.Delete(payloads_cf_, ToSlice(key.view()));
+      wb.Delete(payload_refs_cf_, ToSlice(key.view()));
+    } else {
+      f::SeqKey from(run_first), to(run_last + 1);
+      wb.DeleteRange(payloads_cf_, ToSlice(from.view()), ToSlice(to.view()));
+      wb.DeleteRange(payload_refs_cf_, ToSlice(from.view()),
+                     ToSlice(to.view()));
+    }
+    run_first = run_last = 0;
+  };
+  // The counts are read with sorted MultiGets of kCountsPerMultiGet keys
+  // rather than a Get each; RocksDB handles that many without allocating.
+  char count_keys[kCountsPerMultiGet][8];
+  rocksdb::Slice count_slices[kCountsPerMultiGet];
+  rocksdb::PinnableSlice count_values[kCountsPerMultiGet];
+  rocksdb::Status count_statuses[kCountsPerMultiGet];
+  for (size_t i = 0; i < decrements.size(); ++i) {
+    const size_t slot = i % kCountsPerMultiGet;
+    if (slot == 0) {
+      const size_t n = std::min(kCountsPerMultiGet, decrements.size() - i);
+      for (size_t k = 0; k < n; ++k) {
+        f::PutBe64(count_keys[k], decrements[i + k].first);
+        count_slices[k] = rocksdb::Slice(count_keys[k], sizeof(count_keys[k]));
+        count_values[k].Reset();
+      }
+      db_->MultiGet(rocksdb::ReadOptions(), payload_refs_cf_, n, count_slices,
+                    count_values, count_statuses, /*sorted_input=*/true);
+    }
+    const uint64_t seq = decrements[i].first;
+    const uint32_t dec = decrements[i].second;
+    const rocksdb::Status& s = count_statuses[slot];
     f::PayloadRefsValue pr;
     if (s.IsNotFound()) continue;  // Already gone: nothing to free.
     if (!s.ok()) return RocksDbToStatus(s, "reading a reference count");
-    if (!pr.Decode(value)) {
+    if (!pr.Decode({count_values[slot].data(), count_values[slot].size()})) {
       // Left alone (other queues may still read the payload); `edgeroute
       // store repair` recounts it.
       std::lock_guard<std::mutex> lock(mu_);
@@ -1179,8 +1336,12 @@ absl::Status StoreImpl::RemoveRefs(
       continue;
     }
     if (pr.refs <= dec) {
-      wb.Delete(payloads_cf_, ToSlice(key.view()));
-      wb.Delete(payload_refs_cf_, ToSlice(key.view()));
+      if (run_first != 0 && run_last + 1 == seq) {
+        run_last = seq;
+      } else {
+        flush_run();
+        run_first = run_last = seq;
+      }
       freed += pr.size + f::kPayloadOverheadBytes;
       ++payloads_deleted;
       dirty_seq_min_ = std::min(dirty_seq_min_, seq);
@@ -1188,10 +1349,12 @@ absl::Status StoreImpl::RemoveRefs(
     } else {
       pr.refs -= dec;
       pr.Encode(counts);
+      f::SeqKey key(seq);
       wb.Put(payload_refs_cf_, ToSlice(key.view()),
              rocksdb::Slice(counts, sizeof(counts)));
     }
   }
+  flush_run();
   {
     std::lock_guard<std::mutex> lock(mu_);
     wb.Put(meta_cf_, f::kPayloadFloorKey, f::Be64String(next_seq_));
@@ -1201,19 +1364,27 @@ absl::Status StoreImpl::RemoveRefs(
   dirty_queue_min_ = std::min(dirty_queue_min_, queue);
   dirty_queue_max_ = std::max(dirty_queue_max_, queue);
   freed_since_compaction_ += freed;
-  std::lock_guard<std::mutex> lock(mu_);
-  QueueState& q = queues_[queue];
-  q.removed_through = std::max(q.removed_through, prefix_through);
-  quarantined_.erase(quarantined_.lower_bound({queue, 1}),
-                     quarantined_.upper_bound({queue, q.removed_through}));
-  stored_bytes_ -= std::min(stored_bytes_, freed);
-  payload_count_ -= std::min(payload_count_, payloads_deleted);
-  expired_ += newly_expired;
-  dropped_full_ += dropped;
+  uint64_t removed_through;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    QueueState& q = queues_[queue];
+    q.removed_through = std::max(q.removed_through, prefix_through);
+    removed_through = q.removed_through;
+    quarantined_.erase(quarantined_.lower_bound({queue, 1}),
+                       quarantined_.upper_bound({queue, q.removed_through}));
+    stored_bytes_ -= std::min(stored_bytes_, freed);
+    payload_count_ -= std::min(payload_count_, payloads_deleted);
+    expired_ += newly_expired;
+    dropped_full_ += dropped;
+  }
+  if (read_cache_enabled_) {
+    std::lock_guard<std::mutex> cache_lock(cache_mu_);
+    read_cache_.Forget(queue, removed_through);
+  }
   return absl::OkStatus();
 }
 
-absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
+absl::Status StoreImpl::CleanupLocked(bool force_compaction, bool may_compact) {
   std::vector<QueueState> queues;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1221,6 +1392,8 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
     queues = queues_;
     checkpoint_moved_ = false;
     appended_min_expiry_ = kInfinite;
+    appended_since_cleanup_ = 0;
+    cleanup_requested_ = false;
   }
   const int64_t now = options_.clock->NowMicros();
   int64_t min_expiry = kInfinite;
@@ -1289,8 +1462,8 @@ absl::Status StoreImpl::CleanupLocked(bool force_compaction) {
     // Appends made after the queue snapshot were not scanned.
     min_expiry_hint_ = std::min(min_expiry, appended_min_expiry_);
   }
-  if (force_compaction ||
-      freed_since_compaction_ >= options_.compact_after_bytes) {
+  if (force_compaction || (may_compact && freed_since_compaction_ >=
+                                              options_.compact_after_bytes)) {
     return CompactLocked();
   }
   return absl::OkStatus();
@@ -1397,8 +1570,13 @@ absl::Status StoreImpl::CompactLocked() {
 }
 
 absl::Status StoreImpl::RunCleanup(bool force_compaction) {
+  return CleanUp(force_compaction, /*may_compact=*/true);
+}
+
+absl::Status StoreImpl::CleanUp(bool force_compaction, bool may_compact) {
+  QuietRocksDbPerfContext();
   std::lock_guard<std::mutex> lock(cleanup_mu_);
-  absl::Status status = CleanupLocked(force_compaction);
+  absl::Status status = CleanupLocked(force_compaction, may_compact);
   if (!status.ok() && status.code() != absl::StatusCode::kFailedPrecondition) {
     CountError(kCleanupOp);
   }
@@ -1406,14 +1584,22 @@ absl::Status StoreImpl::RunCleanup(bool force_compaction) {
 }
 
 void StoreImpl::BackgroundLoop() {
+  const auto period = std::chrono::milliseconds(options_.cleanup_interval_ms);
+  auto next_periodic = std::chrono::steady_clock::now() + period;
   std::unique_lock<std::mutex> lock(bg_mu_);
   while (!bg_stop_) {
-    bg_cv_.wait_for(lock,
-                    std::chrono::milliseconds(options_.cleanup_interval_ms));
+    bg_cv_.wait_until(lock, next_periodic,
+                      [&] { return bg_stop_ || bg_early_; });
     if (bg_stop_) break;
+    // An early cleanup (Checkpoint asked) only deletes; the periodic one
+    // also compacts what was deleted, once there is enough of it.
+    const bool periodic = std::chrono::steady_clock::now() >= next_periodic;
+    bg_early_ = false;
     lock.unlock();
-    RunCleanup(false).IgnoreError();  // Retried next period.
+    // Errors are counted; the next run retries.
+    CleanUp(/*force_compaction=*/false, /*may_compact=*/periodic).IgnoreError();
     lock.lock();
+    if (periodic) next_periodic = std::chrono::steady_clock::now() + period;
   }
 }
 
@@ -1466,6 +1652,19 @@ Store::Stats StoreImpl::GetStats() const {
         statistics_->getTickerCount(rocksdb::WAL_FILE_BYTES) +
         statistics_->getTickerCount(rocksdb::FLUSH_WRITE_BYTES) +
         statistics_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
+    auto ticker = [&](rocksdb::Tickers t) {
+      return statistics_->getTickerCount(t);
+    };
+    stats.db_writes = ticker(rocksdb::WRITE_DONE_BY_SELF) +
+                      ticker(rocksdb::WRITE_DONE_BY_OTHER);
+    stats.db_records_written = ticker(rocksdb::NUMBER_KEYS_WRITTEN);
+    stats.db_bytes_written = ticker(rocksdb::BYTES_WRITTEN);
+    stats.wal_bytes = ticker(rocksdb::WAL_FILE_BYTES);
+    stats.wal_syncs = ticker(rocksdb::WAL_FILE_SYNCED);
+    stats.db_records_read = ticker(rocksdb::NUMBER_KEYS_READ) +
+                            ticker(rocksdb::NUMBER_MULTIGET_KEYS_READ) +
+                            ticker(rocksdb::NUMBER_DB_SEEK) +
+                            ticker(rocksdb::NUMBER_DB_NEXT);
   }
   return stats;
 }

@@ -131,7 +131,10 @@ class Store {
   virtual absl::Status Append(absl::Span<const AppendItem> batch) = 0;
 
   // Replaces *out with up to `max` unexpired messages that follow the
-  // queue's checkpoint, in offset order. Expired references are skipped and
+  // queue's checkpoint, in offset order. Messages still in the read cache
+  // (StoreOptions::read_cache_bytes: the most recent appends, while the
+  // reader keeps up) come from memory, as they were appended; the others
+  // from RocksDB, verified as described below. Expired references are skipped and
   // counted (Stats::expired), never returned. A corrupt record (a reference
   // that does not decode, a payload that is missing, fails its checksum or
   // does not verify as a message) is quarantined: logged on stderr with
@@ -196,6 +199,17 @@ class Store {
     // Bytes RocksDB wrote to files since Open (write-ahead log, flushes,
     // compactions): the numerator of write amplification.
     uint64_t bytes_written_to_disk = 0;
+    // What the store asked of RocksDB since Open (RocksDB's statistics), to
+    // count the cost of a message: write calls (one per append group,
+    // checkpoint or cleanup chunk), records written (puts, deletes, range
+    // deletes) and their bytes, write-ahead log bytes and syncs, and
+    // records read (point and multi-get lookups, iterator seeks and steps).
+    uint64_t db_writes = 0;
+    uint64_t db_records_written = 0;
+    uint64_t db_bytes_written = 0;
+    uint64_t wal_bytes = 0;
+    uint64_t wal_syncs = 0;
+    uint64_t db_records_read = 0;
   };
   // Control plane: takes a few file-system and RocksDB calls.
   virtual Stats GetStats() const = 0;
@@ -203,7 +217,10 @@ class Store {
   // Removes delivered and expired references, deletes payloads nobody
   // references, and compacts what was deleted once compact_after_bytes is
   // reached (or when `force_compaction`). Runs in the background every
-  // cleanup_interval_ms as well; never blocks Append except under
+  // cleanup_interval_ms as well, and (without compacting) as soon as a
+  // checkpoint follows half a write buffer (write_buffer_bytes) of appends,
+  // so that delivered messages are deleted before their memtable is
+  // flushed and never reach a table file; never blocks Append except under
   // kDropOldest when the store is full.
   virtual absl::Status RunCleanup(bool force_compaction = false) = 0;
 

@@ -189,6 +189,94 @@ TEST_F(StoreTest, PayloadStoredOnceAndDeletedWithLastReference) {
   EXPECT_EQ(ReadAll(store.get(), b), (std::vector<int>{8}));
 }
 
+TEST_F(StoreTest, RecentAppendsAreReadFromTheCacheOlderFromRocksDb) {
+  auto store = OpenStore();
+  uint32_t q = Queue(store.get(), "upstream");
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(AppendOne(store.get(), MakeMessage(i, 300), {{q, -1}}).ok());
+  }
+  // A reader that keeps up: served from memory, RocksDB not read (GetStats
+  // itself reads a little: measured first).
+  const uint64_t stats_reads_before = store->GetStats().db_records_read;
+  const uint64_t reads_before = store->GetStats().db_records_read;
+  const uint64_t stats_reads = reads_before - stats_reads_before;
+  std::vector<StoredMessage> out;
+  ASSERT_TRUE(store->Read(q, 5, &out).ok());
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[4].offset, 5u);
+  EXPECT_EQ(MessageNumber(out[4]), 4);
+  ASSERT_TRUE(store->ReadAfter(q, 5, 100, &out).ok());
+  ASSERT_EQ(out.size(), 15u);
+  EXPECT_EQ(MessageNumber(out[14]), 19);
+  EXPECT_EQ(out[14].enqueue_time_us, clock_.NowMicros());
+  EXPECT_EQ(store->GetStats().db_records_read, reads_before + stats_reads);
+  // Delivered offsets leave the cache; reading them again reads RocksDB
+  // and returns the same bytes.
+  std::vector<StoredMessage> cached;
+  ASSERT_TRUE(store->Read(q, 100, &cached).ok());
+  ASSERT_TRUE(store->Checkpoint(q, 10).ok());
+  ASSERT_TRUE(store->ReadAfter(q, 0, 100, &out).ok());
+  ASSERT_EQ(out.size(), 20u);
+  EXPECT_GT(store->GetStats().db_records_read, reads_before + 2 * stats_reads);
+  for (size_t i = 0; i < cached.size(); ++i) {
+    EXPECT_EQ(out[i].bytes, cached[i].bytes);
+    EXPECT_EQ(out[i].expiry_us, cached[i].expiry_us);
+  }
+  // After a reopen (an empty cache) everything comes from RocksDB.
+  ASSERT_TRUE(store->Close().ok());
+  store = OpenStore();
+  EXPECT_EQ(ReadAll(store.get(), q),
+            (std::vector<int>{10, 11, 12, 13, 14, 15, 16, 17, 18, 19}));
+  EXPECT_GT(store->GetStats().db_records_read, 0u);
+}
+
+TEST_F(StoreTest, WithoutTheCacheReadsGoToRocksDb) {
+  options_.read_cache_bytes = 0;
+  auto store = OpenStore();
+  uint32_t q = Queue(store.get(), "upstream");
+  ASSERT_TRUE(AppendOne(store.get(), MakeMessage(1), {{q, -1}}).ok());
+  EXPECT_EQ(ReadAll(store.get(), q), (std::vector<int>{1}));
+  EXPECT_GT(store->GetStats().db_records_read, 0u);
+}
+
+TEST_F(StoreTest, CleanupDeletesARunOfPayloadsWithRangeDeletions) {
+  auto store = OpenStore();
+  uint32_t q = Queue(store.get(), "upstream");
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(AppendOne(store.get(), MakeMessage(i), {{q, -1}}).ok());
+  }
+  ASSERT_TRUE(store->Checkpoint(q, 200).ok());
+  const uint64_t written = store->GetStats().db_records_written;
+  ASSERT_TRUE(store->RunCleanup().ok());
+  const Store::Stats stats = store->GetStats();
+  EXPECT_EQ(stats.payloads, 0u);
+  EXPECT_EQ(stats.stored_bytes, 0u);
+  // One range deletion per column family and the markers, not two
+  // tombstones per message.
+  EXPECT_LE(stats.db_records_written - written, 8u);
+  ASSERT_TRUE(store->Close().ok());
+  store = OpenStore();
+  EXPECT_EQ(store->GetStats().payloads, 0u);
+  EXPECT_TRUE(ReadAll(store.get(), q).empty());
+}
+
+TEST_F(StoreTest, CheckpointAfterHalfAWriteBufferCleansUpEarly) {
+  options_.cleanup_interval_ms = 3'600'000;  // the periodic one: an hour
+  options_.write_buffer_bytes = 64u << 10;
+  auto store = OpenStore();
+  uint32_t q = Queue(store.get(), "upstream");
+  for (int i = 0; i < 60; ++i) {  // 60 KB: more than half of 64 KiB
+    ASSERT_TRUE(AppendOne(store.get(), MakeMessage(i, 1000), {{q, -1}}).ok());
+  }
+  ASSERT_EQ(ReadAll(store.get(), q).size(), 60u);
+  ASSERT_TRUE(store->Checkpoint(q, 60).ok());
+  // The background cleanup runs now, not in an hour.
+  for (int i = 0; i < 3000 && store->GetStats().payloads != 0; ++i) {
+    usleep(10'000);
+  }
+  EXPECT_EQ(store->GetStats().payloads, 0u);
+}
+
 TEST_F(StoreTest, TtlFixedAtEnqueueExpiredNeverReturnedAndCounted) {
   auto store = OpenStore();
   uint32_t q = Queue(store.get(), "q");
