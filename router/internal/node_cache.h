@@ -93,7 +93,7 @@ class NodeCache {
   }
 
   // Gives back a block from Allocate(bytes), same `bytes`.
-  static void Release(void* p, size_t bytes) {
+  static void Release(void* p, [[maybe_unused]] size_t bytes) {
 #ifndef EDGEROUTE_NODE_CACHE_OFF
     const int c = ClassOf(bytes);
     if (c >= 0) {
