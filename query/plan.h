@@ -12,6 +12,12 @@
 // shape (the same code over other atoms) are evaluated together, one
 // formula instruction at a time over all of them (EvaluateAll).
 //
+// A selection (Select) is a fixed list of routes, such as the routes a
+// message source can match, evaluated together on each message: the units
+// they read once, and the routes whose whole condition is `load = 'c'` in
+// a group with a string index by one lookup of the loaded string, which
+// gives the few atoms that are true instead of a check per route.
+//
 // Atom and temporary results are bytes in the scratch (kPlanFalse <
 // kPlanUndefined < kPlanTrue, scratch.h): AND is min, OR is max and NOT is
 // kPlanTrue - x.

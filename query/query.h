@@ -10,6 +10,9 @@
 //                        distinct comparison of a load with a constant is
 //                        computed once, and routes of the same shape are
 //                        evaluated together.
+//   RouteSelection    -- some routes of a RouteSet (the routes one message
+//                        source can match) evaluated as one unit, equality
+//                        routes by one hash lookup.
 //   CompiledCondition -- one standalone condition, evaluated as the WHERE
 //                        clause of "FROM /messages WHERE <c> INTO $upstream".
 //
