@@ -585,6 +585,10 @@ void RouterImpl::WorkerLoop(Worker* w) {
     // table.
     const uint64_t gen = generation_.load(std::memory_order_acquire);
     if (gen != state.generation || state.table == nullptr) {
+      // The cached selections and the scratch belong to the old table's
+      // route set: gone before the table may be.
+      state.source_cache.clear();
+      state.scratch.reset();
       {
         std::lock_guard<std::mutex> lock(table_mu_);
         state.table = table_;
@@ -592,7 +596,6 @@ void RouterImpl::WorkerLoop(Worker* w) {
       state.generation = state.table->generation();
       state.scratch = state.table->set().NewScratch();
       state.matched.assign(state.table->set().size(), 0);
-      state.source_cache.clear();
       state.best.assign(state.table->endpoint_count(), -1);
       state.notify_mark.assign(state.table->endpoint_count(), 0);
       state.appended_per_endpoint.assign(state.table->endpoint_count(), 0);
