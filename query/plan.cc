@@ -293,6 +293,14 @@ void RoutePlan::NumberAtoms(uint32_t atoms) {
       if (!is_string[k]) renumber[g.atoms[k].out] = next++;
     }
     for (Atom& a : g.atoms) a.out = renumber[a.out];
+    g.string_eq_needs_string = true;
+    for (uint32_t k : g.string_eq) {
+      const StaticType t = g.atoms[k].operand_type;
+      if (g.atoms[k].comparison == Comparison::kEq &&
+          t != StaticType::kString && t != StaticType::kQueryValue) {
+        g.string_eq_needs_string = false;
+      }
+    }
     if (g.string_eq.size() > 8) {
       // Result indexes of the atoms comparing with each distinct constant.
       absl::flat_hash_map<absl::string_view, std::vector<uint32_t>> by_value;
@@ -626,7 +634,13 @@ Tri RoutePlan::EvaluateRoute(size_t route, const MessageView& message,
       EvaluateUnit(units[k], message, scratch);
     }
   }
-  uint8_t* v = scratch->plan_values_.data();
+  const uint8_t result = RunFormula(r, scratch->plan_values_.data());
+  return result == kPlanTrue    ? Tri::kTrue
+         : result == kPlanFalse ? Tri::kFalse
+                                : Tri::kUndefined;
+}
+
+uint8_t RoutePlan::RunFormula(const Route& r, uint8_t* v) const {
   for (uint32_t k = r.code_begin; k < r.code_end; ++k) {
     const Instruction& in = code_[k];
     switch (in.code) {
@@ -641,10 +655,143 @@ Tri RoutePlan::EvaluateRoute(size_t route, const MessageView& message,
         break;
     }
   }
-  const uint8_t result = v[r.result];
-  return result == kPlanTrue    ? Tri::kTrue
-         : result == kPlanFalse ? Tri::kFalse
-                                : Tri::kUndefined;
+  return v[r.result];
+}
+
+// ---------------------------------------------------------------------------
+// Selections.
+
+RoutePlan::Selection RoutePlan::Select(const uint32_t* routes,
+                                       size_t count) const {
+  enum class Kind : uint8_t { kAlways, kNever, kLookup, kSingle, kFormula };
+  // What each route is, and the units read other than through a lookup.
+  std::vector<Kind> kinds(count);
+  absl::flat_hash_map<uint32_t, bool> read;  // unit -> not only by lookups
+  std::vector<uint32_t> unit_order;
+  for (size_t i = 0; i < count; ++i) {
+    const Route& r = routes_[routes[i]];
+    Kind kind = r.code_begin != r.code_end ? Kind::kFormula : Kind::kSingle;
+    if (kind == Kind::kSingle && r.units_end == r.units_begin + 1) {
+      const Unit& u = units_[route_units_[r.units_begin]];
+      if (u.is_group) {
+        // The k-th `=` string atom of an indexed group.
+        const Group& g = groups_[u.index];
+        if (!g.string_index.empty() && g.string_eq_needs_string &&
+            r.result >= g.string_eq_first &&
+            r.result < g.string_eq_first + g.string_eq_count) {
+          kind = Kind::kLookup;
+        }
+      } else {
+        const Node& root = program_.node(generics_[u.index].node);
+        if (root.op == Op::kConst && root.constant.kind == ValueKind::kBool) {
+          kind = root.constant.boolean ? Kind::kAlways : Kind::kNever;
+        }
+      }
+    }
+    kinds[i] = kind;
+    if (kind == Kind::kAlways || kind == Kind::kNever) continue;
+    for (uint32_t k = r.units_begin; k < r.units_end; ++k) {
+      auto [it, added] = read.try_emplace(route_units_[k], false);
+      if (added) unit_order.push_back(route_units_[k]);
+      if (kind != Kind::kLookup) it->second = true;
+    }
+  }
+  Selection sel;
+  sel.size = count;
+  absl::flat_hash_map<uint32_t, uint32_t> lookup_of;  // unit -> lookups index
+  for (uint32_t unit : unit_order) {
+    if (read[unit]) {
+      sel.units.push_back(unit);
+      continue;
+    }
+    Selection::Lookup lookup;
+    lookup.group = units_[unit].index;
+    lookup.first.assign(groups_[lookup.group].string_eq_count + 1, 0);
+    lookup_of[unit] = uint32_t(sel.lookups.size());
+    sel.lookups.push_back(std::move(lookup));
+  }
+  for (size_t i = 0; i < count; ++i) {
+    const uint32_t route = routes[i];
+    const Route& r = routes_[route];
+    Kind kind = kinds[i];
+    auto lookup = lookup_of.end();
+    if (kind == Kind::kLookup) {
+      lookup = lookup_of.find(route_units_[r.units_begin]);
+      // Another selected route reads the group: checked after it runs.
+      if (lookup == lookup_of.end()) kind = Kind::kSingle;
+    }
+    switch (kind) {
+      case Kind::kAlways:
+        sel.always.push_back(route);
+        break;
+      case Kind::kNever:
+        break;
+      case Kind::kLookup: {
+        Selection::Lookup& l = sel.lookups[lookup->second];
+        ++l.first[r.result - groups_[l.group].string_eq_first + 1];
+        l.routes.push_back(route);  // placed by atom below
+        break;
+      }
+      case Kind::kSingle:
+        sel.single.emplace_back(r.result, route);
+        break;
+      case Kind::kFormula:
+        sel.formula.push_back(route);
+        break;
+    }
+  }
+  // Each lookup's routes by atom (a stable counting sort: ascending within
+  // an atom).
+  for (Selection::Lookup& l : sel.lookups) {
+    for (size_t k = 1; k < l.first.size(); ++k) l.first[k] += l.first[k - 1];
+    const uint32_t base = groups_[l.group].string_eq_first;
+    std::vector<uint32_t> next(l.first.begin(), l.first.end() - 1);
+    std::vector<uint32_t> placed(l.routes.size());
+    for (uint32_t route : l.routes) {
+      placed[next[routes_[route].result - base]++] = route;
+    }
+    l.routes = std::move(placed);
+  }
+  return sel;
+}
+
+size_t RoutePlan::EvaluateSelection(const Selection& sel,
+                                    const MessageView& message,
+                                    Scratch* scratch, uint32_t* matched) const {
+  const uint32_t gen = scratch->gen_;
+  for (uint32_t unit : sel.units) {
+    if (scratch->unit_gen_[unit] != gen) EvaluateUnit(unit, message, scratch);
+  }
+  uint8_t* values = scratch->plan_values_.data();
+  size_t n = 0;
+  for (uint32_t route : sel.always) matched[n++] = route;
+  for (const auto& [value, route] : sel.single) {
+    if (values[value] == kPlanTrue) matched[n++] = route;
+  }
+  for (uint32_t route : sel.formula) {
+    if (RunFormula(routes_[route], values) == kPlanTrue) matched[n++] = route;
+  }
+  for (const Selection::Lookup& l : sel.lookups) {
+    const Group& g = groups_[l.group];
+    auto emit = [&](uint32_t k) {
+      for (uint32_t i = l.first[k]; i < l.first[k + 1]; ++i) {
+        matched[n++] = l.routes[i];
+      }
+    };
+    const Value v =
+        Evaluator(program_, message, scratch).Load(g.load_op, g.load);
+    // `load = 'c'` is true exactly when the load is the string c
+    // (string_eq_needs_string).
+    if (v.kind != ValueKind::kString) continue;
+    auto it = g.string_index.find(v.str());
+    if (it == g.string_index.end()) continue;
+    for (uint32_t h = it->second.first; h < it->second.second; ++h) {
+      const uint32_t o = g.string_hits[h];
+      if (o < g.string_ne_first) emit(o - g.string_eq_first);
+    }
+  }
+  if (!std::is_sorted(matched, matched + n)) std::sort(matched, matched + n);
+  return n;
 }
 
 }  // namespace edgeroute::query::internal

@@ -12,6 +12,12 @@
 // shape (the same code over other atoms) are evaluated together, one
 // formula instruction at a time over all of them (EvaluateAll).
 //
+// A selection (Select) is a fixed list of routes, such as the routes a
+// message source can match, evaluated together on each message: the units
+// they read once, and the routes whose whole condition is `load = 'c'` in
+// a group with a string index by one lookup of the loaded string, which
+// gives the few atoms that are true instead of a check per route.
+//
 // Atom and temporary results are bytes in the scratch (kPlanFalse <
 // kPlanUndefined < kPlanTrue, scratch.h): AND is min, OR is max and NOT is
 // kPlanTrue - x.
@@ -63,6 +69,24 @@ class RoutePlan {
   void EvaluateAll(const uint8_t* source_ok, const MessageView& message,
                    Scratch* scratch, uint8_t* matched) const;
 
+  // A fixed list of routes prepared to be evaluated together (Select).
+  struct Selection;
+
+  // Prepares `routes` (ascending, distinct, each a route of this plan).
+  // Routes whose condition is a single `load = 'constant'` atom of a group
+  // with a string index, when no other selected route reads that group,
+  // are found by one hash lookup of the loaded string (EvaluateSelection)
+  // instead of one check each; the other routes are evaluated as by
+  // EvaluateRoute, each distinct atom once.
+  Selection Select(const uint32_t* routes, size_t count) const;
+
+  // Writes the routes of `selection` whose conditions are true to
+  // matched[0..n), ascending, and returns n. REQUIRES: as EvaluateRoute;
+  // matched has room for every route of the selection.
+  size_t EvaluateSelection(const Selection& selection,
+                           const MessageView& message, Scratch* scratch,
+                           uint32_t* matched) const;
+
  private:
   class FormulaBuilder;
 
@@ -98,6 +122,10 @@ class RoutePlan {
     absl::flat_hash_map<absl::string_view, std::pair<uint32_t, uint32_t>>
         string_index;
     std::vector<uint32_t> string_hits;
+    // Whether no `=` string atom can be true unless the load is a string:
+    // their operands are strings or body values (which compare by type
+    // rank across types), so a lookup of any other value finds nothing.
+    bool string_eq_needs_string = false;
   };
   // Any other atom: node `node`, result at `out`.
   struct Generic {
@@ -146,6 +174,9 @@ class RoutePlan {
 
   void EvaluateUnit(uint32_t unit, const MessageView& message,
                     Scratch* scratch) const;
+  // Runs route r's formula code over the scratch's values (its units
+  // evaluated) and returns its result byte.
+  uint8_t RunFormula(const Route& r, uint8_t* values) const;
 
   const Program& program_;
   std::vector<Group> groups_;
@@ -157,6 +188,27 @@ class RoutePlan {
   std::vector<Shape> shapes_;
   std::vector<std::vector<uint32_t>> source_units_;  // by source
   size_t atoms_ = 0, temps_ = 0, shape_temps_ = 0;
+};
+
+struct RoutePlan::Selection {
+  // A group evaluated by one lookup of its load in string_index: the
+  // selected routes whose condition is its k-th `=` atom (result
+  // string_eq_first + k) are routes[first[k]..first[k+1]).
+  struct Lookup {
+    uint32_t group = 0;
+    std::vector<uint32_t> first;
+    std::vector<uint32_t> routes;
+  };
+  size_t size = 0;  // routes selected
+  // Units evaluated first: those that `single` and `formula` read.
+  std::vector<uint32_t> units;
+  // Routes whose condition is the constant true.
+  std::vector<uint32_t> always;
+  // Routes whose result is one atom: {value index, route}.
+  std::vector<std::pair<uint32_t, uint32_t>> single;
+  // Routes with formula code.
+  std::vector<uint32_t> formula;
+  std::vector<Lookup> lookups;
 };
 
 }  // namespace edgeroute::query::internal

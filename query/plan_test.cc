@@ -44,6 +44,18 @@ class PlanChecker {
     if (set.ok()) {
       set_ = std::move(*set);
       scratch_ = set_->NewScratch();
+      // Selections: every route, and each source's routes.
+      std::vector<uint32_t> all(routes_.size());
+      for (size_t i = 0; i < all.size(); ++i) all[i] = uint32_t(i);
+      selections_.push_back(set_->Select(all));
+      for (size_t k = 0; k < sources_.size(); ++k) {
+        std::vector<uint32_t> of_source;
+        for (size_t i = k; i < routes_.size(); i += sources_.size()) {
+          of_source.push_back(uint32_t(i));
+        }
+        selections_.push_back(set_->Select(of_source));
+        EXPECT_EQ(selections_.back()->size(), of_source.size());
+      }
     }
   }
 
@@ -51,17 +63,31 @@ class PlanChecker {
   size_t trues() const { return trues_; }
   size_t falses() const { return falses_; }
 
-  // Evaluates `view` through the set (EvaluateAll and EvaluateCondition)
-  // and through each condition alone; `source_ok[k]` says whether
-  // sources[k] matches the message. Returns false on the first difference.
+  // Evaluates `view` through the set (EvaluateAll, EvaluateCondition and
+  // the selections) and through each condition alone; `source_ok[k]` says
+  // whether sources[k] matches the message. Returns false on the first
+  // difference.
   bool Check(const MessageView& view, const std::vector<bool>& source_ok,
              const std::string& what) {
     if (set_ == nullptr) return false;
+    std::vector<uint32_t> trues;  // routes whose condition is true alone
+    std::vector<Tri> wants;
+    for (size_t i = 0; i < routes_.size(); ++i) {
+      auto s = alone_[i]->NewScratch();
+      wants.push_back(alone_[i]->Evaluate(view, s.get()));
+      if (wants.back() == Tri::kTrue) trues.push_back(uint32_t(i));
+    }
+    // Selections first, in a fresh scratch, so that they evaluate every
+    // load and comparison themselves; then the whole selection again after
+    // EvaluateAll and EvaluateCondition have filled the scratch.
+    for (size_t k = 0; k < selections_.size(); ++k) {
+      RouteSet::Reset(scratch_.get());
+      if (!CheckSelection(k, view, trues, what)) return false;
+    }
     set_->EvaluateAll(view, scratch_.get(), &matched_);
     EXPECT_EQ(matched_.size(), routes_.size());
     for (size_t i = 0; i < routes_.size(); ++i) {
-      auto s = alone_[i]->NewScratch();
-      const Tri want = alone_[i]->Evaluate(view, s.get());
+      const Tri want = wants[i];
       trues_ += want == Tri::kTrue;
       falses_ += want == Tri::kFalse;
       const Tri one = set_->EvaluateCondition(i, view, scratch_.get());
@@ -74,14 +100,40 @@ class PlanChecker {
         return false;
       }
     }
-    return true;
+    return CheckSelection(0, view, trues, what);
   }
 
  private:
+  // Selection k (0: every route; k > 0: source k - 1's) gives the routes
+  // among `trues` that it selected.
+  bool CheckSelection(size_t k, const MessageView& view,
+                      const std::vector<uint32_t>& trues,
+                      const std::string& what) {
+    std::vector<uint32_t> want;
+    for (uint32_t i : trues) {
+      if (k == 0 || i % sources_.size() == k - 1) want.push_back(i);
+    }
+    // One spare slot past size(), which must stay untouched.
+    const size_t size = selections_[k]->size();
+    std::vector<uint32_t> got(size + 1, 0xDEAD);
+    const size_t n = selections_[k]->Evaluate(view, scratch_.get(), got.data());
+    EXPECT_LE(n, size);
+    EXPECT_EQ(got[size], 0xDEADu);
+    got.resize(n);
+    if (got != want) {
+      ADD_FAILURE() << "selection " << k << " on " << what << ": got "
+                    << testing::PrintToString(got) << ", want "
+                    << testing::PrintToString(want);
+      return false;
+    }
+    return true;
+  }
+
   std::vector<std::string> sources_;
   std::vector<RouteSpec> routes_;
   std::vector<std::unique_ptr<CompiledCondition>> alone_;
   std::unique_ptr<RouteSet> set_;
+  std::vector<std::unique_ptr<RouteSelection>> selections_;
   std::unique_ptr<EvalScratch> scratch_;
   std::vector<uint8_t> matched_;
   size_t trues_ = 0, falses_ = 0;
@@ -185,6 +237,93 @@ TEST_F(QueryTest, RouteSetPlanConsecutiveShapes) {
   }
   EXPECT_GT(checker.trues(), 1000u);
   EXPECT_GT(checker.falses(), 1000u);
+}
+
+// Many routes whose whole condition is `load = 'constant'` (as a manifest
+// with a route per key has them) are found by one hash lookup of the loaded
+// string when a selection holds them; the same atoms under NOT, OR, AND
+// and beside `!=` are evaluated as formulas. Every route must give what its
+// condition gives alone, for matching, missing, null, repaired (invalid
+// UTF-8) and non-string values.
+TEST_F(QueryTest, RouteSelectionEqualityLookups) {
+  // Source 0: equalities only (two indexed groups, duplicates, a constant
+  // on the left, the empty string, U+FFFD, and constant conditions).
+  std::vector<std::string> lookups;
+  for (int j = 0; j < 12; ++j) lookups.push_back(absl::StrCat("k = '", j, "'"));
+  for (int j = 0; j < 10; ++j) {
+    lookups.push_back(absl::StrCat("$body.s = '", j, "'"));
+  }
+  for (const char* c :
+       {"k = '3'", "'5' = k", "k = '3'", "k = 'a\xEF\xBF\xBD'", "k = ''",
+        "$body.s = ''", "'7' = $body.s", "true", "false", "k = '0'"}) {
+    lookups.push_back(c);
+  }
+  // Source 1: the same equalities, and formulas over them.
+  std::vector<std::string> mixed;
+  for (int j = 0; j < 12; ++j) mixed.push_back(absl::StrCat("k = '", j, "'"));
+  for (const char* c : {"NOT (k = '2')",
+                        "k = '3' OR k = '4'",
+                        "k = '5' AND $body.n > 1",
+                        "k != '6'",
+                        "NOT (k != '7')",
+                        "$body.s = 3",
+                        "$body.s = true",
+                        "$body.s = '1' OR $body.s = 1",
+                        "NOT ($body.s = '3')",
+                        "$body.s = '3' AND k = '3'",
+                        "'3' = k",
+                        "k = '3'",
+                        "k <> '11'",
+                        "k = '11' OR NOT (k = '11')",
+                        "$body.s = null",
+                        "$body.s = 's'",
+                        "k = '8' OR k = '9'",
+                        "NOT (k = '10') AND NOT (k = '1')",
+                        "$body.s != '3'",
+                        "k = '1' OR $body.s = '1'"}) {
+    mixed.push_back(c);
+  }
+  // Source 2 (no message comes from it): more equalities.
+  std::vector<std::string> other;
+  for (int j = 0; j < 32; ++j) other.push_back(absl::StrCat("k = '", j, "'"));
+  ASSERT_EQ(lookups.size(), mixed.size());
+  std::vector<std::string> conditions;
+  for (size_t i = 0; i < lookups.size(); ++i) {
+    conditions.push_back(lookups[i]);
+    conditions.push_back(mixed[i]);
+    conditions.push_back(other[i]);
+  }
+  PlanChecker checker(conditions, {"/messages/modules/a", "/messages",
+                                   "/messages/modules/zzz"});
+  ASSERT_EQ(checker.size(), conditions.size());
+
+  std::vector<const char*> keys = {
+      "0", "3", "5", "7", "11", "12", "a\xFF", "a\xEF\xBF\xBD", "", nullptr};
+  std::vector<std::string> bodies = {"{\"s\":\"3\",\"n\":2}",
+                                     "{\"s\":\"7\"}",
+                                     "{\"s\":3}",
+                                     "{\"s\":true}",
+                                     "{\"s\":null}",
+                                     "{\"s\":\"\"}",
+                                     "{\"s\":{}}",
+                                     "{}",
+                                     "not json"};
+  for (size_t with_k = 0; with_k < 2; ++with_k) {
+    for (const char* k : keys) {
+      if (!with_k && k != keys[0]) continue;  // once without k
+      for (const std::string& body : bodies) {
+        Msg m = Body(body);
+        if (with_k) m.props = {{"k", k}};
+        m.source = "/messages/modules/a/outputs/b";
+        ASSERT_TRUE(checker.Check(
+            Build(m), {true, true, false},
+            absl::StrCat(body, " k=",
+                         with_k ? (k == nullptr ? "null" : k) : "missing")));
+      }
+    }
+  }
+  EXPECT_GT(checker.trues(), 400u);
+  EXPECT_GT(checker.falses(), 4000u);
 }
 
 TEST(RouteSetTest, CompilesTogetherAndSharesLoads) {

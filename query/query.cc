@@ -230,6 +230,32 @@ void RouteSet::EvaluateAll(const MessageView& message, EvalScratch* scratch,
   impl_->plan->EvaluateAll(source_ok, message, s, matched->data());
 }
 
+struct RouteSelection::Impl {
+  const RoutePlan* plan;
+  RoutePlan::Selection selection;
+};
+
+std::unique_ptr<RouteSelection> RouteSet::Select(
+    absl::Span<const uint32_t> routes) const {
+  auto impl = std::make_unique<RouteSelection::Impl>();
+  impl->plan = impl_->plan.get();
+  impl->selection = impl_->plan->Select(routes.data(), routes.size());
+  return std::unique_ptr<RouteSelection>(new RouteSelection(std::move(impl)));
+}
+
+RouteSelection::RouteSelection(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+RouteSelection::~RouteSelection() = default;
+
+size_t RouteSelection::size() const { return impl_->selection.size; }
+
+size_t RouteSelection::Evaluate(const MessageView& message,
+                                EvalScratch* scratch, uint32_t* matched) const {
+  Scratch* s = static_cast<Scratch*>(scratch);
+  s->Begin(message);
+  return impl_->plan->EvaluateSelection(impl_->selection, message, s, matched);
+}
+
 void RouteSet::Reset(EvalScratch* scratch) {
   static_cast<Scratch*>(scratch)->Reset();
 }

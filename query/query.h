@@ -10,6 +10,9 @@
 //                        distinct comparison of a load with a constant is
 //                        computed once, and routes of the same shape are
 //                        evaluated together.
+//   RouteSelection    -- some routes of a RouteSet (the routes one message
+//                        source can match) evaluated as one unit, equality
+//                        routes by one hash lookup.
 //   CompiledCondition -- one standalone condition, evaluated as the WHERE
 //                        clause of "FROM /messages WHERE <c> INTO $upstream".
 //
@@ -154,6 +157,8 @@ class EvalScratch {
   EvalScratch() = default;
 };
 
+class RouteSelection;
+
 // A compiled route set.
 // Thread-safety: immutable after Compile; Evaluate* may be called from many
 // threads concurrently, each with its own EvalScratch.
@@ -202,6 +207,13 @@ class RouteSet {
   void EvaluateAll(const MessageView& message, EvalScratch* scratch,
                    std::vector<uint8_t>* matched) const;
 
+  // Prepares routes `routes` (ascending, distinct, each < size()) to be
+  // evaluated together on many messages, e.g. the routes whose source
+  // matches one message source. Control plane (allocates); the selection
+  // refers to this set and must not outlive it.
+  std::unique_ptr<RouteSelection> Select(
+      absl::Span<const uint32_t> routes) const;
+
   // Forgets the message cached in `scratch`.
   static void Reset(EvalScratch* scratch);
 
@@ -209,6 +221,39 @@ class RouteSet {
   friend class CompiledCondition;
   struct Impl;
   explicit RouteSet(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Some routes of a RouteSet evaluated as one unit: each load and each
+// distinct comparison once, and the routes whose whole condition is an
+// equality of one property or $body path with a string constant (`k =
+// 'v'`) found by one hash lookup of the loaded value, however many such
+// routes there are.
+// Thread-safety: immutable; Evaluate may be called from many threads
+// concurrently, each with its own EvalScratch.
+class RouteSelection {
+ public:
+  ~RouteSelection();
+  RouteSelection(const RouteSelection&) = delete;
+  RouteSelection& operator=(const RouteSelection&) = delete;
+
+  // The number of routes selected.
+  size_t size() const;
+
+  // Writes the selected routes whose conditions are true on `message` to
+  // matched[0..n), ascending, and returns n; does NOT check sources. Loads
+  // are shared with other evaluations of the same message in the same
+  // scratch (as RouteSet::EvaluateCondition). No allocation after warm-up,
+  // no exceptions.
+  // REQUIRES: matched has room for size() routes; scratch came from the
+  // set's NewScratch().
+  size_t Evaluate(const MessageView& message, EvalScratch* scratch,
+                  uint32_t* matched) const;
+
+ private:
+  friend class RouteSet;
+  struct Impl;
+  explicit RouteSelection(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -256,9 +256,11 @@ struct SourceEq {
 
 // The routes a source can match, as a worker caches them.
 struct SourceEntry {
-  // Route indices, ascending; kNoCondition is set on a route without a
-  // WHERE clause (no evaluation, no look at its Route until it matches).
+  // Route indices, ascending.
   std::vector<uint32_t> candidates;
+  // The candidates evaluated as one unit (one hash lookup for the routes
+  // that compare one property with many constants).
+  std::unique_ptr<query::RouteSelection> selection;
   // Messages of this source dispatched since the routes' evaluated counters
   // were last brought up to date: every candidate was evaluated for each,
   // so the counters get one addition per route per dispatch batch instead
@@ -266,7 +268,6 @@ struct SourceEntry {
   // cache lines were a large part of a message's cost).
   uint64_t unflushed = 0;
 };
-constexpr uint32_t kNoCondition = uint32_t{1} << 31;
 
 // Per-worker state that is not shared.
 struct WorkerState {
@@ -278,6 +279,8 @@ struct WorkerState {
       source_cache;
   // Entries with unflushed messages (see SourceEntry).
   std::vector<SourceEntry*> flush;
+  // The routes a message matched (room for every route of the table).
+  std::vector<uint32_t> matched;
   // Dedup per message: best route per table endpoint index (-1 = none).
   std::vector<int32_t> best;
   std::vector<uint32_t> touched;
@@ -616,13 +619,17 @@ void RouterImpl::WorkerLoop(Worker* w) {
     // table.
     const uint64_t gen = generation_.load(std::memory_order_acquire);
     if (gen != state.generation || state.table == nullptr) {
+      // The cached selections and the scratch belong to the old table's
+      // route set: gone before the table may be.
+      state.source_cache.clear();
+      state.scratch.reset();
       {
         std::lock_guard<std::mutex> lock(table_mu_);
         state.table = table_;
       }
       state.generation = state.table->generation();
       state.scratch = state.table->set().NewScratch();
-      state.source_cache.clear();
+      state.matched.assign(state.table->set().size(), 0);
       state.best.assign(state.table->endpoint_count(), -1);
       state.notify_mark.assign(state.table->endpoint_count(), 0);
       state.appended_per_endpoint.assign(state.table->endpoint_count(), 0);
@@ -672,9 +679,7 @@ void RouterImpl::Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
       }
       SourceEntry entry;
       table.Candidates(source, &entry.candidates);
-      for (uint32_t& c : entry.candidates) {
-        if (table.route(c).always_true) c |= kNoCondition;
-      }
+      entry.selection = set.Select(entry.candidates);
       it = s->source_cache
                .emplace(SourceCacheKey{std::string(source), node->source_hash},
                         std::move(entry))
@@ -685,13 +690,10 @@ void RouterImpl::Dispatch(Worker* w, MessageNode* const* nodes, size_t n,
     // Buffers are reused by the allocator: forget the previous message.
     if (s->scratch != nullptr) query::RouteSet::Reset(s->scratch.get());
     s->touched.clear();
-    for (const uint32_t c : entry.candidates) {
-      const uint32_t idx = c & ~kNoCondition;
-      if ((c & kNoCondition) == 0 &&
-          set.EvaluateCondition(idx, view, s->scratch.get()) !=
-              query::Tri::kTrue) {
-        continue;
-      }
+    const size_t hits =
+        entry.selection->Evaluate(view, s->scratch.get(), s->matched.data());
+    for (size_t h = 0; h < hits; ++h) {
+      const uint32_t idx = s->matched[h];
       const RouteTable::Route& r = table.route(idx);
       Bump(r.counters->slots[w->index].matched);
       int32_t& best = s->best[r.endpoint_index];
@@ -794,7 +796,7 @@ void RouterImpl::FlushEvaluated(Worker* w, const RouteTable& table,
                                 WorkerState* s) {
   for (SourceEntry* entry : s->flush) {
     for (const uint32_t c : entry->candidates) {
-      Bump(table.route(c & ~kNoCondition).counters->slots[w->index].evaluated,
+      Bump(table.route(c).counters->slots[w->index].evaluated,
            entry->unflushed);
     }
     entry->unflushed = 0;

@@ -231,6 +231,60 @@ TEST_F(RouterTest, EachEndpointGetsAMessageOnceAtTheBestPriorityWithItsTtl) {
   EXPECT_EQ(FindEndpoint(m, kEpA)->delivered, 1u);
 }
 
+// A source's candidates are evaluated as one selection, where routes of
+// the form `k = 'constant'` come from one hash lookup per route source.
+// The routes a message matches must still be taken in route order: of two
+// routes of the same priority to one endpoint, the first decides the TTL,
+// even when the second's route source has its lookup done first.
+TEST_F(RouterTest, EqualityRoutesMatchExactlyAndTiesGoToTheFirstRoute) {
+  std::vector<query::RouteSpec> routes;
+  for (int key = 0; key < 10; ++key) {  // their lookup comes first
+    routes.push_back(Route(absl::StrCat("any", key),
+                           absl::StrCat("FROM /messages/modules/* WHERE k = 'z",
+                                        key, "' ", IntoA())));
+  }
+  for (int key = 0; key < 12; ++key) {
+    routes.push_back(
+        Route(absl::StrCat("m0_", key),
+              absl::StrCat("FROM /messages/modules/m0/* WHERE k = '", key, "' ",
+                           IntoA())));
+  }
+  routes.push_back(Route("tie_first",
+                         "FROM /messages/modules/m0/* WHERE k = '5' " + IntoB(),
+                         3, 10));
+  routes.push_back(Route("tie_second",
+                         "FROM /messages/modules/* WHERE k = '5' " + IntoB(), 3,
+                         1000));
+  auto router = Make(routes, /*ttl=*/-1);
+  ASSERT_NE(router, nullptr);
+  auto a = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(router->SetSink(kEpA, a).ok());
+  ASSERT_TRUE(SendMsg(*router, {1, "m0", "out", {{"k", "5"}}}).ok());
+  ASSERT_TRUE(SendMsg(*router, {2, "m0", "out", {{"k", "z3"}}}).ok());
+  ASSERT_TRUE(SendMsg(*router, {3, "m1", "out", {{"k", "5"}}}).ok());
+  ASSERT_TRUE(SendMsg(*router, {4, "m0", "out", {{"k", "12"}}}).ok());
+  ASSERT_TRUE(SendMsg(*router, {5, "m0", "out", {}}).ok());
+  ASSERT_TRUE(router->WaitIdle(kWait).ok());  // B has no sink: queued
+  clock_.AdvanceSeconds(11);                  // past tie_first's TTL only
+  auto b = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(router->SetSink(kEpB, b).ok());
+  ASSERT_TRUE(router->WaitIdle(kWait).ok());
+  std::vector<uint64_t> got_a = Seqs(a->messages());
+  std::sort(got_a.begin(), got_a.end());
+  EXPECT_EQ(got_a, (std::vector<uint64_t>{1, 2}));
+  // 1 went to B through tie_first (expired), 3 through tie_second.
+  EXPECT_EQ(Seqs(b->messages()), (std::vector<uint64_t>{3}));
+  const RouterMetrics m = router->GetMetrics();
+  EXPECT_EQ(FindEndpoint(m, kEpB)->expired, 1u);
+  EXPECT_EQ(FindRoute(m, "m0_5")->matched, 1u);
+  EXPECT_EQ(FindRoute(m, "m0_5")->evaluated, 4u);
+  EXPECT_EQ(FindRoute(m, "any3")->matched, 1u);
+  EXPECT_EQ(FindRoute(m, "any3")->evaluated, 5u);
+  EXPECT_EQ(FindRoute(m, "tie_first")->matched, 1u);
+  EXPECT_EQ(FindRoute(m, "tie_second")->matched, 2u);
+  EXPECT_EQ(m.orphaned, 2u);
+}
+
 TEST_F(RouterTest, GlobalTtlAtEnqueueAndNegativeMeansForever) {
   auto router = Make({Route("all", "FROM /* " + IntoA())}, /*ttl=*/60);
   ASSERT_NE(router, nullptr);
