@@ -4,8 +4,10 @@
 // properties, so the body parser, the UTF-16/32 decoders and every property
 // path see arbitrary data: with bit 4 the raw body bytes (any bytes, not
 // only UTF-8) are also the values of the application property `p` and the
-// system properties messageId and connectionModuleId. Evaluation must never crash and must be
-// deterministic (two evaluations agree, through both APIs).
+// system properties messageId and connectionModuleId. Evaluation must never
+// crash and must be deterministic (two evaluations agree, through both APIs),
+// and a route set evaluated as one selection must match what its routes give
+// one by one.
 
 #include <cstddef>
 #include <cstdint>
@@ -74,6 +76,43 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto set_scratch = (*set)->NewScratch();
   if ((*set)->EvaluateCondition(0, builder->view(), set_scratch.get()) !=
       first) {
+    std::abort();
+  }
+
+  // The condition among equality routes on the properties it may read,
+  // evaluated as one selection (shared loads, equality lookups through the
+  // string index) must match exactly the routes whose conditions are true
+  // one by one, ascending.
+  static const char* kNeighbours[] = {"k = 'ab'",       "k = 'ab'",
+                                      "'x' = k",        "$body.a = 'shadow'",
+                                      "$body.a = 'ab'", "k = 'ab' OR k = ''",
+                                      "NOT (k = 'x')",  "k <> 'ab'"};
+  std::vector<RouteSpec> specs(1, spec);
+  for (const char* neighbour : kNeighbours) {
+    RouteSpec more;
+    more.name = "n" + std::to_string(specs.size());
+    more.text =
+        std::string("FROM /messages WHERE ") + neighbour + " INTO $upstream";
+    specs.push_back(more);
+  }
+  auto many = RouteSet::Compile(specs, CompileOptions(), nullptr);
+  if (!many.ok()) std::abort();
+  std::vector<uint32_t> all(specs.size());
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+  auto selection = (*many)->Select(all);
+  auto selection_scratch = (*many)->NewScratch();
+  std::vector<uint32_t> matched(all.size());
+  const size_t n = selection->Evaluate(builder->view(), selection_scratch.get(),
+                                       matched.data());
+  std::vector<uint32_t> expected;
+  for (uint32_t i = 0; i < all.size(); ++i) {
+    auto alone = (*many)->NewScratch();
+    if ((*many)->EvaluateCondition(i, builder->view(), alone.get()) ==
+        Tri::kTrue) {
+      expected.push_back(i);
+    }
+  }
+  if (expected != std::vector<uint32_t>(matched.begin(), matched.begin() + n)) {
     std::abort();
   }
   return 0;
