@@ -134,6 +134,27 @@ TEST_F(QueryTest, BodyMembersNoPathReads) {
     EXPECT_EQ(Eval("$body.i = 5", Body(bad)), "undefined") << bad;
     EXPECT_EQ(Eval("is_defined($body.missing)", Body(bad)), "false") << bad;
   }
+  // Deep inside a left-out member, after readings that fill whole 64-byte
+  // blocks: a bad token there still makes the body undefined.
+  std::string readings;
+  for (int k = 0; k < 8; ++k) {
+    absl::StrAppend(&readings, "{\"t\":", 1700000000000 + k,
+                    ",\"v\":70.5,\"ok\":true},");
+  }
+  for (const char* bad :
+       {"1.", "-", "1e", "01", "1.2.3", "tru", "nul", "[1,]", "{\"a\":1,}",
+        "{\"a\" 1}", "{\"a\"}", "{]", "[[]", "\"a\x01\"", "\"\\q\""}) {
+    const std::string body = absl::StrCat("{\"readings\":[", readings,
+                                          "{\"x\":[", bad, "]}],\"i\":5}");
+    EXPECT_EQ(Eval("$body.i = 5", Body(body)), "undefined") << body;
+  }
+  EXPECT_EQ(
+      Eval("$body.i = 5", Body(absl::StrCat("{\"readings\":[", readings,
+                                            "{\"x\":[\"\xff\"]}],\"i\":5}"))),
+      "true");
+  EXPECT_EQ(Eval("$body.i = 5", Body(absl::StrCat("{\"readings\":[", readings,
+                                                  "{\"x\":[1e5]}],\"i\":5}"))),
+            "true");
   // The depth limit (64 open containers) inside a member no path reads.
   for (int levels = 62; levels <= 66; ++levels) {
     const std::string body =

@@ -586,6 +586,136 @@ __attribute__((always_inline)) inline Step Value(
   }
 }
 
+// Checks the container whose bracket is base[i] as Parse does, without
+// tape entries: `depth` containers are open around it. Returns the offset
+// after it (and moves *j_io along the stop offsets), or 0 when it is
+// invalid. The same states as Parse; one bit per container opened here
+// says whether it is an array.
+__attribute__((noinline)) size_t SkipContainer(const char* base,
+                                               const uint64_t* stops,
+                                               const uint32_t* offsets,
+                                               size_t* j_io, size_t i,
+                                               int depth) {
+  size_t j = *j_io;
+  const int outer = depth;
+  uint64_t arrays = 0;  // bit 0: the innermost container opened here
+  JsonTape::Entry* no_out = nullptr;
+  uint32_t no_next = 0;
+  Scan scan;
+  uint64_t span = 0;
+  if (base[i] == '[') goto open_array;
+
+open_object:
+  if (depth >= JsonTape::kMaxDepth) return 0;
+  ++depth;
+  arrays <<= 1;
+  ++i;
+  if (base[i] != '"') {
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] == '}') {
+      ++i;
+      goto close;
+    }
+    if (base[i] != '"') return 0;
+  }
+key:  // base[i] == '"'
+  if (__builtin_expect(QuickString(base, offsets, i, &j, &span), 1)) {
+    i = uint32_t(span) + 1;
+  } else {
+    scan = StringEndSlow(base, stops, i + 1);
+    if (scan.end == 0) return 0;
+    i = scan.end + 1;
+  }
+  if (__builtin_expect(base[i] != ':', 0)) {
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] != ':') return 0;
+  }
+  ++i;
+  switch (Value<false>(base, stops, offsets, &j, &i, &no_out, &no_next)) {
+    case Step::kScalar:
+      goto object_next;
+    case Step::kObject:
+      goto open_object;
+    case Step::kArray:
+      goto open_array;
+    case Step::kError:
+      return 0;
+  }
+
+array_value:
+  switch (Value<false>(base, stops, offsets, &j, &i, &no_out, &no_next)) {
+    case Step::kScalar:
+      goto array_next;
+    case Step::kObject:
+      goto open_object;
+    case Step::kArray:
+      goto open_array;
+    case Step::kError:
+      return 0;
+  }
+
+object_next:
+  if (__builtin_expect(Load16(base + i) == (',' | '"' << 8), 1)) {
+    ++i;
+    goto key;
+  }
+  if (base[i] == ',') {
+    ++i;
+    if (base[i] == '"') goto key;
+    i = size_t(SkipWs(base + i) - base);
+    if (base[i] == '"') goto key;
+    return 0;
+  }
+  if (base[i] == '}') {
+    ++i;
+    goto close;
+  }
+  if (!kBytes.ws[U(base[i])]) return 0;
+  i = size_t(SkipWsSlow(base + i) - base);
+  goto object_next;
+
+array_next:
+  if (base[i] == ',') {
+    ++i;
+    goto array_value;
+  }
+  if (base[i] == ']') {
+    ++i;
+    goto close;
+  }
+  if (!kBytes.ws[U(base[i])]) return 0;
+  i = size_t(SkipWsSlow(base + i) - base);
+  goto array_next;
+
+close:
+  --depth;
+  arrays >>= 1;
+  if (depth == outer) {
+    *j_io = j;
+    return i;
+  }
+  if (arrays & 1) goto array_next;
+  goto object_next;
+
+open_array:
+  if (depth >= JsonTape::kMaxDepth) return 0;
+  ++depth;
+  arrays = arrays << 1 | 1;
+  ++i;
+  if (base[i] == ']') {
+    ++i;
+    goto close;
+  }
+  if (kBytes.ws[U(base[i])]) {
+    i = size_t(SkipWsSlow(base + i) - base);
+    if (base[i] == ']') {
+      ++i;
+      goto close;
+    }
+  }
+  goto array_value;
+}
+
 }  // namespace
 
 void JsonMemberSet::Add(absl::string_view name) {
@@ -623,9 +753,9 @@ bool JsonTape::Parse(absl::string_view text, const JsonMemberSet& keep) {
 // only then for whitespace. `text` is copied into padded_; offsets are the
 // same in both.
 // kFiltered: a member of the top-level object that *keep leaves out is
-// parsed the same way, and then its entries are dropped: a scalar's are
-// never written, a container's are written and the tape rewinds over them
-// when it closes.
+// checked without entries: a scalar by the same Value, a container by
+// SkipContainer (writing its entries and rewinding over them cost a quarter
+// more on a 4 KiB body).
 template <bool kFiltered>
 bool JsonTape::ParseImpl(absl::string_view text, const JsonMemberSet* keep) {
   text_ = text;
@@ -673,8 +803,6 @@ bool JsonTape::ParseImpl(absl::string_view text, const JsonMemberSet* keep) {
   uint64_t span = 0;
   uint32_t key_type_flags = 0;
   size_t key_begin = 0, key_end = 0;
-  // kFiltered: where the open container of a left-out member starts.
-  Entry* rewind_out = nullptr;
   // A copy: the tape's byte stores may alias *keep.
   const uint64_t keep_lengths = kFiltered ? keep->length_bits() : 0;
   // Offsets rather than pointers: they are what the tape stores.
@@ -717,15 +845,15 @@ key:  // base[i] == '"'
       (((keep_lengths >> ((key_end - key_begin) % 64)) & 1) == 0 ||
        !keep->Contains(
            absl::string_view(base + key_begin, key_end - key_begin)))) {
+    // Scalars inline; a container (i is at its bracket) in SkipContainer.
     switch (Value<false>(base, stops, offsets, &j, &i, &out, &next)) {
       case Step::kScalar:
         goto object_next;
       case Step::kObject:
-        rewind_out = out;
-        goto open_object;
       case Step::kArray:
-        rewind_out = out;
-        goto open_array;
+        i = SkipContainer(base, stops, offsets, &j, i, depth);
+        if (i == 0) return false;
+        goto object_next;
       case Step::kError:
         return false;
     }
@@ -794,12 +922,6 @@ close : {
   tape[self].end = uint32_t(i);
   tape[self].next = next - 1;
 }
-  if (kFiltered && depth == 1 && rewind_out != nullptr) {
-    // A left-out member's container closed: drop its entries.
-    out = rewind_out;
-    next = uint32_t(out - tape) + 1;
-    rewind_out = nullptr;
-  }
   if (depth == 0) {
     if (!kBytes.ws[U(base[i])]) return i == n;
     return SkipWsSlow(base + i) == base + n;

@@ -630,6 +630,93 @@ TEST(JsonTapeTest, KeptMembersDepth) {
   }
 }
 
+// A left-out member is checked token by token wherever the error is: deep
+// inside it, after a long valid run (past 64-byte blocks), or at its end;
+// each bad token gives the reference's answer, and its valid neighbour
+// parses.
+TEST(JsonTapeTest, LeftOutMemberErrorsDeepInside) {
+  JsonMemberSet keep;
+  keep.Add("temperature");
+  JsonTape tape;
+  std::string readings;
+  for (int i = 0; i < 6; ++i) {
+    absl::StrAppend(&readings, "{\"t\":", 1700000000000 + i, ",\"v\":-7", i,
+                    ".5e-3,\"ok\":true,\"n\":null},");
+  }
+  const struct {
+    const char* bad;
+    const char* good;
+  } kCases[] = {
+      {"01", "0"},
+      {"-01", "-0"},
+      {"1.", "1.0"},
+      {"-", "-1"},
+      {"1e", "1e5"},
+      {"1e+", "1e+5"},
+      {"1.2.3", "1.23"},
+      {"1e2e3", "1e23"},
+      {"1e2.3", "1.2e3"},
+      {".5", "0.5"},
+      {"+1", "1"},
+      {"1-2", "-12"},
+      {"tru", "true"},
+      {"nul", "null"},
+      {"fals", "false"},
+      {"truex", "true"},
+      {"nulll", "null"},
+      {"True", "true"},
+      {"[1,]", "[1]"},
+      {"[,1]", "[1]"},
+      {"{\"a\":1,}", "{\"a\":1}"},
+      {"{\"a\" 1}", "{\"a\" :1}"},
+      {"{\"a\"}", "{\"a\":{}}"},
+      {"{\"a\":}", "{\"a\":[]}"},
+      {"[1 2]", "[1, 2]"},
+      {"{1:2}", "{\"1\":2}"},
+      {"[\"a\":1]", "[\"a\",1]"},
+      {"{\"a\":1:2}", "{\"a\":12}"},
+      {"{]", "{}"},
+      {"[}", "[]"},
+      {"[[]", "[[]]"},
+      {"\"a\x01b\"", "\"a b\""},
+      {"\"a\x1f\"", "\"a\\u001f\""},
+      {"\"\\x\"", "\"\\n\""},
+      {"\"\\u12G4\"", "\"\\u12F4\""},
+      {"\xc3\xa9", "\"\xc3\xa9\""},
+      {"1 x", "1 "},
+  };
+  // The fragment deep inside a left-out member, after whole blocks of valid
+  // readings, between them, and last in a left-out member's object.
+  auto texts = [&readings](const char* fragment) {
+    return std::vector<std::string>{
+        absl::StrCat("{\"temperature\":1,\"x\":[", fragment, "]}"),
+        absl::StrCat("{\"x\":{\"a\":[[{\"b\":", fragment,
+                     "}]]},\"temperature\":1}"),
+        absl::StrCat("{\"x\":[", readings, "{\"b\":[", fragment,
+                     "]}],\"temperature\":1}"),
+        absl::StrCat("{\"x\":[", readings, fragment, ",", readings,
+                     "{}],\"temperature\":1}"),
+        absl::StrCat("{\"temperature\":1,\"x\":{\"r\":[", readings,
+                     "{}],\"y\":", fragment, "}}"),
+    };
+  };
+  for (const auto& c : kCases) {
+    for (const std::string& text : texts(c.bad)) {
+      EXPECT_FALSE(tape.Parse(text, keep)) << Show(text);
+      EXPECT_TRUE(SameParse(tape, text));
+    }
+    for (const std::string& text : texts(c.good)) {
+      EXPECT_TRUE(tape.Parse(text, keep)) << Show(text);
+      EXPECT_TRUE(SameParse(tape, text));
+    }
+  }
+  // Strings are not checked for UTF-8 (a lookup repairs what it reads).
+  for (const std::string& text : texts("\"\xff\xfe\"")) {
+    EXPECT_TRUE(tape.Parse(text, keep)) << Show(text);
+    EXPECT_TRUE(SameParse(tape, text));
+  }
+}
+
 // More names than the linear search takes.
 TEST(JsonTapeTest, ManyKeptMembers) {
   JsonMemberSet keep;
