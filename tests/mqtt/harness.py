@@ -433,13 +433,12 @@ class Gateway:
             if self.process.poll() is not None:
                 fail("edgeroute run exited with %s before listening:\n%s" %
                      (self.process.returncode, self.log()))
+            # Only the log names the MQTT port: the process may listen on
+            # other TCP ports first (the native protocol, metrics), so
+            # "its one listening port" would race the MQTT listener.
             with open(self.log_path) as f:
                 f.seek(start_offset)
-                found = mqtt_port_from_log(f.read())
-            if found:
-                return found
-            ports = listening_tcp_ports(self.process.pid)
-            return ports[0] if len(ports) == 1 else None
+                return mqtt_port_from_log(f.read())
 
         self.port = wait_until(port, START_TIMEOUT_S,
                                "edgeroute run to listen for MQTT")
